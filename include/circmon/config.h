@@ -1,0 +1,81 @@
+/* config.h - circmond/circmonctl configuration, read from an INI file. */
+#ifndef CIRCMON_CONFIG_H
+#define CIRCMON_CONFIG_H
+
+#include <stddef.h>
+
+#define CM_ID_MAX 256 /* longest scheme id, like every contract string */
+
+struct cm_scheme_conf {
+    char id[CM_ID_MAX + 1]; /* "" for the [scheme *] defaults */
+    int grace_days;         /* >= 0, default 0 */
+    int stay_n, stay_w;     /* stay_limit = N/W; both 0 when unset */
+};
+
+struct cm_kv {
+    char *key;
+    char *value;
+};
+
+struct cm_config {
+    char *path; /* file it was read from, or NULL for built-in defaults */
+
+    /* [circmon] */
+    int reorder_window_days; /* default 30 */
+    int batch_size;          /* events per atomic apply, default 1000 */
+    int max_in_flight;       /* batches in flight, default 4 */
+    char *log_level;         /* "debug", "info", "warning", "error"; default info */
+
+    /* [kafka] */
+    char *brokers;   /* default "127.0.0.1:9092" */
+    char *topic;     /* default "circmon.events" */
+    char *group_id;  /* default "circmond" */
+    char *dlq_topic; /* default "<topic>.dlq" */
+    char *alert_topic; /* default "<topic>.alerts" */
+    struct cm_kv *rdkafka; /* rdkafka.<property> pass-through, in file order */
+    size_t n_rdkafka;
+
+    /* [redis] */
+    char *redis_host;     /* default "127.0.0.1" */
+    int redis_port;       /* default 6379 */
+    char *redis_unix_socket; /* default NULL */
+    char *redis_user;     /* default NULL */
+    char *redis_password; /* default NULL; never logged */
+    int redis_db;         /* default 0 */
+    char *key_prefix;     /* default "circmon" */
+    int connect_timeout_ms; /* default 2000 */
+    int command_timeout_ms; /* default 5000 */
+
+    /* [http] */
+    char *http_listen; /* default "127.0.0.1" */
+    int http_port;     /* default 9464 (0 disables) */
+
+    /* [scheme ID] sections, in file order; [scheme *] in scheme_default */
+    struct cm_scheme_conf *schemes;
+    size_t n_schemes;
+    struct cm_scheme_conf scheme_default;
+};
+
+/* Fills cfg with the built-in defaults. Returns 0, or -ENOMEM (cfg then holds
+ * nothing that needs freeing). */
+int cm_config_defaults(struct cm_config *cfg);
+
+/* Fills cfg with the defaults, then reads the INI file at path over them (cfg
+ * need not be initialised; anything it held is overwritten, not freed). Not
+ * thread-safe: it sets libinih's option globals for the call. Returns 0 on
+ * success. On error returns a negative errno-style code, writes a message
+ * naming the file, the line and the key into err (errlen bytes, always
+ * NUL-terminated) and leaves cfg freed (cm_config_free is harmless on it).
+ * Unknown sections and keys, duplicate keys and sections and malformed values
+ * are errors. */
+int cm_config_load(struct cm_config *cfg, const char *path, char *err, size_t errlen);
+
+/* The settings of scheme id: its [scheme id] section, else [scheme *], else
+ * the built-in defaults. A [scheme id] section takes the keys it does not set
+ * from [scheme *]. Never NULL. */
+const struct cm_scheme_conf *cm_config_scheme(const struct cm_config *cfg, const char *id);
+
+/* Frees everything cfg owns and zeroes it. Accepts a zeroed cfg. */
+void cm_config_free(struct cm_config *cfg);
+
+#endif

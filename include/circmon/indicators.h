@@ -1,0 +1,27 @@
+/* indicators.h - the read side: an aggregate evaluated as of a time. */
+#ifndef CIRCMON_INDICATORS_H
+#define CIRCMON_INDICATORS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "circmon/agg.h"
+#include "circmon/config.h"
+#include "circmon/names.h"
+
+/* The indicators document of INDICATORS.md as of instant as_of:
+ * {"as_of", "schemes": {id: {counters, rates, "present", "by_nationality",
+ * "by_cohort"}}, "data_quality": {...}}. Groups where nothing was counted are
+ * left out. Returns a new reference, or NULL when out of memory. The
+ * aggregate is not changed. */
+json_t *cm_indicators_json(const struct cm_agg *ag, const struct cm_names *nm,
+                           const struct cm_config *cfg, int64_t as_of);
+
+/* Prints doc (as made by cm_indicators_json) as an aligned table for people:
+ * one row per scheme with the main counters and rates, then data quality.
+ * Returns 0 or -EIO. */
+int cm_indicators_print_table(const json_t *doc, FILE *fp);
+
+#endif

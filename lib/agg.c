@@ -1,0 +1,431 @@
+/* agg.c - aggregated indicator state: a map from aggregate keys to sums. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "circmon/agg.h"
+#include "circmon/timeutil.h"
+
+static const char *const ctr_names[CM_C__COUNT] = {
+    [CM_C_EXPECTED] = "expected_departures",
+    [CM_C_INTIME] = "in_time_departures",
+    [CM_C_LATE] = "late_departures",
+    [CM_C_ICO] = "in_country_overstays",
+    [CM_C_STATUS] = "status_changes",
+    [CM_C_NOSHOW] = "no_shows",
+    [CM_C_REENTRY] = "reentries",
+    [CM_C_OVERSTAY_DAYS] = "overstay_days",
+    [CM_C_BREACHES] = "stay_limit_breaches",
+    [CM_C_BREACH_DAYS] = "stay_limit_breach_days",
+    [CM_C_ICO_ESUM] = "in_country_overstay_end_day_sum",
+};
+
+static const char *const dq_names[CM_DQ__COUNT] = {
+    [CM_DQ_INVALID] = "invalid",
+    [CM_DQ_DUPLICATES] = "duplicates",
+    [CM_DQ_TOO_LATE] = "too_late",
+    [CM_DQ_OUT_OF_ORDER] = "out_of_order",
+    [CM_DQ_EXITS_WITHOUT_ENTRY] = "exits_without_entry",
+    [CM_DQ_ENTRIES_WHILE_PRESENT] = "entries_while_present",
+    [CM_DQ_ENTRIES_WITHOUT_PERMIT] = "entries_without_permit",
+    [CM_DQ_UNKNOWN_PERMIT] = "unknown_permit",
+    [CM_DQ_LATE_ADMIN] = "late_admin_events",
+};
+
+const char *cm_ctr_name(enum cm_ctr c)
+{
+    return (unsigned)c < CM_C__COUNT ? ctr_names[c] : "unknown";
+}
+
+const char *cm_dq_name(enum cm_dq q)
+{
+    return (unsigned)q < CM_DQ__COUNT ? dq_names[q] : "unknown";
+}
+
+struct slot {
+    struct cm_agg_key k;
+    int64_t v;
+    uint8_t used;
+};
+
+struct cm_agg {
+    struct slot *s;
+    size_t cap; /* power of two */
+    size_t n;
+};
+
+static uint64_t key_hash(const struct cm_agg_key *k)
+{
+    uint64_t h = (uint64_t)k->kind * 0x9E3779B97F4A7C15ULL;
+    h ^= (uint64_t)k->ctr + 0x632BE59BD9B4E019ULL + (h << 6) + (h >> 2);
+    h ^= (uint64_t)(uint32_t)k->scheme * 0xBF58476D1CE4E5B9ULL;
+    h ^= (uint64_t)k->a * 0x94D049BB133111EBULL;
+    h = (h ^ (h >> 31)) * 0xD6E8FEB86659FD93ULL;
+    h ^= (uint64_t)k->b * 0x9E3779B97F4A7C15ULL;
+    h ^= h >> 29;
+    return h;
+}
+
+static int key_eq(const struct cm_agg_key *x, const struct cm_agg_key *y)
+{
+    return x->kind == y->kind && x->ctr == y->ctr && x->scheme == y->scheme && x->a == y->a &&
+           x->b == y->b;
+}
+
+struct cm_agg *cm_agg_new(void)
+{
+    struct cm_agg *ag = calloc(1, sizeof(*ag));
+    if (!ag)
+        return NULL;
+    ag->cap = 256;
+    ag->s = calloc(ag->cap, sizeof(*ag->s));
+    if (!ag->s) {
+        free(ag);
+        return NULL;
+    }
+    return ag;
+}
+
+struct cm_agg *cm_agg_free(struct cm_agg *ag)
+{
+    if (!ag)
+        return NULL;
+    free(ag->s);
+    free(ag);
+    return NULL;
+}
+
+void cm_agg_clear(struct cm_agg *ag)
+{
+    memset(ag->s, 0, ag->cap * sizeof(*ag->s));
+    ag->n = 0;
+}
+
+size_t cm_agg_count(const struct cm_agg *ag)
+{
+    return ag->n;
+}
+
+static size_t find(const struct cm_agg *ag, const struct cm_agg_key *k)
+{
+    size_t mask = ag->cap - 1, j = key_hash(k) & mask;
+    while (ag->s[j].used && !key_eq(&ag->s[j].k, k))
+        j = (j + 1) & mask;
+    return j;
+}
+
+static int grow(struct cm_agg *ag)
+{
+    size_t oc = ag->cap;
+    struct slot *os = ag->s;
+    struct slot *ns = calloc(oc * 2, sizeof(*ns));
+    if (!ns)
+        return -ENOMEM;
+    ag->s = ns;
+    ag->cap = oc * 2;
+    for (size_t i = 0; i < oc; i++)
+        if (os[i].used)
+            ag->s[find(ag, &os[i].k)] = os[i];
+    free(os);
+    return 0;
+}
+
+/* Backward-shift deletion keeps probe chains intact without tombstones. */
+static void remove_at(struct cm_agg *ag, size_t j)
+{
+    size_t mask = ag->cap - 1, i = j;
+    ag->s[j].used = 0;
+    for (;;) {
+        i = (i + 1) & mask;
+        if (!ag->s[i].used)
+            break;
+        size_t home = key_hash(&ag->s[i].k) & mask;
+        /* move s[i] into the hole j when its home is not in (j, i] */
+        if ((i > j && (home <= j || home > i)) || (i < j && (home <= j && home > i))) {
+            ag->s[j] = ag->s[i];
+            ag->s[i].used = 0;
+            j = i;
+        }
+    }
+    ag->n--;
+}
+
+int cm_agg_add(struct cm_agg *ag, const struct cm_agg_key *k, int64_t v)
+{
+    if (!v)
+        return 0;
+    size_t j = find(ag, k);
+    if (ag->s[j].used) {
+        ag->s[j].v += v;
+        if (!ag->s[j].v)
+            remove_at(ag, j);
+        return 0;
+    }
+    if ((ag->n + 1) * 4 > ag->cap * 3) {
+        if (grow(ag) < 0)
+            return -ENOMEM;
+        j = find(ag, k);
+    }
+    ag->s[j].k = *k;
+    ag->s[j].v = v;
+    ag->s[j].used = 1;
+    ag->n++;
+    return 0;
+}
+
+int64_t cm_agg_get(const struct cm_agg *ag, const struct cm_agg_key *k)
+{
+    size_t j = find(ag, k);
+    return ag->s[j].used ? ag->s[j].v : 0;
+}
+
+int cm_agg_foreach(const struct cm_agg *ag,
+                   int (*fn)(const struct cm_agg_key *k, int64_t v, void *ud), void *ud)
+{
+    for (size_t i = 0; i < ag->cap; i++)
+        if (ag->s[i].used) {
+            int r = fn(&ag->s[i].k, ag->s[i].v, ud);
+            if (r)
+                return r;
+        }
+    return 0;
+}
+
+int cm_agg_add_items(struct cm_agg *ag, const struct cm_item *it, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct cm_agg_key k = {.ctr = it[i].ctr, .scheme = it[i].scheme};
+        int r = 0;
+        switch (it[i].kind) {
+        case CM_IT_CTR:
+            k.kind = CM_AK_NAT;
+            k.a = it[i].nat;
+            r = cm_agg_add(ag, &k, it[i].v);
+            if (r < 0)
+                return r;
+            k.kind = CM_AK_MONTH;
+            k.a = it[i].day;
+            r = cm_agg_add(ag, &k, it[i].v);
+            break;
+        case CM_IT_PEND:
+            k.kind = CM_AK_PEND;
+            k.a = it[i].nat;
+            k.b = it[i].day;
+            r = cm_agg_add(ag, &k, it[i].v);
+            break;
+        case CM_IT_BREACH:
+            k.kind = CM_AK_BREACH;
+            k.ctr = 0;
+            k.a = it[i].nat;
+            k.b = it[i].day;
+            r = cm_agg_add(ag, &k, it[i].v);
+            break;
+        case CM_IT_PRESENT:
+            k.kind = CM_AK_PRESENT;
+            k.ctr = 0;
+            r = cm_agg_add(ag, &k, it[i].v);
+            break;
+        case CM_IT_DQ:
+            k.kind = CM_AK_DQ;
+            k.scheme = 0;
+            r = cm_agg_add(ag, &k, it[i].v);
+            break;
+        default:
+            break;
+        }
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* Field syntax (strings with their length, so any byte may occur in them):
+ *   n:<counter>:<len>:<scheme><nat>        per nationality
+ *   m:<counter>:<YYYY-MM>:<scheme>         per cohort month
+ *   p:<class>:<E>:<len>:<scheme><nat>      permit not yet due, E its end day
+ *   b:<day>:<len>:<scheme><nat>            open stay-limit breach from day
+ *   r:<scheme>                             present
+ *   q:<counter>                            data quality */
+int cm_agg_key_format(const struct cm_agg_key *k, const struct cm_names *nm, char *buf, size_t cap)
+{
+    size_t sl = 0, nl = 0;
+    const char *s = "", *nat = "";
+    char mon[16];
+    if (k->kind != CM_AK_DQ) {
+        s = cm_names_get(nm, k->scheme, &sl);
+        if (!s)
+            return -ENOENT;
+    }
+    if (k->kind == CM_AK_NAT || k->kind == CM_AK_PEND || k->kind == CM_AK_BREACH) {
+        nat = cm_names_get(nm, (int32_t)k->a, &nl);
+        if (!nat)
+            return -ENOENT;
+    }
+    int h;
+    switch (k->kind) {
+    case CM_AK_NAT:
+        h = snprintf(buf, cap, "n:%s:%zu:", cm_ctr_name(k->ctr), sl);
+        break;
+    case CM_AK_MONTH:
+        cm_month_str((int32_t)k->a, mon);
+        h = snprintf(buf, cap, "m:%s:%s:", cm_ctr_name(k->ctr), mon);
+        break;
+    case CM_AK_PEND:
+        h = snprintf(buf, cap, "p:%u:%" PRId64 ":%zu:", (unsigned)k->ctr, k->b, sl);
+        break;
+    case CM_AK_BREACH:
+        h = snprintf(buf, cap, "b:%" PRId64 ":%zu:", k->b, sl);
+        break;
+    case CM_AK_PRESENT:
+        h = snprintf(buf, cap, "r:");
+        break;
+    case CM_AK_DQ:
+        h = snprintf(buf, cap, "q:%s", cm_dq_name(k->ctr));
+        return h;
+    default:
+        return -EINVAL;
+    }
+    if (h < 0)
+        return -EINVAL;
+    size_t need = (size_t)h + sl + nl;
+    if (need < cap) {
+        memcpy(buf + h, s, sl);
+        memcpy(buf + h + sl, nat, nl);
+        buf[need] = '\0';
+    }
+    return (int)need;
+}
+
+static int lookup_name(const char *const *names, int n, const char *s, size_t len)
+{
+    for (int i = 0; i < n; i++)
+        if (strlen(names[i]) == len && !memcmp(names[i], s, len))
+            return i;
+    return -1;
+}
+
+/* Reads a decimal integer up to the next ':'; advances *p past the ':'. */
+static int read_int(const char **p, const char *end, int64_t *out)
+{
+    const char *q = *p;
+    int neg = 0;
+    int64_t v = 0;
+    if (q < end && *q == '-') {
+        neg = 1;
+        q++;
+    }
+    if (q >= end || *q < '0' || *q > '9')
+        return -EINVAL;
+    while (q < end && *q >= '0' && *q <= '9') {
+        if (v > (INT64_MAX - 9) / 10)
+            return -EINVAL;
+        v = v * 10 + (*q++ - '0');
+    }
+    if (q >= end || *q != ':')
+        return -EINVAL;
+    *p = q + 1;
+    *out = neg ? -v : v;
+    return 0;
+}
+
+/* Reads a word up to the next ':'; advances *p past the ':'. */
+static int read_word(const char **p, const char *end, const char **w, size_t *wl)
+{
+    const char *c = memchr(*p, ':', (size_t)(end - *p));
+    if (!c)
+        return -EINVAL;
+    *w = *p;
+    *wl = (size_t)(c - *p);
+    *p = c + 1;
+    return 0;
+}
+
+static int intern2(struct cm_names *nm, const char *p, const char *end, int64_t sl,
+                   struct cm_agg_key *k, int with_nat)
+{
+    if (sl < 0 || sl > end - p)
+        return -EINVAL;
+    int32_t s = cm_names_intern(nm, p, (size_t)sl);
+    if (s < 0)
+        return s;
+    k->scheme = s;
+    if (with_nat) {
+        int32_t n = cm_names_intern(nm, p + sl, (size_t)(end - p - sl));
+        if (n < 0)
+            return n;
+        k->a = n;
+    } else if (p + sl != end) {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int cm_agg_key_parse(const char *s, size_t len, struct cm_names *nm, struct cm_agg_key *k)
+{
+    const char *p = s + 2, *end = s + len, *w;
+    size_t wl;
+    int64_t x, sl;
+    int c;
+    memset(k, 0, sizeof(*k));
+    if (len < 2 || s[1] != ':')
+        return -EINVAL;
+    switch (s[0]) {
+    case 'n':
+        k->kind = CM_AK_NAT;
+        if (read_word(&p, end, &w, &wl) < 0 || (c = lookup_name(ctr_names, CM_C__COUNT, w, wl)) < 0 ||
+            read_int(&p, end, &sl) < 0)
+            return -EINVAL;
+        k->ctr = (uint8_t)c;
+        return intern2(nm, p, end, sl, k, 1);
+    case 'm': {
+        char mon[16];
+        int32_t mi;
+        k->kind = CM_AK_MONTH;
+        if (read_word(&p, end, &w, &wl) < 0 || (c = lookup_name(ctr_names, CM_C__COUNT, w, wl)) < 0)
+            return -EINVAL;
+        k->ctr = (uint8_t)c;
+        if (read_word(&p, end, &w, &wl) < 0 || wl >= sizeof(mon))
+            return -EINVAL;
+        memcpy(mon, w, wl);
+        mon[wl] = '\0';
+        if (cm_month_parse(mon, &mi) < 0)
+            return -EINVAL;
+        k->a = mi;
+        int32_t sc = cm_names_intern(nm, p, (size_t)(end - p));
+        if (sc < 0)
+            return sc;
+        k->scheme = sc;
+        return 0;
+    }
+    case 'p':
+        k->kind = CM_AK_PEND;
+        if (read_int(&p, end, &x) < 0 || x < 0 || x >= CM_P__COUNT || read_int(&p, end, &k->b) < 0 ||
+            read_int(&p, end, &sl) < 0)
+            return -EINVAL;
+        k->ctr = (uint8_t)x;
+        return intern2(nm, p, end, sl, k, 1);
+    case 'b':
+        k->kind = CM_AK_BREACH;
+        if (read_int(&p, end, &k->b) < 0 || read_int(&p, end, &sl) < 0)
+            return -EINVAL;
+        return intern2(nm, p, end, sl, k, 1);
+    case 'r': {
+        k->kind = CM_AK_PRESENT;
+        int32_t sc = cm_names_intern(nm, p, (size_t)(end - p));
+        if (sc < 0)
+            return sc;
+        k->scheme = sc;
+        return 0;
+    }
+    case 'q':
+        k->kind = CM_AK_DQ;
+        if ((c = lookup_name(dq_names, CM_DQ__COUNT, p, (size_t)(end - p))) < 0)
+            return -EINVAL;
+        k->ctr = (uint8_t)c;
+        return 0;
+    default:
+        return -EINVAL;
+    }
+}

@@ -1,0 +1,173 @@
+/* event.c - decoding and validation of one circmon.v1.Event message. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "circmon/event.h"
+#include "circmon/v1/events.pb-c.h"
+
+struct cm_decoder {
+    Circmon__V1__Event *msg; /* last unpacked message, owned */
+};
+
+static const char *const reject_names[CM_REJ__COUNT] = {
+    [CM_OK] = "ok",
+    [CM_REJ_DECODE] = "decode",
+    [CM_REJ_NO_EVENT_ID] = "missing_event_id",
+    [CM_REJ_NO_MIGRANT_ID] = "missing_migrant_id",
+    [CM_REJ_NO_BODY] = "missing_body",
+    [CM_REJ_NO_OCCURRED_AT] = "missing_occurred_at",
+    [CM_REJ_NO_PERMIT_ID] = "missing_permit_id",
+    [CM_REJ_NO_SCHEME_ID] = "missing_scheme_id",
+    [CM_REJ_NO_VALID_FROM] = "missing_valid_from",
+    [CM_REJ_NO_VALID_UNTIL] = "missing_valid_until",
+    [CM_REJ_VALIDITY_ORDER] = "valid_until_before_valid_from",
+    [CM_REJ_STRING_TOO_LONG] = "string_too_long",
+    [CM_REJ_KEY_MISMATCH] = "key_mismatch",
+    [CM_REJ_TOO_LATE] = "too_late",
+};
+
+const char *cm_reject_name(enum cm_reject r)
+{
+    if ((int)r < 0 || r >= CM_REJ__COUNT)
+        return "unknown";
+    return reject_names[r];
+}
+
+struct cm_decoder *cm_decoder_new(void)
+{
+    return calloc(1, sizeof(struct cm_decoder));
+}
+
+struct cm_decoder *cm_decoder_free(struct cm_decoder *d)
+{
+    if (!d)
+        return NULL;
+    if (d->msg)
+        circmon__v1__event__free_unpacked(d->msg, NULL);
+    free(d);
+    return NULL;
+}
+
+static const char *s_or_empty(const char *s)
+{
+    return s ? s : "";
+}
+
+/* True when s is longer than the contract allows. */
+static int too_long(const char *s)
+{
+    return s && strnlen(s, CM_STR_MAX + 1) > CM_STR_MAX;
+}
+
+enum cm_reject cm_decode(struct cm_decoder *d, const uint8_t *buf, size_t len, struct cm_event *ev)
+{
+    if (d->msg) {
+        circmon__v1__event__free_unpacked(d->msg, NULL);
+        d->msg = NULL;
+    }
+    Circmon__V1__Event *m = circmon__v1__event__unpack(NULL, len, buf);
+    if (!m)
+        return CM_REJ_DECODE;
+    d->msg = m;
+
+    memset(ev, 0, sizeof(*ev));
+    ev->event_id = s_or_empty(m->event_id);
+    ev->migrant_id = s_or_empty(m->migrant_id);
+    ev->occurred_at = m->occurred_at;
+    ev->permit_id = ev->scheme_id = ev->nationality = "";
+
+    /* Every string of the message counts, optional ones included. */
+    if (too_long(m->event_id) || too_long(m->migrant_id) || too_long(m->source))
+        return CM_REJ_STRING_TOO_LONG;
+    switch (m->body_case) {
+    case CIRCMON__V1__EVENT__BODY_ENTRY:
+        if (too_long(m->entry->member_state) || too_long(m->entry->border_point))
+            return CM_REJ_STRING_TOO_LONG;
+        break;
+    case CIRCMON__V1__EVENT__BODY_EXIT:
+        if (too_long(m->exit->member_state) || too_long(m->exit->border_point))
+            return CM_REJ_STRING_TOO_LONG;
+        break;
+    case CIRCMON__V1__EVENT__BODY_PERMIT_GRANTED: {
+        Circmon__V1__PermitGranted *g = m->permit_granted;
+        if (too_long(g->permit_id) || too_long(g->scheme_id) || too_long(g->member_state) ||
+            too_long(g->nationality) || too_long(g->sector))
+            return CM_REJ_STRING_TOO_LONG;
+        break;
+    }
+    case CIRCMON__V1__EVENT__BODY_PERMIT_EXTENDED:
+        if (too_long(m->permit_extended->permit_id))
+            return CM_REJ_STRING_TOO_LONG;
+        break;
+    case CIRCMON__V1__EVENT__BODY_PERMIT_REVOKED:
+        if (too_long(m->permit_revoked->permit_id) || too_long(m->permit_revoked->reason))
+            return CM_REJ_STRING_TOO_LONG;
+        break;
+    case CIRCMON__V1__EVENT__BODY_STATUS_CHANGED:
+        if (too_long(m->status_changed->detail))
+            return CM_REJ_STRING_TOO_LONG;
+        break;
+    default:
+        break;
+    }
+
+    if (!ev->event_id[0])
+        return CM_REJ_NO_EVENT_ID;
+    if (!ev->migrant_id[0])
+        return CM_REJ_NO_MIGRANT_ID;
+    if (m->occurred_at <= 0)
+        return CM_REJ_NO_OCCURRED_AT;
+
+    switch (m->body_case) {
+    case CIRCMON__V1__EVENT__BODY_ENTRY:
+        ev->type = CM_EV_ENTRY;
+        break;
+    case CIRCMON__V1__EVENT__BODY_EXIT:
+        ev->type = CM_EV_EXIT;
+        break;
+    case CIRCMON__V1__EVENT__BODY_PERMIT_GRANTED: {
+        Circmon__V1__PermitGranted *g = m->permit_granted;
+        ev->type = CM_EV_GRANTED;
+        ev->permit_id = s_or_empty(g->permit_id);
+        ev->scheme_id = s_or_empty(g->scheme_id);
+        ev->nationality = s_or_empty(g->nationality);
+        ev->kind = g->kind;
+        ev->valid_from = g->valid_from;
+        ev->valid_until = g->valid_until;
+        if (!ev->permit_id[0])
+            return CM_REJ_NO_PERMIT_ID;
+        if (!ev->scheme_id[0])
+            return CM_REJ_NO_SCHEME_ID;
+        if (!g->valid_from)
+            return CM_REJ_NO_VALID_FROM;
+        if (!g->valid_until)
+            return CM_REJ_NO_VALID_UNTIL;
+        if (g->valid_until < g->valid_from)
+            return CM_REJ_VALIDITY_ORDER;
+        break;
+    }
+    case CIRCMON__V1__EVENT__BODY_PERMIT_EXTENDED:
+        ev->type = CM_EV_EXTENDED;
+        ev->permit_id = s_or_empty(m->permit_extended->permit_id);
+        ev->valid_until = m->permit_extended->valid_until;
+        if (!ev->permit_id[0])
+            return CM_REJ_NO_PERMIT_ID;
+        if (!ev->valid_until)
+            return CM_REJ_NO_VALID_UNTIL;
+        break;
+    case CIRCMON__V1__EVENT__BODY_PERMIT_REVOKED:
+        ev->type = CM_EV_REVOKED;
+        ev->permit_id = s_or_empty(m->permit_revoked->permit_id);
+        ev->effective_at = m->permit_revoked->effective_at;
+        if (!ev->permit_id[0])
+            return CM_REJ_NO_PERMIT_ID;
+        break;
+    case CIRCMON__V1__EVENT__BODY_STATUS_CHANGED:
+        ev->type = CM_EV_STATUS;
+        ev->status = m->status_changed->status;
+        break;
+    default:
+        return CM_REJ_NO_BODY;
+    }
+    return CM_OK;
+}

@@ -1,0 +1,1038 @@
+/* fold.c - the pure fold: one arriving event into one migrant's state.
+ *
+ * A migrant's state is a snapshot (the fold of its accepted events older than
+ * the reorder window) plus the accepted events of the window, in order of
+ * occurrence. Every arrival folds the window again on a scratch copy of the
+ * snapshot, before and after the event, and emits the difference of the two
+ * contributions (agg.h): so a late event changes the figures exactly as if it
+ * had arrived in order, and nothing is counted twice. Events that leave the
+ * window are folded into the snapshot for good; what can no longer change a
+ * figure is then dropped from it (its contribution stays in the aggregate). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "circmon/fold.h"
+#include "circmon/timeutil.h"
+#include "circmon/v1/state.pb-c.h"
+
+#define RING 32                   /* accepted event ids always remembered */
+#define DAY_LIM (1 << 28)         /* days are clamped to +-735,000 years */
+#define OPEN_END INT32_MAX        /* end of a run still open */
+#define NO_BREACH INT32_MAX       /* no breach day found (yet) */
+#define REENTRY_DAYS 365
+
+/* permit flags */
+enum {
+    PF_USED = 1 << 0,     /* a stay began on it */
+    PF_ADJUSTED = 1 << 1, /* transfer or status change ended its stay */
+    PF_REVOKED = 1 << 2,
+    PF_REENTRY = 1 << 3,  /* an Entry on another permit of the scheme in (x, x+365] */
+    PF_OPEN = 1 << 4,     /* the migrant is in a stay on it */
+    PF_EXITED = 1 << 5,   /* its last stay ended with an Exit, on last_exit */
+    PF_PRUNED = 1 << 6,   /* final: only the id is kept */
+};
+
+enum { M_ABSENT = 0, M_ON_PERMIT, M_NO_PERMIT, M_EXEMPT };
+
+/* fold-made data-quality counters */
+enum { FQ_EXIT_NO_ENTRY, FQ_ENTRY_PRESENT, FQ_ENTRY_NO_PERMIT, FQ_UNKNOWN, FQ_LATE_ADMIN, FQ__N };
+static const uint8_t fq_dq[FQ__N] = {CM_DQ_EXITS_WITHOUT_ENTRY, CM_DQ_ENTRIES_WHILE_PRESENT,
+                                     CM_DQ_ENTRIES_WITHOUT_PERMIT, CM_DQ_UNKNOWN_PERMIT,
+                                     CM_DQ_LATE_ADMIN};
+
+struct permit {
+    char *id; /* owned by the snapshot; borrowed from a window event in scratch */
+    int32_t scheme, nat;
+    int32_t vf, end, last_exit;
+    uint8_t flags, kind;
+};
+
+/* A run: consecutive days present on permits of one stay-limited scheme.
+ * Days [start, chk] are known to hold no breach day; brk is the first breach
+ * day when found (breach days are a suffix of a run: the count of present
+ * days in the window never falls while the migrant stays present). */
+struct run {
+    int32_t sc; /* index into fstate.sc */
+    int32_t start, end, chk, brk;
+};
+
+struct sch {
+    int32_t scheme, nat; /* nat: of the latest permit granted in the scheme */
+};
+
+struct fstate {
+    uint8_t mode;
+    int32_t cur;
+    struct permit *p;
+    uint32_t np, capp;
+    struct sch *sc;
+    uint32_t nsc, capsc;
+    struct run *r;
+    uint32_t nr, capr;
+    int32_t dq[FQ__N];
+};
+
+/* An accepted event in the reorder window, with what the fold needs of it. */
+struct wev {
+    uint64_t idh;
+    int64_t t;
+    uint8_t type, kind, status;
+    char *permit_id; /* owned; NULL once moved into the snapshot */
+    int32_t scheme, nat;
+    int32_t vf, end, eff;
+};
+
+struct cm_mstate {
+    struct fstate snap;
+    int64_t latest; /* L: latest occurred_at accepted, 0 = none */
+    struct wev *w;
+    uint32_t nw, capw;
+    uint64_t ring[RING];
+    uint8_t nring, ringpos;
+};
+
+struct sinfo {
+    int8_t set;
+    int32_t grace, n, w;
+};
+
+struct cm_fold_ctx {
+    const struct cm_config *cfg;
+    struct cm_names *nm;
+    struct sinfo *si; /* by name number */
+    size_t nsi;
+    int32_t nat_xxx;
+    struct fstate tmp; /* scratch: snapshot + window */
+    struct cm_item *ca, *cb;
+    size_t na, nb, capa, capb;
+};
+
+/* ---- small helpers ---- */
+
+static int32_t clamp_day(int64_t t)
+{
+    int64_t d = cm_day(t);
+    if (d > DAY_LIM)
+        return DAY_LIM;
+    if (d < -DAY_LIM)
+        return -DAY_LIM;
+    return (int32_t)d;
+}
+
+static uint64_t id_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h ^ (h >> 32);
+}
+
+static int grow(void **v, uint32_t *cap, uint32_t need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    uint32_t nc = *cap ? *cap : 4;
+    while (nc < need)
+        nc *= 2;
+    void *nv = realloc(*v, (size_t)nc * size);
+    if (!nv)
+        return -ENOMEM;
+    *v = nv;
+    *cap = nc;
+    return 0;
+}
+
+static const struct sinfo *scheme_info(struct cm_fold_ctx *fc, int32_t scheme)
+{
+    if ((size_t)scheme >= fc->nsi) {
+        size_t nn = fc->nsi ? fc->nsi : 16;
+        while (nn <= (size_t)scheme)
+            nn *= 2;
+        struct sinfo *ns = realloc(fc->si, nn * sizeof(*ns));
+        if (!ns)
+            return NULL;
+        memset(ns + fc->nsi, 0, (nn - fc->nsi) * sizeof(*ns));
+        fc->si = ns;
+        fc->nsi = nn;
+    }
+    struct sinfo *s = &fc->si[scheme];
+    if (!s->set) {
+        const struct cm_scheme_conf *c = cm_config_scheme(fc->cfg, cm_names_get(fc->nm, scheme, NULL));
+        s->grace = c->grace_days;
+        s->n = c->stay_n;
+        s->w = c->stay_w;
+        s->set = 1;
+    }
+    return s;
+}
+
+/* Grace and stay limit of a scheme already seen (interned and looked up). */
+static const struct sinfo *si_of(const struct cm_fold_ctx *fc, int32_t scheme)
+{
+    return &fc->si[scheme];
+}
+
+static int limited(const struct sinfo *s)
+{
+    return s->n > 0 && s->w > 0;
+}
+
+static void fstate_free(struct fstate *fs, int own)
+{
+    if (own)
+        for (uint32_t i = 0; i < fs->np; i++)
+            free(fs->p[i].id);
+    free(fs->p);
+    free(fs->sc);
+    free(fs->r);
+    memset(fs, 0, sizeof(*fs));
+}
+
+/* Copies src into dst (dst's arrays reused; ids borrowed). */
+static int fstate_copy(struct fstate *dst, const struct fstate *src)
+{
+    if (grow((void **)&dst->p, &dst->capp, src->np, sizeof(*src->p)) < 0 ||
+        grow((void **)&dst->sc, &dst->capsc, src->nsc, sizeof(*src->sc)) < 0 ||
+        grow((void **)&dst->r, &dst->capr, src->nr, sizeof(*src->r)) < 0)
+        return -ENOMEM;
+    if (src->np)
+        memcpy(dst->p, src->p, src->np * sizeof(*src->p));
+    if (src->nsc)
+        memcpy(dst->sc, src->sc, src->nsc * sizeof(*src->sc));
+    if (src->nr)
+        memcpy(dst->r, src->r, src->nr * sizeof(*src->r));
+    dst->np = src->np;
+    dst->nsc = src->nsc;
+    dst->nr = src->nr;
+    dst->mode = src->mode;
+    dst->cur = src->cur;
+    memcpy(dst->dq, src->dq, sizeof(dst->dq));
+    return 0;
+}
+
+static int32_t find_sch(const struct fstate *fs, int32_t scheme)
+{
+    for (uint32_t i = 0; i < fs->nsc; i++)
+        if (fs->sc[i].scheme == scheme)
+            return (int32_t)i;
+    return -1;
+}
+
+static int32_t last_run(const struct fstate *fs, int32_t sc)
+{
+    for (uint32_t i = fs->nr; i-- > 0;)
+        if (fs->r[i].sc == sc)
+            return (int32_t)i;
+    return -1;
+}
+
+/* ---- the fold of one event (INDICATORS.md section 2, the table) ---- */
+
+static int stay_begin(struct cm_fold_ctx *fc, struct fstate *fs, int32_t pi, int32_t d)
+{
+    struct permit *p = &fs->p[pi];
+    p->flags = (uint8_t)((p->flags | PF_USED | PF_OPEN) & ~(PF_EXITED | PF_REENTRY));
+    fs->mode = M_ON_PERMIT;
+    fs->cur = pi;
+    if (!limited(si_of(fc, p->scheme)))
+        return 0;
+    int32_t sc = find_sch(fs, p->scheme);
+    if (sc < 0)
+        return 0; /* cannot happen: the grant made it */
+    int32_t ri = last_run(fs, sc);
+    if (ri >= 0 && (fs->r[ri].end == OPEN_END || d <= fs->r[ri].end + 1)) {
+        fs->r[ri].end = OPEN_END;
+        return 0;
+    }
+    if (grow((void **)&fs->r, &fs->capr, fs->nr + 1, sizeof(*fs->r)) < 0)
+        return -ENOMEM;
+    fs->r[fs->nr++] = (struct run){.sc = sc, .start = d, .end = OPEN_END, .chk = d - 1, .brk = NO_BREACH};
+    return 0;
+}
+
+static void stay_end(struct cm_fold_ctx *fc, struct fstate *fs, int32_t pi, int32_t d)
+{
+    struct permit *p = &fs->p[pi];
+    p->flags &= (uint8_t)~PF_OPEN;
+    if (!limited(si_of(fc, p->scheme)))
+        return;
+    int32_t sc = find_sch(fs, p->scheme);
+    int32_t ri = sc >= 0 ? last_run(fs, sc) : -1;
+    if (ri >= 0 && fs->r[ri].end == OPEN_END)
+        fs->r[ri].end = d;
+}
+
+static int32_t find_permit(const struct fstate *fs, const char *id)
+{
+    for (uint32_t i = 0; i < fs->np; i++)
+        if (!strcmp(fs->p[i].id, id))
+            return (int32_t)i;
+    return -1;
+}
+
+/* Applies one event to fs. With own, the permit of a grant takes ownership
+ * of the event's permit id. Returns 0 or -ENOMEM (fs then unusable). */
+static int apply(struct cm_fold_ctx *fc, struct fstate *fs, struct wev *e, int own)
+{
+    int32_t d = clamp_day(e->t);
+    switch (e->type) {
+    case CM_EV_GRANTED: {
+        if (grow((void **)&fs->p, &fs->capp, fs->np + 1, sizeof(*fs->p)) < 0)
+            return -ENOMEM;
+        const struct sinfo *qs = si_of(fc, e->scheme);
+        if (limited(qs)) {
+            int32_t sc = find_sch(fs, e->scheme);
+            if (sc < 0) {
+                if (grow((void **)&fs->sc, &fs->capsc, fs->nsc + 1, sizeof(*fs->sc)) < 0)
+                    return -ENOMEM;
+                sc = (int32_t)fs->nsc++;
+                fs->sc[sc].scheme = e->scheme;
+            }
+            fs->sc[sc].nat = e->nat;
+        }
+        int32_t qi = (int32_t)fs->np++;
+        struct permit *q = &fs->p[qi];
+        *q = (struct permit){.id = e->permit_id, .scheme = e->scheme, .nat = e->nat,
+                             .vf = e->vf, .end = e->end, .kind = e->kind};
+        if (own)
+            e->permit_id = NULL;
+        if (fs->mode == M_ON_PERMIT) {
+            struct permit *p = &fs->p[fs->cur];
+            if (!(p->flags & PF_ADJUSTED) &&
+                (int64_t)q->vf <= (int64_t)p->end + si_of(fc, p->scheme)->grace + 1) {
+                p->flags |= PF_ADJUSTED; /* transfer */
+                stay_end(fc, fs, fs->cur, d);
+                return stay_begin(fc, fs, qi, d);
+            }
+        } else if (fs->mode == M_NO_PERMIT && q->vf <= d && d <= q->end) {
+            return stay_begin(fc, fs, qi, d); /* in-country grant */
+        }
+        return 0;
+    }
+    case CM_EV_ENTRY: {
+        if (fs->mode != M_ABSENT) {
+            fs->dq[FQ_ENTRY_PRESENT]++;
+            return 0;
+        }
+        for (uint32_t i = fs->np; i-- > 0;) {
+            struct permit *q = &fs->p[i];
+            if ((q->flags & PF_PRUNED) || q->vf > d || d > q->end)
+                continue;
+            for (uint32_t j = 0; j < fs->np; j++) {
+                struct permit *x = &fs->p[j];
+                if (j != i && !(x->flags & PF_PRUNED) && x->scheme == q->scheme &&
+                    (x->flags & PF_EXITED) && x->last_exit < d && d <= x->last_exit + REENTRY_DAYS)
+                    x->flags |= PF_REENTRY;
+            }
+            return stay_begin(fc, fs, (int32_t)i, d);
+        }
+        fs->dq[FQ_ENTRY_NO_PERMIT]++;
+        fs->mode = M_NO_PERMIT;
+        return 0;
+    }
+    case CM_EV_EXIT:
+        if (fs->mode == M_ABSENT) {
+            fs->dq[FQ_EXIT_NO_ENTRY]++;
+            return 0;
+        }
+        if (fs->mode == M_ON_PERMIT) {
+            struct permit *p = &fs->p[fs->cur];
+            stay_end(fc, fs, fs->cur, d);
+            p->flags |= PF_EXITED;
+            p->last_exit = d;
+        }
+        fs->mode = M_ABSENT;
+        return 0;
+    case CM_EV_EXTENDED:
+    case CM_EV_REVOKED: {
+        int32_t pi = find_permit(fs, e->permit_id);
+        if (pi < 0) {
+            fs->dq[FQ_UNKNOWN]++;
+            return 0;
+        }
+        struct permit *p = &fs->p[pi];
+        /* a pruned permit ended its grace before any event we may still fold */
+        if ((p->flags & PF_PRUNED) || (int64_t)d > (int64_t)p->end + si_of(fc, p->scheme)->grace) {
+            fs->dq[FQ_LATE_ADMIN]++;
+            return 0;
+        }
+        if (e->type == CM_EV_EXTENDED) {
+            p->end = e->end;
+        } else {
+            if (e->eff < p->end)
+                p->end = e->eff;
+            p->flags |= PF_REVOKED;
+        }
+        return 0;
+    }
+    case CM_EV_STATUS:
+        if (fs->mode == M_ON_PERMIT) {
+            fs->p[fs->cur].flags |= PF_ADJUSTED;
+            stay_end(fc, fs, fs->cur, d);
+            fs->mode = M_EXEMPT;
+        } else if (fs->mode == M_NO_PERMIT) {
+            fs->mode = M_EXEMPT;
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* ---- the stay limit ---- */
+
+static int present_on(const struct fstate *fs, int32_t sc, int64_t day)
+{
+    for (uint32_t i = 0; i < fs->nr; i++)
+        if (fs->r[i].sc == sc && fs->r[i].start <= day && day <= fs->r[i].end)
+            return 1;
+    return 0;
+}
+
+/* Present days of scheme sc in [from, to]. */
+static int64_t present_days(const struct fstate *fs, int32_t sc, int64_t from, int64_t to)
+{
+    int64_t n = 0;
+    for (uint32_t i = 0; i < fs->nr; i++) {
+        if (fs->r[i].sc != sc)
+            continue;
+        int64_t a = fs->r[i].start > from ? fs->r[i].start : from;
+        int64_t b = fs->r[i].end < to ? fs->r[i].end : to;
+        if (b >= a)
+            n += b - a + 1;
+    }
+    return n;
+}
+
+/* Scans run ri for its first breach day up to day `upto` (and never beyond
+ * the day by which one must have come), updating chk and brk. */
+static void scan_run(const struct fstate *fs, struct run *r, const struct sinfo *s, int64_t upto)
+{
+    if (r->brk != NO_BREACH || s->n >= s->w)
+        return;
+    int64_t last = (int64_t)r->start + s->n; /* f(D) >= min(D - start + 1, W) */
+    if (r->end < last)
+        last = r->end;
+    if (upto < last)
+        last = upto;
+    int64_t d = (int64_t)r->chk + 1;
+    if (d > last)
+        return;
+    int64_t f = present_days(fs, r->sc, d - s->w + 1, d);
+    for (;;) {
+        if (f > s->n) {
+            r->brk = (int32_t)d;
+            r->chk = (int32_t)(d - 1);
+            return;
+        }
+        if (d == last)
+            break;
+        d++;
+        f += 1 - present_on(fs, r->sc, d - s->w);
+    }
+    r->chk = (int32_t)last;
+}
+
+/* ---- contributions ---- */
+
+static int push(struct cm_item **v, size_t *n, size_t *cap, struct cm_item it)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        struct cm_item *nv = realloc(*v, nc * sizeof(*nv));
+        if (!nv)
+            return -ENOMEM;
+        *v = nv;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = it;
+    return 0;
+}
+
+#define PUSH(...)                                                                                  \
+    do {                                                                                           \
+        if (push(v, n, cap, (struct cm_item){__VA_ARGS__}) < 0)                                    \
+            return -ENOMEM;                                                                        \
+    } while (0)
+
+static int ctr(struct cm_item **v, size_t *n, size_t *cap, int32_t scheme, int32_t nat, int64_t day,
+               int c, int64_t val)
+{
+    PUSH(.kind = CM_IT_CTR, .ctr = (uint8_t)c, .scheme = scheme, .nat = nat,
+         .day = cm_month_of_day(day), .v = val);
+    return 0;
+}
+
+/* Breach days [a, b] of a closed run, month by month. */
+static int breach_days(struct cm_item **v, size_t *n, size_t *cap, int32_t scheme, int32_t nat,
+                       int64_t a, int64_t b)
+{
+    while (a <= b) {
+        int32_t m = cm_month_of_day(a);
+        int64_t next = cm_month_first_day(m + 1);
+        int64_t to = next - 1 < b ? next - 1 : b;
+        if (ctr(v, n, cap, scheme, nat, a, CM_C_BREACH_DAYS, to - a + 1) < 0)
+            return -ENOMEM;
+        a = to + 1;
+    }
+    return 0;
+}
+
+/* The migrant's contribution to the aggregate, given the fold fs and the
+ * latest occurred_at L. Permits are counted as if due; those that may not be
+ * due yet (E + grace + 1 > day(L)) are also listed as pending, for the read
+ * side to take back when they are not due as of its time. */
+static int contrib(struct cm_fold_ctx *fc, struct fstate *fs, int64_t latest, struct cm_item **v,
+                   size_t *n, size_t *cap)
+{
+    int64_t dl = cm_day(latest);
+    *n = 0;
+    for (int i = 0; i < FQ__N; i++)
+        if (fs->dq[i])
+            PUSH(.kind = CM_IT_DQ, .ctr = fq_dq[i], .v = fs->dq[i]);
+    for (uint32_t i = 0; i < fs->np; i++) {
+        const struct permit *p = &fs->p[i];
+        if (p->flags & PF_PRUNED)
+            continue;
+        int64_t grace = si_of(fc, p->scheme)->grace, end = p->end;
+        int pclass;
+        if (!(p->flags & PF_USED)) {
+            if (p->flags & PF_REVOKED)
+                continue;
+            pclass = CM_P_NOSHOW;
+            if (ctr(v, n, cap, p->scheme, p->nat, end, CM_C_NOSHOW, 1) < 0)
+                return -ENOMEM;
+        } else {
+            if (ctr(v, n, cap, p->scheme, p->nat, end, CM_C_EXPECTED, 1) < 0)
+                return -ENOMEM;
+            if (p->flags & PF_ADJUSTED) {
+                pclass = CM_P_STATUS;
+                if (ctr(v, n, cap, p->scheme, p->nat, end, CM_C_STATUS, 1) < 0)
+                    return -ENOMEM;
+            } else if (!(p->flags & PF_EXITED)) {
+                pclass = CM_P_ICO;
+                if (ctr(v, n, cap, p->scheme, p->nat, end, CM_C_ICO, 1) < 0 ||
+                    ctr(v, n, cap, p->scheme, p->nat, end, CM_C_ICO_ESUM, end) < 0)
+                    return -ENOMEM;
+            } else if (p->last_exit > end + grace) {
+                /* late: due for sure, the exit came after E + grace */
+                if (ctr(v, n, cap, p->scheme, p->nat, end, CM_C_LATE, 1) < 0 ||
+                    ctr(v, n, cap, p->scheme, p->nat, end, CM_C_OVERSTAY_DAYS, p->last_exit - end) < 0)
+                    return -ENOMEM;
+                continue;
+            } else {
+                int re = (p->flags & PF_REENTRY) != 0;
+                pclass = re ? CM_P_INTIME_REENTRY : CM_P_INTIME;
+                if (ctr(v, n, cap, p->scheme, p->nat, end, CM_C_INTIME, 1) < 0 ||
+                    (re && ctr(v, n, cap, p->scheme, p->nat, end, CM_C_REENTRY, 1) < 0))
+                    return -ENOMEM;
+            }
+        }
+        if (end + grace + 1 > dl)
+            PUSH(.kind = CM_IT_PEND, .ctr = (uint8_t)pclass, .scheme = p->scheme, .nat = p->nat,
+                 .day = end, .v = 1);
+    }
+    for (uint32_t i = 0; i < fs->nr; i++) {
+        struct run *r = &fs->r[i];
+        const struct sch *sc = &fs->sc[r->sc];
+        const struct sinfo *s = si_of(fc, sc->scheme);
+        scan_run(fs, r, s, INT64_MAX);
+        if (r->brk == NO_BREACH)
+            continue;
+        if (r->end == OPEN_END) {
+            PUSH(.kind = CM_IT_BREACH, .scheme = sc->scheme, .nat = sc->nat, .day = r->brk, .v = 1);
+        } else if (ctr(v, n, cap, sc->scheme, sc->nat, r->brk, CM_C_BREACHES, 1) < 0 ||
+                   breach_days(v, n, cap, sc->scheme, sc->nat, r->brk, r->end) < 0) {
+            return -ENOMEM;
+        }
+    }
+    if (fs->mode == M_ON_PERMIT)
+        PUSH(.kind = CM_IT_PRESENT, .scheme = fs->p[fs->cur].scheme, .v = 1);
+    return 0;
+}
+
+static int item_key_eq(const struct cm_item *a, const struct cm_item *b)
+{
+    return a->kind == b->kind && a->ctr == b->ctr && a->scheme == b->scheme && a->nat == b->nat &&
+           a->day == b->day;
+}
+
+/* Appends after - before to the output array. */
+static int diff(const struct cm_item *before, size_t nb, struct cm_item *after, size_t na,
+                struct cm_item **items, size_t *n, size_t *cap)
+{
+    size_t base = *n;
+    for (size_t i = 0; i < na; i++) {
+        size_t j;
+        for (j = base; j < *n; j++)
+            if (item_key_eq(&(*items)[j], &after[i]))
+                break;
+        if (j < *n)
+            (*items)[j].v += after[i].v;
+        else if (push(items, n, cap, after[i]) < 0)
+            return -ENOMEM;
+    }
+    for (size_t i = 0; i < nb; i++) {
+        size_t j;
+        for (j = base; j < *n; j++)
+            if (item_key_eq(&(*items)[j], &before[i]))
+                break;
+        if (j < *n) {
+            (*items)[j].v -= before[i].v;
+        } else {
+            struct cm_item it = before[i];
+            it.v = -it.v;
+            if (push(items, n, cap, it) < 0)
+                return -ENOMEM;
+        }
+    }
+    size_t k = base;
+    for (size_t j = base; j < *n; j++)
+        if ((*items)[j].v)
+            (*items)[k++] = (*items)[j];
+    *n = k;
+    return 0;
+}
+
+/* The fold of snapshot + window, in fc->tmp. */
+static int refold(struct cm_fold_ctx *fc, struct cm_mstate *st)
+{
+    if (fstate_copy(&fc->tmp, &st->snap) < 0)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < st->nw; i++)
+        if (apply(fc, &fc->tmp, &st->w[i], 0) < 0)
+            return -ENOMEM;
+    return 0;
+}
+
+/* ---- the snapshot: events leave the window, what is final is dropped ---- */
+
+static int advance(struct cm_fold_ctx *fc, struct cm_mstate *st)
+{
+    int64_t horizon = st->latest - (int64_t)fc->cfg->reorder_window_days * CM_DAY;
+    uint32_t k = 0;
+    while (k < st->nw && st->w[k].t < horizon) {
+        if (apply(fc, &st->snap, &st->w[k], 1) < 0)
+            return -ENOMEM;
+        free(st->w[k].permit_id);
+        k++;
+    }
+    if (k) {
+        memmove(st->w, st->w + k, (st->nw - k) * sizeof(*st->w));
+        st->nw -= k;
+    }
+    /* Every event still to fold has a day >= T: days before T are final. */
+    int64_t T = cm_day(horizon);
+    struct fstate *fs = &st->snap;
+    memset(fs->dq, 0, sizeof(fs->dq));
+    for (uint32_t i = 0; i < fs->np; i++) {
+        struct permit *p = &fs->p[i];
+        if (p->flags & PF_PRUNED)
+            continue;
+        int64_t grace = si_of(fc, p->scheme)->grace;
+        if ((fs->mode == M_ON_PERMIT && fs->cur == (int32_t)i) || (int64_t)p->end + grace >= T)
+            continue;
+        int in_time = (p->flags & PF_USED) && !(p->flags & PF_ADJUSTED) &&
+                      (p->flags & PF_EXITED) && p->last_exit <= p->end + grace;
+        if (in_time && !(p->flags & PF_REENTRY) && (int64_t)p->last_exit + REENTRY_DAYS >= T)
+            continue;
+        p->flags = PF_PRUNED;
+    }
+    uint32_t w = 0;
+    for (uint32_t i = 0; i < fs->nr; i++) {
+        struct run *r = &fs->r[i];
+        const struct sinfo *s = si_of(fc, fs->sc[r->sc].scheme);
+        scan_run(fs, r, s, T - 1);
+        /* A run without breach that no later window can see holds nothing. */
+        int keep = r->brk != NO_BREACH || (int64_t)r->end >= T - 1 - s->w || r->chk < r->end;
+        if (keep)
+            fs->r[w++] = *r;
+    }
+    fs->nr = w;
+    return 0;
+}
+
+/* ---- the entry point ---- */
+
+static int known_id(const struct cm_mstate *st, uint64_t h)
+{
+    for (uint8_t i = 0; i < st->nring; i++)
+        if (st->ring[i] == h)
+            return 1;
+    for (uint32_t i = 0; i < st->nw; i++)
+        if (st->w[i].idh == h)
+            return 1;
+    return 0;
+}
+
+static int holds_permit(const struct cm_mstate *st, const char *id)
+{
+    if (find_permit(&st->snap, id) >= 0)
+        return 1;
+    for (uint32_t i = 0; i < st->nw; i++)
+        if (st->w[i].type == CM_EV_GRANTED && !strcmp(st->w[i].permit_id, id))
+            return 1;
+    return 0;
+}
+
+static int dq_item(struct cm_item **items, size_t *n, size_t *cap, int q)
+{
+    return push(items, n, cap, (struct cm_item){.kind = CM_IT_DQ, .ctr = (uint8_t)q, .v = 1});
+}
+
+int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_event *ev,
+                  struct cm_item **items, size_t *n, size_t *cap)
+{
+    size_t n0 = *n;
+    uint64_t h = id_hash(ev->event_id);
+    if (known_id(st, h) || (ev->type == CM_EV_GRANTED && holds_permit(st, ev->permit_id)))
+        return dq_item(items, n, cap, CM_DQ_DUPLICATES) < 0 ? -ENOMEM : CM_FOLD_DUPLICATE;
+    int64_t window = (int64_t)fc->cfg->reorder_window_days * CM_DAY;
+    if (st->latest && ev->occurred_at < st->latest - window)
+        return dq_item(items, n, cap, CM_DQ_TOO_LATE) < 0 ? -ENOMEM : CM_FOLD_TOO_LATE;
+
+    struct wev e = {.idh = h, .t = ev->occurred_at, .type = (uint8_t)ev->type};
+    switch (ev->type) {
+    case CM_EV_GRANTED: {
+        const char *nat = ev->nationality[0] ? ev->nationality : "XXX";
+        e.scheme = cm_names_intern(fc->nm, ev->scheme_id, strlen(ev->scheme_id));
+        e.nat = cm_names_intern(fc->nm, nat, strlen(nat));
+        if (e.scheme < 0 || e.nat < 0 || !scheme_info(fc, e.scheme))
+            return -ENOMEM;
+        e.vf = clamp_day(ev->valid_from);
+        e.end = clamp_day(ev->valid_until);
+        e.kind = (uint8_t)(ev->kind >= 0 && ev->kind < 256 ? ev->kind : 0);
+        break;
+    }
+    case CM_EV_EXTENDED:
+        e.end = clamp_day(ev->valid_until);
+        break;
+    case CM_EV_REVOKED:
+        e.eff = clamp_day(ev->effective_at ? ev->effective_at : ev->occurred_at);
+        break;
+    case CM_EV_STATUS:
+        e.status = (uint8_t)(ev->status >= 0 && ev->status < 256 ? ev->status : 0);
+        break;
+    default:
+        break;
+    }
+    if (ev->type == CM_EV_GRANTED || ev->type == CM_EV_EXTENDED || ev->type == CM_EV_REVOKED) {
+        e.permit_id = strdup(ev->permit_id);
+        if (!e.permit_id)
+            return -ENOMEM;
+    }
+    if (grow((void **)&st->w, &st->capw, st->nw + 1, sizeof(*st->w)) < 0)
+        goto nomem;
+
+    /* before */
+    if (refold(fc, st) < 0 || contrib(fc, &fc->tmp, st->latest, &fc->ca, &fc->na, &fc->capa) < 0)
+        goto nomem;
+
+    /* insert in order of occurrence, after equal times (ties in arrival order) */
+    uint32_t pos = st->nw;
+    while (pos > 0 && st->w[pos - 1].t > e.t)
+        pos--;
+    memmove(st->w + pos + 1, st->w + pos, (st->nw - pos) * sizeof(*st->w));
+    st->w[pos] = e;
+    st->nw++;
+    int64_t old_latest = st->latest;
+    if (e.t > st->latest)
+        st->latest = e.t;
+
+    /* after */
+    if (refold(fc, st) < 0 || contrib(fc, &fc->tmp, st->latest, &fc->cb, &fc->nb, &fc->capb) < 0 ||
+        (old_latest && e.t < old_latest && dq_item(items, n, cap, CM_DQ_OUT_OF_ORDER) < 0) ||
+        diff(fc->ca, fc->na, fc->cb, fc->nb, items, n, cap) < 0) {
+        /* undo the insertion: the state is as before */
+        memmove(st->w + pos, st->w + pos + 1, (st->nw - pos - 1) * sizeof(*st->w));
+        st->nw--;
+        st->latest = old_latest;
+        *n = n0;
+        free(e.permit_id);
+        return -ENOMEM;
+    }
+    st->ring[st->ringpos] = h;
+    st->ringpos = (uint8_t)((st->ringpos + 1) % RING);
+    if (st->nring < RING)
+        st->nring++;
+    if (advance(fc, st) < 0)
+        return -ENOMEM; /* cannot happen: the snapshot only shrinks or reuses room */
+    return CM_FOLD_ACCEPTED;
+nomem:
+    *n = n0;
+    free(e.permit_id);
+    return -ENOMEM;
+}
+
+/* ---- life cycle ---- */
+
+struct cm_fold_ctx *cm_fold_ctx_new(const struct cm_config *cfg, struct cm_names *nm)
+{
+    struct cm_fold_ctx *fc = calloc(1, sizeof(*fc));
+    if (!fc)
+        return NULL;
+    fc->cfg = cfg;
+    fc->nm = nm;
+    fc->nat_xxx = cm_names_intern(nm, "XXX", 3);
+    if (fc->nat_xxx < 0) {
+        free(fc);
+        return NULL;
+    }
+    return fc;
+}
+
+struct cm_fold_ctx *cm_fold_ctx_free(struct cm_fold_ctx *fc)
+{
+    if (!fc)
+        return NULL;
+    fstate_free(&fc->tmp, 0);
+    free(fc->si);
+    free(fc->ca);
+    free(fc->cb);
+    free(fc);
+    return NULL;
+}
+
+struct cm_mstate *cm_mstate_new(void)
+{
+    return calloc(1, sizeof(struct cm_mstate));
+}
+
+struct cm_mstate *cm_mstate_free(struct cm_mstate *st)
+{
+    if (!st)
+        return NULL;
+    fstate_free(&st->snap, 1);
+    for (uint32_t i = 0; i < st->nw; i++)
+        free(st->w[i].permit_id);
+    free(st->w);
+    free(st);
+    return NULL;
+}
+
+size_t cm_mstate_size(const struct cm_mstate *st)
+{
+    size_t s = sizeof(*st) + st->snap.capp * sizeof(struct permit) + st->snap.capsc * sizeof(struct sch) +
+               st->snap.capr * sizeof(struct run) + st->capw * sizeof(struct wev);
+    for (uint32_t i = 0; i < st->snap.np; i++)
+        s += strlen(st->snap.p[i].id) + 1;
+    for (uint32_t i = 0; i < st->nw; i++)
+        if (st->w[i].permit_id)
+            s += strlen(st->w[i].permit_id) + 1;
+    return s;
+}
+
+/* ---- packing ---- */
+
+static char *name_of(const struct cm_fold_ctx *fc, int32_t id)
+{
+    const char *s = cm_names_get(fc->nm, id, NULL);
+    return (char *)(s ? s : "");
+}
+
+long cm_mstate_pack(const struct cm_fold_ctx *fc, const struct cm_mstate *st, uint8_t **buf)
+{
+    const struct fstate *fs = &st->snap;
+    Circmon__V1__MigrantState m = CIRCMON__V1__MIGRANT_STATE__INIT;
+    Circmon__V1__StatePermit *pv = calloc(fs->np + 1, sizeof(*pv));
+    Circmon__V1__StatePermit **pp = calloc(fs->np + 1, sizeof(*pp));
+    Circmon__V1__StateScheme *sv = calloc(fs->nsc + 1, sizeof(*sv));
+    Circmon__V1__StateScheme **sp = calloc(fs->nsc + 1, sizeof(*sp));
+    int32_t *runs = calloc((size_t)fs->nr * 4 + 1, sizeof(*runs));
+    Circmon__V1__StateEvent *wv = calloc(st->nw + 1, sizeof(*wv));
+    Circmon__V1__StateEvent **wp = calloc(st->nw + 1, sizeof(*wp));
+    uint64_t ring[RING];
+    long len = -ENOMEM;
+    *buf = NULL;
+    if (!pv || !pp || !sv || !sp || !runs || !wv || !wp)
+        goto out;
+    for (uint32_t i = 0; i < fs->np; i++) {
+        const struct permit *p = &fs->p[i];
+        circmon__v1__state_permit__init(&pv[i]);
+        pv[i].id = p->id;
+        pv[i].flags = p->flags;
+        if (!(p->flags & PF_PRUNED)) {
+            pv[i].scheme = name_of(fc, p->scheme);
+            pv[i].nationality = name_of(fc, p->nat);
+            pv[i].valid_from_day = p->vf;
+            pv[i].end_day = p->end;
+            pv[i].last_exit_day = p->last_exit;
+            pv[i].kind = p->kind;
+        }
+        pp[i] = &pv[i];
+    }
+    m.n_permits = fs->np;
+    m.permits = pp;
+    int32_t *rp = runs;
+    for (uint32_t i = 0; i < fs->nsc; i++) {
+        circmon__v1__state_scheme__init(&sv[i]);
+        sv[i].scheme = name_of(fc, fs->sc[i].scheme);
+        sv[i].nationality = name_of(fc, fs->sc[i].nat);
+        sv[i].runs = rp;
+        for (uint32_t j = 0; j < fs->nr; j++)
+            if (fs->r[j].sc == (int32_t)i) {
+                *rp++ = fs->r[j].start;
+                *rp++ = fs->r[j].end;
+                *rp++ = fs->r[j].chk;
+                *rp++ = fs->r[j].brk;
+            }
+        sv[i].n_runs = (size_t)(rp - sv[i].runs);
+        sp[i] = &sv[i];
+    }
+    m.n_schemes = fs->nsc;
+    m.schemes = sp;
+    m.mode = fs->mode;
+    m.current = fs->cur;
+    m.latest = st->latest;
+    for (uint32_t i = 0; i < st->nw; i++) {
+        const struct wev *e = &st->w[i];
+        circmon__v1__state_event__init(&wv[i]);
+        wv[i].id_hash = e->idh;
+        wv[i].occurred_at = e->t;
+        wv[i].type = e->type;
+        wv[i].permit_id = e->permit_id ? e->permit_id : (char *)"";
+        if (e->type == CM_EV_GRANTED) {
+            wv[i].scheme = name_of(fc, e->scheme);
+            wv[i].nationality = name_of(fc, e->nat);
+        }
+        wv[i].valid_from_day = e->vf;
+        wv[i].end_day = e->end;
+        wv[i].effective_day = e->eff;
+        wv[i].kind = e->kind;
+        wv[i].status = e->status;
+        wp[i] = &wv[i];
+    }
+    m.n_window = st->nw;
+    m.window = wp;
+    /* the ring, oldest first */
+    for (uint8_t i = 0; i < st->nring; i++)
+        ring[i] = st->ring[(st->ringpos + RING - st->nring + i) % RING];
+    m.n_recent_ids = st->nring;
+    m.recent_ids = ring;
+    size_t sz = circmon__v1__migrant_state__get_packed_size(&m);
+    *buf = malloc(sz ? sz : 1);
+    if (!*buf)
+        goto out;
+    len = (long)circmon__v1__migrant_state__pack(&m, *buf);
+out:
+    free(pv);
+    free(pp);
+    free(sv);
+    free(sp);
+    free(runs);
+    free(wv);
+    free(wp);
+    return len;
+}
+
+int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, struct cm_mstate **out)
+{
+    Circmon__V1__MigrantState *m = circmon__v1__migrant_state__unpack(NULL, len, buf);
+    if (!m)
+        return -EINVAL;
+    int rc = -ENOMEM;
+    struct cm_mstate *st = cm_mstate_new();
+    if (!st)
+        goto out;
+    struct fstate *fs = &st->snap;
+    rc = -EINVAL;
+    if (m->mode > M_EXEMPT || m->n_recent_ids > RING || m->n_permits > UINT32_MAX / 2 ||
+        (m->mode == M_ON_PERMIT && (m->current < 0 || (size_t)m->current >= m->n_permits)))
+        goto fail;
+    rc = -ENOMEM;
+    if (grow((void **)&fs->p, &fs->capp, (uint32_t)m->n_permits, sizeof(*fs->p)) < 0)
+        goto fail;
+    for (size_t i = 0; i < m->n_permits; i++) {
+        Circmon__V1__StatePermit *sp = m->permits[i];
+        struct permit *p = &fs->p[fs->np];
+        memset(p, 0, sizeof(*p));
+        p->id = strdup(sp->id ? sp->id : "");
+        if (!p->id)
+            goto fail;
+        fs->np++;
+        p->flags = (uint8_t)sp->flags;
+        if (p->flags & PF_PRUNED)
+            continue;
+        const char *sch = sp->scheme ? sp->scheme : "", *nat = sp->nationality ? sp->nationality : "";
+        p->scheme = cm_names_intern(fc->nm, sch, strlen(sch));
+        p->nat = cm_names_intern(fc->nm, nat, strlen(nat));
+        if (p->scheme < 0 || p->nat < 0 || !scheme_info(fc, p->scheme))
+            goto fail;
+        p->vf = sp->valid_from_day;
+        p->end = sp->end_day;
+        p->last_exit = sp->last_exit_day;
+        p->kind = (uint8_t)sp->kind;
+    }
+    fs->mode = (uint8_t)m->mode;
+    fs->cur = m->current;
+    for (size_t i = 0; i < m->n_schemes; i++) {
+        Circmon__V1__StateScheme *ss = m->schemes[i];
+        const char *sch = ss->scheme ? ss->scheme : "", *nat = ss->nationality ? ss->nationality : "";
+        if (ss->n_runs % 4) {
+            rc = -EINVAL;
+            goto fail;
+        }
+        if (grow((void **)&fs->sc, &fs->capsc, fs->nsc + 1, sizeof(*fs->sc)) < 0 ||
+            grow((void **)&fs->r, &fs->capr, (uint32_t)(fs->nr + ss->n_runs / 4), sizeof(*fs->r)) < 0)
+            goto fail;
+        struct sch *sc = &fs->sc[fs->nsc];
+        sc->scheme = cm_names_intern(fc->nm, sch, strlen(sch));
+        sc->nat = cm_names_intern(fc->nm, nat, strlen(nat));
+        if (sc->scheme < 0 || sc->nat < 0 || !scheme_info(fc, sc->scheme))
+            goto fail;
+        for (size_t j = 0; j < ss->n_runs; j += 4)
+            fs->r[fs->nr++] = (struct run){.sc = (int32_t)fs->nsc, .start = ss->runs[j],
+                                           .end = ss->runs[j + 1], .chk = ss->runs[j + 2],
+                                           .brk = ss->runs[j + 3]};
+        fs->nsc++;
+    }
+    /* runs of all schemes back in chronological order per scheme: kept as packed */
+    st->latest = m->latest;
+    if (grow((void **)&st->w, &st->capw, (uint32_t)m->n_window, sizeof(*st->w)) < 0)
+        goto fail;
+    for (size_t i = 0; i < m->n_window; i++) {
+        Circmon__V1__StateEvent *se = m->window[i];
+        struct wev *e = &st->w[st->nw];
+        memset(e, 0, sizeof(*e));
+        e->idh = se->id_hash;
+        e->t = se->occurred_at;
+        e->type = (uint8_t)se->type;
+        if (e->type < CM_EV_ENTRY || e->type > CM_EV_STATUS) {
+            rc = -EINVAL;
+            goto fail;
+        }
+        if (e->type == CM_EV_GRANTED || e->type == CM_EV_EXTENDED || e->type == CM_EV_REVOKED) {
+            e->permit_id = strdup(se->permit_id ? se->permit_id : "");
+            if (!e->permit_id)
+                goto fail;
+        }
+        st->nw++;
+        if (e->type == CM_EV_GRANTED) {
+            const char *sch = se->scheme ? se->scheme : "", *nat = se->nationality ? se->nationality : "";
+            e->scheme = cm_names_intern(fc->nm, sch, strlen(sch));
+            e->nat = cm_names_intern(fc->nm, nat, strlen(nat));
+            if (e->scheme < 0 || e->nat < 0 || !scheme_info(fc, e->scheme))
+                goto fail;
+        }
+        e->vf = se->valid_from_day;
+        e->end = se->end_day;
+        e->eff = se->effective_day;
+        e->kind = (uint8_t)se->kind;
+        e->status = (uint8_t)se->status;
+    }
+    for (size_t i = 0; i < m->n_recent_ids; i++)
+        st->ring[i] = m->recent_ids[i];
+    st->nring = (uint8_t)m->n_recent_ids;
+    st->ringpos = (uint8_t)(m->n_recent_ids % RING);
+    *out = st;
+    circmon__v1__migrant_state__free_unpacked(m, NULL);
+    return 0;
+fail:
+    cm_mstate_free(st);
+out:
+    circmon__v1__migrant_state__free_unpacked(m, NULL);
+    return rc;
+}

@@ -1,0 +1,369 @@
+/* indicators.c - the read side: an aggregate evaluated as of a time. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "circmon/indicators.h"
+#include "circmon/timeutil.h"
+
+/* One group: a scheme, and a nationality or a cohort month. */
+struct group {
+    uint8_t kind; /* CM_AK_NAT or CM_AK_MONTH */
+    int32_t scheme;
+    int64_t a;
+    int64_t c[CM_C__COUNT];
+};
+
+struct eval {
+    const struct cm_config *cfg;
+    const struct cm_names *nm;
+    int64_t ds;
+    struct cm_agg *res;  /* (kind, ctr, scheme, a) -> value, as of ds */
+    struct cm_agg *gidx; /* (kind, 0, scheme, a) -> group number + 1 */
+    struct group *g;
+    size_t ng, capg;
+    int err;
+};
+
+static int add(struct eval *e, uint8_t kind, int ctr, int32_t scheme, int64_t a, int64_t v)
+{
+    struct cm_agg_key k = {.kind = kind, .ctr = (uint8_t)ctr, .scheme = scheme, .a = a};
+    return cm_agg_add(e->res, &k, v);
+}
+
+/* Adds v to counter ctr of (scheme, nat) and of (scheme, month of day). */
+static int add2(struct eval *e, int ctr, int32_t scheme, int64_t nat, int64_t day, int64_t v)
+{
+    if (add(e, CM_AK_NAT, ctr, scheme, nat, v) < 0 ||
+        add(e, CM_AK_MONTH, ctr, scheme, cm_month_of_day(day), v) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+static int grace_of(const struct eval *e, int32_t scheme)
+{
+    return cm_config_scheme(e->cfg, cm_names_get(e->nm, scheme, NULL))->grace_days;
+}
+
+static int resolve(const struct cm_agg_key *k, int64_t v, void *ud)
+{
+    struct eval *e = ud;
+    switch (k->kind) {
+    case CM_AK_NAT:
+    case CM_AK_MONTH:
+    case CM_AK_PRESENT:
+    case CM_AK_DQ:
+        return cm_agg_add(e->res, k, v) < 0 ? -ENOMEM : 0;
+    case CM_AK_PEND: {
+        /* counted as if due: take back when not due as of ds */
+        int64_t end = k->b;
+        if (end + grace_of(e, k->scheme) < e->ds)
+            return 0;
+        int r = 0;
+        switch (k->ctr) {
+        case CM_P_NOSHOW:
+            r = add2(e, CM_C_NOSHOW, k->scheme, k->a, end, -v);
+            break;
+        case CM_P_INTIME_REENTRY:
+            r = add2(e, CM_C_REENTRY, k->scheme, k->a, end, -v);
+            /* fall through */
+        case CM_P_INTIME:
+            if (!r)
+                r = add2(e, CM_C_INTIME, k->scheme, k->a, end, -v);
+            if (!r)
+                r = add2(e, CM_C_EXPECTED, k->scheme, k->a, end, -v);
+            break;
+        case CM_P_ICO:
+            if (add2(e, CM_C_ICO, k->scheme, k->a, end, -v) < 0 ||
+                add2(e, CM_C_ICO_ESUM, k->scheme, k->a, end, -v * end) < 0 ||
+                add2(e, CM_C_EXPECTED, k->scheme, k->a, end, -v) < 0)
+                r = -ENOMEM;
+            break;
+        case CM_P_STATUS:
+            if (add2(e, CM_C_STATUS, k->scheme, k->a, end, -v) < 0 ||
+                add2(e, CM_C_EXPECTED, k->scheme, k->a, end, -v) < 0)
+                r = -ENOMEM;
+            break;
+        default:
+            break;
+        }
+        return r;
+    }
+    case CM_AK_BREACH: {
+        /* an open stay: breach days run from its first breach day to ds */
+        int64_t a = k->b;
+        if (a > e->ds)
+            return 0;
+        if (add2(e, CM_C_BREACHES, k->scheme, k->a, a, v) < 0 ||
+            add(e, CM_AK_NAT, CM_C_BREACH_DAYS, k->scheme, k->a, v * (e->ds - a + 1)) < 0)
+            return -ENOMEM;
+        while (a <= e->ds) {
+            int32_t m = cm_month_of_day(a);
+            int64_t to = cm_month_first_day(m + 1) - 1;
+            if (to > e->ds)
+                to = e->ds;
+            if (add(e, CM_AK_MONTH, CM_C_BREACH_DAYS, k->scheme, m, v * (to - a + 1)) < 0)
+                return -ENOMEM;
+            a = to + 1;
+        }
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+static int collect(const struct cm_agg_key *k, int64_t v, void *ud)
+{
+    struct eval *e = ud;
+    if (k->kind != CM_AK_NAT && k->kind != CM_AK_MONTH)
+        return 0;
+    struct cm_agg_key gk = {.kind = k->kind, .scheme = k->scheme, .a = k->a};
+    int64_t gi = cm_agg_get(e->gidx, &gk);
+    if (!gi) {
+        if (e->ng == e->capg) {
+            size_t nc = e->capg ? e->capg * 2 : 64;
+            struct group *ng = realloc(e->g, nc * sizeof(*ng));
+            if (!ng)
+                return -ENOMEM;
+            e->g = ng;
+            e->capg = nc;
+        }
+        memset(&e->g[e->ng], 0, sizeof(e->g[e->ng]));
+        e->g[e->ng].kind = k->kind;
+        e->g[e->ng].scheme = k->scheme;
+        e->g[e->ng].a = k->a;
+        gi = (int64_t)++e->ng;
+        if (cm_agg_add(e->gidx, &gk, gi) < 0)
+            return -ENOMEM;
+    }
+    if (k->ctr < CM_C__COUNT)
+        e->g[gi - 1].c[k->ctr] += v;
+    return 0;
+}
+
+static json_t *ratio(int64_t num, int64_t den)
+{
+    return den ? json_real((double)num / (double)den) : json_null();
+}
+
+/* counters and rates of one group into obj; 0 on success */
+static int fill(json_t *obj, const int64_t *c)
+{
+    for (int i = 0; i < CM_C__PUBLIC; i++)
+        if (json_object_set_new(obj, cm_ctr_name(i), json_integer(c[i])) < 0)
+            return -ENOMEM;
+    int64_t over = c[CM_C_LATE] + c[CM_C_ICO];
+    if (json_object_set_new(obj, "overstay_rate", ratio(over, c[CM_C_EXPECTED])) < 0 ||
+        json_object_set_new(obj, "in_country_overstay_rate", ratio(c[CM_C_ICO], c[CM_C_EXPECTED])) < 0 ||
+        json_object_set_new(obj, "return_compliance_rate", ratio(c[CM_C_INTIME], c[CM_C_EXPECTED])) < 0 ||
+        json_object_set_new(obj, "reentry_rate", ratio(c[CM_C_REENTRY], c[CM_C_INTIME])) < 0 ||
+        json_object_set_new(obj, "mean_overstay_days", ratio(c[CM_C_OVERSTAY_DAYS], over)) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+static int any(const int64_t *c)
+{
+    for (int i = 0; i < CM_C__PUBLIC; i++)
+        if (c[i])
+            return 1;
+    return 0;
+}
+
+/* The scheme's object in doc, created on first use. */
+static json_t *scheme_obj(json_t *schemes, const char *id)
+{
+    json_t *s = json_object_get(schemes, id);
+    if (s)
+        return s;
+    s = json_object();
+    if (!s || json_object_set_new(schemes, id, s) < 0 ||
+        json_object_set_new(s, "by_nationality", json_object()) < 0 ||
+        json_object_set_new(s, "by_cohort", json_object()) < 0 ||
+        json_object_set_new(s, "present", json_integer(0)) < 0)
+        return NULL;
+    return s;
+}
+
+struct totals {
+    int32_t scheme;
+    int64_t c[CM_C__COUNT];
+};
+
+static int present_dq(const struct cm_agg_key *k, int64_t v, void *ud)
+{
+    json_t **o = ud; /* [schemes, dq] */
+    struct eval *e = (struct eval *)o[2];
+    if (k->kind == CM_AK_PRESENT && v) {
+        json_t *s = scheme_obj(o[0], cm_names_get(e->nm, k->scheme, NULL));
+        if (!s || json_object_set_new(s, "present", json_integer(v)) < 0)
+            return -ENOMEM;
+    } else if (k->kind == CM_AK_DQ) {
+        if (json_object_set_new(o[1], cm_dq_name(k->ctr), json_integer(v)) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+json_t *cm_indicators_json(const struct cm_agg *ag, const struct cm_names *nm,
+                           const struct cm_config *cfg, int64_t as_of)
+{
+    struct eval e = {.cfg = cfg, .nm = nm, .ds = cm_day(as_of)};
+    json_t *doc = NULL, *schemes = NULL, *dq = NULL;
+    struct totals *tot = NULL;
+    size_t ntot = 0;
+    e.res = cm_agg_new();
+    e.gidx = cm_agg_new();
+    if (!e.res || !e.gidx)
+        goto fail;
+    if (cm_agg_foreach(ag, resolve, &e) || cm_agg_foreach(e.res, collect, &e))
+        goto fail;
+
+    doc = json_object();
+    schemes = json_object();
+    dq = json_object();
+    if (!doc || !schemes || !dq)
+        goto fail;
+    for (int i = 0; i < CM_DQ__COUNT; i++)
+        if (json_object_set_new(dq, cm_dq_name(i), json_integer(0)) < 0)
+            goto fail;
+    json_t *ud[3] = {schemes, dq, (json_t *)&e};
+    if (cm_agg_foreach(e.res, present_dq, ud))
+        goto fail;
+
+    tot = calloc(e.ng + 1, sizeof(*tot));
+    if (!tot)
+        goto fail;
+    for (size_t i = 0; i < e.ng; i++) {
+        struct group *g = &e.g[i];
+        g->c[CM_C_OVERSTAY_DAYS] += g->c[CM_C_ICO] * e.ds - g->c[CM_C_ICO_ESUM];
+        if (!any(g->c))
+            continue;
+        const char *sid = cm_names_get(nm, g->scheme, NULL);
+        json_t *s = scheme_obj(schemes, sid), *o = json_object();
+        if (!s || !o)
+            goto fail_o;
+        char name[32];
+        const char *key;
+        json_t *parent;
+        if (g->kind == CM_AK_NAT) {
+            key = cm_names_get(nm, (int32_t)g->a, NULL);
+            parent = json_object_get(s, "by_nationality");
+            size_t t;
+            for (t = 0; t < ntot && tot[t].scheme != g->scheme; t++)
+                ;
+            if (t == ntot)
+                tot[ntot++].scheme = g->scheme;
+            for (int c = 0; c < CM_C__COUNT; c++)
+                tot[t].c[c] += g->c[c];
+        } else {
+            cm_month_str((int32_t)g->a, name);
+            key = name;
+            parent = json_object_get(s, "by_cohort");
+        }
+        if (!key || fill(o, g->c) < 0 || json_object_set_new(parent, key, o) < 0)
+            goto fail;
+        continue;
+    fail_o:
+        json_decref(o);
+        goto fail;
+    }
+    /* every scheme object gets its totals (zero when only present) */
+    const char *sid;
+    json_t *s;
+    json_object_foreach(schemes, sid, s) {
+        int64_t zero[CM_C__COUNT] = {0};
+        const int64_t *c = zero;
+        for (size_t t = 0; t < ntot; t++)
+            if (!strcmp(cm_names_get(nm, tot[t].scheme, NULL), sid))
+                c = tot[t].c;
+        if (fill(s, c) < 0)
+            goto fail;
+    }
+    if (json_object_set_new(doc, "as_of", json_integer(as_of)) < 0 ||
+        json_object_set(doc, "schemes", schemes) < 0 || json_object_set(doc, "data_quality", dq) < 0)
+        goto fail;
+    json_decref(schemes);
+    json_decref(dq);
+    free(tot);
+    free(e.g);
+    cm_agg_free(e.res);
+    cm_agg_free(e.gidx);
+    return doc;
+fail:
+    json_decref(doc);
+    json_decref(schemes);
+    json_decref(dq);
+    free(tot);
+    free(e.g);
+    cm_agg_free(e.res);
+    cm_agg_free(e.gidx);
+    return NULL;
+}
+
+static void cell_rate(FILE *fp, const json_t *v)
+{
+    if (json_is_number(v))
+        fprintf(fp, " %8.2f%%", 100.0 * json_number_value(v));
+    else
+        fprintf(fp, " %9s", "-");
+}
+
+static long num(const json_t *o, const char *k)
+{
+    return (long)json_integer_value(json_object_get(o, k));
+}
+
+int cm_indicators_print_table(const json_t *doc, FILE *fp)
+{
+    static const char *const cols[] = {"expected_departures", "in_time_departures", "late_departures",
+                                       "in_country_overstays", "status_changes", "no_shows",
+                                       "reentries", "present"};
+    static const char *const heads[] = {"expected", "in_time", "late", "in_country", "status",
+                                        "no_show", "reentry", "present"};
+    const json_t *schemes = json_object_get(doc, "schemes");
+    const char *sid;
+    json_t *s;
+    size_t w = 6;
+    json_object_foreach((json_t *)schemes, sid, s) {
+        if (strlen(sid) > w)
+            w = strlen(sid);
+    }
+    if (w > 40)
+        w = 40;
+    fprintf(fp, "%-*s", (int)w, "scheme");
+    for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++)
+        fprintf(fp, " %10s", heads[i]);
+    fprintf(fp, " %9s %9s %9s %9s\n", "overstay", "ico_rate", "returned", "reentry");
+    const char **keys = calloc(json_object_size(schemes) + 1, sizeof(*keys));
+    size_t nk = 0;
+    if (!keys)
+        return -ENOMEM;
+    json_object_foreach((json_t *)schemes, sid, s) keys[nk++] = sid;
+    for (size_t i = 1; i < nk; i++) /* sorted, for stable output */
+        for (size_t j = i; j > 0 && strcmp(keys[j - 1], keys[j]) > 0; j--) {
+            const char *t = keys[j];
+            keys[j] = keys[j - 1];
+            keys[j - 1] = t;
+        }
+    for (size_t i = 0; i < nk; i++) {
+        s = json_object_get(schemes, keys[i]);
+        fprintf(fp, "%-*.*s", (int)w, (int)w, keys[i]);
+        for (size_t c = 0; c < sizeof(cols) / sizeof(cols[0]); c++)
+            fprintf(fp, " %10ld", num(s, cols[c]));
+        cell_rate(fp, json_object_get(s, "overstay_rate"));
+        cell_rate(fp, json_object_get(s, "in_country_overstay_rate"));
+        cell_rate(fp, json_object_get(s, "return_compliance_rate"));
+        cell_rate(fp, json_object_get(s, "reentry_rate"));
+        fputc('\n', fp);
+    }
+    free(keys);
+    const json_t *dq = json_object_get(doc, "data_quality");
+    fprintf(fp, "\ndata quality:");
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)dq, k, v) fprintf(fp, " %s=%ld", k, (long)json_integer_value(v));
+    fputc('\n', fp);
+    return ferror(fp) ? -EIO : 0;
+}
