@@ -8,11 +8,21 @@
 #include "circmon/indicators.h"
 #include "circmon/names.h"
 
+#define INLINE_ID 23
+
+/* A migrant: ids up to INLINE_ID bytes live in the slot itself, so that a
+ * lookup touches one cache line before the state. */
 struct mslot {
-    char *id; /* NULL = empty */
+    struct cm_mstate *st; /* NULL = empty */
     uint64_t hash;
-    struct cm_mstate *st;
+    union {
+        char in[INLINE_ID + 1];
+        char *out;
+    } id;
+    uint8_t outside;
 };
+
+#define STAGE_MAX 4096 /* entries staged before they are added to the aggregate */
 
 struct cm_engine {
     const struct cm_config *cfg;
@@ -20,6 +30,7 @@ struct cm_engine {
     struct cm_fold_ctx *fc;
     struct cm_decoder *dec;
     struct cm_agg *ag;
+    struct cm_agg *stage; /* small, cache-resident: deltas of recent events */
     struct mslot *m;
     size_t cap, n; /* cap: power of two */
     struct cm_item *items;
@@ -46,10 +57,11 @@ struct cm_engine *cm_engine_new(const struct cm_config *cfg)
     en->nm = cm_names_new();
     en->dec = cm_decoder_new();
     en->ag = cm_agg_new();
+    en->stage = cm_agg_new();
     en->m = calloc(en->cap, sizeof(*en->m));
     if (en->nm)
         en->fc = cm_fold_ctx_new(cfg, en->nm);
-    if (!en->nm || !en->dec || !en->ag || !en->m || !en->fc)
+    if (!en->nm || !en->dec || !en->ag || !en->stage || !en->m || !en->fc)
         return cm_engine_free(en);
     return en;
 }
@@ -59,8 +71,9 @@ struct cm_engine *cm_engine_free(struct cm_engine *en)
     if (!en)
         return NULL;
     for (size_t i = 0; en->m && i < en->cap; i++)
-        if (en->m[i].id) {
-            free(en->m[i].id);
+        if (en->m[i].st) {
+            if (en->m[i].outside)
+                free(en->m[i].id.out);
             cm_mstate_free(en->m[i].st);
         }
     free(en->m);
@@ -68,6 +81,7 @@ struct cm_engine *cm_engine_free(struct cm_engine *en)
     cm_fold_ctx_free(en->fc);
     cm_decoder_free(en->dec);
     cm_agg_free(en->ag);
+    cm_agg_free(en->stage);
     cm_names_free(en->nm);
     free(en);
     return NULL;
@@ -80,10 +94,10 @@ static int grow_map(struct cm_engine *en)
     if (!nm)
         return -ENOMEM;
     for (size_t i = 0; i < en->cap; i++) {
-        if (!en->m[i].id)
+        if (!en->m[i].st)
             continue;
         size_t j = en->m[i].hash & (nc - 1);
-        while (nm[j].id)
+        while (nm[j].st)
             j = (j + 1) & (nc - 1);
         nm[j] = en->m[i];
     }
@@ -98,28 +112,52 @@ static struct cm_mstate *migrant(struct cm_engine *en, const char *id)
 {
     uint64_t h = hash_str(id);
     size_t j = h & (en->cap - 1);
-    while (en->m[j].id) {
-        if (en->m[j].hash == h && !strcmp(en->m[j].id, id))
-            return en->m[j].st;
+    while (en->m[j].st) {
+        struct mslot *s = &en->m[j];
+        if (s->hash == h && !strcmp(s->outside ? s->id.out : s->id.in, id))
+            return s->st;
         j = (j + 1) & (en->cap - 1);
     }
     if ((en->n + 1) * 2 > en->cap) {
         if (grow_map(en) < 0)
             return NULL;
         j = h & (en->cap - 1);
-        while (en->m[j].id)
+        while (en->m[j].st)
             j = (j + 1) & (en->cap - 1);
     }
-    char *copy = strdup(id);
-    struct cm_mstate *st = cm_mstate_new();
-    if (!copy || !st) {
-        free(copy);
-        cm_mstate_free(st);
+    struct mslot s = {.hash = h};
+    size_t len = strlen(id);
+    if (len > INLINE_ID) {
+        s.outside = 1;
+        s.id.out = strdup(id);
+        if (!s.id.out)
+            return NULL;
+    } else {
+        memcpy(s.id.in, id, len + 1);
+    }
+    s.st = cm_mstate_new();
+    if (!s.st) {
+        if (s.outside)
+            free(s.id.out);
         return NULL;
     }
-    en->m[j] = (struct mslot){.id = copy, .hash = h, .st = st};
+    en->m[j] = s;
     en->n++;
-    return st;
+    return s.st;
+}
+
+static int add_to(const struct cm_agg_key *k, int64_t v, void *ud)
+{
+    return cm_agg_add(ud, k, v);
+}
+
+/* Adds the staged deltas to the aggregate. */
+static int flush(struct cm_engine *en)
+{
+    if (cm_agg_foreach(en->stage, add_to, en->ag))
+        return -ENOMEM;
+    cm_agg_clear(en->stage);
+    return 0;
 }
 
 int cm_engine_fold(struct cm_engine *en, const struct cm_event *ev)
@@ -131,7 +169,9 @@ int cm_engine_fold(struct cm_engine *en, const struct cm_event *ev)
     int r = cm_fold_event(en->fc, st, ev, &en->items, &en->nitems, &en->capitems);
     if (r < 0)
         return r;
-    if (cm_agg_add_items(en->ag, en->items, en->nitems) < 0)
+    if (cm_agg_add_items(en->stage, en->items, en->nitems) < 0)
+        return -ENOMEM;
+    if (cm_agg_count(en->stage) > STAGE_MAX && flush(en) < 0)
         return -ENOMEM;
     return r;
 }
@@ -150,9 +190,9 @@ int cm_engine_feed(struct cm_engine *en, const uint8_t *buf, size_t len)
     return r < 0 ? r : CM_OK;
 }
 
-const struct cm_agg *cm_engine_agg(const struct cm_engine *en)
+const struct cm_agg *cm_engine_agg(struct cm_engine *en)
 {
-    return en->ag;
+    return flush(en) < 0 ? NULL : en->ag;
 }
 
 const struct cm_names *cm_engine_names(const struct cm_engine *en)
@@ -160,8 +200,10 @@ const struct cm_names *cm_engine_names(const struct cm_engine *en)
     return en->nm;
 }
 
-json_t *cm_engine_indicators(const struct cm_engine *en, int64_t as_of)
+json_t *cm_engine_indicators(struct cm_engine *en, int64_t as_of)
 {
+    if (flush(en) < 0)
+        return NULL;
     return cm_indicators_json(en->ag, en->nm, en->cfg, as_of);
 }
 
@@ -174,7 +216,7 @@ size_t cm_engine_state_bytes(const struct cm_engine *en)
 {
     size_t s = en->cap * sizeof(*en->m);
     for (size_t i = 0; i < en->cap; i++)
-        if (en->m[i].id)
-            s += strlen(en->m[i].id) + 1 + cm_mstate_size(en->m[i].st);
+        if (en->m[i].st)
+            s += (en->m[i].outside ? strlen(en->m[i].id.out) + 1 : 0) + cm_mstate_size(en->m[i].st);
     return s;
 }

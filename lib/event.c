@@ -1,13 +1,65 @@
 /* event.c - decoding and validation of one circmon.v1.Event message. */
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "circmon/event.h"
 #include "circmon/v1/events.pb-c.h"
 
-struct cm_decoder {
-    Circmon__V1__Event *msg; /* last unpacked message, owned */
+#define ARENA 4096
+
+/* Allocations that did not fit in the arena, freed at the next decode. */
+struct big {
+    struct big *next;
+    max_align_t data[];
 };
+
+/* protobuf-c allocates from a bump arena that each decode resets: one
+ * message costs no malloc/free in the common case. */
+struct cm_decoder {
+    Circmon__V1__Event *msg; /* last unpacked message, in the arena */
+    ProtobufCAllocator alloc;
+    size_t used;
+    struct big *bigs;
+    _Alignas(max_align_t) unsigned char arena[ARENA];
+};
+
+static void *arena_alloc(void *ud, size_t size)
+{
+    struct cm_decoder *d = ud;
+    size_t a = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    if (a >= size && a <= ARENA - d->used) {
+        void *p = d->arena + d->used;
+        d->used += a;
+        return p;
+    }
+    if (size > SIZE_MAX - sizeof(struct big))
+        return NULL;
+    struct big *b = malloc(sizeof(*b) + size);
+    if (!b)
+        return NULL;
+    b->next = d->bigs;
+    d->bigs = b;
+    return b->data;
+}
+
+static void arena_free(void *ud, void *p)
+{
+    (void)ud;
+    (void)p; /* all of it goes at the next reset */
+}
+
+static void arena_reset(struct cm_decoder *d)
+{
+    while (d->bigs) {
+        struct big *b = d->bigs;
+        d->bigs = b->next;
+        free(b);
+    }
+    d->used = 0;
+    d->msg = NULL;
+}
 
 static const char *const reject_names[CM_REJ__COUNT] = {
     [CM_OK] = "ok",
@@ -35,15 +87,21 @@ const char *cm_reject_name(enum cm_reject r)
 
 struct cm_decoder *cm_decoder_new(void)
 {
-    return calloc(1, sizeof(struct cm_decoder));
+    struct cm_decoder *d = malloc(sizeof(*d));
+    if (!d)
+        return NULL;
+    d->msg = NULL;
+    d->used = 0;
+    d->bigs = NULL;
+    d->alloc = (ProtobufCAllocator){.alloc = arena_alloc, .free = arena_free, .allocator_data = d};
+    return d;
 }
 
 struct cm_decoder *cm_decoder_free(struct cm_decoder *d)
 {
     if (!d)
         return NULL;
-    if (d->msg)
-        circmon__v1__event__free_unpacked(d->msg, NULL);
+    arena_reset(d);
     free(d);
     return NULL;
 }
@@ -61,11 +119,8 @@ static int too_long(const char *s)
 
 enum cm_reject cm_decode(struct cm_decoder *d, const uint8_t *buf, size_t len, struct cm_event *ev)
 {
-    if (d->msg) {
-        circmon__v1__event__free_unpacked(d->msg, NULL);
-        d->msg = NULL;
-    }
-    Circmon__V1__Event *m = circmon__v1__event__unpack(NULL, len, buf);
+    arena_reset(d);
+    Circmon__V1__Event *m = circmon__v1__event__unpack(&d->alloc, len, buf);
     if (!m)
         return CM_REJ_DECODE;
     d->msg = m;

@@ -30,7 +30,7 @@ enum {
     PF_REENTRY = 1 << 3,  /* an Entry on another permit of the scheme in (x, x+365] */
     PF_OPEN = 1 << 4,     /* the migrant is in a stay on it */
     PF_EXITED = 1 << 5,   /* its last stay ended with an Exit, on last_exit */
-    PF_PRUNED = 1 << 6,   /* final: only the id is kept */
+    PF_PRUNED = 1 << 6,   /* packed form only: a pruned permit, of which only the id is kept */
 };
 
 enum { M_ABSENT = 0, M_ON_PERMIT, M_NO_PERMIT, M_EXEMPT };
@@ -71,6 +71,8 @@ struct fstate {
     struct run *r;
     uint32_t nr, capr;
     int32_t dq[FQ__N];
+    char *tombs; /* ids of pruned permits, each NUL-terminated (snapshot only) */
+    uint32_t ltombs;
 };
 
 /* An accepted event in the reorder window, with what the fold needs of it. */
@@ -103,7 +105,7 @@ struct cm_fold_ctx {
     struct sinfo *si; /* by name number */
     size_t nsi;
     int32_t nat_xxx;
-    struct fstate tmp; /* scratch: snapshot + window */
+    struct fstate ta, tb; /* scratch: snapshot + window, before and after */
     struct cm_item *ca, *cb;
     size_t na, nb, capa, capb;
 };
@@ -185,6 +187,8 @@ static void fstate_free(struct fstate *fs, int own)
     if (own)
         for (uint32_t i = 0; i < fs->np; i++)
             free(fs->p[i].id);
+    if (own)
+        free(fs->tombs);
     free(fs->p);
     free(fs->sc);
     free(fs->r);
@@ -209,6 +213,8 @@ static int fstate_copy(struct fstate *dst, const struct fstate *src)
     dst->nr = src->nr;
     dst->mode = src->mode;
     dst->cur = src->cur;
+    dst->tombs = src->tombs; /* borrowed */
+    dst->ltombs = src->ltombs;
     memcpy(dst->dq, src->dq, sizeof(dst->dq));
     return 0;
 }
@@ -273,6 +279,28 @@ static int32_t find_permit(const struct fstate *fs, const char *id)
     return -1;
 }
 
+/* True when id is the id of a pruned permit. */
+static int is_tomb(const struct fstate *fs, const char *id)
+{
+    for (uint32_t o = 0; o < fs->ltombs; o += (uint32_t)strlen(fs->tombs + o) + 1)
+        if (!strcmp(fs->tombs + o, id))
+            return 1;
+    return 0;
+}
+
+/* Records id as the id of a pruned permit. Returns 0 or -ENOMEM. */
+static int add_tomb(struct fstate *fs, const char *id)
+{
+    size_t l = strlen(id) + 1;
+    char *nt = realloc(fs->tombs, fs->ltombs + l);
+    if (!nt)
+        return -ENOMEM;
+    memcpy(nt + fs->ltombs, id, l);
+    fs->tombs = nt;
+    fs->ltombs += (uint32_t)l;
+    return 0;
+}
+
 /* Applies one event to fs. With own, the permit of a grant takes ownership
  * of the event's permit id. Returns 0 or -ENOMEM (fs then unusable). */
 static int apply(struct cm_fold_ctx *fc, struct fstate *fs, struct wev *e, int own)
@@ -319,11 +347,11 @@ static int apply(struct cm_fold_ctx *fc, struct fstate *fs, struct wev *e, int o
         }
         for (uint32_t i = fs->np; i-- > 0;) {
             struct permit *q = &fs->p[i];
-            if ((q->flags & PF_PRUNED) || q->vf > d || d > q->end)
+            if (q->vf > d || d > q->end)
                 continue;
             for (uint32_t j = 0; j < fs->np; j++) {
                 struct permit *x = &fs->p[j];
-                if (j != i && !(x->flags & PF_PRUNED) && x->scheme == q->scheme &&
+                if (j != i && x->scheme == q->scheme &&
                     (x->flags & PF_EXITED) && x->last_exit < d && d <= x->last_exit + REENTRY_DAYS)
                     x->flags |= PF_REENTRY;
             }
@@ -350,12 +378,12 @@ static int apply(struct cm_fold_ctx *fc, struct fstate *fs, struct wev *e, int o
     case CM_EV_REVOKED: {
         int32_t pi = find_permit(fs, e->permit_id);
         if (pi < 0) {
-            fs->dq[FQ_UNKNOWN]++;
+            /* a pruned permit ended its grace before any event we may still fold */
+            fs->dq[is_tomb(fs, e->permit_id) ? FQ_LATE_ADMIN : FQ_UNKNOWN]++;
             return 0;
         }
         struct permit *p = &fs->p[pi];
-        /* a pruned permit ended its grace before any event we may still fold */
-        if ((p->flags & PF_PRUNED) || (int64_t)d > (int64_t)p->end + si_of(fc, p->scheme)->grace) {
+        if ((int64_t)d > (int64_t)p->end + si_of(fc, p->scheme)->grace) {
             fs->dq[FQ_LATE_ADMIN]++;
             return 0;
         }
@@ -384,14 +412,6 @@ static int apply(struct cm_fold_ctx *fc, struct fstate *fs, struct wev *e, int o
 
 /* ---- the stay limit ---- */
 
-static int present_on(const struct fstate *fs, int32_t sc, int64_t day)
-{
-    for (uint32_t i = 0; i < fs->nr; i++)
-        if (fs->r[i].sc == sc && fs->r[i].start <= day && day <= fs->r[i].end)
-            return 1;
-    return 0;
-}
-
 /* Present days of scheme sc in [from, to]. */
 static int64_t present_days(const struct fstate *fs, int32_t sc, int64_t from, int64_t to)
 {
@@ -418,22 +438,23 @@ static void scan_run(const struct fstate *fs, struct run *r, const struct sinfo 
         last = r->end;
     if (upto < last)
         last = upto;
-    int64_t d = (int64_t)r->chk + 1;
-    if (d > last)
+    int64_t lo = (int64_t)r->chk + 1, hi = last;
+    if (lo > hi)
         return;
-    int64_t f = present_days(fs, r->sc, d - s->w + 1, d);
-    for (;;) {
-        if (f > s->n) {
-            r->brk = (int32_t)d;
-            r->chk = (int32_t)(d - 1);
-            return;
-        }
-        if (d == last)
-            break;
-        d++;
-        f += 1 - present_on(fs, r->sc, d - s->w);
+    /* f is nondecreasing over the run: binary search for its first day > N */
+    if (present_days(fs, r->sc, hi - s->w + 1, hi) <= s->n) {
+        r->chk = (int32_t)last;
+        return;
     }
-    r->chk = (int32_t)last;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (present_days(fs, r->sc, mid - s->w + 1, mid) > s->n)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    r->brk = (int32_t)lo;
+    r->chk = (int32_t)(lo - 1);
 }
 
 /* ---- contributions ---- */
@@ -458,11 +479,10 @@ static int push(struct cm_item **v, size_t *n, size_t *cap, struct cm_item it)
             return -ENOMEM;                                                                        \
     } while (0)
 
-static int ctr(struct cm_item **v, size_t *n, size_t *cap, int32_t scheme, int32_t nat, int64_t day,
+static int ctr(struct cm_item **v, size_t *n, size_t *cap, int32_t scheme, int32_t nat, int32_t month,
                int c, int64_t val)
 {
-    PUSH(.kind = CM_IT_CTR, .ctr = (uint8_t)c, .scheme = scheme, .nat = nat,
-         .day = cm_month_of_day(day), .v = val);
+    PUSH(.kind = CM_IT_CTR, .ctr = (uint8_t)c, .scheme = scheme, .nat = nat, .day = month, .v = val);
     return 0;
 }
 
@@ -474,67 +494,71 @@ static int breach_days(struct cm_item **v, size_t *n, size_t *cap, int32_t schem
         int32_t m = cm_month_of_day(a);
         int64_t next = cm_month_first_day(m + 1);
         int64_t to = next - 1 < b ? next - 1 : b;
-        if (ctr(v, n, cap, scheme, nat, a, CM_C_BREACH_DAYS, to - a + 1) < 0)
+        if (ctr(v, n, cap, scheme, nat, m, CM_C_BREACH_DAYS, to - a + 1) < 0)
             return -ENOMEM;
         a = to + 1;
     }
     return 0;
 }
 
-/* The migrant's contribution to the aggregate, given the fold fs and the
- * latest occurred_at L. Permits are counted as if due; those that may not be
- * due yet (E + grace + 1 > day(L)) are also listed as pending, for the read
- * side to take back when they are not due as of its time. */
-static int contrib(struct cm_fold_ctx *fc, struct fstate *fs, int64_t latest, struct cm_item **v,
-                   size_t *n, size_t *cap)
+/* Whether permit p may not be due yet as of any time after L (day dl). */
+static int pending(const struct cm_fold_ctx *fc, const struct permit *p, int64_t dl)
 {
-    int64_t dl = cm_day(latest);
-    *n = 0;
-    for (int i = 0; i < FQ__N; i++)
-        if (fs->dq[i])
-            PUSH(.kind = CM_IT_DQ, .ctr = fq_dq[i], .v = fs->dq[i]);
-    for (uint32_t i = 0; i < fs->np; i++) {
-        const struct permit *p = &fs->p[i];
-        if (p->flags & PF_PRUNED)
-            continue;
-        int64_t grace = si_of(fc, p->scheme)->grace, end = p->end;
-        int pclass;
-        if (!(p->flags & PF_USED)) {
-            if (p->flags & PF_REVOKED)
-                continue;
-            pclass = CM_P_NOSHOW;
-            if (ctr(v, n, cap, p->scheme, p->nat, end, CM_C_NOSHOW, 1) < 0)
+    return (int64_t)p->end + si_of(fc, p->scheme)->grace + 1 > dl;
+}
+
+/* The contribution of one permit, given day(L) dl. Permits are counted as if
+ * due; those that may not be due yet are also listed as pending, for the
+ * read side to take back when they are not due as of its time. */
+static int contrib_permit(struct cm_fold_ctx *fc, const struct permit *p, int64_t dl,
+                          struct cm_item **v, size_t *n, size_t *cap)
+{
+    int64_t grace = si_of(fc, p->scheme)->grace, end = p->end;
+    int32_t mon = cm_month_of_day(end);
+    int pclass;
+    if (!(p->flags & PF_USED)) {
+        if (p->flags & PF_REVOKED)
+            return 0;
+        pclass = CM_P_NOSHOW;
+        if (ctr(v, n, cap, p->scheme, p->nat, mon, CM_C_NOSHOW, 1) < 0)
+            return -ENOMEM;
+    } else {
+        if (ctr(v, n, cap, p->scheme, p->nat, mon, CM_C_EXPECTED, 1) < 0)
+            return -ENOMEM;
+        if (p->flags & PF_ADJUSTED) {
+            pclass = CM_P_STATUS;
+            if (ctr(v, n, cap, p->scheme, p->nat, mon, CM_C_STATUS, 1) < 0)
                 return -ENOMEM;
+        } else if (!(p->flags & PF_EXITED)) {
+            pclass = CM_P_ICO;
+            if (ctr(v, n, cap, p->scheme, p->nat, mon, CM_C_ICO, 1) < 0 ||
+                ctr(v, n, cap, p->scheme, p->nat, mon, CM_C_ICO_ESUM, end) < 0)
+                return -ENOMEM;
+        } else if (p->last_exit > end + grace) {
+            /* late: due for sure, the exit came after E + grace */
+            if (ctr(v, n, cap, p->scheme, p->nat, mon, CM_C_LATE, 1) < 0 ||
+                ctr(v, n, cap, p->scheme, p->nat, mon, CM_C_OVERSTAY_DAYS, p->last_exit - end) < 0)
+                return -ENOMEM;
+            return 0;
         } else {
-            if (ctr(v, n, cap, p->scheme, p->nat, end, CM_C_EXPECTED, 1) < 0)
+            int re = (p->flags & PF_REENTRY) != 0;
+            pclass = re ? CM_P_INTIME_REENTRY : CM_P_INTIME;
+            if (ctr(v, n, cap, p->scheme, p->nat, mon, CM_C_INTIME, 1) < 0 ||
+                (re && ctr(v, n, cap, p->scheme, p->nat, mon, CM_C_REENTRY, 1) < 0))
                 return -ENOMEM;
-            if (p->flags & PF_ADJUSTED) {
-                pclass = CM_P_STATUS;
-                if (ctr(v, n, cap, p->scheme, p->nat, end, CM_C_STATUS, 1) < 0)
-                    return -ENOMEM;
-            } else if (!(p->flags & PF_EXITED)) {
-                pclass = CM_P_ICO;
-                if (ctr(v, n, cap, p->scheme, p->nat, end, CM_C_ICO, 1) < 0 ||
-                    ctr(v, n, cap, p->scheme, p->nat, end, CM_C_ICO_ESUM, end) < 0)
-                    return -ENOMEM;
-            } else if (p->last_exit > end + grace) {
-                /* late: due for sure, the exit came after E + grace */
-                if (ctr(v, n, cap, p->scheme, p->nat, end, CM_C_LATE, 1) < 0 ||
-                    ctr(v, n, cap, p->scheme, p->nat, end, CM_C_OVERSTAY_DAYS, p->last_exit - end) < 0)
-                    return -ENOMEM;
-                continue;
-            } else {
-                int re = (p->flags & PF_REENTRY) != 0;
-                pclass = re ? CM_P_INTIME_REENTRY : CM_P_INTIME;
-                if (ctr(v, n, cap, p->scheme, p->nat, end, CM_C_INTIME, 1) < 0 ||
-                    (re && ctr(v, n, cap, p->scheme, p->nat, end, CM_C_REENTRY, 1) < 0))
-                    return -ENOMEM;
-            }
         }
-        if (end + grace + 1 > dl)
-            PUSH(.kind = CM_IT_PEND, .ctr = (uint8_t)pclass, .scheme = p->scheme, .nat = p->nat,
-                 .day = end, .v = 1);
     }
+    if (end + grace + 1 > dl)
+        PUSH(.kind = CM_IT_PEND, .ctr = (uint8_t)pclass, .scheme = p->scheme, .nat = p->nat,
+             .day = end, .v = 1);
+    return 0;
+}
+
+/* The contribution of the stay-limit runs: closed breaches by month, open
+ * ones as breach entries resolved when read. */
+static int contrib_runs(struct cm_fold_ctx *fc, struct fstate *fs, struct cm_item **v, size_t *n,
+                        size_t *cap)
+{
     for (uint32_t i = 0; i < fs->nr; i++) {
         struct run *r = &fs->r[i];
         const struct sch *sc = &fs->sc[r->sc];
@@ -544,13 +568,68 @@ static int contrib(struct cm_fold_ctx *fc, struct fstate *fs, int64_t latest, st
             continue;
         if (r->end == OPEN_END) {
             PUSH(.kind = CM_IT_BREACH, .scheme = sc->scheme, .nat = sc->nat, .day = r->brk, .v = 1);
-        } else if (ctr(v, n, cap, sc->scheme, sc->nat, r->brk, CM_C_BREACHES, 1) < 0 ||
+        } else if (ctr(v, n, cap, sc->scheme, sc->nat, cm_month_of_day(r->brk), CM_C_BREACHES, 1) < 0 ||
                    breach_days(v, n, cap, sc->scheme, sc->nat, r->brk, r->end) < 0) {
             return -ENOMEM;
         }
     }
-    if (fs->mode == M_ON_PERMIT)
-        PUSH(.kind = CM_IT_PRESENT, .scheme = fs->p[fs->cur].scheme, .v = 1);
+    return 0;
+}
+
+static int same_permit(const struct permit *a, const struct permit *b)
+{
+    return a->scheme == b->scheme && a->nat == b->nat && a->vf == b->vf && a->end == b->end &&
+           a->last_exit == b->last_exit && a->flags == b->flags &&
+           (a->id == b->id || !strcmp(a->id, b->id));
+}
+
+static int same_runs(const struct fstate *a, const struct fstate *b)
+{
+    if (a->nr != b->nr || a->nsc != b->nsc)
+        return 0;
+    for (uint32_t i = 0; i < a->nsc; i++)
+        if (a->sc[i].scheme != b->sc[i].scheme || a->sc[i].nat != b->sc[i].nat)
+            return 0;
+    for (uint32_t i = 0; i < a->nr; i++)
+        if (a->r[i].sc != b->r[i].sc || a->r[i].start != b->r[i].start || a->r[i].end != b->r[i].end ||
+            a->r[i].chk != b->r[i].chk || a->r[i].brk != b->r[i].brk)
+            return 0;
+    return 1;
+}
+
+/* The migrant's contributions before (fold a, latest occurred_at la) and
+ * after (b, lb), into fc->ca and fc->cb, leaving out the parts that are the
+ * same on both sides (they cancel). */
+static int contrib_pair(struct cm_fold_ctx *fc, struct fstate *a, int64_t la, struct fstate *b,
+                        int64_t lb)
+{
+    int64_t da = cm_day(la), db = cm_day(lb);
+    struct cm_item **va = &fc->ca, **vb = &fc->cb;
+    size_t *cpa = &fc->capa, *cpb = &fc->capb;
+    fc->na = fc->nb = 0;
+    for (int i = 0; i < FQ__N; i++)
+        if (a->dq[i] != b->dq[i] &&
+            (push(va, &fc->na, cpa, (struct cm_item){.kind = CM_IT_DQ, .ctr = fq_dq[i], .v = a->dq[i]}) < 0 ||
+             push(vb, &fc->nb, cpb, (struct cm_item){.kind = CM_IT_DQ, .ctr = fq_dq[i], .v = b->dq[i]}) < 0))
+            return -ENOMEM;
+    uint32_t np = a->np > b->np ? a->np : b->np;
+    for (uint32_t i = 0; i < np; i++) {
+        const struct permit *pa = i < a->np ? &a->p[i] : NULL, *pb = i < b->np ? &b->p[i] : NULL;
+        if (pa && pb && same_permit(pa, pb) && pending(fc, pa, da) == pending(fc, pb, db))
+            continue;
+        if ((pa && contrib_permit(fc, pa, da, va, &fc->na, cpa) < 0) ||
+            (pb && contrib_permit(fc, pb, db, vb, &fc->nb, cpb) < 0))
+            return -ENOMEM;
+    }
+    if (!same_runs(a, b) &&
+        (contrib_runs(fc, a, va, &fc->na, cpa) < 0 || contrib_runs(fc, b, vb, &fc->nb, cpb) < 0))
+        return -ENOMEM;
+    int32_t sa = a->mode == M_ON_PERMIT ? a->p[a->cur].scheme : -1;
+    int32_t sb = b->mode == M_ON_PERMIT ? b->p[b->cur].scheme : -1;
+    if (sa != sb &&
+        ((sa >= 0 && push(va, &fc->na, cpa, (struct cm_item){.kind = CM_IT_PRESENT, .scheme = sa, .v = 1}) < 0) ||
+         (sb >= 0 && push(vb, &fc->nb, cpb, (struct cm_item){.kind = CM_IT_PRESENT, .scheme = sb, .v = 1}) < 0)))
+        return -ENOMEM;
     return 0;
 }
 
@@ -564,6 +643,13 @@ static int item_key_eq(const struct cm_item *a, const struct cm_item *b)
 static int diff(const struct cm_item *before, size_t nb, struct cm_item *after, size_t na,
                 struct cm_item **items, size_t *n, size_t *cap)
 {
+    /* both lists come from the same walk over mostly the same state */
+    while (na && nb && before->v == after->v && item_key_eq(before, after)) {
+        before++, after++;
+        na--, nb--;
+    }
+    while (na && nb && before[nb - 1].v == after[na - 1].v && item_key_eq(&before[nb - 1], &after[na - 1]))
+        na--, nb--;
     size_t base = *n;
     for (size_t i = 0; i < na; i++) {
         size_t j;
@@ -597,13 +683,13 @@ static int diff(const struct cm_item *before, size_t nb, struct cm_item *after, 
     return 0;
 }
 
-/* The fold of snapshot + window, in fc->tmp. */
-static int refold(struct cm_fold_ctx *fc, struct cm_mstate *st)
+/* The fold of snapshot + window, in out. */
+static int refold(struct cm_fold_ctx *fc, struct cm_mstate *st, struct fstate *out)
 {
-    if (fstate_copy(&fc->tmp, &st->snap) < 0)
+    if (fstate_copy(out, &st->snap) < 0)
         return -ENOMEM;
     for (uint32_t i = 0; i < st->nw; i++)
-        if (apply(fc, &fc->tmp, &st->w[i], 0) < 0)
+        if (apply(fc, out, &st->w[i], 0) < 0)
             return -ENOMEM;
     return 0;
 }
@@ -623,24 +709,37 @@ static int advance(struct cm_fold_ctx *fc, struct cm_mstate *st)
     if (k) {
         memmove(st->w, st->w + k, (st->nw - k) * sizeof(*st->w));
         st->nw -= k;
+        if (!st->nw) { /* most migrants: nothing in the window between seasons */
+            free(st->w);
+            st->w = NULL;
+            st->capw = 0;
+        }
     }
     /* Every event still to fold has a day >= T: days before T are final. */
     int64_t T = cm_day(horizon);
     struct fstate *fs = &st->snap;
     memset(fs->dq, 0, sizeof(fs->dq));
+    uint32_t keep = 0;
     for (uint32_t i = 0; i < fs->np; i++) {
         struct permit *p = &fs->p[i];
-        if (p->flags & PF_PRUNED)
-            continue;
         int64_t grace = si_of(fc, p->scheme)->grace;
-        if ((fs->mode == M_ON_PERMIT && fs->cur == (int32_t)i) || (int64_t)p->end + grace >= T)
-            continue;
         int in_time = (p->flags & PF_USED) && !(p->flags & PF_ADJUSTED) &&
                       (p->flags & PF_EXITED) && p->last_exit <= p->end + grace;
-        if (in_time && !(p->flags & PF_REENTRY) && (int64_t)p->last_exit + REENTRY_DAYS >= T)
+        if ((fs->mode == M_ON_PERMIT && fs->cur == (int32_t)i) || (int64_t)p->end + grace >= T ||
+            (in_time && !(p->flags & PF_REENTRY) && (int64_t)p->last_exit + REENTRY_DAYS >= T)) {
+            if (fs->mode == M_ON_PERMIT && fs->cur == (int32_t)i)
+                fs->cur = (int32_t)keep;
+            fs->p[keep++] = *p;
             continue;
-        p->flags = PF_PRUNED;
+        }
+        /* final: its contribution stays in the aggregate, only its id is kept */
+        if (add_tomb(fs, p->id) < 0) {
+            fs->p[keep++] = *p; /* keeping it is always right, only bigger */
+            continue;
+        }
+        free(p->id);
     }
+    fs->np = keep;
     uint32_t w = 0;
     for (uint32_t i = 0; i < fs->nr; i++) {
         struct run *r = &fs->r[i];
@@ -670,7 +769,7 @@ static int known_id(const struct cm_mstate *st, uint64_t h)
 
 static int holds_permit(const struct cm_mstate *st, const char *id)
 {
-    if (find_permit(&st->snap, id) >= 0)
+    if (find_permit(&st->snap, id) >= 0 || is_tomb(&st->snap, id))
         return 1;
     for (uint32_t i = 0; i < st->nw; i++)
         if (st->w[i].type == CM_EV_GRANTED && !strcmp(st->w[i].permit_id, id))
@@ -728,7 +827,7 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
         goto nomem;
 
     /* before */
-    if (refold(fc, st) < 0 || contrib(fc, &fc->tmp, st->latest, &fc->ca, &fc->na, &fc->capa) < 0)
+    if (refold(fc, st, &fc->ta) < 0)
         goto nomem;
 
     /* insert in order of occurrence, after equal times (ties in arrival order) */
@@ -742,8 +841,16 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
     if (e.t > st->latest)
         st->latest = e.t;
 
-    /* after */
-    if (refold(fc, st) < 0 || contrib(fc, &fc->tmp, st->latest, &fc->cb, &fc->nb, &fc->capb) < 0 ||
+    /* after: in order (the common case), the fold before plus this event */
+    int after;
+    if (pos == st->nw - 1) {
+        after = fstate_copy(&fc->tb, &fc->ta);
+        if (!after)
+            after = apply(fc, &fc->tb, &st->w[pos], 0);
+    } else {
+        after = refold(fc, st, &fc->tb);
+    }
+    if (after < 0 || contrib_pair(fc, &fc->ta, old_latest, &fc->tb, st->latest) < 0 ||
         (old_latest && e.t < old_latest && dq_item(items, n, cap, CM_DQ_OUT_OF_ORDER) < 0) ||
         diff(fc->ca, fc->na, fc->cb, fc->nb, items, n, cap) < 0) {
         /* undo the insertion: the state is as before */
@@ -758,8 +865,12 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
     st->ringpos = (uint8_t)((st->ringpos + 1) % RING);
     if (st->nring < RING)
         st->nring++;
-    if (advance(fc, st) < 0)
-        return -ENOMEM; /* cannot happen: the snapshot only shrinks or reuses room */
+    /* nothing leaves the window and nothing new is final while day(L) stays */
+    int64_t w = (int64_t)fc->cfg->reorder_window_days * CM_DAY;
+    if ((st->nw && st->w[0].t < st->latest - w) || cm_day(st->latest - w) != cm_day(old_latest - w)) {
+        if (advance(fc, st) < 0)
+            return -ENOMEM; /* cannot happen: the snapshot only shrinks or reuses room */
+    }
     return CM_FOLD_ACCEPTED;
 nomem:
     *n = n0;
@@ -788,7 +899,8 @@ struct cm_fold_ctx *cm_fold_ctx_free(struct cm_fold_ctx *fc)
 {
     if (!fc)
         return NULL;
-    fstate_free(&fc->tmp, 0);
+    fstate_free(&fc->ta, 0);
+    fstate_free(&fc->tb, 0);
     free(fc->si);
     free(fc->ca);
     free(fc->cb);
@@ -837,8 +949,11 @@ long cm_mstate_pack(const struct cm_fold_ctx *fc, const struct cm_mstate *st, ui
 {
     const struct fstate *fs = &st->snap;
     Circmon__V1__MigrantState m = CIRCMON__V1__MIGRANT_STATE__INIT;
-    Circmon__V1__StatePermit *pv = calloc(fs->np + 1, sizeof(*pv));
-    Circmon__V1__StatePermit **pp = calloc(fs->np + 1, sizeof(*pp));
+    uint32_t ntombs = 0;
+    for (uint32_t o = 0; o < fs->ltombs; o++)
+        ntombs += fs->tombs[o] == '\0';
+    Circmon__V1__StatePermit *pv = calloc(fs->np + ntombs + 1, sizeof(*pv));
+    Circmon__V1__StatePermit **pp = calloc(fs->np + ntombs + 1, sizeof(*pp));
     Circmon__V1__StateScheme *sv = calloc(fs->nsc + 1, sizeof(*sv));
     Circmon__V1__StateScheme **sp = calloc(fs->nsc + 1, sizeof(*sp));
     int32_t *runs = calloc((size_t)fs->nr * 4 + 1, sizeof(*runs));
@@ -854,17 +969,22 @@ long cm_mstate_pack(const struct cm_fold_ctx *fc, const struct cm_mstate *st, ui
         circmon__v1__state_permit__init(&pv[i]);
         pv[i].id = p->id;
         pv[i].flags = p->flags;
-        if (!(p->flags & PF_PRUNED)) {
-            pv[i].scheme = name_of(fc, p->scheme);
-            pv[i].nationality = name_of(fc, p->nat);
-            pv[i].valid_from_day = p->vf;
-            pv[i].end_day = p->end;
-            pv[i].last_exit_day = p->last_exit;
-            pv[i].kind = p->kind;
-        }
+        pv[i].scheme = name_of(fc, p->scheme);
+        pv[i].nationality = name_of(fc, p->nat);
+        pv[i].valid_from_day = p->vf;
+        pv[i].end_day = p->end;
+        pv[i].last_exit_day = p->last_exit;
+        pv[i].kind = p->kind;
         pp[i] = &pv[i];
     }
-    m.n_permits = fs->np;
+    uint32_t k = fs->np;
+    for (uint32_t o = 0; o < fs->ltombs; o += (uint32_t)strlen(fs->tombs + o) + 1, k++) {
+        circmon__v1__state_permit__init(&pv[k]);
+        pv[k].id = fs->tombs + o;
+        pv[k].flags = PF_PRUNED;
+        pp[k] = &pv[k];
+    }
+    m.n_permits = k;
     m.permits = pp;
     int32_t *rp = runs;
     for (uint32_t i = 0; i < fs->nsc; i++) {
@@ -939,14 +1059,18 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
         goto out;
     struct fstate *fs = &st->snap;
     rc = -EINVAL;
-    if (m->mode > M_EXEMPT || m->n_recent_ids > RING || m->n_permits > UINT32_MAX / 2 ||
-        (m->mode == M_ON_PERMIT && (m->current < 0 || (size_t)m->current >= m->n_permits)))
+    if (m->mode > M_EXEMPT || m->n_recent_ids > RING || m->n_permits > UINT32_MAX / 2)
         goto fail;
     rc = -ENOMEM;
     if (grow((void **)&fs->p, &fs->capp, (uint32_t)m->n_permits, sizeof(*fs->p)) < 0)
         goto fail;
     for (size_t i = 0; i < m->n_permits; i++) {
         Circmon__V1__StatePermit *sp = m->permits[i];
+        if (sp->flags & PF_PRUNED) {
+            if (add_tomb(fs, sp->id ? sp->id : "") < 0)
+                goto fail;
+            continue;
+        }
         struct permit *p = &fs->p[fs->np];
         memset(p, 0, sizeof(*p));
         p->id = strdup(sp->id ? sp->id : "");
@@ -954,8 +1078,6 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
             goto fail;
         fs->np++;
         p->flags = (uint8_t)sp->flags;
-        if (p->flags & PF_PRUNED)
-            continue;
         const char *sch = sp->scheme ? sp->scheme : "", *nat = sp->nationality ? sp->nationality : "";
         p->scheme = cm_names_intern(fc->nm, sch, strlen(sch));
         p->nat = cm_names_intern(fc->nm, nat, strlen(nat));
@@ -968,6 +1090,10 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
     }
     fs->mode = (uint8_t)m->mode;
     fs->cur = m->current;
+    if (fs->mode == M_ON_PERMIT && (fs->cur < 0 || (uint32_t)fs->cur >= fs->np)) {
+        rc = -EINVAL;
+        goto fail;
+    }
     for (size_t i = 0; i < m->n_schemes; i++) {
         Circmon__V1__StateScheme *ss = m->schemes[i];
         const char *sch = ss->scheme ? ss->scheme : "", *nat = ss->nationality ? ss->nationality : "";

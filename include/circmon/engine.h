@@ -28,12 +28,12 @@ int cm_engine_feed(struct cm_engine *en, const uint8_t *buf, size_t len);
 /* Folds an already decoded, valid event. Returns a cm_fold_result or -ENOMEM. */
 int cm_engine_fold(struct cm_engine *en, const struct cm_event *ev);
 
-/* The aggregate and the name table (for the read side). */
-const struct cm_agg *cm_engine_agg(const struct cm_engine *en);
+/* The aggregate (NULL when out of memory), and the name table. */
+const struct cm_agg *cm_engine_agg(struct cm_engine *en);
 const struct cm_names *cm_engine_names(const struct cm_engine *en);
 
 /* The indicators document as of as_of (see cm_indicators_json). */
-json_t *cm_engine_indicators(const struct cm_engine *en, int64_t as_of);
+json_t *cm_engine_indicators(struct cm_engine *en, int64_t as_of);
 
 /* Number of migrants and approximate bytes of state they hold. */
 size_t cm_engine_migrants(const struct cm_engine *en);
