@@ -1,0 +1,239 @@
+# Makefile - builds circmon: libcircmon.a, the programs in bin/, the Check suites.
+#
+#   make                 all programs (bin/circmond, bin/circmonctl, bin/circmon-gen,
+#                        bin/circmon-broker; each only once its main source exists)
+#   make check           every tests/check_*.c, plain and with ASan/UBSan
+#   make check-valgrind  the plain suites under valgrind (CK_FORK=no)
+#   make bench | demo | deps | install | clean
+#
+# Every library comes from pkg-config. Generated protobuf-c code lives in build/gen.
+
+CC      ?= cc
+PKG     ?= pkg-config
+PROTOC  ?= protoc-c
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+
+LIBS_PC := libevent rdkafka libprotobuf-c hiredis libsystemd inih jansson
+
+PC_CFLAGS := $(shell $(PKG) --cflags $(LIBS_PC))
+PC_LIBS   := $(shell $(PKG) --libs $(LIBS_PC))
+CHECK_CFLAGS = $(shell $(PKG) --cflags check)
+CHECK_LIBS   = $(shell $(PKG) --libs check)
+
+CFLAGS  ?= -O2 -g
+override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L \
+           -Iinclude -Ibuild/gen $(PC_CFLAGS)
+DEPFLAGS = -MMD -MP
+LDFLAGS ?=
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
+
+# The generated code is not ours to fix: relax what protoc-c output trips on.
+GEN_CFLAGS := -Wno-unused-parameter
+
+# --- sources ---------------------------------------------------------------
+PROTOS  := $(wildcard proto/circmon/v1/*.proto)
+GEN_C   := $(patsubst proto/%.proto,build/gen/%.pb-c.c,$(PROTOS))
+GEN_H   := $(GEN_C:.c=.h)
+
+LIB_SRC := $(sort $(wildcard lib/*.c)) $(GEN_C)
+
+DAEMON_SRC := $(sort $(wildcard daemon/*.c))
+CTL_SRC    := $(wildcard tools/circmonctl.c) $(sort $(wildcard tools/ctl_*.c))
+GEN_SRC    := $(wildcard tools/circmon-gen.c)
+BROKER_SRC := $(wildcard tools/circmon-broker.c)
+
+# A program is built only once its main source exists; for circmond, once a
+# daemon/*.c defines main (its file name is the daemon's business).
+DAEMON_MAIN := $(if $(DAEMON_SRC),$(shell grep -l '^int main' $(DAEMON_SRC) 2>/dev/null))
+PROGS :=
+ifneq ($(DAEMON_MAIN),)
+PROGS += bin/circmond
+endif
+ifneq ($(wildcard tools/circmonctl.c),)
+PROGS += bin/circmonctl
+endif
+ifneq ($(GEN_SRC),)
+PROGS += bin/circmon-gen
+endif
+ifneq ($(BROKER_SRC),)
+PROGS += bin/circmon-broker
+endif
+
+# Check suites: every tests/check_*.c is one binary. Any other tests/*.c is a
+# helper linked into every suite.
+SUITE_SRC   := $(sort $(wildcard tests/check_*.c))
+TSUPP_SRC   := $(filter-out $(SUITE_SRC),$(wildcard tests/*.c))
+SUITES      := $(patsubst tests/%.c,build/tests/%,$(SUITE_SRC))
+ASAN_SUITES := $(patsubst tests/%.c,build/asan/tests/%,$(SUITE_SRC))
+
+# Object paths mirror source paths: lib/x.c -> build/obj/lib/x.o,
+# build/gen/y.pb-c.c -> build/obj/build/gen/y.pb-c.o; build/asan/... likewise.
+obj  = $(patsubst %.c,build/obj/%.o,$(1))
+aobj = $(patsubst %.c,build/asan/obj/%.o,$(1))
+
+LIB_OBJ    := $(call obj,$(LIB_SRC))
+ALIB_OBJ   := $(call aobj,$(LIB_SRC))
+TSUPP_OBJ  := $(call obj,$(TSUPP_SRC))
+ATSUPP_OBJ := $(call aobj,$(TSUPP_SRC))
+
+LIB  := build/libcircmon.a
+ALIB := build/asan/libcircmon.a
+
+ALL_OBJ := $(LIB_OBJ) $(ALIB_OBJ) $(TSUPP_OBJ) $(ATSUPP_OBJ) \
+           $(call obj,$(DAEMON_SRC) $(CTL_SRC) $(GEN_SRC) $(BROKER_SRC) $(SUITE_SRC)) \
+           $(call aobj,$(SUITE_SRC))
+
+# --- environment for the tests -------------------------------------------
+TEST_ENV := CM_TOP=$(CURDIR) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-60}
+ASAN_ENV := $(TEST_ENV) CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-3} \
+            ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+.PHONY: FORCE all check check-plain check-asan check-valgrind tests tests-asan \
+        bench demo deps install uninstall clean
+.DEFAULT_GOAL := all
+.DELETE_ON_ERROR:
+.SECONDARY:
+
+all: $(PROGS)
+
+# --- generated protobuf-c code -------------------------------------------
+build/gen/%.pb-c.c build/gen/%.pb-c.h: proto/%.proto
+	@mkdir -p build/gen
+	$(PROTOC) --c_out=build/gen -Iproto $<
+
+# --- compilation ----------------------------------------------------------
+# Every object waits for the generated headers (order-only): any lib file may
+# include them, and -MMD only knows that after the first compile.
+build/obj/%.o: %.c | $(GEN_H)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+build/asan/obj/%.o: %.c | $(GEN_H)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN_FLAGS) $(EXTRA_CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(call obj,$(GEN_C)) $(call aobj,$(GEN_C)): EXTRA_CFLAGS = $(GEN_CFLAGS)
+$(call obj,$(SUITE_SRC) $(TSUPP_SRC)) $(call aobj,$(SUITE_SRC) $(TSUPP_SRC)): \
+	EXTRA_CFLAGS = $(CHECK_CFLAGS)
+
+# --- library ---------------------------------------------------------------
+# The archive is rebuilt whenever the list of its objects changes (a file
+# added to or removed from lib/), not only when an object is newer.
+build/lib.list: FORCE
+	@mkdir -p $(@D)
+	@echo '$(LIB_OBJ)' | cmp -s - $@ || echo '$(LIB_OBJ)' > $@
+
+build/asan/lib.list: FORCE
+	@mkdir -p $(@D)
+	@echo '$(ALIB_OBJ)' | cmp -s - $@ || echo '$(ALIB_OBJ)' > $@
+
+$(LIB): $(LIB_OBJ) build/lib.list
+	rm -f $@
+	$(AR) rcs $@ $(LIB_OBJ)
+
+$(ALIB): $(ALIB_OBJ) build/asan/lib.list
+	rm -f $@
+	$(AR) rcs $@ $(ALIB_OBJ)
+
+FORCE:
+
+# --- programs --------------------------------------------------------------
+define program
+$(1): $$(call obj,$(2)) $$(LIB)
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$(call obj,$(2)) $$(LIB) $$(PC_LIBS) -lm
+endef
+$(eval $(call program,bin/circmond,$(DAEMON_SRC)))
+$(eval $(call program,bin/circmonctl,$(CTL_SRC)))
+$(eval $(call program,bin/circmon-gen,$(GEN_SRC)))
+$(eval $(call program,bin/circmon-broker,$(BROKER_SRC)))
+
+# --- tests -------------------------------------------------------------------
+build/tests/%: build/obj/tests/%.o $(TSUPP_OBJ) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TSUPP_OBJ) $(LIB) $(PC_LIBS) $(CHECK_LIBS) -lm
+
+build/asan/tests/%: build/asan/obj/tests/%.o $(ATSUPP_OBJ) $(ALIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN_FLAGS) $(LDFLAGS) -o $@ $< $(ATSUPP_OBJ) $(ALIB) \
+	    $(PC_LIBS) $(CHECK_LIBS) -lm
+
+tests: $(SUITES)
+tests-asan: $(ASAN_SUITES)
+
+# Runs every suite even after a failure, then fails if any did.
+# $(1): label, $(2): environment, $(3): binaries, $(4): command prefix
+define run_suites
+	@fail=0; n=0; \
+	for t in $(3); do \
+	    n=$$((n + 1)); \
+	    echo "== $(1): $$t"; \
+	    if ! env $(2) $(4) $$t; then echo "!! $(1): $$t FAILED"; fail=$$((fail + 1)); fi; \
+	done; \
+	echo "== $(1): $$n suites, $$fail failed"; \
+	test $$fail -eq 0
+endef
+
+# Programs first: suites run them from $CM_TOP/bin. Both test flavours are
+# built (in parallel with -j) before either runs, so the output stays readable.
+check: all $(SUITES) $(ASAN_SUITES)
+	$(call run_suites,check,$(TEST_ENV),$(SUITES),)
+	$(call run_suites,check-asan,$(ASAN_ENV),$(ASAN_SUITES),)
+
+check-plain: all $(SUITES)
+	$(call run_suites,check,$(TEST_ENV),$(SUITES),)
+
+check-asan: all $(ASAN_SUITES)
+	$(call run_suites,check-asan,$(ASAN_ENV),$(ASAN_SUITES),)
+
+check-valgrind: all $(SUITES)
+	$(call run_suites,check-valgrind,$(TEST_ENV) CK_FORK=no \
+	    CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-20},$(SUITES),\
+	    valgrind -q --error-exitcode=1 --leak-check=full)
+
+# --- benchmarks --------------------------------------------------------------
+build/bench/bench_fold: build/obj/tests/bench/bench_fold.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(PC_LIBS) -lm
+
+# --- scripts written elsewhere ---------------------------------------------
+bench: all build/bench/bench_fold
+	@if [ -x tests/bench.sh ] || [ -f tests/bench.sh ]; then \
+	    CM_TOP=$(CURDIR) bash tests/bench.sh; \
+	else echo "tests/bench.sh does not exist yet" >&2; exit 1; fi
+
+demo:
+	@if [ -f tools/demo.sh ]; then \
+	    CM_TOP=$(CURDIR) bash tools/demo.sh; \
+	else echo "tools/demo.sh does not exist yet" >&2; exit 1; fi
+
+deps:
+	tools/install-deps.sh
+
+# --- install -----------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(BINDIR)
+	$(if $(PROGS),install -m 0755 $(PROGS) $(DESTDIR)$(BINDIR)/)
+	install -d $(DESTDIR)$(SYSCONFDIR)/circmon
+	install -m 0644 config/circmond.conf.example \
+	    $(DESTDIR)$(SYSCONFDIR)/circmon/circmond.conf.example
+	@if [ -f systemd/circmond.service ]; then \
+	    echo "install -m 0644 systemd/circmond.service $(DESTDIR)$(UNITDIR)/"; \
+	    install -d $(DESTDIR)$(UNITDIR) && \
+	    install -m 0644 systemd/circmond.service $(DESTDIR)$(UNITDIR)/; \
+	fi
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGS)))
+	rm -f $(DESTDIR)$(SYSCONFDIR)/circmon/circmond.conf.example
+	rm -f $(DESTDIR)$(UNITDIR)/circmond.service
+
+clean:
+	rm -rf build bin
+
+-include $(ALL_OBJ:.o=.d)
