@@ -1,0 +1,65 @@
+/* kafka.h - librdkafka configuration from cm_config, logging, and the
+ * dead-letter producer helper. */
+#ifndef CIRCMON_KAFKA_H
+#define CIRCMON_KAFKA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "circmon/config.h"
+
+/* Dead-letter header names (values are text, no NUL terminator). */
+#define CM_DLQ_HDR_REASON "circmon-reason"
+#define CM_DLQ_HDR_SRC_TOPIC "circmon-source-topic"
+#define CM_DLQ_HDR_SRC_PARTITION "circmon-source-partition" /* decimal */
+#define CM_DLQ_HDR_SRC_OFFSET "circmon-source-offset"       /* decimal */
+
+/* A new librdkafka configuration: bootstrap.servers from cfg->brokers, then
+ * every cfg->rdkafka pass-through property in file order (so they override
+ * anything set before), and cm_kafka_log_cb as the log callback.
+ * Returns the configuration (the caller owns it: rd_kafka_new takes it on
+ * success, rd_kafka_conf_destroy otherwise), or NULL with a message in err
+ * (errlen bytes, always NUL-terminated) that names the rejected property as
+ * "rdkafka.<name>". Values of secret properties (passwords, private keys,
+ * client secrets) never appear in err. */
+rd_kafka_conf_t *cm_kafka_conf_new(const struct cm_config *cfg, char *err, size_t errlen);
+
+/* Sets property name to value on conf unless cfg passes name through
+ * (rdkafka.<name>), in which case the operator's value stands: a program's
+ * tuning defaults go through here. Returns 0, or -EINVAL with a message in
+ * err naming the property. */
+int cm_kafka_conf_default(rd_kafka_conf_t *conf, const struct cm_config *cfg,
+                          const char *name, const char *value, char *err, size_t errlen);
+
+/* Nonzero when the librdkafka property name holds a secret whose value must
+ * never be printed. */
+int cm_kafka_prop_is_secret(const char *name);
+
+/* The log callback installed by cm_kafka_conf_new: one line per log on
+ * stderr, "<level> rdkafka <client>: <facility>: <message>", with the syslog
+ * level as a word (error, warning, notice, info, debug). Thread-safe; may be
+ * installed on any configuration with rd_kafka_conf_set_log_cb. */
+void cm_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+
+/* Produces one dead-letter message to topic on producer rk: key and value are
+ * copied (either may be NULL with length 0), and the headers CM_DLQ_HDR_*
+ * carry reason, src_topic, partition and offset. The message is queued, not
+ * yet delivered: its fate arrives in rk's delivery report callback with
+ * msg_opaque as the message's opaque. Call rd_kafka_poll to serve it.
+ * Returns 0 when queued, else a negative errno-style code and nothing is
+ * queued: -ENOBUFS when the producer queue is full (poll, then retry),
+ * -EMSGSIZE when the message is too large, -ENOENT for an unknown topic or
+ * partition, -EINVAL for a bad argument, -EIO otherwise. */
+int cm_dlq_send_opaque(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
+                       const void *value, size_t len, const char *reason,
+                       const char *src_topic, int32_t partition, int64_t offset,
+                       void *msg_opaque);
+
+/* cm_dlq_send_opaque with a NULL opaque. */
+int cm_dlq_send(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
+                const void *value, size_t len, const char *reason, const char *src_topic,
+                int32_t partition, int64_t offset);
+
+#endif

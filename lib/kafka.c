@@ -1,0 +1,131 @@
+/* kafka.c - librdkafka configuration from cm_config, logging, dead letters. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "circmon/kafka.h"
+
+int cm_kafka_prop_is_secret(const char *name)
+{
+    /* librdkafka's own list of sensitive properties (_RK_SENSITIVE), matched
+     * by pattern so that later additions are covered too. */
+    static const char *const pats[] = {"password", "secret", "ssl.key.pem", "ssl_key",
+                                       "sasl.oauthbearer.config", "jaas"};
+
+    for (size_t i = 0; i < sizeof(pats) / sizeof(pats[0]); i++)
+        if (strstr(name, pats[i]))
+            return 1;
+    return 0;
+}
+
+/* Sets one property, reporting a rejection as "rdkafka.<name>: why". */
+static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *err,
+                    size_t errlen)
+{
+    char why[512];
+    rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, name, value, why, sizeof(why));
+
+    if (res == RD_KAFKA_CONF_OK)
+        return 0;
+    if (res == RD_KAFKA_CONF_UNKNOWN)
+        snprintf(err, errlen, "rdkafka.%s: unknown librdkafka property", name);
+    else if (cm_kafka_prop_is_secret(name))
+        /* librdkafka's message may quote the value */
+        snprintf(err, errlen, "rdkafka.%s: invalid value (not shown)", name);
+    else
+        snprintf(err, errlen, "rdkafka.%s: %s", name, why);
+    return -EINVAL;
+}
+
+rd_kafka_conf_t *cm_kafka_conf_new(const struct cm_config *cfg, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+
+    if (errlen)
+        err[0] = '\0';
+    if (!conf) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    rd_kafka_conf_set_log_cb(conf, cm_kafka_log_cb);
+    if (cfg->brokers && conf_set(conf, "bootstrap.servers", cfg->brokers, err, errlen) < 0) {
+        /* name it as the operator wrote it */
+        snprintf(err, errlen, "kafka.brokers: invalid value '%s'", cfg->brokers);
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_rdkafka; i++)
+        if (conf_set(conf, cfg->rdkafka[i].key, cfg->rdkafka[i].value, err, errlen) < 0)
+            goto fail;
+    return conf;
+
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+int cm_kafka_conf_default(rd_kafka_conf_t *conf, const struct cm_config *cfg,
+                          const char *name, const char *value, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->n_rdkafka; i++)
+        if (!strcmp(cfg->rdkafka[i].key, name))
+            return 0;
+    return conf_set(conf, name, value, err, errlen);
+}
+
+void cm_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    static const char *const names[] = {"error", "error",  "error", "error",
+                                        "warning", "notice", "info", "debug"};
+    const char *lvl = level >= 0 && level <= 7 ? names[level] : "debug";
+
+    /* one fprintf per line: stdio locks the stream, so lines never interleave */
+    fprintf(stderr, "%s rdkafka %s: %s: %s\n", lvl, rk ? rd_kafka_name(rk) : "-", fac, buf);
+}
+
+int cm_dlq_send_opaque(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
+                       const void *value, size_t len, const char *reason,
+                       const char *src_topic, int32_t partition, int64_t offset,
+                       void *msg_opaque)
+{
+    char pbuf[16], obuf[24];
+    rd_kafka_resp_err_t e;
+
+    if (!rk || !topic || !reason || !src_topic)
+        return -EINVAL;
+    snprintf(pbuf, sizeof(pbuf), "%" PRId32, partition);
+    snprintf(obuf, sizeof(obuf), "%" PRId64, offset);
+    e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, len),
+                          RD_KAFKA_V_HEADER(CM_DLQ_HDR_REASON, reason, (ssize_t)strlen(reason)),
+                          RD_KAFKA_V_HEADER(CM_DLQ_HDR_SRC_TOPIC, src_topic,
+                                            (ssize_t)strlen(src_topic)),
+                          RD_KAFKA_V_HEADER(CM_DLQ_HDR_SRC_PARTITION, pbuf,
+                                            (ssize_t)strlen(pbuf)),
+                          RD_KAFKA_V_HEADER(CM_DLQ_HDR_SRC_OFFSET, obuf, (ssize_t)strlen(obuf)),
+                          RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return 0;
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+        return -ENOBUFS;
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        return -EMSGSIZE;
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+        return -ENOENT;
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+        return -EINVAL;
+    default:
+        return -EIO;
+    }
+}
+
+int cm_dlq_send(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
+                const void *value, size_t len, const char *reason, const char *src_topic,
+                int32_t partition, int64_t offset)
+{
+    return cm_dlq_send_opaque(rk, topic, key, keylen, value, len, reason, src_topic, partition,
+                              offset, NULL);
+}
