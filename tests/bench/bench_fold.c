@@ -1,0 +1,166 @@
+/* bench_fold.c - replay throughput: decode only, decode + fold, fold only.
+ *
+ * usage: bench_fold CONFIG EVENTS_FILE
+ * Reads the whole file into memory first, so that no figure includes I/O.
+ * Prints one line per measure: events per second on one core (CPU time of
+ * this process), then peak RSS and state bytes per migrant. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "circmon/config.h"
+#include "circmon/engine.h"
+#include "circmon/event.h"
+#include "circmon/framing.h"
+
+struct rec {
+    const uint8_t *p;
+    size_t len;
+};
+
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static char *dup_or_die(const char *s)
+{
+    char *d = strdup(s);
+    if (!d) {
+        perror("strdup");
+        exit(1);
+    }
+    return d;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: bench_fold CONFIG EVENTS_FILE\n");
+        return 2;
+    }
+    struct cm_config cfg;
+    char err[512];
+    if (cm_config_load(&cfg, argv[1], err, sizeof(err)) < 0) {
+        fprintf(stderr, "bench_fold: %s\n", err);
+        return 1;
+    }
+    FILE *fp = fopen(argv[2], "rb");
+    if (!fp) {
+        fprintf(stderr, "bench_fold: %s: %s\n", argv[2], strerror(errno));
+        return 1;
+    }
+    /* all records in one buffer */
+    struct cm_frame_reader r;
+    const uint8_t *data;
+    size_t len, n = 0, cap = 0, blen = 0, bcap = 0;
+    struct rec *recs = NULL;
+    uint8_t *buf = NULL;
+    cm_frame_reader_init(&r, fp);
+    while (cm_frame_read(&r, &data, &len) == 1) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 1 << 16;
+            recs = realloc(recs, cap * sizeof(*recs));
+        }
+        if (blen + len > bcap) {
+            bcap = (bcap ? bcap * 2 : 1 << 24) + len;
+            buf = realloc(buf, bcap);
+        }
+        if (!recs || !buf) {
+            fprintf(stderr, "bench_fold: out of memory\n");
+            return 1;
+        }
+        memcpy(buf + blen, data, len);
+        recs[n++] = (struct rec){.p = (const uint8_t *)blen, .len = len};
+        blen += len;
+    }
+    cm_frame_reader_free(&r);
+    fclose(fp);
+    for (size_t i = 0; i < n; i++)
+        recs[i].p = buf + (size_t)recs[i].p;
+
+    /* 1: decode only, keeping the valid events for pass 3 */
+    struct cm_decoder *dec = cm_decoder_new();
+    struct cm_event *evs = calloc(n ? n : 1, sizeof(*evs));
+    size_t nev = 0;
+    double t0 = cpu_now();
+    for (size_t i = 0; i < n; i++) {
+        struct cm_event ev;
+        if (cm_decode(dec, recs[i].p, recs[i].len, &ev) == CM_OK)
+            nev++;
+    }
+    double t_decode = cpu_now() - t0;
+    for (size_t i = 0, k = 0; i < n; i++) {
+        struct cm_event ev;
+        if (cm_decode(dec, recs[i].p, recs[i].len, &ev) != CM_OK)
+            continue;
+        ev.event_id = dup_or_die(ev.event_id);
+        ev.migrant_id = dup_or_die(ev.migrant_id);
+        ev.permit_id = dup_or_die(ev.permit_id);
+        ev.scheme_id = dup_or_die(ev.scheme_id);
+        ev.nationality = dup_or_die(ev.nationality);
+        evs[k++] = ev;
+    }
+
+    /* 2: decode + fold, as circmonctl replay does (a first run warms the
+     * allocator, as a long replay would be warm after its first seconds) */
+    double t_start_cold = cpu_now();
+    struct cm_engine *en = cm_engine_new(&cfg);
+    for (size_t i = 0; i < n; i++)
+        if (cm_engine_feed(en, recs[i].p, recs[i].len) == -ENOMEM)
+            return 1;
+    double t_cold = cpu_now() - t_start_cold;
+    en = cm_engine_free(en);
+    en = cm_engine_new(&cfg);
+    t0 = cpu_now();
+    for (size_t i = 0; i < n; i++)
+        if (cm_engine_feed(en, recs[i].p, recs[i].len) == -ENOMEM) {
+            fprintf(stderr, "bench_fold: out of memory\n");
+            return 1;
+        }
+    json_t *doc = cm_engine_indicators(en, INT64_C(4102444800));
+    double t_full = cpu_now() - t0;
+    size_t migrants = cm_engine_migrants(en), bytes = cm_engine_state_bytes(en);
+    json_decref(doc);
+    cm_engine_free(en);
+
+    /* 3: fold only, on events decoded beforehand */
+    en = cm_engine_new(&cfg);
+    t0 = cpu_now();
+    for (size_t i = 0; i < nev; i++)
+        if (cm_engine_fold(en, &evs[i]) < 0) {
+            fprintf(stderr, "bench_fold: out of memory\n");
+            return 1;
+        }
+    double t_fold = cpu_now() - t0;
+    cm_engine_free(en);
+
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("records            %zu (%zu valid), %zu migrants\n", n, nev, migrants);
+    printf("decode only        %10.0f events/s\n", n / t_decode);
+    printf("decode + fold      %10.0f events/s  (circmonctl replay's work, first run in the process)\n", n / t_cold);
+    printf("decode + fold      %10.0f events/s  (again, allocator warm)\n", n / t_full);
+    printf("fold only          %10.0f events/s  (events decoded beforehand)\n", nev / t_fold);
+    printf("state              %10.0f bytes per migrant\n", migrants ? (double)bytes / migrants : 0.0);
+    printf("peak RSS           %10ld KiB (includes the input held in memory)\n", ru.ru_maxrss);
+
+    for (size_t i = 0; i < nev; i++) {
+        free((char *)evs[i].event_id);
+        free((char *)evs[i].migrant_id);
+        free((char *)evs[i].permit_id);
+        free((char *)evs[i].scheme_id);
+        free((char *)evs[i].nationality);
+    }
+    free(evs);
+    cm_decoder_free(dec);
+    free(recs);
+    free(buf);
+    cm_config_free(&cfg);
+    return 0;
+}
