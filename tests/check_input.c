@@ -1,0 +1,350 @@
+/* check_input.c - malformed input: never a crash, always counted as invalid,
+ * and the stream goes on (INDICATORS.md section 2, step 1; DESIGN.md
+ * principle 6: bad input is data). */
+#include "cm_test.h"
+
+#define B0 DN(2024, 3, 1)
+
+static struct fx *F;
+static void setup(void) { F = fx_new(30, "A:0 B:2"); }
+static void teardown(void) { fx_free(F); F = NULL; }
+
+static int feed_raw(const uint8_t *buf, size_t len) { return cm_engine_feed(F->en, buf, len); }
+
+static void assert_reason_in_range(int rc)
+{
+    ck_assert_msg(rc >= CM_OK && rc < CM_REJ__COUNT && rc != CM_REJ_TOO_LATE &&
+                      rc != CM_REJ_KEY_MISMATCH,
+                  "feed returned %d", rc);
+}
+
+static long dq_now(const char *name)
+{
+    json_t *d = doc_at(F, T(B0 + 1000));
+    long v = dq(d, name);
+    json_decref(d);
+    return v;
+}
+
+/* A grant with every field set. */
+static struct tev full_grant(const char *eid, const char *mid)
+{
+    struct tev e = ev_grant(eid, mid, T(B0), "permit-1", "A", "UKR", T(B0), T(B0 + 90));
+    snprintf(e.source, TS, "registry");
+    snprintf(e.ms, TS, "DE");
+    snprintf(e.sector, TS, "A01.13");
+    e.recorded_at = T(B0 + 3);
+    return e;
+}
+
+START_TEST(test_empty_buffer)
+{
+    static const uint8_t none[1] = {0};
+    int rc = feed_raw(none, 0);
+    ck_assert_int_ne(rc, CM_OK); /* decodes to nothing: no event_id */
+    assert_reason_in_range(rc);
+    ck_assert_int_eq(dq_now("invalid"), 1);
+    ck_assert_uint_eq(cm_engine_migrants(F->en), 0);
+}
+END_TEST
+
+START_TEST(test_random_bytes)
+{
+    uint64_t r = 42;
+    uint8_t buf[512];
+    long invalid = 0;
+    for (int i = 0; i < 20000; i++) {
+        size_t len = (size_t)rng_range(&r, 0, sizeof buf);
+        for (size_t k = 0; k < len; k++)
+            buf[k] = (uint8_t)rng_next(&r);
+        int rc = feed_raw(buf, len);
+        assert_reason_in_range(rc);
+        invalid += rc != CM_OK;
+    }
+    ck_assert_int_gt(invalid, 19000);
+    ck_assert_int_eq(dq_now("invalid"), invalid);
+}
+END_TEST
+
+START_TEST(test_random_protobuf_like_bytes)
+{
+    /* random sequences of well-formed-looking fields (tags of the Event and
+     * its bodies, random wire types and lengths): exercises the decoder deeper */
+    uint64_t r = 7;
+    uint8_t buf[600];
+    long invalid = 0;
+    for (int i = 0; i < 20000; i++) {
+        size_t n = 0;
+        int nf = (int)rng_range(&r, 0, 8);
+        for (int f = 0; f < nf && n < 500; f++) {
+            int field = (int)rng_range(&r, 1, 16), wt = (int)rng_range(&r, 0, 5);
+            buf[n++] = (uint8_t)(field << 3 | wt);
+            if (wt == 0) {
+                int k = (int)rng_range(&r, 1, 10);
+                for (int j = 0; j < k - 1; j++)
+                    buf[n++] = (uint8_t)(0x80 | rng_next(&r));
+                buf[n++] = (uint8_t)(rng_next(&r) & 0x7f);
+            } else if (wt == 2) {
+                int len = (int)rng_range(&r, 0, 40);
+                buf[n++] = (uint8_t)rng_range(&r, 0, 60); /* may lie */
+                for (int j = 0; j < len; j++)
+                    buf[n++] = (uint8_t)rng_next(&r);
+            } else {
+                int len = (int)rng_range(&r, 0, 8);
+                for (int j = 0; j < len; j++)
+                    buf[n++] = (uint8_t)rng_next(&r);
+            }
+        }
+        int rc = feed_raw(buf, n);
+        assert_reason_in_range(rc);
+        invalid += rc != CM_OK;
+    }
+    ck_assert_int_eq(dq_now("invalid"), invalid);
+}
+END_TEST
+
+START_TEST(test_truncated_messages)
+{
+    /* every proper prefix of a valid message is invalid: the body comes last
+     * on the wire, so a prefix either cuts it (does not decode) or lacks it */
+    struct tev evs[] = {
+        full_grant("g1", "m1"),
+        ev_entry("e1", "m1", T(B0 + 1)),
+        ev_extend("x1", "m1", T(B0 + 2), "permit-1", T(B0 + 100)),
+        ev_revoke("r1", "m1", T(B0 + 3), "permit-1", T(B0 + 50)),
+        ev_status("s1", "m1", T(B0 + 4), 2),
+    };
+    long invalid = 0;
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++) {
+        struct msg m = tev_pack(&evs[i]);
+        for (size_t len = 0; len < m.len; len++) {
+            uint8_t *copy = malloc(len ? len : 1); /* exact size: ASan sees overreads */
+            memcpy(copy, m.buf, len);
+            int rc = feed_raw(copy, len);
+            free(copy);
+            ck_assert_msg(rc != CM_OK, "event %zu: prefix of %zu/%zu bytes accepted", i, len,
+                          m.len);
+            assert_reason_in_range(rc);
+            invalid++;
+        }
+        /* the whole message is valid */
+        ck_assert_int_eq(feed_raw(m.buf, m.len), CM_OK);
+    }
+    /* the 5 whole messages fold: grant, entry on it, extension, revocation
+     * (both applied: d <= E), status change: nothing in data quality but the
+     * invalid prefixes */
+    json_t *d = doc_at(F, T(B0 + 200));
+    char spec[64];
+    snprintf(spec, sizeof spec, "invalid=%ld", invalid);
+    CHECK_DQ(d, spec);
+    json_decref(d);
+}
+END_TEST
+
+START_TEST(test_bit_flips)
+{
+    struct tev e = full_grant("g1", "m1");
+    struct msg m = tev_pack(&e);
+    for (size_t i = 0; i < m.len * 8; i++) {
+        uint8_t *copy = malloc(m.len);
+        memcpy(copy, m.buf, m.len);
+        copy[i / 8] ^= (uint8_t)(1u << (i % 8));
+        assert_reason_in_range(feed_raw(copy, m.len));
+        free(copy);
+    }
+    /* still working: a fresh migrant's exit is an exit without entry */
+    long before = dq_now("exits_without_entry");
+    FEED(F, ev_exit("z", "fresh", T(B0 + 500)));
+    ck_assert_int_eq(dq_now("exits_without_entry"), before + 1);
+}
+END_TEST
+
+START_TEST(test_wrong_wire_type)
+{
+    /* event_id (field 1) as a varint, then a valid-looking rest */
+    struct tev e = ev_exit("e1", "m1", T(B0));
+    struct msg m = tev_pack(&e);
+    ck_assert_uint_eq(m.buf[0], 0x0a); /* field 1, length-delimited */
+    uint8_t buf[sizeof m.buf + 2];
+    buf[0] = 0x08; /* field 1, varint */
+    buf[1] = 0x01;
+    memcpy(buf + 2, m.buf, m.len);
+    int rc = feed_raw(buf, m.len + 2);
+    ck_assert_int_ne(rc, CM_OK);
+    assert_reason_in_range(rc);
+    /* the body as a varint instead of a message */
+    uint8_t b2[] = {0x0a, 0x01, 'e', 0x12, 0x01, 'm', 0x18, 0x05, 0x50, 0x01};
+    rc = feed_raw(b2, sizeof b2);
+    ck_assert_int_ne(rc, CM_OK);
+    ck_assert_int_eq(dq_now("invalid"), 2);
+    ck_assert_int_eq(dq_now("exits_without_entry"), 0);
+}
+END_TEST
+
+START_TEST(test_length_prefix_lies)
+{
+    /* event_id claims 100 bytes, 3 follow; then a huge 10-byte varint length */
+    uint8_t b1[] = {0x0a, 100, 'a', 'b', 'c'};
+    uint8_t b2[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 'a'};
+    uint8_t b3[] = {0x0a, 0x80}; /* varint cut short */
+    ck_assert_int_ne(feed_raw(b1, sizeof b1), CM_OK);
+    ck_assert_int_ne(feed_raw(b2, sizeof b2), CM_OK);
+    ck_assert_int_ne(feed_raw(b3, sizeof b3), CM_OK);
+    ck_assert_int_eq(dq_now("invalid"), 3);
+}
+END_TEST
+
+START_TEST(test_unknown_field_is_valid)
+{
+    /* proto3 ignores unknown fields: field 99 (varint 1) appended */
+    struct tev e = ev_exit("e1", "m1", T(B0));
+    struct msg m = tev_pack(&e);
+    m.buf[m.len++] = 0x98; /* (99 << 3 | 0) = 792 = 0x318 as varint: 0x98 0x06 */
+    m.buf[m.len++] = 0x06;
+    m.buf[m.len++] = 0x01;
+    ck_assert_int_eq(feed_raw(m.buf, m.len), CM_OK);
+    json_t *d = doc_at(F, T(B0 + 1));
+    CHECK_DQ(d, "exits_without_entry=1");
+    json_decref(d);
+}
+END_TEST
+
+START_TEST(test_valid_after_garbage)
+{
+    uint8_t junk[] = {0xff, 0xff, 0xff, 0x00, 0x13, 0x37};
+    ck_assert_int_ne(feed_raw(junk, sizeof junk), CM_OK);
+    ck_assert_int_ne(feed_raw(junk, 3), CM_OK);
+    FEED(F, ev_grant(NULL, "m1", T(B0), "P", "A", "UKR", T(B0), T(B0 + 10)));
+    ck_assert_int_ne(feed_raw(junk + 1, 4), CM_OK);
+    FEED(F, ev_entry(NULL, "m1", T(B0 + 1)));
+    FEED(F, ev_exit(NULL, "m1", T(B0 + 5)));
+    /* the valid events all count: P used, exit b+5 <= E b+10, in time */
+    json_t *d = doc_at(F, T(B0 + 11));
+    CHECK_DQ(d, "invalid=3");
+    CHECK_GROUP(d, "A", NULL, "expected_departures=1 in_time_departures=1");
+    json_decref(d);
+}
+END_TEST
+
+START_TEST(test_huge_strings)
+{
+    /* strings far over 256 bytes, up to 1 MiB: invalid, no crash */
+    size_t sizes[] = {257, 1000, 65536, 1 << 20};
+    for (size_t i = 0; i < 4; i++) {
+        char *big = malloc(sizes[i] + 1);
+        memset(big, 'y', sizes[i]);
+        big[sizes[i]] = 0;
+        for (int field = 0; field < 3; field++) {
+            Circmon__V1__Event ev = CIRCMON__V1__EVENT__INIT;
+            Circmon__V1__PermitRevoked pr = CIRCMON__V1__PERMIT_REVOKED__INIT;
+            ev.event_id = field == 0 ? big : "e";
+            ev.migrant_id = field == 1 ? big : "m";
+            ev.occurred_at = T(B0);
+            pr.permit_id = "p";
+            pr.reason = field == 2 ? big : "";
+            ev.body_case = CIRCMON__V1__EVENT__BODY_PERMIT_REVOKED;
+            ev.permit_revoked = &pr;
+            size_t n = circmon__v1__event__get_packed_size(&ev);
+            uint8_t *buf = malloc(n);
+            circmon__v1__event__pack(&ev, buf);
+            ck_assert_int_eq(feed_raw(buf, n), CM_REJ_STRING_TOO_LONG);
+            free(buf);
+        }
+        free(big);
+    }
+    ck_assert_int_eq(dq_now("invalid"), 12);
+    ck_assert_int_eq(dq_now("unknown_permit"), 0);
+}
+END_TEST
+
+START_TEST(test_invalid_input_creates_no_migrant)
+{
+    uint64_t r = 99;
+    uint8_t buf[64];
+    for (int i = 0; i < 1000; i++) {
+        for (size_t k = 0; k < sizeof buf; k++)
+            buf[k] = (uint8_t)rng_next(&r);
+        (void)feed_raw(buf, (size_t)rng_range(&r, 0, sizeof buf));
+    }
+    struct tev e = ev_grant("g", "m1", T(B0), "P", "A", "UKR", T(B0), T(B0) - 1);
+    ck_assert_int_eq(feed(F, e), CM_REJ_VALIDITY_ORDER);
+    json_t *d = doc_at(F, T(B0 + 1));
+    long inv = dq(d, "invalid");
+    json_decref(d);
+    /* random bytes almost never make a valid event; if none did, no
+     * migrant exists */
+    if (inv == 1001)
+        ck_assert_uint_eq(cm_engine_migrants(F->en), 0);
+}
+END_TEST
+
+START_TEST(test_invalid_reasons)
+{
+    /* one message per reason of step 1, each counted once */
+    struct tev e;
+    e = ev_exit("", "m", T(B0));
+    ck_assert_int_eq(feed(F, e), CM_REJ_NO_EVENT_ID);
+    e = ev_exit("e", "", T(B0));
+    ck_assert_int_eq(feed(F, e), CM_REJ_NO_MIGRANT_ID);
+    e = ev_nobody("e", "m", T(B0));
+    ck_assert_int_eq(feed(F, e), CM_REJ_NO_BODY);
+    e = ev_exit("e", "m", 0);
+    ck_assert_int_eq(feed(F, e), CM_REJ_NO_OCCURRED_AT);
+    e = ev_grant("e", "m", T(B0), "", "A", "", T(B0), T(B0));
+    ck_assert_int_eq(feed(F, e), CM_REJ_NO_PERMIT_ID);
+    e = ev_grant("e", "m", T(B0), "p", "", "", T(B0), T(B0));
+    ck_assert_int_eq(feed(F, e), CM_REJ_NO_SCHEME_ID);
+    e = ev_grant("e", "m", T(B0), "p", "A", "", 0, T(B0));
+    ck_assert_int_eq(feed(F, e), CM_REJ_NO_VALID_FROM);
+    e = ev_grant("e", "m", T(B0), "p", "A", "", T(B0), 0);
+    ck_assert_int_eq(feed(F, e), CM_REJ_NO_VALID_UNTIL);
+    e = ev_grant("e", "m", T(B0), "p", "A", "", T(B0), T(B0) - 1);
+    ck_assert_int_eq(feed(F, e), CM_REJ_VALIDITY_ORDER);
+    e = ev_extend("e", "m", T(B0), "", T(B0));
+    ck_assert_int_eq(feed(F, e), CM_REJ_NO_PERMIT_ID);
+    e = ev_extend("e", "m", T(B0), "p", 0);
+    ck_assert_int_eq(feed(F, e), CM_REJ_NO_VALID_UNTIL);
+    e = ev_revoke("e", "m", T(B0), "", 0);
+    ck_assert_int_eq(feed(F, e), CM_REJ_NO_PERMIT_ID);
+    e = ev_exit("e", "m", T(B0));
+    memset(e.bp, 'b', 257);
+    ck_assert_int_eq(feed(F, e), CM_REJ_STRING_TOO_LONG);
+    /* the same event_id "e" is then still free: nothing above was accepted */
+    FEED(F, ev_exit("e", "m", T(B0)));
+    json_t *d = doc_at(F, T(B0 + 1));
+    CHECK_DQ(d, "invalid=13 exits_without_entry=1");
+    json_decref(d);
+    ck_assert_uint_eq(cm_engine_migrants(F->en), 1);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("input");
+    TCase *tc = tcase_create("input");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_empty_buffer);
+    tcase_add_test(tc, test_random_bytes);
+    tcase_add_test(tc, test_random_protobuf_like_bytes);
+    tcase_add_test(tc, test_truncated_messages);
+    tcase_add_test(tc, test_bit_flips);
+    tcase_add_test(tc, test_wrong_wire_type);
+    tcase_add_test(tc, test_length_prefix_lies);
+    tcase_add_test(tc, test_unknown_field_is_valid);
+    tcase_add_test(tc, test_valid_after_garbage);
+    tcase_add_test(tc, test_huge_strings);
+    tcase_add_test(tc, test_invalid_input_creates_no_migrant);
+    tcase_add_test(tc, test_invalid_reasons);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
