@@ -1,0 +1,109 @@
+/* circmond.c - the circmon daemon: command line, configuration, then the pipeline. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "circmon/config.h"
+#include "daemon.h"
+#include "log.h"
+
+#ifndef CIRCMON_VERSION
+#define CIRCMON_VERSION "0.1.0"
+#endif
+
+static void usage(FILE *fp)
+{
+    fputs("usage: circmond --config FILE [--foreground] [--check-config] [--version]\n"
+          "\n"
+          "Consumes the circmon event topic and folds it into Redis, exactly once.\n"
+          "\n"
+          "  --config FILE    the INI configuration (required)\n"
+          "  --foreground     stay attached to the terminal (the only mode: circmond\n"
+          "                   never forks; systemd runs it as Type=notify)\n"
+          "  --check-config   validate the configuration and exit 0 (valid) or 1\n"
+          "  --version        print the version and exit\n"
+          "\n"
+          "Logs go to standard error. SIGTERM or SIGINT stop it cleanly.\n",
+          fp);
+}
+
+/* Validates what start-up would reject: the file, and every Kafka property. */
+static int check_config(const struct cm_config *cfg)
+{
+    char err[512];
+    rd_kafka_conf_t *c = cmd_consumer_conf(cfg, err, sizeof(err));
+    if (!c) {
+        fprintf(stderr, "circmond: %s: %s\n", cfg->path ? cfg->path : "config", err);
+        return 1;
+    }
+    rd_kafka_conf_destroy(c);
+    if (!(c = cmd_producer_conf(cfg, err, sizeof(err)))) {
+        fprintf(stderr, "circmond: %s: %s\n", cfg->path ? cfg->path : "config", err);
+        return 1;
+    }
+    rd_kafka_conf_destroy(c);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"foreground", no_argument, NULL, 'f'},
+        {"check-config", no_argument, NULL, 'k'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    int check = 0, c, rc;
+    struct cm_config cfg = {0};
+    char err[512];
+
+    while ((c = getopt_long(argc, argv, "c:fhV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'f':
+            break; /* always in the foreground */
+        case 'k':
+            check = 1;
+            break;
+        case 'V':
+            printf("circmond %s (librdkafka %s)\n", CIRCMON_VERSION, rd_kafka_version_str());
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!path || optind != argc) {
+        fprintf(stderr, "circmond: %s\n", !path ? "--config FILE is required" : "unexpected argument");
+        usage(stderr);
+        return 2;
+    }
+    if (cm_config_load(&cfg, path, err, sizeof(err)) < 0) {
+        fprintf(stderr, "circmond: %s\n", err);
+        return 1;
+    }
+    if (check) {
+        rc = check_config(&cfg);
+        if (!rc)
+            printf("circmond: %s: configuration is valid\n", path);
+        cm_config_free(&cfg);
+        return rc;
+    }
+    if (cmd_log_set_level(cfg.log_level) < 0)
+        cmd_warn("unknown log_level '%s'; using info", cfg.log_level);
+    rc = check_config(&cfg);
+    if (!rc)
+        rc = cmd_run(&cfg);
+    cm_config_free(&cfg);
+    return rc;
+}

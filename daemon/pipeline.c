@@ -1,0 +1,1292 @@
+/* pipeline.c - circmond's loop: Kafka partitions folded into Redis in CAS-checked batches. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <librdkafka/rdkafka.h>
+#include <systemd/sd-daemon.h>
+
+#include "circmon/agg.h"
+#include "circmon/event.h"
+#include "circmon/fold.h"
+#include "circmon/kafka.h"
+#include "circmon/names.h"
+#include "circmon/store.h"
+#include "daemon.h"
+#include "log.h"
+
+#define STARTUP_BUDGET_MS 30000 /* Redis and Kafka must answer within this at start */
+#define FLUSH_MS 50             /* a partition's partial batch waits at most this */
+#define STATS_S 10              /* operator log line period */
+#define RESYNC_BACKOFF_MAX_MS 5000
+
+struct daemon;
+
+/* One migrant of a batch. */
+struct mig {
+    char *id; /* owned copy, NUL-terminated */
+    size_t len;
+    uint32_t hash;
+    struct cm_mstate *st;
+    uint8_t *orig; /* the stored bytes, to skip unchanged states */
+    size_t olen;
+};
+
+/* One message of a batch and its verdict. */
+struct mrec {
+    rd_kafka_message_t *m;
+    enum cm_reject rej; /* CM_OK, or why it goes to the dead-letter topic */
+    int mig;            /* index into batch->migs, or -1 */
+};
+
+enum batch_stage { B_MGET, B_DLQ, B_APPLY };
+
+struct batch {
+    struct daemon *d;
+    struct batch *prev, *next; /* in d->batches: every live batch */
+    struct part *p;            /* NULL once abandoned */
+    int32_t part_id;
+    enum batch_stage stage;
+    struct mrec *msgs;
+    size_t n;
+    struct mig *migs;
+    size_t n_migs;
+    int *slots; /* open-addressing map of migrant id -> index, cap_slots entries */
+    size_t cap_slots;
+    int64_t expected, new_pos;
+    struct cm_store_apply *ap;
+    int store_pending;  /* a store request awaits its callback */
+    size_t dlq_pending; /* dead letters awaiting their delivery report */
+    size_t dlq_failed;
+    size_t n_dlq, n_folded;
+};
+
+struct part {
+    int32_t id;
+    int active;   /* assigned and synced: messages are taken */
+    int64_t pos;  /* stored position: the next apply's expected value */
+    int64_t next; /* next offset expected from Kafka: older ones are dropped */
+    rd_kafka_message_t **q;
+    size_t n, cap;
+    struct batch *b; /* the batch in flight, if any */
+};
+
+enum phase { PH_IDLE, PH_SYNCING, PH_RUNNING };
+
+struct daemon {
+    const struct cm_config *cfg;
+    struct event_base *base;
+    struct cm_store *st;
+    struct cm_decoder *dec;
+    struct cm_names *nm;
+    struct cm_fold_ctx *fc;
+
+    rd_kafka_t *rk; /* consumer */
+    rd_kafka_queue_t *rkq;
+    int kpipe[2];
+    struct event *kev;
+    rd_kafka_t *prod; /* dead-letter producer */
+    rd_kafka_queue_t *pq;
+    int ppipe[2];
+    struct event *pev;
+
+    rd_kafka_topic_partition_list_t *want; /* assignment given by the group */
+    enum phase phase;
+    uint64_t gen; /* bumped by every resync: late position replies are ignored */
+    struct part *parts;
+    size_t n_parts; /* parts[] is indexed by partition id */
+    size_t rr;      /* round-robin start of the scheduler */
+    struct batch *batches;
+    size_t in_flight; /* batches attached to a partition */
+    size_t buffered;  /* messages held, queued or in batches */
+    size_t max_buffered;
+    int capped;  /* stopped polling because max_buffered was reached */
+    int drained; /* the last poll pass emptied the consumer queue */
+
+    int started;  /* store came up once and the consumer exists */
+    int stopping; /* SIGTERM/SIGINT received */
+    int closing;  /* rd_kafka_consumer_close_queue called */
+    int exit_code;
+    int resync_backoff_ms;
+    uint64_t crash_after; /* CIRCMOND_TEST_CRASH_AFTER_APPLIES, 0 = off */
+
+    struct event *sig_term, *sig_int, *flush_timer, *stats_timer, *startup_timer,
+        *resync_timer, *stop_timer, *close_timer;
+
+    /* counters for the operator line */
+    uint64_t n_folded, n_dlq, n_applies, n_refused, last_folded;
+    struct timespec last_stats;
+};
+
+static void schedule(struct daemon *d, int flush);
+static void resync(struct daemon *d, const char *why);
+static void batch_apply(struct batch *b);
+static void maybe_finish_stop(struct daemon *d);
+
+/* ------------------------------------------------------------ helpers */
+
+static void ms_tv(int ms, struct timeval *tv)
+{
+    tv->tv_sec = ms / 1000;
+    tv->tv_usec = (ms % 1000) * 1000;
+}
+
+static void timer_in(struct event *ev, int ms)
+{
+    struct timeval tv;
+    ms_tv(ms, &tv);
+    evtimer_add(ev, &tv);
+}
+
+static uint32_t hash_bytes(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
+}
+
+static int make_pipe(int fds[2])
+{
+    if (pipe(fds) < 0)
+        return -errno;
+    for (int i = 0; i < 2; i++) {
+        int fl = fcntl(fds[i], F_GETFL);
+        if (fl < 0 || fcntl(fds[i], F_SETFL, fl | O_NONBLOCK) < 0 ||
+            fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0)
+            return -errno;
+    }
+    return 0;
+}
+
+static void drain_pipe(int fd)
+{
+    char buf[256];
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+}
+
+/* The partition entry for id, growing the table. NULL when out of memory. */
+static struct part *part_get(struct daemon *d, int32_t id)
+{
+    if (id < 0)
+        return NULL;
+    if ((size_t)id >= d->n_parts) {
+        size_t n = (size_t)id + 1;
+        struct part *p = realloc(d->parts, n * sizeof(*p));
+        if (!p)
+            return NULL;
+        memset(p + d->n_parts, 0, (n - d->n_parts) * sizeof(*p));
+        for (size_t i = d->n_parts; i < n; i++)
+            p[i].id = (int32_t)i;
+        d->parts = p;
+        d->n_parts = n;
+    }
+    return &d->parts[id];
+}
+
+/* ------------------------------------------------------------ batches */
+
+static void batch_free(struct batch *b)
+{
+    struct daemon *d = b->d;
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        d->batches = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    for (size_t i = 0; i < b->n; i++)
+        rd_kafka_message_destroy(b->msgs[i].m);
+    for (size_t i = 0; i < b->n_migs; i++) {
+        free(b->migs[i].id);
+        cm_mstate_free(b->migs[i].st);
+        free(b->migs[i].orig);
+    }
+    free(b->msgs);
+    free(b->migs);
+    free(b->slots);
+    cm_store_apply_free(b->ap);
+    free(b);
+}
+
+/* Detaches b from its partition: its outcome no longer matters (a later
+ * resync reads the stored position). Freed once no callback refers to it. */
+static void batch_abandon(struct batch *b)
+{
+    struct daemon *d = b->d;
+    if (b->p) {
+        b->p->b = NULL;
+        b->p = NULL;
+        d->in_flight--;
+        d->buffered -= b->n;
+    }
+    if (!b->store_pending && !b->dlq_pending)
+        batch_free(b);
+}
+
+/* The batch's partition is done with it (applied). */
+static void batch_done(struct batch *b)
+{
+    batch_abandon(b);
+}
+
+/* Index of migrant id in b, adding it. -1 when out of memory. */
+static int batch_mig(struct batch *b, const char *id, size_t len)
+{
+    uint32_t h = hash_bytes(id, len);
+    size_t mask = b->cap_slots - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        int s = b->slots[i];
+        if (s < 0) {
+            struct mig *m = &b->migs[b->n_migs];
+            if (!(m->id = malloc(len + 1)))
+                return -1;
+            memcpy(m->id, id, len);
+            m->id[len] = '\0';
+            m->len = len;
+            m->hash = h;
+            b->slots[i] = (int)b->n_migs;
+            return (int)b->n_migs++;
+        }
+        if (b->migs[s].hash == h && b->migs[s].len == len && !memcmp(b->migs[s].id, id, len))
+            return s;
+    }
+}
+
+static void on_states(int err, const struct cm_store_val *vals, size_t n, void *ud);
+
+/* Starts a batch of up to batch_size queued messages of p. */
+static void batch_start(struct daemon *d, struct part *p)
+{
+    size_t n = p->n < (size_t)d->cfg->batch_size ? p->n : (size_t)d->cfg->batch_size;
+    struct batch *b = calloc(1, sizeof(*b));
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    if (!b || !(b->msgs = calloc(n, sizeof(*b->msgs))) ||
+        !(b->migs = calloc(n, sizeof(*b->migs))) || !(b->slots = malloc(cap * sizeof(int)))) {
+        if (b) {
+            free(b->msgs);
+            free(b->migs);
+            free(b);
+        }
+        cmd_err("out of memory starting a batch of partition %" PRId32, p->id);
+        return; /* retried at the next scheduling */
+    }
+    for (size_t i = 0; i < cap; i++)
+        b->slots[i] = -1;
+    b->cap_slots = cap;
+    b->d = d;
+    b->p = p;
+    b->part_id = p->id;
+    b->n = n;
+    b->expected = p->pos;
+    b->next = d->batches;
+    if (d->batches)
+        d->batches->prev = b;
+    d->batches = b;
+    p->b = b;
+    d->in_flight++;
+    for (size_t i = 0; i < n; i++)
+        b->msgs[i].m = p->q[i];
+    memmove(p->q, p->q + n, (p->n - n) * sizeof(*p->q));
+    p->n -= n;
+    b->new_pos = b->msgs[n - 1].m->offset + 1;
+
+    /* Decode and validate; collect the migrants to read. */
+    for (size_t i = 0; i < n; i++) {
+        struct mrec *r = &b->msgs[i];
+        struct cm_event ev;
+        r->mig = -1;
+        r->rej = cm_decode(d->dec, r->m->payload, r->m->len, &ev);
+        if (r->rej != CM_OK)
+            continue;
+        size_t ml = strlen(ev.migrant_id);
+        if (!r->m->key || r->m->key_len != ml || memcmp(r->m->key, ev.migrant_id, ml)) {
+            r->rej = CM_REJ_KEY_MISMATCH;
+            continue;
+        }
+        if ((r->mig = batch_mig(b, ev.migrant_id, ml)) < 0) {
+            cmd_err("out of memory in a batch of partition %" PRId32, p->id);
+            batch_abandon(b);
+            resync(d, "out of memory");
+            return;
+        }
+    }
+    b->stage = B_MGET;
+    if (b->n_migs == 0) {
+        on_states(0, NULL, 0, b); /* nothing to read: only dead letters */
+        return;
+    }
+    const char **ids = malloc(b->n_migs * sizeof(*ids));
+    size_t *lens = malloc(b->n_migs * sizeof(*lens));
+    int r = -ENOMEM;
+    if (ids && lens) {
+        for (size_t i = 0; i < b->n_migs; i++) {
+            ids[i] = b->migs[i].id;
+            lens[i] = b->migs[i].len;
+        }
+        r = cm_store_get_states(d->st, p->id, ids, lens, b->n_migs, on_states, b);
+    }
+    free(ids);
+    free(lens);
+    if (r < 0) {
+        /* Not connected: the store's down notice pauses and resyncs. */
+        cmd_debug("partition %" PRId32 ": reading states: %s", p->id, strerror(-r));
+        batch_abandon(b);
+        return;
+    }
+    b->store_pending = 1;
+}
+
+static void item_push(struct cm_item **items, size_t *n, size_t *cap, const struct cm_item *it)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 64;
+        struct cm_item *x = realloc(*items, c * sizeof(*x));
+        if (!x)
+            return; /* caught by the caller through the unchanged count */
+        *items = x;
+        *cap = c;
+    }
+    (*items)[(*n)++] = *it;
+}
+
+/* States read: fold the batch, build the apply, send the dead letters. */
+static void on_states(int err, const struct cm_store_val *vals, size_t nv, void *ud)
+{
+    struct batch *b = ud;
+    struct daemon *d = b->d;
+    struct cm_item *items = NULL;
+    size_t n_items = 0, cap_items = 0;
+    struct cm_agg *ag = NULL;
+    b->store_pending = 0;
+    if (!b->p) {
+        batch_free(b);
+        return;
+    }
+    if (err < 0) {
+        cmd_debug("partition %" PRId32 ": reading states: %s", b->part_id, strerror(-err));
+        batch_abandon(b);
+        if (err != -ECONNRESET && err != -ETIMEDOUT)
+            resync(d, "reading states failed");
+        return;
+    }
+    (void)nv;
+    const char *fail = NULL;
+    for (size_t i = 0; i < b->n_migs && !fail; i++) {
+        struct mig *m = &b->migs[i];
+        if (vals[i].data) {
+            if (!(m->orig = malloc(vals[i].len ? vals[i].len : 1))) {
+                fail = "out of memory";
+                break;
+            }
+            memcpy(m->orig, vals[i].data, vals[i].len);
+            m->olen = vals[i].len;
+            if (cm_mstate_unpack(d->fc, vals[i].data, vals[i].len, &m->st) < 0)
+                fail = "a stored migrant state does not unpack";
+        } else if (!(m->st = cm_mstate_new())) {
+            fail = "out of memory";
+        }
+    }
+    if (!fail && !(ag = cm_agg_new()))
+        fail = "out of memory";
+
+    /* Fold in offset order. Decoding again is cheaper than copying events. */
+    for (size_t i = 0; i < b->n && !fail; i++) {
+        struct mrec *r = &b->msgs[i];
+        struct cm_event ev;
+        n_items = 0;
+        if (r->rej != CM_OK) {
+            struct cm_item it = {.kind = CM_IT_DQ, .ctr = CM_DQ_INVALID, .v = 1};
+            item_push(&items, &n_items, &cap_items, &it);
+            if (n_items != 1)
+                fail = "out of memory";
+        } else if (cm_decode(d->dec, r->m->payload, r->m->len, &ev) != CM_OK) {
+            fail = "decoder is not deterministic"; /* cannot happen */
+        } else {
+            int fr = cm_fold_event(d->fc, b->migs[r->mig].st, &ev, &items, &n_items, &cap_items);
+            if (fr < 0)
+                fail = "out of memory in the fold";
+            else if (fr == CM_FOLD_TOO_LATE)
+                r->rej = CM_REJ_TOO_LATE;
+            else
+                b->n_folded++;
+        }
+        if (!fail && n_items && cm_agg_add_items(ag, items, n_items) < 0)
+            fail = "out of memory";
+    }
+    free(items);
+
+    /* The apply: changed states, the aggregate delta, the position. */
+    if (!fail && !(b->ap = cm_store_apply_new(d->cfg->key_prefix, b->part_id, b->expected,
+                                             b->new_pos)))
+        fail = "out of memory";
+    for (size_t i = 0; i < b->n_migs && !fail; i++) {
+        struct mig *m = &b->migs[i];
+        uint8_t *buf = NULL;
+        long len = cm_mstate_pack(d->fc, m->st, &buf);
+        if (len < 0) {
+            fail = "out of memory packing a state";
+        } else if ((size_t)len != m->olen || (len && memcmp(buf, m->orig, (size_t)len))) {
+            if (cm_store_apply_state(b->ap, m->id, m->len, buf, (size_t)len) < 0)
+                fail = "out of memory";
+        }
+        free(buf);
+    }
+    if (!fail && cm_store_apply_agg(b->ap, ag, d->nm) < 0)
+        fail = "cannot format the aggregate";
+    cm_agg_free(ag);
+    if (fail) {
+        cmd_err("partition %" PRId32 ": batch at offset %" PRId64 ": %s; retrying", b->part_id,
+                b->expected, fail);
+        batch_abandon(b);
+        resync(d, fail);
+        return;
+    }
+
+    /* Dead letters first: the apply moves the position past them, so they
+     * must be delivered before it (a crash in between re-sends them). */
+    b->stage = B_DLQ;
+    const char *src = d->cfg->topic;
+    for (size_t i = 0; i < b->n; i++) {
+        struct mrec *r = &b->msgs[i];
+        if (r->rej == CM_OK)
+            continue;
+        b->n_dlq++;
+        int e = cm_dlq_send_opaque(d->prod, d->cfg->dlq_topic, r->m->key, r->m->key_len,
+                                   r->m->payload, r->m->len, cm_reject_name(r->rej), src,
+                                   r->m->partition, r->m->offset, b);
+        if (e < 0) {
+            cmd_err("partition %" PRId32 ": dead letter for offset %" PRId64 " not queued: %s",
+                    b->part_id, r->m->offset, strerror(-e));
+            b->dlq_failed++;
+            break;
+        }
+        b->dlq_pending++;
+    }
+    if (b->dlq_failed && !b->dlq_pending) {
+        batch_abandon(b);
+        resync(d, "dead-letter producer failed");
+        return;
+    }
+    if (!b->dlq_pending)
+        batch_apply(b);
+}
+
+/* Delivery report of a dead letter. */
+static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    struct batch *b = m->_private;
+    if (!b)
+        return;
+    if (m->err) {
+        cmd_err("dead letter to %s not delivered: %s", rd_kafka_topic_name(m->rkt),
+                rd_kafka_err2str(m->err));
+        b->dlq_failed++;
+    }
+    if (--b->dlq_pending)
+        return;
+    if (!b->p) {
+        if (!b->store_pending)
+            batch_free(b);
+        return;
+    }
+    if (b->dlq_failed) {
+        batch_abandon(b);
+        resync(b->d, "dead letters not delivered");
+        return;
+    }
+    batch_apply(b);
+}
+
+static void on_applied(int err, int applied, int64_t stored, void *ud);
+
+static void batch_apply(struct batch *b)
+{
+    struct daemon *d = b->d;
+    b->stage = B_APPLY;
+    struct cm_store_apply *ap = b->ap;
+    b->ap = NULL;
+    int r = cm_store_apply_send(d->st, ap, on_applied, b);
+    if (r < 0) {
+        cmd_debug("partition %" PRId32 ": apply not sent: %s", b->part_id, strerror(-r));
+        batch_abandon(b);
+        if (r != -ENOTCONN)
+            resync(d, "apply not sent");
+        return;
+    }
+    b->store_pending = 1;
+}
+
+static void on_applied(int err, int applied, int64_t stored, void *ud)
+{
+    struct batch *b = ud;
+    struct daemon *d = b->d;
+    b->store_pending = 0;
+    if (!b->p) {
+        if (!b->dlq_pending)
+            batch_free(b);
+        return;
+    }
+    if (err < 0) {
+        cmd_warn("partition %" PRId32 ": apply at %" PRId64 " failed: %s", b->part_id,
+                 b->expected, err == -EPROTO ? cm_store_errstr(d->st) : strerror(-err));
+        batch_abandon(b);
+        if (err != -ECONNRESET && err != -ETIMEDOUT)
+            resync(d, "apply failed");
+        return;
+    }
+    if (!applied) {
+        d->n_refused++;
+        cmd_warn("partition %" PRId32 ": apply refused: Redis holds position %" PRId64
+                 ", this batch starts at %" PRId64 " (another writer?); resuming from Redis",
+                 b->part_id, stored, b->expected);
+        batch_abandon(b);
+        resync(d, "apply refused");
+        return;
+    }
+    /* Test hook: die like SIGKILL right after the Nth apply landed. */
+    if (d->crash_after && d->n_applies + 1 >= d->crash_after)
+        raise(SIGKILL);
+    struct part *p = b->p;
+    p->pos = b->new_pos;
+    d->n_folded += b->n_folded;
+    d->n_dlq += b->n_dlq;
+    d->n_applies++;
+    d->resync_backoff_ms = 0;
+    batch_done(b);
+    if (d->capped && d->buffered < d->max_buffered / 2) {
+        d->capped = 0;
+        event_active(d->kev, EV_READ, 0); /* resume polling */
+    }
+    if (d->stopping) {
+        maybe_finish_stop(d);
+        return;
+    }
+    schedule(d, d->drained || d->capped);
+}
+
+/* Starts batches: of full partitions, or of every partition with messages
+ * when flush is set, while fewer than max_in_flight run. */
+static void schedule(struct daemon *d, int flush)
+{
+    if (d->phase != PH_RUNNING || d->stopping || !cm_store_ready(d->st))
+        return;
+    size_t np = d->n_parts;
+    for (size_t k = 0; k < np && d->in_flight < (size_t)d->cfg->max_in_flight; k++) {
+        struct part *p = &d->parts[(d->rr + k) % np];
+        if (!p->active || p->b || !p->n)
+            continue;
+        if (!flush && p->n < (size_t)d->cfg->batch_size)
+            continue;
+        batch_start(d, p);
+        if (d->phase != PH_RUNNING)
+            return; /* batch_start resynced */
+    }
+    d->rr = np ? (d->rr + 1) % np : 0;
+}
+
+/* ------------------------------------------------------------ partitions */
+
+/* Drops every held message and batch; partitions stop taking messages. */
+static void drop_all(struct daemon *d)
+{
+    d->gen++;
+    for (size_t i = 0; i < d->n_parts; i++) {
+        struct part *p = &d->parts[i];
+        if (p->b)
+            batch_abandon(p->b);
+        for (size_t j = 0; j < p->n; j++)
+            rd_kafka_message_destroy(p->q[j]);
+        d->buffered -= p->n;
+        p->n = 0;
+        p->active = 0;
+    }
+    if (d->capped && d->kev) {
+        d->capped = 0;
+        event_active(d->kev, EV_READ, 0);
+    }
+}
+
+struct pos_req {
+    struct daemon *d;
+    uint64_t gen;
+    int32_t *ids;
+    size_t n;
+};
+
+static void on_positions(int err, const int64_t *pos, size_t n, void *ud)
+{
+    struct pos_req *pr = ud;
+    struct daemon *d = pr->d;
+    if (pr->gen != d->gen || d->stopping || !d->want) {
+        free(pr->ids);
+        free(pr);
+        return;
+    }
+    if (err < 0) {
+        cmd_warn("reading positions from Redis: %s", strerror(-err));
+        free(pr->ids);
+        free(pr);
+        if (err != -ECONNRESET && err != -ETIMEDOUT)
+            resync(d, "reading positions failed");
+        return; /* else the reconnection resyncs */
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(d->want);
+    for (size_t i = 0; i < n; i++) {
+        struct part *p = part_get(d, pr->ids[i]);
+        rd_kafka_topic_partition_t *tp = &l->elems[i];
+        p->pos = pos[i];
+        p->next = pos[i];
+        p->active = 1;
+        /* An absent position is 0: from the beginning (the log start may
+         * have moved past 0). */
+        tp->offset = pos[i] > 0 ? pos[i] : RD_KAFKA_OFFSET_BEGINNING;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(d->rk, l);
+    if (e)
+        cmd_err("assigning %d partitions: %s", l->cnt, rd_kafka_err2str(e));
+    rd_kafka_resume_partitions(d->rk, l); /* paused during an outage */
+    rd_kafka_topic_partition_list_destroy(l);
+    free(pr->ids);
+    free(pr);
+    if (e) {
+        resync(d, "assign failed");
+        return;
+    }
+    d->phase = PH_RUNNING;
+    cmd_info("assigned %zu partitions from the positions in Redis", n);
+    sd_notify(0, "READY=1\nSTATUS=running");
+    event_active(d->kev, EV_READ, 0);
+}
+
+/* Reads the stored positions of the wanted partitions, then assigns. */
+static void read_positions(struct daemon *d)
+{
+    if (!d->want || d->stopping || !cm_store_ready(d->st))
+        return;
+    if (d->want->cnt == 0) {
+        rd_kafka_assign(d->rk, d->want);
+        d->phase = PH_RUNNING;
+        return;
+    }
+    struct pos_req *pr = calloc(1, sizeof(*pr));
+    if (pr)
+        pr->ids = calloc((size_t)d->want->cnt, sizeof(*pr->ids));
+    if (!pr || !pr->ids) {
+        if (pr)
+            free(pr);
+        resync(d, "out of memory");
+        return;
+    }
+    pr->d = d;
+    pr->gen = d->gen;
+    pr->n = (size_t)d->want->cnt;
+    for (int i = 0; i < d->want->cnt; i++) {
+        pr->ids[i] = d->want->elems[i].partition;
+        if (!part_get(d, pr->ids[i])) {
+            free(pr->ids);
+            free(pr);
+            resync(d, "out of memory");
+            return;
+        }
+    }
+    int r = cm_store_get_positions(d->st, pr->ids, pr->n, on_positions, pr);
+    if (r < 0) {
+        free(pr->ids);
+        free(pr);
+        if (r != -ENOTCONN)
+            resync(d, "reading positions failed");
+    }
+}
+
+static void on_resync_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    read_positions(arg);
+}
+
+/* Drops everything held and starts over from Redis's positions, after a
+ * backoff when resyncs follow each other without progress. */
+static void resync(struct daemon *d, const char *why)
+{
+    drop_all(d);
+    if (!d->want || d->stopping)
+        return;
+    d->phase = PH_SYNCING;
+    sd_notify(0, "STATUS=resynchronising from Redis");
+    cmd_info("resynchronising from the positions in Redis (%s)", why);
+    int ms = d->resync_backoff_ms;
+    d->resync_backoff_ms = ms ? (ms * 2 > RESYNC_BACKOFF_MAX_MS ? RESYNC_BACKOFF_MAX_MS : ms * 2)
+                              : 100;
+    if (ms == 0) {
+        read_positions(d);
+        return;
+    }
+    timer_in(d->resync_timer, ms);
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct daemon *d = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        cmd_info("group assigned %d partitions", parts->cnt);
+        drop_all(d);
+        if (d->want)
+            rd_kafka_topic_partition_list_destroy(d->want);
+        d->want = rd_kafka_topic_partition_list_copy(parts);
+        if (d->stopping) {
+            rd_kafka_assign(rk, parts); /* messages are dropped; close revokes */
+            return;
+        }
+        d->phase = PH_SYNCING;
+        d->resync_backoff_ms = 0;
+        evtimer_del(d->resync_timer);
+        read_positions(d); /* assigns when the positions arrive */
+        return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+        cmd_info("group revoked %d partitions", parts->cnt);
+    else
+        cmd_warn("rebalance error: %s", rd_kafka_err2str(err));
+    /* In-flight applies are abandoned: the next owner's CAS settles them. */
+    drop_all(d);
+    if (d->want)
+        d->want = (rd_kafka_topic_partition_list_destroy(d->want), NULL);
+    d->phase = PH_IDLE;
+    evtimer_del(d->resync_timer);
+    rd_kafka_assign(rk, NULL);
+    if (d->stopping)
+        maybe_finish_stop(d);
+}
+
+/* ------------------------------------------------------------ consumer */
+
+static void take_message(struct daemon *d, rd_kafka_message_t *m)
+{
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            cmd_warn("consumer: %s%s%s", m->rkt ? rd_kafka_topic_name(m->rkt) : "",
+                     m->rkt ? ": " : "", rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    struct part *p = d->phase == PH_RUNNING && !d->stopping && m->partition >= 0 &&
+                             (size_t)m->partition < d->n_parts
+                         ? &d->parts[m->partition]
+                         : NULL;
+    if (!p || !p->active || m->offset < p->next) {
+        rd_kafka_message_destroy(m); /* from before a resync, or a redelivery */
+        return;
+    }
+    if (p->n == p->cap) {
+        size_t c = p->cap ? p->cap * 2 : 256;
+        rd_kafka_message_t **q = realloc(p->q, c * sizeof(*q));
+        if (!q) {
+            rd_kafka_message_destroy(m);
+            resync(d, "out of memory");
+            return;
+        }
+        p->q = q;
+        p->cap = c;
+    }
+    p->q[p->n++] = m;
+    p->next = m->offset + 1;
+    d->buffered++;
+    if (p->n >= (size_t)d->cfg->batch_size && !p->b)
+        schedule(d, 0);
+}
+
+static void on_kafka(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    (void)what;
+    drain_pipe(fd);
+    if (d->closing) {
+        rd_kafka_message_t *m;
+        while ((m = rd_kafka_consumer_poll(d->rk, 0)))
+            rd_kafka_message_destroy(m);
+        maybe_finish_stop(d);
+        return;
+    }
+    if (d->stopping)
+        return;
+    int drained = 0;
+    /* A bounded pass, so that Redis replies and timers get their turn. */
+    for (int i = 0; i < 20000; i++) {
+        if (d->buffered >= d->max_buffered) {
+            d->capped = 1; /* polling resumes when batches complete */
+            break;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(d->rk, 0);
+        if (!m) {
+            drained = 1;
+            break;
+        }
+        take_message(d, m);
+    }
+    /* The pipe is written only on empty-to-non-empty: re-arm ourselves when
+     * leaving messages in the queue. */
+    d->drained = drained;
+    if (!drained && !d->capped)
+        event_active(d->kev, EV_READ, 0);
+    schedule(d, drained || d->capped);
+}
+
+static void on_producer(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    (void)what;
+    drain_pipe(fd);
+    while (rd_kafka_poll(d->prod, 0) > 0)
+        ;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    schedule(arg, 1);
+}
+
+/* ------------------------------------------------------------ store */
+
+static void on_store(struct cm_store *s, int up, void *ud)
+{
+    struct daemon *d = ud;
+    (void)s;
+    if (!d->started) {
+        if (!up)
+            cmd_warn("%s; retrying", cm_store_errstr(s));
+        else
+            event_base_loopbreak(d->base); /* back to cmd_run: start the consumer */
+        return;
+    }
+    if (!up) {
+        cmd_warn("%s; partitions paused until Redis is back", cm_store_errstr(s));
+        sd_notify(0, "STATUS=redis unavailable, partitions paused");
+        int was_running = d->phase == PH_RUNNING;
+        drop_all(d);
+        if (d->want && was_running)
+            rd_kafka_pause_partitions(d->rk, d->want);
+        if (d->want)
+            d->phase = PH_SYNCING;
+        if (d->stopping)
+            maybe_finish_stop(d);
+        return;
+    }
+    cmd_info("redis connection ready");
+    if (d->want && !d->stopping) {
+        d->resync_backoff_ms = 0;
+        resync(d, "redis reconnected");
+    }
+}
+
+/* ------------------------------------------------------------ stats */
+
+static void on_stats(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    (void)fd;
+    (void)what;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double dt = (double)(now.tv_sec - d->last_stats.tv_sec) +
+                (double)(now.tv_nsec - d->last_stats.tv_nsec) / 1e9;
+    int64_t lag = 0;
+    int nparts = 0;
+    for (size_t i = 0; d->want && i < (size_t)d->want->cnt; i++) {
+        int32_t id = d->want->elems[i].partition;
+        int64_t lo, hi;
+        if ((size_t)id < d->n_parts &&
+            rd_kafka_get_watermark_offsets(d->rk, d->cfg->topic, id, &lo, &hi) == 0 && hi >= 0)
+            lag += hi > d->parts[id].pos ? hi - d->parts[id].pos : 0;
+        nparts++;
+    }
+    if (d->n_folded != d->last_folded || lag)
+        cmd_info("%.0f events/s, %" PRIu64 " folded, %" PRIu64 " dead letters, %" PRIu64
+                 " refused applies, %d partitions, lag %" PRId64,
+                 dt > 0 ? (double)(d->n_folded - d->last_folded) / dt : 0.0, d->n_folded,
+                 d->n_dlq, d->n_refused, nparts, lag);
+    d->last_folded = d->n_folded;
+    d->last_stats = now;
+}
+
+/* ------------------------------------------------------------ stop */
+
+static void on_close_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct daemon *d = arg;
+    on_kafka(d->kpipe[0], EV_READ, d);
+    if (d->closing) {
+        if (!rd_kafka_consumer_closed(d->rk))
+            timer_in(d->close_timer, 100);
+    }
+}
+
+static void begin_close(struct daemon *d)
+{
+    if (d->closing)
+        return;
+    drop_all(d); /* abandons what did not finish in time */
+    d->closing = 1;
+    if (!d->rk) {
+        event_base_loopbreak(d->base);
+        return;
+    }
+    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(d->rk, d->rkq);
+    if (e) {
+        cmd_warn("closing the consumer: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        rd_kafka_consumer_close(d->rk);
+    }
+    timer_in(d->close_timer, 10);
+    timer_in(d->stop_timer, 10000); /* the close's own deadline */
+}
+
+/* Ends the loop once in-flight batches are done and the consumer is closed. */
+static void maybe_finish_stop(struct daemon *d)
+{
+    if (!d->stopping)
+        return;
+    if (!d->closing) {
+        if (d->in_flight == 0)
+            begin_close(d);
+        return;
+    }
+    if (!d->rk || rd_kafka_consumer_closed(d->rk))
+        event_base_loopbreak(d->base);
+}
+
+static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct daemon *d = arg;
+    if (!d->closing) {
+        cmd_warn("abandoning %zu unfinished batches (their positions stay in Redis)",
+                 d->in_flight);
+        begin_close(d);
+        return;
+    }
+    cmd_warn("the consumer did not close in time");
+    event_base_loopbreak(d->base);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+    (void)what;
+    if (d->stopping) {
+        cmd_warn("second signal: stopping now");
+        event_base_loopbreak(d->base);
+        return;
+    }
+    cmd_info("signal %d: stopping", (int)sig);
+    sd_notify(0, "STOPPING=1");
+    d->stopping = 1;
+    if (!d->started) {
+        d->exit_code = 0;
+        event_base_loopbreak(d->base);
+        return;
+    }
+    /* Stop taking messages; let batches in flight finish within a bound. */
+    for (size_t i = 0; i < d->n_parts; i++) {
+        struct part *p = &d->parts[i];
+        for (size_t j = 0; j < p->n; j++)
+            rd_kafka_message_destroy(p->q[j]);
+        d->buffered -= p->n;
+        p->n = 0;
+    }
+    timer_in(d->stop_timer, d->cfg->command_timeout_ms + 1000);
+    maybe_finish_stop(d);
+}
+
+/* ------------------------------------------------------------ set-up */
+
+rd_kafka_conf_t *cmd_consumer_conf(const struct cm_config *cfg, char *err, size_t errlen)
+{
+    static const char *const defaults[][2] = {
+        {"client.id", "circmond"},
+        {"partition.assignment.strategy", "range,roundrobin"},
+        {"queued.min.messages", "200000"},
+        {"fetch.wait.max.ms", "100"},
+    };
+    /* Forced: Redis holds the positions; a reset must never skip events. */
+    static const char *const forced[][2] = {
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},
+        {"enable.partition.eof", "false"},
+    };
+    rd_kafka_conf_t *conf = cm_kafka_conf_new(cfg, err, errlen);
+    if (!conf)
+        return NULL;
+    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+        if (cm_kafka_conf_default(conf, cfg, defaults[i][0], defaults[i][1], err, errlen) < 0)
+            goto fail;
+    if (rd_kafka_conf_set(conf, "group.id", cfg->group_id, err, errlen) != RD_KAFKA_CONF_OK)
+        goto fail;
+    for (size_t i = 0; i < sizeof(forced) / sizeof(forced[0]); i++)
+        if (rd_kafka_conf_set(conf, forced[i][0], forced[i][1], err, errlen) !=
+            RD_KAFKA_CONF_OK)
+            goto fail;
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+rd_kafka_conf_t *cmd_producer_conf(const struct cm_config *cfg, char *err, size_t errlen)
+{
+    static const char *const defaults[][2] = {
+        {"client.id", "circmond-dlq"},
+        {"linger.ms", "5"},
+        {"message.timeout.ms", "30000"},
+    };
+    rd_kafka_conf_t *conf = cm_kafka_conf_new(cfg, err, errlen);
+    if (!conf)
+        return NULL;
+    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+        if (cm_kafka_conf_default(conf, cfg, defaults[i][0], defaults[i][1], err, errlen) < 0) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    /* Delivery must be checked: acks from all in-sync replicas. */
+    if (rd_kafka_conf_set(conf, "acks", "all", err, errlen) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return conf;
+}
+
+/* The consumer and the producer, wired to the loop. */
+static int kafka_setup(struct daemon *d)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = cmd_consumer_conf(d->cfg, err, sizeof(err));
+    if (!conf) {
+        cmd_err("kafka consumer configuration: %s", err);
+        return -EINVAL;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_opaque(conf, d);
+    if (!(d->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)))) {
+        rd_kafka_conf_destroy(conf);
+        cmd_err("kafka consumer: %s", err);
+        return -EINVAL;
+    }
+    rd_kafka_poll_set_consumer(d->rk);
+    d->rkq = rd_kafka_queue_get_consumer(d->rk);
+    if (make_pipe(d->kpipe) < 0 ||
+        !(d->kev = event_new(d->base, d->kpipe[0], EV_READ | EV_PERSIST, on_kafka, d)))
+        return -ENOMEM;
+    rd_kafka_queue_io_event_enable(d->rkq, d->kpipe[1], "k", 1);
+    event_add(d->kev, NULL);
+
+    if (!(conf = cmd_producer_conf(d->cfg, err, sizeof(err)))) {
+        cmd_err("kafka producer configuration: %s", err);
+        return -EINVAL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_dlq_delivery);
+    rd_kafka_conf_set_opaque(conf, d);
+    if (!(d->prod = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)))) {
+        rd_kafka_conf_destroy(conf);
+        cmd_err("kafka producer: %s", err);
+        return -EINVAL;
+    }
+    d->pq = rd_kafka_queue_get_main(d->prod);
+    if (make_pipe(d->ppipe) < 0 ||
+        !(d->pev = event_new(d->base, d->ppipe[0], EV_READ | EV_PERSIST, on_producer, d)))
+        return -ENOMEM;
+    rd_kafka_queue_io_event_enable(d->pq, d->ppipe[1], "p", 1);
+    event_add(d->pev, NULL);
+    return 0;
+}
+
+/* Waits (blocking) until the brokers answer and the topic exists, within
+ * the start-up budget. */
+static int kafka_wait(struct daemon *d)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(d->rk, d->cfg->topic, NULL);
+        rd_kafka_resp_err_t e = rd_kafka_metadata(d->rk, 0, rkt, &md, 5000);
+        if (!e && md->topic_cnt == 1 && md->topics[0].err)
+            e = md->topics[0].err;
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (rkt)
+            rd_kafka_topic_destroy(rkt);
+        if (!e)
+            return 0;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000 > STARTUP_BUDGET_MS || d->stopping) {
+            cmd_err("kafka at %s, topic %s: %s; giving up after %d s", d->cfg->brokers,
+                    d->cfg->topic, rd_kafka_err2str(e), STARTUP_BUDGET_MS / 1000);
+            return -ETIMEDOUT;
+        }
+        cmd_warn("kafka at %s, topic %s: %s; retrying", d->cfg->brokers, d->cfg->topic,
+                 rd_kafka_err2str(e));
+        sleep(1);
+    }
+}
+
+static void on_startup_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct daemon *d = arg;
+    cmd_err("redis unreachable for %d s: %s", STARTUP_BUDGET_MS / 1000,
+            cm_store_errstr(d->st));
+    d->exit_code = 1;
+    d->stopping = 1;
+    event_base_loopbreak(d->base);
+}
+
+static void teardown(struct daemon *d)
+{
+    d->stopping = 1;
+    drop_all(d); /* batches are abandoned: late callbacks only free them */
+    if (d->prod) {
+        rd_kafka_flush(d->prod, 5000); /* serves outstanding delivery reports */
+        rd_kafka_purge(d->prod, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(d->prod, 0);
+    }
+    drop_all(d);
+    d->st = cm_store_free(d->st); /* fails pending requests: their batches go */
+    while (d->batches)
+        batch_free(d->batches);
+    for (size_t i = 0; i < d->n_parts; i++)
+        free(d->parts[i].q);
+    free(d->parts);
+    if (d->want)
+        rd_kafka_topic_partition_list_destroy(d->want);
+    if (d->rkq)
+        rd_kafka_queue_destroy(d->rkq);
+    if (d->rk)
+        rd_kafka_destroy(d->rk);
+    if (d->pq)
+        rd_kafka_queue_destroy(d->pq);
+    if (d->prod)
+        rd_kafka_destroy(d->prod);
+    struct event *evs[] = {d->kev, d->pev, d->sig_term, d->sig_int, d->flush_timer,
+                           d->stats_timer, d->startup_timer, d->resync_timer, d->stop_timer,
+                           d->close_timer};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+        if (evs[i])
+            event_free(evs[i]);
+    for (int i = 0; i < 2; i++) {
+        if (d->kpipe[i] >= 0)
+            close(d->kpipe[i]);
+        if (d->ppipe[i] >= 0)
+            close(d->ppipe[i]);
+    }
+    cm_fold_ctx_free(d->fc);
+    cm_names_free(d->nm);
+    cm_decoder_free(d->dec);
+    if (d->base)
+        event_base_free(d->base);
+}
+
+int cmd_run(const struct cm_config *cfg)
+{
+    struct daemon dd = {0}, *d = &dd;
+    d->cfg = cfg;
+    d->kpipe[0] = d->kpipe[1] = d->ppipe[0] = d->ppipe[1] = -1;
+    size_t cap = (size_t)cfg->batch_size * (size_t)cfg->max_in_flight * 4;
+    d->max_buffered = cap < 20000 ? 20000 : cap;
+    signal(SIGPIPE, SIG_IGN);
+    const char *crash = getenv("CIRCMOND_TEST_CRASH_AFTER_APPLIES");
+    if (crash && *crash) {
+        d->crash_after = strtoull(crash, NULL, 10);
+        cmd_warn("test hook: killing myself after %" PRIu64 " applies", d->crash_after);
+    }
+
+    if (!(d->base = event_base_new()) || !(d->dec = cm_decoder_new()) ||
+        !(d->nm = cm_names_new()) || !(d->fc = cm_fold_ctx_new(cfg, d->nm))) {
+        cmd_err("out of memory");
+        teardown(d);
+        return 1;
+    }
+    d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
+    d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
+    d->flush_timer = event_new(d->base, -1, EV_PERSIST, on_flush, d);
+    d->stats_timer = event_new(d->base, -1, EV_PERSIST, on_stats, d);
+    d->startup_timer = evtimer_new(d->base, on_startup_timeout, d);
+    d->resync_timer = evtimer_new(d->base, on_resync_timer, d);
+    d->stop_timer = evtimer_new(d->base, on_stop_timer, d);
+    d->close_timer = evtimer_new(d->base, on_close_timer, d);
+    if (!d->sig_term || !d->sig_int || !d->flush_timer || !d->stats_timer ||
+        !d->startup_timer || !d->resync_timer || !d->stop_timer || !d->close_timer) {
+        cmd_err("out of memory");
+        teardown(d);
+        return 1;
+    }
+    event_add(d->sig_term, NULL);
+    event_add(d->sig_int, NULL);
+
+    /* Redis first, within the start-up budget. */
+    const char *where = cfg->redis_unix_socket && *cfg->redis_unix_socket
+                            ? cfg->redis_unix_socket
+                            : cfg->redis_host;
+    cmd_info("connecting to redis at %s", where);
+    if (!(d->st = cm_store_new(d->base, cfg, on_store, d))) {
+        cmd_err("out of memory");
+        teardown(d);
+        return 1;
+    }
+    timer_in(d->startup_timer, STARTUP_BUDGET_MS);
+    event_base_dispatch(d->base);
+    evtimer_del(d->startup_timer);
+    if (d->stopping) {
+        int rc = d->exit_code;
+        teardown(d);
+        return rc;
+    }
+    cmd_info("redis ready; connecting to kafka at %s", cfg->brokers);
+
+    if (kafka_setup(d) < 0 || kafka_wait(d) < 0) {
+        teardown(d);
+        return 1;
+    }
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, cfg->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(d->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e) {
+        cmd_err("subscribing to %s: %s", cfg->topic, rd_kafka_err2str(e));
+        teardown(d);
+        return 1;
+    }
+    d->started = 1;
+    cmd_info("consuming %s as group %s (batch_size %d, max_in_flight %d)", cfg->topic,
+             cfg->group_id, cfg->batch_size, cfg->max_in_flight);
+    timer_in(d->flush_timer, FLUSH_MS);
+    timer_in(d->stats_timer, STATS_S * 1000);
+    clock_gettime(CLOCK_MONOTONIC, &d->last_stats);
+    event_active(d->kev, EV_READ, 0);
+    event_base_dispatch(d->base);
+    cmd_info("stopped: %" PRIu64 " events folded, %" PRIu64 " dead letters", d->n_folded,
+             d->n_dlq);
+    teardown(d);
+    return 0;
+}

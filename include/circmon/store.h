@@ -1,0 +1,158 @@
+/* store.h - the Redis store: per-partition state, applied atomically.
+ *
+ * Keys (all of partition P carry the hash tag {P}, DESIGN.md principle 2):
+ *   <prefix>:{P}:pos           next offset to fold (the committed position)
+ *   <prefix>:{P}:m:<migrant>   packed migrant state (cm_mstate_pack)
+ *   <prefix>:{P}:agg           hash: aggregate entries, fields by cm_agg_key_format
+ * One batch is one Lua call: compare-and-set of pos, SET/DEL of states,
+ * HINCRBY of the aggregate delta (fields reaching 0 are deleted), new pos.
+ * An absent pos reads as 0: the partition was never folded and starts from
+ * the beginning of the topic.
+ *
+ * Two faces:
+ * - an asynchronous store (struct cm_store) for circmond, on hiredis 0.14's
+ *   async API and its libevent adapter: it connects (TCP or unix socket,
+ *   AUTH, SELECT, SCRIPT LOAD), reconnects with backoff from a timer after a
+ *   loss, and times commands out itself (hiredis 0.14 has no async
+ *   timeouts); a timed-out command drops the connection, since its fate is
+ *   unknown and later replies would be out of step;
+ * - synchronous reads for circmonctl (cm_store_read_*), one blocking
+ *   connection per call.
+ *
+ * Error convention: negative errno-style codes. -ENOTCONN: the store is not
+ * connected (nothing was sent); -ETIMEDOUT: no reply within
+ * command_timeout_ms; -ECONNRESET: the connection was lost before a reply
+ * (the command may or may not have run); -EPROTO: Redis answered with an
+ * error or an unexpected reply; -ENOMEM; -EINVAL for an empty request.
+ *
+ * Callbacks run from the event loop, each exactly once per accepted
+ * request. They may send new requests but must not free the store. */
+#ifndef CIRCMON_STORE_H
+#define CIRCMON_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "circmon/agg.h"
+#include "circmon/config.h"
+#include "circmon/names.h"
+
+struct event_base;
+
+/* The Lua apply script (for tests and tools that want to call it by hand).
+ * KEYS[1] = pos key, KEYS[2] = agg key, KEYS[3..] = migrant state keys.
+ * ARGV[1] = expected pos, ARGV[2] = new pos, ARGV[i] for 3 <= i <= #KEYS =
+ * the state of KEYS[i] ("" = DEL), then field/increment pairs for the agg
+ * hash. Returns {1, new pos} when applied, {0, stored pos} when refused
+ * (stored pos != expected): a refused call changes nothing. */
+extern const char cm_store_lua_apply[];
+
+/* Key names; each returns a malloc'd NUL-terminated string or NULL. */
+char *cm_store_key_pos(const char *prefix, int32_t part);
+char *cm_store_key_agg(const char *prefix, int32_t part);
+char *cm_store_key_state(const char *prefix, int32_t part, const char *mid, size_t len);
+
+/* ---------------------------------------------------------------- async */
+
+struct cm_store;
+
+/* Connection changes: up = 1 when the store became usable (connected,
+ * authenticated, script loaded), 0 when it was lost or a connection attempt
+ * failed (cm_store_errstr says why). The store reconnects by itself. */
+typedef void (*cm_store_conn_cb)(struct cm_store *s, int up, void *ud);
+
+/* A new store on base over cfg (both borrowed, they must outlive it). It
+ * starts connecting at once; conn_cb reports the outcome later from the
+ * loop, never from inside this call. Returns NULL when out of memory. */
+struct cm_store *cm_store_new(struct event_base *base, const struct cm_config *cfg,
+                              cm_store_conn_cb conn_cb, void *ud);
+
+/* Closes the connection and frees s. Callbacks of pending requests are
+ * called with -ECONNRESET before it returns; conn_cb is not called. Accepts
+ * NULL; returns NULL. */
+struct cm_store *cm_store_free(struct cm_store *s);
+
+/* 1 when connected and ready for requests. */
+int cm_store_ready(const struct cm_store *s);
+
+/* Requests sent and not yet answered. */
+size_t cm_store_pending(const struct cm_store *s);
+
+/* Why the last connection attempt failed or the connection was lost. */
+const char *cm_store_errstr(const struct cm_store *s);
+
+/* Drops the connection now (as a lost connection: pending requests fail
+ * with -ECONNRESET, conn_cb(0), reconnect after the backoff). For tests and
+ * for callers that detect a protocol mismatch. */
+void cm_store_drop(struct cm_store *s);
+
+/* Positions of parts[0..n-1] (n > 0). cb gets err = 0 and pos[i] for
+ * parts[i] (0 when absent), or err < 0 and pos NULL. pos is valid only
+ * during cb. Returns 0 when sent (cb will be called exactly once, never from
+ * inside this call), or -ENOTCONN/-ENOMEM/-EINVAL (cb will not be called). */
+typedef void (*cm_store_pos_cb)(int err, const int64_t *pos, size_t n, void *ud);
+int cm_store_get_positions(struct cm_store *s, const int32_t *parts, size_t n,
+                           cm_store_pos_cb cb, void *ud);
+
+/* One value of an MGET: data == NULL when the key is absent. */
+struct cm_store_val {
+    const uint8_t *data;
+    size_t len;
+};
+
+/* States of the migrants mids[0..n-1] (n > 0, lens[i] bytes each) of partition part.
+ * cb gets err = 0 and vals[i] for mids[i] (valid only during cb), or err < 0
+ * and vals NULL. Same return contract as cm_store_get_positions. */
+typedef void (*cm_store_mget_cb)(int err, const struct cm_store_val *vals, size_t n, void *ud);
+int cm_store_get_states(struct cm_store *s, int32_t part, const char *const *mids,
+                        const size_t *lens, size_t n, cm_store_mget_cb cb, void *ud);
+
+/* A batch apply being built: states and aggregate deltas of one partition. */
+struct cm_store_apply;
+
+/* A new apply for partition part that moves pos from expected to new_pos.
+ * Returns NULL when out of memory. */
+struct cm_store_apply *cm_store_apply_new(const char *prefix, int32_t part, int64_t expected,
+                                          int64_t new_pos);
+
+/* Sets the state of migrant mid (len bytes) to val (vlen bytes; vlen 0
+ * deletes the key). Both are copied. Each migrant at most once per apply.
+ * Returns 0 or -ENOMEM (the apply is then unusable: free it). */
+int cm_store_apply_state(struct cm_store_apply *ap, const char *mid, size_t len,
+                         const uint8_t *val, size_t vlen);
+
+/* Adds every entry of ag (names in nm) as a HINCRBY. Call at most once.
+ * Returns 0, -ENOENT for a name missing from nm, or -ENOMEM. */
+int cm_store_apply_agg(struct cm_store_apply *ap, const struct cm_agg *ag,
+                       const struct cm_names *nm);
+
+/* Frees ap; accepts NULL; returns NULL. */
+struct cm_store_apply *cm_store_apply_free(struct cm_store_apply *ap);
+
+/* Sends ap (taken over in every case) as one EVALSHA; on NOSCRIPT (Redis
+ * restarted, script cache flushed) it is sent again as EVAL, transparently.
+ * cb gets err = 0 with applied = 1 and stored = new pos, or applied = 0 and
+ * stored = the position Redis holds (the apply was refused and changed
+ * nothing), or err < 0 (-ECONNRESET/-ETIMEDOUT: it may or may not have been
+ * applied; read the position to know). Same return contract as
+ * cm_store_get_positions. */
+typedef void (*cm_store_apply_cb)(int err, int applied, int64_t stored, void *ud);
+int cm_store_apply_send(struct cm_store *s, struct cm_store_apply *ap, cm_store_apply_cb cb,
+                        void *ud);
+
+/* ----------------------------------------------------------------- sync */
+
+/* Reads the aggregate hash of every partition (SCAN for <prefix>:{*}:agg,
+ * HSCAN each) and adds it into ag, interning names into nm. Returns 0, or a
+ * negative code with a message in err (errlen bytes, always NUL-terminated;
+ * never contains the password). ag may hold a part of the data on error. */
+int cm_store_read_agg(const struct cm_config *cfg, struct cm_agg *ag, struct cm_names *nm,
+                      char *err, size_t errlen);
+
+/* Stored positions of every partition that has one (SCAN for
+ * <prefix>:{*}:pos): *parts and *pos (malloc'd, caller frees both) get *n
+ * entries sorted by partition. Same error contract as cm_store_read_agg. */
+int cm_store_read_positions(const struct cm_config *cfg, int32_t **parts, int64_t **pos,
+                            size_t *n, char *err, size_t errlen);
+
+#endif

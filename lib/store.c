@@ -1,0 +1,1116 @@
+/* store.c - the Redis store: async batch applies for circmond, sync reads for circmonctl. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "circmon/store.h"
+
+/* The apply. Iterates ARGV with loops (unpack() fails at 8000+ values).
+ * Positions are compared as the decimal strings we write. */
+const char cm_store_lua_apply[] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if not cur then cur = '0' end\n"
+    "if cur ~= ARGV[1] then return {0, cur} end\n"
+    "local nk = #KEYS\n"
+    "for i = 3, nk do\n"
+    "  local v = ARGV[i]\n"
+    "  if v == '' then redis.call('DEL', KEYS[i]) else redis.call('SET', KEYS[i], v) end\n"
+    "end\n"
+    "local na = #ARGV\n"
+    "local j = nk + 1\n"
+    "while j < na do\n"
+    "  if redis.call('HINCRBY', KEYS[2], ARGV[j], ARGV[j + 1]) == 0 then\n"
+    "    redis.call('HDEL', KEYS[2], ARGV[j])\n"
+    "  end\n"
+    "  j = j + 2\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], ARGV[2])\n"
+    "return {1, ARGV[2]}\n";
+
+/* ------------------------------------------------------------------ keys */
+
+static char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return NULL;
+    char *s = malloc((size_t)n + 1);
+    if (!s)
+        return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+char *cm_store_key_pos(const char *prefix, int32_t part)
+{
+    return xasprintf("%s:{%" PRId32 "}:pos", prefix, part);
+}
+
+char *cm_store_key_agg(const char *prefix, int32_t part)
+{
+    return xasprintf("%s:{%" PRId32 "}:agg", prefix, part);
+}
+
+/* Migrant ids may hold any byte (NUL included), hence the explicit length. */
+static char *key_state(const char *prefix, int32_t part, const char *mid, size_t len,
+                       size_t *klen)
+{
+    char head[64];
+    int h = snprintf(head, sizeof(head), ":{%" PRId32 "}:m:", part);
+    size_t pl = strlen(prefix);
+    char *k = malloc(pl + (size_t)h + len + 1);
+    if (!k)
+        return NULL;
+    memcpy(k, prefix, pl);
+    memcpy(k + pl, head, (size_t)h);
+    memcpy(k + pl + (size_t)h, mid, len);
+    k[pl + (size_t)h + len] = '\0';
+    if (klen)
+        *klen = pl + (size_t)h + len;
+    return k;
+}
+
+char *cm_store_key_state(const char *prefix, int32_t part, const char *mid, size_t len)
+{
+    return key_state(prefix, part, mid, len, NULL);
+}
+
+/* Parses "<prefix>:{P}<suffix>" strictly; returns 0 and *part, or -EINVAL. */
+static int key_parse_part(const char *k, size_t kl, const char *prefix, const char *suffix,
+                          int32_t *part)
+{
+    size_t pl = strlen(prefix), sl = strlen(suffix);
+    if (kl < pl + 4 + sl || memcmp(k, prefix, pl) || memcmp(k + pl, ":{", 2) ||
+        memcmp(k + kl - sl, suffix, sl) || k[kl - sl - 1] != '}')
+        return -EINVAL;
+    const char *d = k + pl + 2, *e = k + kl - sl - 1;
+    if (d == e || e - d > 10)
+        return -EINVAL;
+    int64_t v = 0;
+    for (; d < e; d++) {
+        if (*d < '0' || *d > '9')
+            return -EINVAL;
+        v = v * 10 + (*d - '0');
+    }
+    if (v > INT32_MAX)
+        return -EINVAL;
+    *part = (int32_t)v;
+    return 0;
+}
+
+static int parse_i64(const char *s, size_t len, int64_t *v)
+{
+    char buf[32];
+    if (len == 0 || len >= sizeof(buf))
+        return -EINVAL;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    char *end;
+    errno = 0;
+    long long x = strtoll(buf, &end, 10);
+    if (errno || *end)
+        return -EINVAL;
+    *v = x;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- apply */
+
+/* A growable list of owned byte strings. */
+struct strv {
+    char **s;
+    size_t *len;
+    size_t n, cap;
+};
+
+static int strv_push(struct strv *v, const void *p, size_t len)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 16;
+        char **s = realloc(v->s, cap * sizeof(*s));
+        if (!s)
+            return -ENOMEM;
+        v->s = s;
+        size_t *l = realloc(v->len, cap * sizeof(*l));
+        if (!l)
+            return -ENOMEM;
+        v->len = l;
+        v->cap = cap;
+    }
+    char *c = malloc(len + 1);
+    if (!c)
+        return -ENOMEM;
+    if (len)
+        memcpy(c, p, len);
+    c[len] = '\0';
+    v->s[v->n] = c;
+    v->len[v->n++] = len;
+    return 0;
+}
+
+static int strv_pushf(struct strv *v, const char *fmt, ...)
+{
+    char buf[64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        return -EINVAL;
+    return strv_push(v, buf, (size_t)n);
+}
+
+static void strv_free(struct strv *v)
+{
+    for (size_t i = 0; i < v->n; i++)
+        free(v->s[i]);
+    free(v->s);
+    free(v->len);
+    memset(v, 0, sizeof(*v));
+}
+
+struct cm_store_apply {
+    char *prefix;
+    int32_t part;
+    int64_t new_pos;
+    struct strv keys; /* pos, agg, state keys */
+    struct strv args; /* expected, new, state values, agg pairs */
+    int agg_done;
+};
+
+struct cm_store_apply *cm_store_apply_new(const char *prefix, int32_t part, int64_t expected,
+                                          int64_t new_pos)
+{
+    struct cm_store_apply *ap = calloc(1, sizeof(*ap));
+    if (!ap)
+        return NULL;
+    ap->prefix = strdup(prefix);
+    ap->part = part;
+    ap->new_pos = new_pos;
+    char *kp = cm_store_key_pos(prefix, part), *ka = cm_store_key_agg(prefix, part);
+    int bad = !ap->prefix || !kp || !ka || strv_push(&ap->keys, kp, strlen(kp)) ||
+              strv_push(&ap->keys, ka, strlen(ka)) ||
+              strv_pushf(&ap->args, "%" PRId64, expected) ||
+              strv_pushf(&ap->args, "%" PRId64, new_pos);
+    free(kp);
+    free(ka);
+    if (bad)
+        return cm_store_apply_free(ap);
+    return ap;
+}
+
+int cm_store_apply_state(struct cm_store_apply *ap, const char *mid, size_t len,
+                         const uint8_t *val, size_t vlen)
+{
+    if (ap->agg_done)
+        return -EINVAL; /* states must precede the aggregate pairs in ARGV */
+    size_t kl;
+    char *k = key_state(ap->prefix, ap->part, mid, len, &kl);
+    if (!k)
+        return -ENOMEM;
+    int r = strv_push(&ap->keys, k, kl);
+    free(k);
+    if (r)
+        return r;
+    return strv_push(&ap->args, val, vlen);
+}
+
+struct agg_fmt {
+    struct cm_store_apply *ap;
+    const struct cm_names *nm;
+    char buf[2048];
+};
+
+static int agg_fmt_one(const struct cm_agg_key *k, int64_t v, void *ud)
+{
+    struct agg_fmt *af = ud;
+    int n = cm_agg_key_format(k, af->nm, af->buf, sizeof(af->buf));
+    if (n < 0)
+        return n;
+    if ((size_t)n >= sizeof(af->buf))
+        return -EINVAL;
+    int r = strv_push(&af->ap->args, af->buf, (size_t)n);
+    return r ? r : strv_pushf(&af->ap->args, "%" PRId64, v);
+}
+
+int cm_store_apply_agg(struct cm_store_apply *ap, const struct cm_agg *ag,
+                       const struct cm_names *nm)
+{
+    if (ap->agg_done)
+        return -EINVAL;
+    ap->agg_done = 1;
+    struct agg_fmt *af = malloc(sizeof(*af));
+    if (!af)
+        return -ENOMEM;
+    af->ap = ap;
+    af->nm = nm;
+    int r = cm_agg_foreach(ag, agg_fmt_one, af);
+    free(af);
+    return r;
+}
+
+struct cm_store_apply *cm_store_apply_free(struct cm_store_apply *ap)
+{
+    if (ap) {
+        strv_free(&ap->keys);
+        strv_free(&ap->args);
+        free(ap->prefix);
+        free(ap);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- async */
+
+enum st_state { ST_DOWN, ST_CONNECTING, ST_UP };
+
+enum req_kind { RQ_HANDSHAKE, RQ_POS, RQ_MGET, RQ_APPLY };
+
+struct req {
+    struct cm_store *s;
+    struct req *prev, *next; /* in s->reqs */
+    struct event *timer;
+    enum req_kind kind;
+    int timed_out;
+    union {
+        cm_store_pos_cb pos;
+        cm_store_mget_cb mget;
+        cm_store_apply_cb apply;
+    } cb;
+    void *ud;
+    size_t n;                  /* values expected (POS, MGET) */
+    struct cm_store_apply *ap; /* kept for the NOSCRIPT resend */
+    int resent;
+};
+
+struct cm_store {
+    struct event_base *base;
+    const struct cm_config *cfg;
+    cm_store_conn_cb conn_cb;
+    void *ud;
+
+    redisAsyncContext *ac; /* NULL when down */
+    enum st_state state;
+    int handshake_left; /* handshake replies still expected */
+    char sha[48];
+    char errstr[256];
+
+    struct req *reqs; /* user requests sent and not answered */
+    size_t n_reqs;
+
+    struct event *connect_timer; /* handshake deadline */
+    struct event *retry_timer;   /* reconnect after backoff */
+    struct event *notify_ev;     /* deferred conn_cb(0) of a failed first attempt */
+    int backoff_ms;
+};
+
+static void start_connect(struct cm_store *s);
+
+static void set_err(struct cm_store *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->errstr, sizeof(s->errstr), fmt, ap);
+    va_end(ap);
+}
+
+static void ms_to_tv(int ms, struct timeval *tv)
+{
+    tv->tv_sec = ms / 1000;
+    tv->tv_usec = (ms % 1000) * 1000;
+}
+
+/* Schedules the next attempt and doubles the backoff (100 ms .. 5 s). */
+static void schedule_retry(struct cm_store *s)
+{
+    struct timeval tv;
+    ms_to_tv(s->backoff_ms, &tv);
+    evtimer_add(s->retry_timer, &tv);
+    s->backoff_ms = s->backoff_ms * 2 > 5000 ? 5000 : s->backoff_ms * 2;
+}
+
+/* The connection is gone or unusable: forget it, free it unless hiredis is
+ * freeing it already (own == 0), tell the user, reconnect later. Pending
+ * requests fail inside redisAsyncFree (or hiredis's own teardown). */
+static void lose(struct cm_store *s, redisAsyncContext *ac, int own)
+{
+    if (s->ac != ac || !ac)
+        return; /* an older context, already handled */
+    s->ac = NULL;
+    s->state = ST_DOWN;
+    evtimer_del(s->connect_timer);
+    if (own)
+        redisAsyncFree(ac); /* deferred by hiredis when inside its callback */
+    schedule_retry(s);
+    if (s->conn_cb)
+        s->conn_cb(s, 0, s->ud);
+}
+
+static void req_unlink(struct req *q)
+{
+    struct cm_store *s = q->s;
+    if (q->prev)
+        q->prev->next = q->next;
+    else if (s->reqs == q)
+        s->reqs = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    q->prev = q->next = NULL;
+    s->n_reqs--;
+}
+
+static void req_free(struct req *q)
+{
+    if (q->timer)
+        event_free(q->timer);
+    cm_store_apply_free(q->ap);
+    free(q);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct req *q = arg;
+    struct cm_store *s = q->s;
+    q->timed_out = 1;
+    set_err(s, "redis command timed out after %d ms", s->cfg->command_timeout_ms);
+    lose(s, s->ac, 1);
+}
+
+static int send_argv(struct cm_store *s, struct req *q, int argc, const char **argv,
+                     const size_t *lens);
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
+
+/* Sends ap as EVALSHA (or EVAL when eval is set). */
+static int send_apply(struct cm_store *s, struct req *q, int eval)
+{
+    struct cm_store_apply *ap = q->ap;
+    size_t argc = 3 + ap->keys.n + ap->args.n;
+    const char **argv = malloc(argc * sizeof(*argv));
+    size_t *lens = malloc(argc * sizeof(*lens));
+    char nk[32];
+    int r = -ENOMEM;
+    if (!argv || !lens)
+        goto out;
+    snprintf(nk, sizeof(nk), "%zu", ap->keys.n);
+    argv[0] = eval ? "EVAL" : "EVALSHA";
+    argv[1] = eval ? cm_store_lua_apply : s->sha;
+    argv[2] = nk;
+    for (int i = 0; i < 3; i++)
+        lens[i] = strlen(argv[i]);
+    size_t j = 3;
+    for (size_t i = 0; i < ap->keys.n; i++, j++) {
+        argv[j] = ap->keys.s[i];
+        lens[j] = ap->keys.len[i];
+    }
+    for (size_t i = 0; i < ap->args.n; i++, j++) {
+        argv[j] = ap->args.s[i];
+        lens[j] = ap->args.len[i];
+    }
+    r = send_argv(s, q, (int)argc, argv, lens);
+out:
+    free(argv);
+    free(lens);
+    return r;
+}
+
+/* Interprets a reply to q and calls the user's callback. */
+static void deliver(struct req *q, redisReply *rep)
+{
+    struct cm_store *s = q->s;
+    int err = 0;
+    if (!rep)
+        err = q->timed_out ? -ETIMEDOUT : -ECONNRESET;
+    else if (rep->type == REDIS_REPLY_ERROR)
+        err = -EPROTO;
+    switch (q->kind) {
+    case RQ_POS: {
+        int64_t *pos = NULL;
+        if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements != q->n))
+            err = -EPROTO;
+        if (!err && !(pos = calloc(q->n ? q->n : 1, sizeof(*pos))))
+            err = -ENOMEM;
+        for (size_t i = 0; !err && i < q->n; i++) {
+            redisReply *e = rep->element[i];
+            if (e->type == REDIS_REPLY_NIL)
+                pos[i] = 0;
+            else if (e->type != REDIS_REPLY_STRING || parse_i64(e->str, e->len, &pos[i]))
+                err = -EPROTO;
+        }
+        if (err)
+            set_err(s, "redis: reading positions failed (%s)", rep && rep->type == REDIS_REPLY_ERROR ? rep->str : strerror(-err));
+        q->cb.pos(err, err ? NULL : pos, err ? 0 : q->n, q->ud);
+        free(pos);
+        break;
+    }
+    case RQ_MGET: {
+        struct cm_store_val *vals = NULL;
+        if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements != q->n))
+            err = -EPROTO;
+        if (!err && !(vals = calloc(q->n ? q->n : 1, sizeof(*vals))))
+            err = -ENOMEM;
+        for (size_t i = 0; !err && i < q->n; i++) {
+            redisReply *e = rep->element[i];
+            if (e->type == REDIS_REPLY_STRING) {
+                vals[i].data = (const uint8_t *)e->str;
+                vals[i].len = e->len;
+            } else if (e->type != REDIS_REPLY_NIL) {
+                err = -EPROTO;
+            }
+        }
+        q->cb.mget(err, err ? NULL : vals, err ? 0 : q->n, q->ud);
+        free(vals);
+        break;
+    }
+    case RQ_APPLY: {
+        int64_t stored = 0, applied = 0;
+        if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+                     rep->element[0]->type != REDIS_REPLY_INTEGER ||
+                     rep->element[1]->type != REDIS_REPLY_STRING ||
+                     parse_i64(rep->element[1]->str, rep->element[1]->len, &stored)))
+            err = -EPROTO;
+        if (!err)
+            applied = rep->element[0]->integer;
+        if (rep && rep->type == REDIS_REPLY_ERROR)
+            set_err(s, "redis: apply failed: %s", rep->str);
+        q->cb.apply(err, err ? 0 : (int)applied, err ? 0 : stored, q->ud);
+        break;
+    }
+    case RQ_HANDSHAKE:
+        break;
+    }
+}
+
+static void on_handshake(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct req *q = privdata;
+    struct cm_store *s = q->s;
+    redisReply *rep = r;
+    req_free(q);
+    if (!rep || s->ac != ac)
+        return; /* the connection went away: lose() ran or will run */
+    if (rep->type == REDIS_REPLY_ERROR) {
+        set_err(s, "redis handshake failed: %s", rep->str);
+        lose(s, ac, 1);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_STRING && rep->len == 40) /* SCRIPT LOAD answers the sha */
+        memcpy(s->sha, rep->str, 41);
+    if (--s->handshake_left == 0) {
+        s->state = ST_UP;
+        s->backoff_ms = 100;
+        evtimer_del(s->connect_timer);
+        if (s->conn_cb)
+            s->conn_cb(s, 1, s->ud);
+    }
+}
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct req *q = privdata;
+    struct cm_store *s = q->s;
+    redisReply *rep = r;
+    (void)ac;
+    if (q->timer)
+        evtimer_del(q->timer);
+    /* After a restart or SCRIPT FLUSH: send the script itself, once. EVAL
+     * caches it again for the next EVALSHA. */
+    if (q->kind == RQ_APPLY && rep && rep->type == REDIS_REPLY_ERROR && !q->resent &&
+        !strncmp(rep->str, "NOSCRIPT", 8) && s->ac == ac) {
+        q->resent = 1;
+        req_unlink(q);
+        if (send_apply(s, q, 1) == 0)
+            return;
+        deliver(q, rep);
+        req_free(q);
+        return;
+    }
+    if (!rep)
+        s->state = ST_DOWN; /* torn down: refuse new requests at once */
+    req_unlink(q);
+    deliver(q, rep);
+    req_free(q);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct cm_store *s = ac->data;
+    if (status == REDIS_OK || s->ac != ac)
+        return; /* success is reported when the handshake completes */
+    set_err(s, "cannot connect to redis: %s", ac->errstr[0] ? ac->errstr : "error");
+    lose(s, (redisAsyncContext *)ac, 0); /* hiredis frees it after this callback */
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct cm_store *s = ac->data;
+    if (s->ac != ac)
+        return;
+    set_err(s, "redis connection lost: %s",
+            status == REDIS_OK ? "closed" : (ac->errstr[0] ? ac->errstr : "error"));
+    lose(s, (redisAsyncContext *)ac, 0);
+}
+
+static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct cm_store *s = arg;
+    set_err(s, "redis did not answer within connect_timeout_ms (%d ms)",
+            s->cfg->connect_timeout_ms);
+    lose(s, s->ac, 1);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    start_connect(arg);
+}
+
+static void on_notify(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct cm_store *s = arg;
+    if (s->state == ST_DOWN && s->conn_cb)
+        s->conn_cb(s, 0, s->ud);
+}
+
+/* Sends one command for q (linked into s->reqs unless a handshake step),
+ * with its own deadline. */
+static int send_argv(struct cm_store *s, struct req *q, int argc, const char **argv,
+                     const size_t *lens)
+{
+    if (!s->ac)
+        return -ENOTCONN;
+    redisCallbackFn *fn = q->kind == RQ_HANDSHAKE ? on_handshake : on_reply;
+    if (redisAsyncCommandArgv(s->ac, fn, q, argc, argv, lens) != REDIS_OK)
+        return -ENOTCONN;
+    if (q->kind == RQ_HANDSHAKE)
+        return 0;
+    q->s = s;
+    q->next = s->reqs;
+    q->prev = NULL;
+    if (s->reqs)
+        s->reqs->prev = q;
+    s->reqs = q;
+    s->n_reqs++;
+    if (!q->timer)
+        q->timer = evtimer_new(s->base, on_timeout, q);
+    if (q->timer) {
+        struct timeval tv;
+        ms_to_tv(s->cfg->command_timeout_ms, &tv);
+        evtimer_add(q->timer, &tv);
+    }
+    return 0;
+}
+
+static int handshake(struct cm_store *s, int argc, const char **argv)
+{
+    struct req *q = calloc(1, sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    q->s = s;
+    q->kind = RQ_HANDSHAKE;
+    int r = send_argv(s, q, argc, argv, NULL);
+    if (r)
+        free(q);
+    else
+        s->handshake_left++;
+    return r;
+}
+
+static void start_connect(struct cm_store *s)
+{
+    const struct cm_config *cfg = s->cfg;
+    redisAsyncContext *ac;
+    if (cfg->redis_unix_socket && *cfg->redis_unix_socket)
+        ac = redisAsyncConnectUnix(cfg->redis_unix_socket);
+    else
+        ac = redisAsyncConnect(cfg->redis_host, cfg->redis_port);
+    if (!ac || ac->err) {
+        set_err(s, "cannot connect to redis: %s", ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        s->state = ST_DOWN;
+        schedule_retry(s);
+        event_active(s->notify_ev, 0, 0);
+        return;
+    }
+    ac->data = s;
+    s->ac = ac;
+    s->state = ST_CONNECTING;
+    s->handshake_left = 0;
+    redisLibeventAttach(ac, s->base);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    struct timeval tv;
+    ms_to_tv(cfg->connect_timeout_ms, &tv);
+    evtimer_add(s->connect_timer, &tv);
+
+    /* Commands queue up before the socket is connected; hiredis writes them
+     * once it is. */
+    int r = 0;
+    char db[16];
+    if (cfg->redis_password && *cfg->redis_password) {
+        if (cfg->redis_user && *cfg->redis_user) {
+            const char *a[] = {"AUTH", cfg->redis_user, cfg->redis_password};
+            r = handshake(s, 3, a);
+        } else {
+            const char *a[] = {"AUTH", cfg->redis_password};
+            r = handshake(s, 2, a);
+        }
+    }
+    if (!r && cfg->redis_db) {
+        snprintf(db, sizeof(db), "%d", cfg->redis_db);
+        const char *a[] = {"SELECT", db};
+        r = handshake(s, 2, a);
+    }
+    if (!r) {
+        const char *a[] = {"SCRIPT", "LOAD", cm_store_lua_apply};
+        r = handshake(s, 3, a);
+    }
+    if (r) {
+        set_err(s, "cannot start the redis handshake: %s", strerror(-r));
+        lose(s, ac, 1);
+    }
+}
+
+struct cm_store *cm_store_new(struct event_base *base, const struct cm_config *cfg,
+                              cm_store_conn_cb conn_cb, void *ud)
+{
+    struct cm_store *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->base = base;
+    s->cfg = cfg;
+    s->conn_cb = conn_cb;
+    s->ud = ud;
+    s->backoff_ms = 100;
+    s->connect_timer = evtimer_new(base, on_connect_timeout, s);
+    s->retry_timer = evtimer_new(base, on_retry, s);
+    s->notify_ev = event_new(base, -1, 0, on_notify, s);
+    if (!s->connect_timer || !s->retry_timer || !s->notify_ev) {
+        s->conn_cb = NULL;
+        return cm_store_free(s);
+    }
+    start_connect(s);
+    return s;
+}
+
+struct cm_store *cm_store_free(struct cm_store *s)
+{
+    if (!s)
+        return NULL;
+    s->conn_cb = NULL;
+    if (s->ac) {
+        redisAsyncContext *ac = s->ac;
+        s->ac = NULL;
+        redisAsyncFree(ac); /* fails every pending request */
+    }
+    if (s->connect_timer)
+        event_free(s->connect_timer);
+    if (s->retry_timer)
+        event_free(s->retry_timer);
+    if (s->notify_ev)
+        event_free(s->notify_ev);
+    free(s);
+    return NULL;
+}
+
+int cm_store_ready(const struct cm_store *s)
+{
+    return s->state == ST_UP && s->ac != NULL;
+}
+
+size_t cm_store_pending(const struct cm_store *s)
+{
+    return s->n_reqs;
+}
+
+const char *cm_store_errstr(const struct cm_store *s)
+{
+    return s->errstr;
+}
+
+void cm_store_drop(struct cm_store *s)
+{
+    if (s->ac) {
+        set_err(s, "connection dropped on request");
+        lose(s, s->ac, 1);
+    }
+}
+
+static struct req *req_new(struct cm_store *s, enum req_kind kind, void *ud)
+{
+    struct req *q = calloc(1, sizeof(*q));
+    if (q) {
+        q->s = s;
+        q->kind = kind;
+        q->ud = ud;
+    }
+    return q;
+}
+
+/* Sends MGET of keys; frees keys in every case. */
+static int send_mget(struct cm_store *s, struct req *q, struct strv *keys)
+{
+    size_t argc = keys->n + 1;
+    const char **argv = malloc(argc * sizeof(*argv));
+    size_t *lens = malloc(argc * sizeof(*lens));
+    int r = -ENOMEM;
+    if (argv && lens) {
+        argv[0] = "MGET";
+        lens[0] = 4;
+        for (size_t i = 0; i < keys->n; i++) {
+            argv[i + 1] = keys->s[i];
+            lens[i + 1] = keys->len[i];
+        }
+        r = send_argv(s, q, (int)argc, argv, lens);
+    }
+    free(argv);
+    free(lens);
+    strv_free(keys);
+    return r;
+}
+
+int cm_store_get_positions(struct cm_store *s, const int32_t *parts, size_t n,
+                           cm_store_pos_cb cb, void *ud)
+{
+    if (!cm_store_ready(s))
+        return -ENOTCONN;
+    if (n == 0)
+        return -EINVAL;
+    struct req *q = req_new(s, RQ_POS, ud);
+    struct strv keys = {0};
+    if (!q)
+        return -ENOMEM;
+    q->cb.pos = cb;
+    q->n = n;
+    for (size_t i = 0; i < n; i++) {
+        char *k = cm_store_key_pos(s->cfg->key_prefix, parts[i]);
+        int r = k ? strv_push(&keys, k, strlen(k)) : -ENOMEM;
+        free(k);
+        if (r) {
+            strv_free(&keys);
+            req_free(q);
+            return r;
+        }
+    }
+    int r = send_mget(s, q, &keys);
+    if (r)
+        req_free(q);
+    return r;
+}
+
+int cm_store_get_states(struct cm_store *s, int32_t part, const char *const *mids,
+                        const size_t *lens, size_t n, cm_store_mget_cb cb, void *ud)
+{
+    if (!cm_store_ready(s))
+        return -ENOTCONN;
+    if (n == 0)
+        return -EINVAL;
+    struct req *q = req_new(s, RQ_MGET, ud);
+    struct strv keys = {0};
+    if (!q)
+        return -ENOMEM;
+    q->cb.mget = cb;
+    q->n = n;
+    for (size_t i = 0; i < n; i++) {
+        size_t kl;
+        char *k = key_state(s->cfg->key_prefix, part, mids[i], lens[i], &kl);
+        int r = k ? strv_push(&keys, k, kl) : -ENOMEM;
+        free(k);
+        if (r) {
+            strv_free(&keys);
+            req_free(q);
+            return r;
+        }
+    }
+    int r = send_mget(s, q, &keys);
+    if (r)
+        req_free(q);
+    return r;
+}
+
+int cm_store_apply_send(struct cm_store *s, struct cm_store_apply *ap, cm_store_apply_cb cb,
+                        void *ud)
+{
+    if (!cm_store_ready(s)) {
+        cm_store_apply_free(ap);
+        return -ENOTCONN;
+    }
+    struct req *q = req_new(s, RQ_APPLY, ud);
+    if (!q) {
+        cm_store_apply_free(ap);
+        return -ENOMEM;
+    }
+    q->cb.apply = cb;
+    q->ap = ap;
+    int r = send_apply(s, q, 0);
+    if (r)
+        req_free(q);
+    return r;
+}
+
+/* ----------------------------------------------------------------- sync */
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* A blocking, authenticated connection on the right db, or NULL with err. */
+static redisContext *sync_connect(const struct cm_config *cfg, char *err, size_t errlen)
+{
+    struct timeval ct, tt;
+    ms_to_tv(cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 2000, &ct);
+    ms_to_tv(cfg->command_timeout_ms > 0 ? cfg->command_timeout_ms : 5000, &tt);
+    redisContext *c;
+    const char *where;
+    char addr[300];
+    if (cfg->redis_unix_socket && *cfg->redis_unix_socket) {
+        c = redisConnectUnixWithTimeout(cfg->redis_unix_socket, ct);
+        where = cfg->redis_unix_socket;
+    } else {
+        c = redisConnectWithTimeout(cfg->redis_host, cfg->redis_port, ct);
+        snprintf(addr, sizeof(addr), "%s:%d", cfg->redis_host, cfg->redis_port);
+        where = addr;
+    }
+    if (!c || c->err) {
+        errf(err, errlen, "cannot connect to redis at %s: %s", where,
+             c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tt);
+    redisReply *rep = NULL;
+    if (cfg->redis_password && *cfg->redis_password) {
+        if (cfg->redis_user && *cfg->redis_user)
+            rep = redisCommand(c, "AUTH %s %s", cfg->redis_user, cfg->redis_password);
+        else
+            rep = redisCommand(c, "AUTH %s", cfg->redis_password);
+        if (!rep || rep->type == REDIS_REPLY_ERROR) {
+            errf(err, errlen, "redis at %s: AUTH failed: %s", where,
+                 rep ? rep->str : c->errstr);
+            goto fail;
+        }
+        freeReplyObject(rep);
+    }
+    if (cfg->redis_db) {
+        rep = redisCommand(c, "SELECT %d", cfg->redis_db);
+        if (!rep || rep->type == REDIS_REPLY_ERROR) {
+            errf(err, errlen, "redis at %s: SELECT %d failed: %s", where, cfg->redis_db,
+                 rep ? rep->str : c->errstr);
+            goto fail;
+        }
+        freeReplyObject(rep);
+    }
+    return c;
+fail:
+    if (rep)
+        freeReplyObject(rep);
+    redisFree(c);
+    return NULL;
+}
+
+/* The SCAN pattern for <prefix>:{*}<suffix>, with glob characters of the
+ * prefix escaped. */
+static char *scan_pattern(const char *prefix, const char *suffix)
+{
+    size_t pl = strlen(prefix), sl = strlen(suffix);
+    char *p = malloc(2 * pl + sl + 8);
+    if (!p)
+        return NULL;
+    size_t j = 0;
+    for (size_t i = 0; i < pl; i++) {
+        if (strchr("*?[]\\", prefix[i]))
+            p[j++] = '\\';
+        p[j++] = prefix[i];
+    }
+    memcpy(p + j, ":{*}", 4);
+    j += 4;
+    memcpy(p + j, suffix, sl + 1);
+    return p;
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The partitions having a key <prefix>:{P}<suffix>, sorted and unique
+ * (SCAN may return a key twice). */
+static int scan_parts(redisContext *c, const struct cm_config *cfg, const char *suffix,
+                      int32_t **parts, size_t *n, char *err, size_t errlen)
+{
+    char *pat = scan_pattern(cfg->key_prefix, suffix);
+    int32_t *v = NULL;
+    size_t nv = 0, cap = 0;
+    char cursor[32] = "0";
+    int r = 0;
+    if (!pat)
+        return -ENOMEM;
+    do {
+        redisReply *rep = redisCommand(c, "SCAN %s MATCH %s COUNT 1000", cursor, pat);
+        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+            rep->element[0]->type != REDIS_REPLY_STRING ||
+            rep->element[1]->type != REDIS_REPLY_ARRAY) {
+            errf(err, errlen, "redis SCAN failed: %s",
+                 !rep ? c->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply");
+            if (rep)
+                freeReplyObject(rep);
+            r = -EPROTO;
+            goto out;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+        redisReply *ks = rep->element[1];
+        for (size_t i = 0; i < ks->elements; i++) {
+            int32_t p;
+            if (ks->element[i]->type != REDIS_REPLY_STRING ||
+                key_parse_part(ks->element[i]->str, ks->element[i]->len, cfg->key_prefix,
+                               suffix, &p))
+                continue;
+            if (nv == cap) {
+                cap = cap ? cap * 2 : 64;
+                int32_t *nvv = realloc(v, cap * sizeof(*v));
+                if (!nvv) {
+                    freeReplyObject(rep);
+                    r = -ENOMEM;
+                    errf(err, errlen, "out of memory");
+                    goto out;
+                }
+                v = nvv;
+            }
+            v[nv++] = p;
+        }
+        freeReplyObject(rep);
+    } while (strcmp(cursor, "0"));
+    if (nv)
+        qsort(v, nv, sizeof(*v), cmp_i32);
+    size_t u = 0;
+    for (size_t i = 0; i < nv; i++)
+        if (u == 0 || v[u - 1] != v[i])
+            v[u++] = v[i];
+    *parts = v;
+    *n = u;
+    v = NULL;
+out:
+    free(v);
+    free(pat);
+    return r;
+}
+
+int cm_store_read_agg(const struct cm_config *cfg, struct cm_agg *ag, struct cm_names *nm,
+                      char *err, size_t errlen)
+{
+    redisContext *c = sync_connect(cfg, err, errlen);
+    if (!c)
+        return -ECONNREFUSED;
+    int32_t *parts = NULL;
+    size_t n = 0;
+    int r = scan_parts(c, cfg, ":agg", &parts, &n, err, errlen);
+    for (size_t i = 0; !r && i < n; i++) {
+        char *k = cm_store_key_agg(cfg->key_prefix, parts[i]);
+        if (!k) {
+            r = -ENOMEM;
+            break;
+        }
+        /* HGETALL: one partition's hash is read atomically (HSCAN could
+         * return a field twice while the hash is rehashed). */
+        redisReply *rep = redisCommand(c, "HGETALL %s", k);
+        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements % 2) {
+            errf(err, errlen, "redis HGETALL %s failed: %s", k,
+                 !rep ? c->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply");
+            r = -EPROTO;
+        }
+        for (size_t j = 0; !r && j < rep->elements; j += 2) {
+            redisReply *f = rep->element[j], *v = rep->element[j + 1];
+            struct cm_agg_key key;
+            int64_t x;
+            if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+                parse_i64(v->str, v->len, &x) ||
+                (r = cm_agg_key_parse(f->str, f->len, nm, &key)) != 0) {
+                errf(err, errlen, "%s: malformed aggregate field '%.*s'", k,
+                     f->type == REDIS_REPLY_STRING ? (int)(f->len > 200 ? 200 : f->len) : 0,
+                     f->type == REDIS_REPLY_STRING ? f->str : "");
+                r = r == -ENOMEM ? r : -EPROTO;
+            } else if ((r = cm_agg_add(ag, &key, x)) != 0) {
+                errf(err, errlen, "out of memory");
+            }
+        }
+        if (rep)
+            freeReplyObject(rep);
+        free(k);
+    }
+    free(parts);
+    redisFree(c);
+    return r;
+}
+
+int cm_store_read_positions(const struct cm_config *cfg, int32_t **parts_out, int64_t **pos_out,
+                            size_t *n_out, char *err, size_t errlen)
+{
+    redisContext *c = sync_connect(cfg, err, errlen);
+    if (!c)
+        return -ECONNREFUSED;
+    int32_t *parts = NULL;
+    int64_t *pos = NULL;
+    size_t n = 0;
+    int r = scan_parts(c, cfg, ":pos", &parts, &n, err, errlen);
+    if (!r && !(pos = calloc(n ? n : 1, sizeof(*pos)))) {
+        errf(err, errlen, "out of memory");
+        r = -ENOMEM;
+    }
+    for (size_t i = 0; !r && i < n; i++) {
+        char *k = cm_store_key_pos(cfg->key_prefix, parts[i]);
+        if (!k) {
+            r = -ENOMEM;
+            break;
+        }
+        redisReply *rep = redisCommand(c, "GET %s", k);
+        if (!rep || (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_NIL) ||
+            (rep->type == REDIS_REPLY_STRING && parse_i64(rep->str, rep->len, &pos[i]))) {
+            errf(err, errlen, "redis GET %s failed: %s", k,
+                 !rep ? c->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply");
+            r = -EPROTO;
+        }
+        if (rep)
+            freeReplyObject(rep);
+        free(k);
+    }
+    redisFree(c);
+    if (r) {
+        free(parts);
+        free(pos);
+        return r;
+    }
+    *parts_out = parts;
+    *pos_out = pos;
+    *n_out = n;
+    return 0;
+}

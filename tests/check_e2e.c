@@ -1,0 +1,848 @@
+/* check_e2e.c - circmond end to end against a real redis-server and circmon-broker.
+ *
+ * Each test starts its own redis-server (free loopback port) and
+ * circmon-broker, publishes a circmon-gen stream with circmonctl publish,
+ * runs bin/circmond and compares `circmonctl indicators` (read from Redis)
+ * with `circmonctl replay` of the same events. Every child process gets
+ * PR_SET_PDEATHSIG, so a test killed by its timeout takes its services with
+ * it; the teardown kills whatever is left. Synchronisation is by polling a
+ * condition with a deadline, never by fixed sleeps. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+
+#include "circmon/agg.h"
+#include "circmon/config.h"
+#include "circmon/framing.h"
+#include "circmon/kafka.h"
+#include "circmon/names.h"
+#include "circmon/store.h"
+
+#define N_PARTS 8
+#define AS_OF "2025-01-01"
+#define AS_OF_MID "2022-06-15"
+
+static char dir[256];
+static pid_t pids[32];
+static int npids;
+static int redis_port;
+static pid_t redis_pid = -1;
+static char brokers[256];
+
+/* ------------------------------------------------------------ processes */
+
+static const char *top(void)
+{
+    const char *t = getenv("CM_TOP");
+    return t && *t ? t : ".";
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Starts argv with stdout/stderr into files (NULL: /dev/null; "-" keeps
+ * stdout as the pipe fd *pipe_fd when given). Returns the pid. */
+static pid_t spawn(char *const argv[], const char *out, const char *err, int *pipe_fd,
+                   char *const env[])
+{
+    int fds[2] = {-1, -1};
+    if (pipe_fd)
+        ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (pipe_fd) {
+            dup2(fds[1], STDOUT_FILENO);
+            close(fds[0]);
+            close(fds[1]);
+        } else {
+            int fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            dup2(fd, STDOUT_FILENO);
+            close(fd);
+        }
+        int fd = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+        for (int i = 0; env && env[i]; i++) {
+            char *eq = strchr(env[i], '=');
+            *eq = '\0';
+            setenv(env[i], eq + 1, 1);
+        }
+        execvp(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    if (pipe_fd) {
+        close(fds[1]);
+        *pipe_fd = fds[0];
+    }
+    if (npids < (int)(sizeof(pids) / sizeof(pids[0])))
+        pids[npids++] = pid;
+    return pid;
+}
+
+static void forget(pid_t pid)
+{
+    for (int i = 0; i < npids; i++)
+        if (pids[i] == pid)
+            pids[i] = pids[--npids];
+}
+
+/* Waits for pid within timeout_s; returns its wait status, or -1 (then it
+ * is killed). */
+static int wait_pid(pid_t pid, double timeout_s)
+{
+    double end = now_s() + timeout_s;
+    int st;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) {
+            forget(pid);
+            return st;
+        }
+        if (now_s() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            forget(pid);
+            return -1;
+        }
+        nap_ms(10);
+    }
+}
+
+static int alive(pid_t pid)
+{
+    int st;
+    return waitpid(pid, &st, WNOHANG) == 0;
+}
+
+/* Runs a bin/ program to completion; returns its exit status. */
+static int run_bin(const char *prog, char *const args[], const char *out, const char *err)
+{
+    char path[600];
+    char *argv[32];
+    int n = 0;
+    snprintf(path, sizeof(path), "%s/bin/%s", top(), prog);
+    argv[n++] = path;
+    for (int i = 0; args[i] && n < 31; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = spawn(argv, out, err, NULL, NULL);
+    int st = wait_pid(pid, 120);
+    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void kill_all(void)
+{
+    while (npids > 0) {
+        pid_t p = pids[npids - 1];
+        kill(p, SIGKILL);
+        waitpid(p, NULL, 0);
+        npids--;
+    }
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof(a);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static redisContext *redis_conn(void)
+{
+    struct timeval tv = {1, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
+    if (c && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Starts redis-server on redis_port (aof: persist to dir/redis). */
+static void redis_start(int aof)
+{
+    char port[16], rdir[300], log[300];
+    snprintf(port, sizeof(port), "%d", redis_port);
+    snprintf(rdir, sizeof(rdir), "%s/redis", dir);
+    snprintf(log, sizeof(log), "%s/redis.log", dir);
+    mkdir(rdir, 0755);
+    char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+                    "--appendonly", aof ? "yes" : "no", "--appendfsync", "always",
+                    "--daemonize", "no", "--dir", rdir, NULL};
+    redis_pid = spawn(argv, log, log, NULL, NULL);
+    double end = now_s() + 15;
+    for (;;) {
+        redisContext *c = redis_conn();
+        if (c) {
+            redisReply *r = redisCommand(c, "PING");
+            int ok = r && r->type == REDIS_REPLY_STATUS;
+            if (r)
+                freeReplyObject(r);
+            redisFree(c);
+            if (ok)
+                return;
+        }
+        ck_assert_msg(now_s() < end, "redis-server did not start");
+        ck_assert_msg(alive(redis_pid), "redis-server exited (see %s)", log);
+        nap_ms(20);
+    }
+}
+
+static void redis_stop(void)
+{
+    kill(redis_pid, SIGTERM);
+    ck_assert_int_ge(wait_pid(redis_pid, 15), 0);
+    redis_pid = -1;
+}
+
+static void broker_start(void)
+{
+    char path[600], parts[16], log[300];
+    int fd;
+    size_t got = 0;
+    snprintf(path, sizeof(path), "%s/bin/circmon-broker", top());
+    snprintf(parts, sizeof(parts), "%d", N_PARTS);
+    snprintf(log, sizeof(log), "%s/broker.log", dir);
+    char *argv[] = {path, "--partitions", parts, "--topic", "circmon.events", "--topic",
+                    "circmon.events.dlq", NULL};
+    spawn(argv, NULL, log, &fd, NULL);
+    while (got < sizeof(brokers) - 1) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ck_assert_msg(poll(&pfd, 1, 15000) > 0, "circmon-broker did not print its address");
+        ck_assert_int_eq(read(fd, brokers + got, 1), 1);
+        if (brokers[got] == '\n')
+            break;
+        got++;
+    }
+    brokers[got] = '\0';
+    close(fd);
+}
+
+/* ------------------------------------------------------------ fixture */
+
+static char *paths[512]; /* made by path_in, freed by the teardown */
+static int npaths;
+
+/* dir/name, valid until the teardown. */
+static char *path_in(const char *name)
+{
+    char *p = malloc(strlen(dir) + strlen(name) + 2);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_lt(npaths, 512);
+    sprintf(p, "%s/%s", dir, name);
+    return paths[npaths++] = p;
+}
+
+
+static void setup(void)
+{
+    const char *t = getenv("TMPDIR");
+    snprintf(dir, sizeof(dir), "%s/check_e2e.XXXXXX", t && *t ? t : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    npids = 0;
+    redis_port = free_port();
+    redis_start(0);
+    broker_start();
+}
+
+static void teardown(void)
+{
+    char cmd[400];
+    kill_all();
+    while (npaths > 0)
+        free(paths[--npaths]);
+    if (!getenv("CM_KEEP_TMP")) {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot remove %s\n", dir);
+    }
+}
+
+/* setup in the test itself: the services belong to the forked test. */
+#define SETUP()                                                                                \
+    do {                                                                                       \
+        setup();                                                                               \
+    } while (0)
+
+/* ------------------------------------------------------------ helpers */
+
+/* Writes the configuration; returns its path. */
+static const char *write_conf(const char *name, const char *group, int batch_size,
+                              int max_in_flight)
+{
+    const char *p = path_in(name);
+    FILE *fp = fopen(p, "w");
+    ck_assert_ptr_nonnull(fp);
+    fprintf(fp,
+            "[circmon]\nbatch_size = %d\nmax_in_flight = %d\nlog_level = info\n"
+            "[kafka]\nbrokers = %s\ngroup_id = %s\nrdkafka.session.timeout.ms = 6000\n"
+            "[redis]\nhost = 127.0.0.1\nport = %d\ncommand_timeout_ms = 3000\n"
+            "connect_timeout_ms = 1000\n",
+            batch_size, max_in_flight, brokers, group, redis_port);
+    fclose(fp);
+    return p;
+}
+
+static void gen(const char *out, int seed, int migrants)
+{
+    char s[16], m[16];
+    snprintf(s, sizeof(s), "%d", seed);
+    snprintf(m, sizeof(m), "%d", migrants);
+    char *args[] = {"--seed", s, "--migrants", m, "--out", (char *)out, NULL};
+    ck_assert_int_eq(run_bin("circmon-gen", args, NULL, path_in("gen.log")), 0);
+}
+
+/* Splits a framed file: the first k records into a, the rest into b.
+ * Returns the number of records. */
+static long split(const char *in, long k, const char *a, const char *b)
+{
+    FILE *fi = fopen(in, "rb"), *fa = fopen(a, "wb"), *fb = fopen(b, "wb");
+    struct cm_frame_reader fr;
+    const uint8_t *data;
+    size_t len;
+    long n = 0;
+    ck_assert(fi && fa && fb);
+    cm_frame_reader_init(&fr, fi);
+    while (cm_frame_read(&fr, &data, &len) == 1) {
+        ck_assert_int_eq(cm_frame_write(n < k ? fa : fb, data, len), 0);
+        n++;
+    }
+    cm_frame_reader_free(&fr);
+    fclose(fi);
+    fclose(fa);
+    fclose(fb);
+    return n;
+}
+
+static long count_records(const char *in)
+{
+    return split(in, 0, "/dev/null", "/dev/null");
+}
+
+static void publish(const char *conf, const char *file)
+{
+    char *args[] = {"publish", "--config", (char *)conf, (char *)file, NULL};
+    ck_assert_int_eq(run_bin("circmonctl", args, NULL, path_in("publish.log")), 0);
+}
+
+/* Starts bin/circmond; CM_DAEMON_WRAPPER (e.g. "valgrind -q --error-exitcode=9
+ * --leak-check=full") is put in front of it, words split on blanks. */
+static pid_t daemon_start(const char *conf, const char *log, char *const env[])
+{
+    char path[600], *argv[40], *w = NULL;
+    int n = 0;
+    const char *wrap = getenv("CM_DAEMON_WRAPPER");
+    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    if (wrap && *wrap) {
+        w = strdup(wrap);
+        for (char *t = strtok(w, " "); t && n < 32; t = strtok(NULL, " "))
+            argv[n++] = t;
+    }
+    argv[n++] = path;
+    argv[n++] = "--config";
+    argv[n++] = (char *)conf;
+    argv[n++] = "--foreground";
+    argv[n] = NULL;
+    pid_t pid = spawn(argv, NULL, log, NULL, env);
+    free(w);
+    return pid;
+}
+
+static int64_t stored_sum(const char *conf)
+{
+    struct cm_config cfg = {0};
+    char err[512];
+    int32_t *parts = NULL;
+    int64_t *pos = NULL, sum = 0;
+    size_t n = 0;
+    ck_assert_msg(cm_config_load(&cfg, conf, err, sizeof(err)) == 0, "%s", err);
+    if (cm_store_read_positions(&cfg, &parts, &pos, &n, err, sizeof(err)) == 0) {
+        for (size_t i = 0; i < n; i++)
+            sum += pos[i];
+        free(parts);
+        free(pos);
+    } else {
+        sum = -1; /* Redis restarting */
+    }
+    cm_config_free(&cfg);
+    return sum;
+}
+
+/* Polls until the stored positions add up to total (every partition starts
+ * at offset 0 in a fresh topic), within timeout_s. */
+static void wait_caught_up(const char *conf, int64_t total, double timeout_s)
+{
+    double end = now_s() + timeout_s;
+    int64_t s;
+    while ((s = stored_sum(conf)) != total) {
+        ck_assert_msg(s <= total, "positions add up to %" PRId64 " > %" PRId64, s, total);
+        ck_assert_msg(now_s() < end, "not caught up after %.0f s: %" PRId64 " of %" PRId64,
+                      timeout_s, s, total);
+        nap_ms(50);
+    }
+}
+
+/* Waits until the stored positions reach at least min. */
+static void wait_progress(const char *conf, int64_t min, double timeout_s)
+{
+    double end = now_s() + timeout_s;
+    while (stored_sum(conf) < min) {
+        ck_assert_msg(now_s() < end, "no progress to %" PRId64 " in %.0f s", min, timeout_s);
+        nap_ms(5);
+    }
+}
+
+static json_t *load_json(const char *p)
+{
+    json_error_t e;
+    json_t *j = json_load_file(p, 0, &e);
+    ck_assert_msg(j != NULL, "%s: %s", p, e.text);
+    return j;
+}
+
+/* indicators from Redis == replay of files, as of as_of. */
+static void compare(const char *conf, const char *as_of, const char *f1, const char *f2)
+{
+    const char *ind = path_in("ind.json"), *rep = path_in("rep.json");
+    char *a1[] = {"indicators", "--config", (char *)conf, "--as-of", (char *)as_of, "--format",
+                  "json", NULL};
+    ck_assert_int_eq(run_bin("circmonctl", a1, ind, path_in("ctl.log")), 0);
+    char *a2[] = {"replay", "--config", (char *)conf, "--as-of", (char *)as_of, "--format",
+                  "json", (char *)f1, (char *)f2, NULL};
+    ck_assert_int_eq(run_bin("circmonctl", a2, rep, path_in("ctl.log")), 0);
+    json_t *x = load_json(ind), *y = load_json(rep);
+    ck_assert_msg(json_equal(x, y), "indicators from Redis differ from replay as of %s (%s, %s)",
+                  as_of, ind, rep);
+    json_decref(x);
+    json_decref(y);
+}
+
+static void stop_daemon(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    int st = wait_pid(pid, 30);
+    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "circmond did not stop cleanly on SIGTERM (status %d)", st);
+}
+
+/* ------------------------------------------------------------ tests */
+
+START_TEST(test_end_to_end)
+{
+    SETUP();
+    const char *conf = write_conf("c.conf", "e2e", 500, 4);
+    const char *ev = path_in("ev.bin");
+    gen(ev, 1, 3000);
+    long n = count_records(ev);
+    publish(conf, ev);
+    pid_t d = daemon_start(conf, path_in("d.log"), NULL);
+    wait_caught_up(conf, n, 60);
+    compare(conf, AS_OF, ev, NULL);
+    compare(conf, AS_OF_MID, ev, NULL);
+    ck_assert(alive(d));
+    stop_daemon(d);
+}
+END_TEST
+
+START_TEST(test_crash)
+{
+    SETUP();
+    /* Small batches: many applies, so that the kills land mid-stream. */
+    const char *ev = path_in("ev.bin");
+    gen(ev, 2, 4000);
+    long n = count_records(ev);
+    const char *conf = write_conf("c0.conf", "crash0", 100, 2);
+    publish(conf, ev);
+
+    /* Killed right after an apply landed, before anything else. */
+    const char *hooks[] = {"3", "17", "40"};
+    for (int i = 0; i < 3; i++) {
+        char group[32], name[32], env[64];
+        snprintf(group, sizeof(group), "crash%d", i + 1);
+        snprintf(name, sizeof(name), "c%d.conf", i + 1);
+        snprintf(env, sizeof(env), "CIRCMOND_TEST_CRASH_AFTER_APPLIES=%s", hooks[i]);
+        /* A fresh group per run: the dead member's session need not expire. */
+        const char *c = write_conf(name, group, 100, 2);
+        char *envv[] = {env, NULL};
+        pid_t d = daemon_start(c, path_in("d.log"), envv);
+        int st = wait_pid(d, 60);
+        ck_assert_msg(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+                      "circmond was to kill itself after %s applies", hooks[i]);
+    }
+    /* Killed from outside at arbitrary instants. */
+    int64_t marks[] = {n / 2, (3 * n) / 4};
+    for (int i = 0; i < 2; i++) {
+        char group[32], name[32];
+        snprintf(group, sizeof(group), "crash%d", i + 4);
+        snprintf(name, sizeof(name), "c%d.conf", i + 4);
+        const char *c = write_conf(name, group, 100, 2);
+        pid_t d = daemon_start(c, path_in("d.log"), NULL);
+        wait_progress(c, marks[i], 60);
+        kill(d, SIGKILL);
+        wait_pid(d, 10);
+    }
+    const char *c = write_conf("c9.conf", "crash9", 100, 2);
+    pid_t d = daemon_start(c, path_in("d.log"), NULL);
+    wait_caught_up(c, n, 60);
+    compare(c, AS_OF, ev, NULL);
+    compare(c, AS_OF_MID, ev, NULL);
+    stop_daemon(d);
+}
+END_TEST
+
+START_TEST(test_rebalance)
+{
+    SETUP();
+    const char *ev = path_in("ev.bin"), *a = path_in("a.bin"), *b = path_in("b.bin");
+    gen(ev, 3, 4000);
+    long n = count_records(ev);
+    split(ev, n / 2, a, b);
+    const char *conf = write_conf("c.conf", "rebal", 100, 2);
+    publish(conf, a);
+    pid_t d1 = daemon_start(conf, path_in("d1.log"), NULL);
+    pid_t d2 = daemon_start(conf, path_in("d2.log"), NULL);
+    wait_caught_up(conf, n / 2, 90);
+    /* Second half in, one member killed mid-stream and started again. */
+    publish(conf, b);
+    wait_progress(conf, n / 2 + 1, 30);
+    kill(d2, SIGKILL);
+    wait_pid(d2, 10);
+    d2 = daemon_start(conf, path_in("d2.log"), NULL);
+    wait_caught_up(conf, n, 120);
+    compare(conf, AS_OF, a, b);
+    ck_assert(alive(d1) && alive(d2));
+    stop_daemon(d1);
+    stop_daemon(d2);
+}
+END_TEST
+
+START_TEST(test_redis_restart)
+{
+    SETUP();
+    /* Persisting Redis: a restart loses only the script cache. */
+    redis_stop();
+    redis_start(1);
+    const char *ev = path_in("ev.bin"), *a = path_in("a.bin"), *b = path_in("b.bin"),
+               *b1 = path_in("b1.bin"), *b2 = path_in("b2.bin");
+    gen(ev, 4, 3000);
+    long n = count_records(ev);
+    split(ev, n / 3, a, b);
+    split(b, n / 3, b1, b2);
+    const char *conf = write_conf("c.conf", "redis", 200, 4);
+    publish(conf, a);
+    pid_t d = daemon_start(conf, path_in("d.log"), NULL);
+    wait_caught_up(conf, n / 3, 60);
+
+    /* Script cache flushed under the daemon. */
+    redisContext *c = redis_conn();
+    ck_assert_ptr_nonnull(c);
+    redisReply *r = redisCommand(c, "SCRIPT FLUSH");
+    ck_assert(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    redisFree(c);
+    publish(conf, b1);
+    wait_caught_up(conf, 2 * (n / 3), 60);
+
+    /* Redis down while events arrive, then back. */
+    redis_stop();
+    publish(conf, b2);
+    ck_assert(alive(d));
+    redis_start(1);
+    wait_caught_up(conf, n, 90);
+    ck_assert(alive(d));
+    compare(conf, AS_OF, a, b);
+    stop_daemon(d);
+}
+END_TEST
+
+/* Reads the whole dead-letter topic; checks each source offset appears once
+ * with its headers. Returns the number of messages. */
+static long read_dlq(void)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err)) ==
+              RD_KAFKA_CONF_OK);
+    ck_assert(rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err)) ==
+              RD_KAFKA_CONF_OK);
+    ck_assert(rd_kafka_conf_set(conf, "group.id", "dlq-reader", err, sizeof(err)) ==
+              RD_KAFKA_CONF_OK);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    ck_assert_msg(rk != NULL, "%s", err);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(N_PARTS);
+    for (int i = 0; i < N_PARTS; i++)
+        rd_kafka_topic_partition_list_add(l, "circmon.events.dlq", i)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+    ck_assert_int_eq(rd_kafka_assign(rk, l), 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    int eof = 0;
+    long n = 0;
+    char (*seen)[48] = calloc(100000, sizeof(*seen));
+    double end = now_s() + 30;
+    while (eof < N_PARTS) {
+        ck_assert_msg(now_s() < end, "reading the dead-letter topic timed out");
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            eof++;
+        } else {
+            ck_assert_msg(!m->err, "%s", rd_kafka_message_errstr(m));
+            rd_kafka_headers_t *h = NULL;
+            ck_assert_int_eq(rd_kafka_message_headers(m, &h), 0);
+            const void *v[4];
+            size_t vl[4];
+            const char *names[] = {CM_DLQ_HDR_REASON, CM_DLQ_HDR_SRC_TOPIC,
+                                   CM_DLQ_HDR_SRC_PARTITION, CM_DLQ_HDR_SRC_OFFSET};
+            for (int i = 0; i < 4; i++)
+                ck_assert_msg(rd_kafka_header_get_last(h, names[i], &v[i], &vl[i]) == 0 &&
+                                  vl[i] > 0,
+                              "dead letter without header %s", names[i]);
+            char key[48];
+            snprintf(key, sizeof(key), "%.*s/%.*s", (int)vl[2], (const char *)v[2], (int)vl[3],
+                     (const char *)v[3]);
+            for (long i = 0; i < n; i++)
+                ck_assert_msg(strcmp(seen[i], key), "dead letter for %s twice", key);
+            ck_assert(n < 100000);
+            strcpy(seen[n++], key);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    free(seen);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return n;
+}
+
+START_TEST(test_bad_input)
+{
+    SETUP();
+    const char *conf = write_conf("c.conf", "bad", 300, 4);
+    const char *ev = path_in("ev.bin");
+    gen(ev, 5, 3000);
+    long n = count_records(ev);
+    publish(conf, ev);
+    pid_t d = daemon_start(conf, path_in("d.log"), NULL);
+    wait_caught_up(conf, n, 60);
+    ck_assert(alive(d));
+    compare(conf, AS_OF, ev, NULL);
+    /* Expected dead letters: invalid and too-late messages, from replay. */
+    json_t *doc = load_json(path_in("rep.json"));
+    json_t *dq = json_object_get(doc, "data_quality");
+    long want = (long)json_integer_value(json_object_get(dq, "invalid")) +
+                (long)json_integer_value(json_object_get(dq, "too_late"));
+    json_decref(doc);
+    ck_assert_int_gt(want, 0);
+    stop_daemon(d);
+    ck_assert_int_eq(read_dlq(), want);
+}
+END_TEST
+
+/* --- the store's compare-and-set against a real redis-server ------------- */
+
+struct apply_res {
+    int done, err, applied;
+    int64_t stored;
+    struct event_base *base;
+};
+
+static void on_up(struct cm_store *s, int up, void *ud)
+{
+    (void)s;
+    if (up)
+        event_base_loopbreak(ud);
+}
+
+static void on_apply(int err, int applied, int64_t stored, void *ud)
+{
+    struct apply_res *r = ud;
+    r->done = 1;
+    r->err = err;
+    r->applied = applied;
+    r->stored = stored;
+    event_base_loopbreak(r->base);
+}
+
+static struct apply_res do_apply(struct event_base *base, struct cm_store *st,
+                                 const struct cm_config *cfg, int64_t exp, int64_t np,
+                                 const char *state, const struct cm_agg *ag,
+                                 const struct cm_names *nm)
+{
+    struct apply_res r = {.base = base};
+    struct cm_store_apply *ap = cm_store_apply_new(cfg->key_prefix, 3, exp, np);
+    ck_assert_ptr_nonnull(ap);
+    ck_assert_int_eq(cm_store_apply_state(ap, "mig-1", 5, (const uint8_t *)state, strlen(state)),
+                     0);
+    ck_assert_int_eq(cm_store_apply_agg(ap, ag, nm), 0);
+    ck_assert_int_eq(cm_store_apply_send(st, ap, on_apply, &r), 0);
+    event_base_dispatch(base);
+    ck_assert(r.done);
+    return r;
+}
+
+static char *dump(void)
+{
+    redisContext *c = redis_conn();
+    ck_assert_ptr_nonnull(c);
+    redisReply *r = redisCommand(c, "EVAL %s 0",
+                                 "local o = {} for _, k in ipairs(redis.call('KEYS', '*')) do "
+                                 "local t = redis.call('TYPE', k).ok "
+                                 "if t == 'string' then o[#o+1] = k .. '=' .. redis.call('GET', k) "
+                                 "else local h = redis.call('HGETALL', k) table.sort(h) "
+                                 "o[#o+1] = k .. '=' .. table.concat(h, ',') end end "
+                                 "table.sort(o) return table.concat(o, ';')");
+    ck_assert_msg(r && r->type == REDIS_REPLY_STRING, "dump failed");
+    char *s = strdup(r->str);
+    freeReplyObject(r);
+    redisFree(c);
+    return s;
+}
+
+START_TEST(test_zombie)
+{
+    const char *t = getenv("TMPDIR");
+    snprintf(dir, sizeof(dir), "%s/check_e2e.XXXXXX", t && *t ? t : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    redis_port = free_port();
+    redis_start(0);
+    strcpy(brokers, "127.0.0.1:9"); /* unused here */
+    const char *conf = write_conf("c.conf", "z", 10, 1);
+    struct cm_config cfg = {0};
+    char err[512];
+    ck_assert_msg(cm_config_load(&cfg, conf, err, sizeof(err)) == 0, "%s", err);
+    struct event_base *base = event_base_new();
+    struct cm_store *st = cm_store_new(base, &cfg, on_up, base);
+    event_base_dispatch(base);
+    ck_assert(cm_store_ready(st));
+
+    struct cm_names *nm = cm_names_new();
+    struct cm_agg *ag = cm_agg_new();
+    int32_t sch = cm_names_intern(nm, "SEASONAL-X", 10), nat = cm_names_intern(nm, "MA", 2);
+    struct cm_agg_key k1 = {.kind = CM_AK_NAT, .ctr = CM_C_EXPECTED, .scheme = sch, .a = nat};
+    struct cm_agg_key k2 = {.kind = CM_AK_DQ, .ctr = CM_DQ_INVALID};
+    cm_agg_add(ag, &k1, 5);
+    cm_agg_add(ag, &k2, 2);
+
+    /* First writer: 0 -> 10. */
+    struct apply_res r = do_apply(base, st, &cfg, 0, 10, "state-A", ag, nm);
+    ck_assert_int_eq(r.err, 0);
+    ck_assert_int_eq(r.applied, 1);
+    ck_assert_int_eq(r.stored, 10);
+    char *before = dump();
+
+    /* A zombie still believing the partition stands at 0: refused, nothing
+     * changed. */
+    r = do_apply(base, st, &cfg, 0, 7, "state-Z", ag, nm);
+    ck_assert_int_eq(r.err, 0);
+    ck_assert_int_eq(r.applied, 0);
+    ck_assert_int_eq(r.stored, 10);
+    char *after = dump();
+    ck_assert_str_eq(before, after);
+    free(after);
+
+    /* After SCRIPT FLUSH the apply still goes through (NOSCRIPT -> EVAL), and
+     * a counter that returns to 0 leaves the hash. */
+    redisContext *c = redis_conn();
+    freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
+    redisFree(c);
+    struct cm_agg *neg = cm_agg_new();
+    cm_agg_add(neg, &k2, -2);
+    r = do_apply(base, st, &cfg, 10, 20, "state-B", neg, nm);
+    ck_assert_int_eq(r.err, 0);
+    ck_assert_int_eq(r.applied, 1);
+
+    /* The read side sees what was applied. */
+    struct cm_agg *rag = cm_agg_new();
+    struct cm_names *rnm = cm_names_new();
+    ck_assert_msg(cm_store_read_agg(&cfg, rag, rnm, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(cm_agg_count(rag), 1);
+    int32_t rs = cm_names_intern(rnm, "SEASONAL-X", 10), rn = cm_names_intern(rnm, "MA", 2);
+    struct cm_agg_key rk1 = {.kind = CM_AK_NAT, .ctr = CM_C_EXPECTED, .scheme = rs, .a = rn};
+    ck_assert_int_eq(cm_agg_get(rag, &rk1), 5);
+    int32_t *parts;
+    int64_t *pos;
+    size_t np;
+    ck_assert_int_eq(cm_store_read_positions(&cfg, &parts, &pos, &np, err, sizeof(err)), 0);
+    ck_assert_int_eq(np, 1);
+    ck_assert_int_eq(parts[0], 3);
+    ck_assert_int_eq(pos[0], 20);
+    free(parts);
+    free(pos);
+
+    free(before);
+    cm_agg_free(rag);
+    cm_names_free(rnm);
+    cm_agg_free(neg);
+    cm_agg_free(ag);
+    cm_names_free(nm);
+    cm_store_free(st);
+    event_base_free(base);
+    cm_config_free(&cfg);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("e2e");
+    TCase *tc = tcase_create("store");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_zombie);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("daemon");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_end_to_end);
+    tcase_add_test(tc, test_crash);
+    tcase_add_test(tc, test_rebalance);
+    tcase_add_test(tc, test_redis_restart);
+    tcase_add_test(tc, test_bad_input);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
