@@ -1,0 +1,112 @@
+# services.sh - start and stop the embedded services (sourced by demo.sh and bench.sh).
+#
+# Defines: say, free_port, start_redis PORT, start_broker PARTITIONS,
+# write_config FILE, total_lag CONFIG, wait_caught_up CONFIG PID DEADLINE_S,
+# and a cleanup trap that stops every process started with `track` (in
+# reverse order) and removes $work, whatever happens.
+
+say() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
+
+work=$(mktemp -d /tmp/circmon.XXXXXX)
+pids=()
+track() { pids+=("$1"); }
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        kill -TERM "${pids[$i]}" 2>/dev/null || true
+    done
+    for p in "${pids[@]}"; do
+        wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$work"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A loopback port nobody listens on.
+free_port() {
+    local p
+    for _ in $(seq 1 50); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# start_redis: sets redis_port.
+start_redis() {
+    redis_port=$(free_port)
+    redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
+        --dir "$work" --logfile "$work/redis.log" &
+    track $!
+    redis_pid=$!
+    for _ in $(seq 1 100); do
+        redis-cli -p "$redis_port" ping >/dev/null 2>&1 && return 0
+        kill -0 "$redis_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    say "redis-server did not start"; cat "$work/redis.log" >&2; return 1
+}
+
+# start_broker PARTITIONS: sets brokers.
+start_broker() {
+    bin/circmon-broker --partitions "$1" --port-file "$work/broker.addr" \
+        >"$work/broker.out" 2>"$work/broker.log" &
+    track $!
+    local pid=$!
+    for _ in $(seq 1 100); do
+        [ -s "$work/broker.addr" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -s "$work/broker.addr" ] || { say "circmon-broker did not start"; cat "$work/broker.log" >&2; return 1; }
+    brokers=$(cat "$work/broker.addr")
+}
+
+# write_config FILE: config/demo.conf plus the services started here.
+write_config() {
+    cp config/demo.conf "$1"
+    cat >>"$1" <<CONF
+
+[kafka]
+brokers = $brokers
+topic = circmon.events
+group_id = circmon-$$-$RANDOM
+rdkafka.session.timeout.ms = 6000
+
+[redis]
+host = 127.0.0.1
+port = $redis_port
+CONF
+}
+
+# total_lag CONFIG: the sum of (high watermark - stored position) over partitions.
+total_lag() {
+    bin/circmonctl status --config "$1" --format json 2>/dev/null |
+        tr -d ' \n' | sed -n 's/.*"total":{[^}]*"lag":\(-\{0,1\}[0-9]*\).*/\1/p'
+}
+
+# wait_caught_up CONFIG PID DEADLINE_S: until the lag is 0; fails when PID stops.
+wait_caught_up() {
+    local start lag
+    start=$(date +%s)
+    while :; do
+        lag=$(total_lag "$1" || true)
+        [ "$lag" = 0 ] && return 0
+        if ! kill -0 "$2" 2>/dev/null; then
+            say "circmond stopped"
+            return 1
+        fi
+        if (($(date +%s) - start > $3)); then
+            say "circmond did not catch up within $3 s (lag ${lag:-unknown})"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
