@@ -44,10 +44,11 @@ const char *cm_dq_name(enum cm_dq q)
     return (unsigned)q < CM_DQ__COUNT ? dq_names[q] : "unknown";
 }
 
+/* A slot: the key packed in two words (w2 == 0: empty) and its value. */
 struct slot {
-    struct cm_agg_key k;
+    uint64_t w1; /* a (32 bits), b (32 bits) */
+    uint64_t w2; /* 1 (used), kind, ctr, scheme */
     int64_t v;
-    uint8_t used;
 };
 
 struct cm_agg {
@@ -56,22 +57,29 @@ struct cm_agg {
     size_t n;
 };
 
-static uint64_t key_hash(const struct cm_agg_key *k)
+/* Keys are packed: a and b fit 32 bits (numbers of names, months, days
+ * clamped by the fold), scheme 32 bits. */
+static void pack_key(const struct cm_agg_key *k, uint64_t *w1, uint64_t *w2)
 {
-    uint64_t h = (uint64_t)k->kind * 0x9E3779B97F4A7C15ULL;
-    h ^= (uint64_t)k->ctr + 0x632BE59BD9B4E019ULL + (h << 6) + (h >> 2);
-    h ^= (uint64_t)(uint32_t)k->scheme * 0xBF58476D1CE4E5B9ULL;
-    h ^= (uint64_t)k->a * 0x94D049BB133111EBULL;
-    h = (h ^ (h >> 31)) * 0xD6E8FEB86659FD93ULL;
-    h ^= (uint64_t)k->b * 0x9E3779B97F4A7C15ULL;
-    h ^= h >> 29;
-    return h;
+    *w1 = (uint64_t)(uint32_t)(int32_t)k->a << 32 | (uint32_t)(int32_t)k->b;
+    *w2 = UINT64_C(1) << 63 | (uint64_t)k->kind << 48 | (uint64_t)k->ctr << 40 | (uint32_t)k->scheme;
 }
 
-static int key_eq(const struct cm_agg_key *x, const struct cm_agg_key *y)
+static void unpack_key(const struct slot *sl, struct cm_agg_key *k)
 {
-    return x->kind == y->kind && x->ctr == y->ctr && x->scheme == y->scheme && x->a == y->a &&
-           x->b == y->b;
+    k->a = (int32_t)(uint32_t)(sl->w1 >> 32);
+    k->b = (int32_t)(uint32_t)sl->w1;
+    k->kind = (uint8_t)(sl->w2 >> 48);
+    k->ctr = (uint8_t)(sl->w2 >> 40);
+    k->scheme = (int32_t)(uint32_t)sl->w2;
+}
+
+static uint64_t hash2(uint64_t w1, uint64_t w2)
+{
+    uint64_t h = w1 * 0x9E3779B97F4A7C15ULL ^ w2 * 0xBF58476D1CE4E5B9ULL;
+    h ^= h >> 32;
+    h *= 0xD6E8FEB86659FD93ULL;
+    return h ^ (h >> 29);
 }
 
 struct cm_agg *cm_agg_new(void)
@@ -108,10 +116,10 @@ size_t cm_agg_count(const struct cm_agg *ag)
     return ag->n;
 }
 
-static size_t find(const struct cm_agg *ag, const struct cm_agg_key *k)
+static size_t find(const struct cm_agg *ag, uint64_t w1, uint64_t w2)
 {
-    size_t mask = ag->cap - 1, j = key_hash(k) & mask;
-    while (ag->s[j].used && !key_eq(&ag->s[j].k, k))
+    size_t mask = ag->cap - 1, j = hash2(w1, w2) & mask;
+    while (ag->s[j].w2 && (ag->s[j].w1 != w1 || ag->s[j].w2 != w2))
         j = (j + 1) & mask;
     return j;
 }
@@ -126,8 +134,8 @@ static int grow(struct cm_agg *ag)
     ag->s = ns;
     ag->cap = oc * 2;
     for (size_t i = 0; i < oc; i++)
-        if (os[i].used)
-            ag->s[find(ag, &os[i].k)] = os[i];
+        if (os[i].w2)
+            ag->s[find(ag, os[i].w1, os[i].w2)] = os[i];
     free(os);
     return 0;
 }
@@ -136,28 +144,28 @@ static int grow(struct cm_agg *ag)
 static void remove_at(struct cm_agg *ag, size_t j)
 {
     size_t mask = ag->cap - 1, i = j;
-    ag->s[j].used = 0;
+    ag->s[j].w2 = 0;
     for (;;) {
         i = (i + 1) & mask;
-        if (!ag->s[i].used)
+        if (!ag->s[i].w2)
             break;
-        size_t home = key_hash(&ag->s[i].k) & mask;
+        size_t home = hash2(ag->s[i].w1, ag->s[i].w2) & mask;
         /* move s[i] into the hole j when its home is not in (j, i] */
         if ((i > j && (home <= j || home > i)) || (i < j && (home <= j && home > i))) {
             ag->s[j] = ag->s[i];
-            ag->s[i].used = 0;
+            ag->s[i].w2 = 0;
             j = i;
         }
     }
     ag->n--;
 }
 
-int cm_agg_add(struct cm_agg *ag, const struct cm_agg_key *k, int64_t v)
+static int add_packed(struct cm_agg *ag, uint64_t w1, uint64_t w2, int64_t v)
 {
     if (!v)
         return 0;
-    size_t j = find(ag, k);
-    if (ag->s[j].used) {
+    size_t j = find(ag, w1, w2);
+    if (ag->s[j].w2) {
         ag->s[j].v += v;
         if (!ag->s[j].v)
             remove_at(ag, j);
@@ -166,30 +174,47 @@ int cm_agg_add(struct cm_agg *ag, const struct cm_agg_key *k, int64_t v)
     if ((ag->n + 1) * 4 > ag->cap * 3) {
         if (grow(ag) < 0)
             return -ENOMEM;
-        j = find(ag, k);
+        j = find(ag, w1, w2);
     }
-    ag->s[j].k = *k;
-    ag->s[j].v = v;
-    ag->s[j].used = 1;
+    ag->s[j] = (struct slot){.w1 = w1, .w2 = w2, .v = v};
     ag->n++;
     return 0;
 }
 
+int cm_agg_add(struct cm_agg *ag, const struct cm_agg_key *k, int64_t v)
+{
+    uint64_t w1, w2;
+    pack_key(k, &w1, &w2);
+    return add_packed(ag, w1, w2, v);
+}
+
 int64_t cm_agg_get(const struct cm_agg *ag, const struct cm_agg_key *k)
 {
-    size_t j = find(ag, k);
-    return ag->s[j].used ? ag->s[j].v : 0;
+    uint64_t w1, w2;
+    pack_key(k, &w1, &w2);
+    size_t j = find(ag, w1, w2);
+    return ag->s[j].w2 ? ag->s[j].v : 0;
 }
 
 int cm_agg_foreach(const struct cm_agg *ag,
                    int (*fn)(const struct cm_agg_key *k, int64_t v, void *ud), void *ud)
 {
     for (size_t i = 0; i < ag->cap; i++)
-        if (ag->s[i].used) {
-            int r = fn(&ag->s[i].k, ag->s[i].v, ud);
+        if (ag->s[i].w2) {
+            struct cm_agg_key k;
+            unpack_key(&ag->s[i], &k);
+            int r = fn(&k, ag->s[i].v, ud);
             if (r)
                 return r;
         }
+    return 0;
+}
+
+int cm_agg_merge(struct cm_agg *dst, const struct cm_agg *src)
+{
+    for (size_t i = 0; i < src->cap; i++)
+        if (src->s[i].w2 && add_packed(dst, src->s[i].w1, src->s[i].w2, src->s[i].v) < 0)
+            return -ENOMEM;
     return 0;
 }
 
@@ -402,13 +427,14 @@ int cm_agg_key_parse(const char *s, size_t len, struct cm_names *nm, struct cm_a
     case 'p':
         k->kind = CM_AK_PEND;
         if (read_int(&p, end, &x) < 0 || x < 0 || x >= CM_P__COUNT || read_int(&p, end, &k->b) < 0 ||
-            read_int(&p, end, &sl) < 0)
+            k->b < INT32_MIN || k->b > INT32_MAX || read_int(&p, end, &sl) < 0)
             return -EINVAL;
         k->ctr = (uint8_t)x;
         return intern2(nm, p, end, sl, k, 1);
     case 'b':
         k->kind = CM_AK_BREACH;
-        if (read_int(&p, end, &k->b) < 0 || read_int(&p, end, &sl) < 0)
+        if (read_int(&p, end, &k->b) < 0 || k->b < INT32_MIN || k->b > INT32_MAX ||
+            read_int(&p, end, &sl) < 0)
             return -EINVAL;
         return intern2(nm, p, end, sl, k, 1);
     case 'r': {

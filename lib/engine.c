@@ -35,6 +35,7 @@ struct cm_engine {
     size_t cap, n; /* cap: power of two */
     struct cm_item *items;
     size_t nitems, capitems;
+    struct cm_decoder *decs[CM_ENGINE_BATCH]; /* for cm_engine_feed_batch */
 };
 
 static uint64_t hash_str(const char *s)
@@ -80,6 +81,8 @@ struct cm_engine *cm_engine_free(struct cm_engine *en)
     free(en->items);
     cm_fold_ctx_free(en->fc);
     cm_decoder_free(en->dec);
+    for (size_t i = 0; i < CM_ENGINE_BATCH; i++)
+        cm_decoder_free(en->decs[i]);
     cm_agg_free(en->ag);
     cm_agg_free(en->stage);
     cm_names_free(en->nm);
@@ -108,9 +111,8 @@ static int grow_map(struct cm_engine *en)
 }
 
 /* The state of migrant id, created empty when new; NULL when out of memory. */
-static struct cm_mstate *migrant(struct cm_engine *en, const char *id)
+static struct cm_mstate *migrant_h(struct cm_engine *en, const char *id, uint64_t h)
 {
-    uint64_t h = hash_str(id);
     size_t j = h & (en->cap - 1);
     while (en->m[j].st) {
         struct mslot *s = &en->m[j];
@@ -146,25 +148,85 @@ static struct cm_mstate *migrant(struct cm_engine *en, const char *id)
     return s.st;
 }
 
-static int add_to(const struct cm_agg_key *k, int64_t v, void *ud)
-{
-    return cm_agg_add(ud, k, v);
-}
-
 /* Adds the staged deltas to the aggregate. */
 static int flush(struct cm_engine *en)
 {
-    if (cm_agg_foreach(en->stage, add_to, en->ag))
+    if (cm_agg_merge(en->ag, en->stage) < 0)
         return -ENOMEM;
     cm_agg_clear(en->stage);
     return 0;
 }
+
+static struct cm_mstate *migrant(struct cm_engine *en, const char *id)
+{
+    return migrant_h(en, id, hash_str(id));
+}
+
+static int fold_into(struct cm_engine *en, struct cm_mstate *st, const struct cm_event *ev);
 
 int cm_engine_fold(struct cm_engine *en, const struct cm_event *ev)
 {
     struct cm_mstate *st = migrant(en, ev->migrant_id);
     if (!st)
         return -ENOMEM;
+    return fold_into(en, st, ev);
+}
+
+/* Counts an invalid message. */
+static int invalid(struct cm_engine *en)
+{
+    struct cm_agg_key k = {.kind = CM_AK_DQ, .ctr = CM_DQ_INVALID};
+    return cm_agg_add(en->ag, &k, 1);
+}
+
+/* The events of a batch go through three passes, so that the memory of each
+ * migrant is being fetched while the others are worked on: decode and ask
+ * for the table slots, find the states and ask for them, then fold in
+ * arrival order. */
+int cm_engine_feed_batch(struct cm_engine *en, const uint8_t *const *bufs, const size_t *lens,
+                         size_t n, int *results)
+{
+    struct cm_event ev[CM_ENGINE_BATCH];
+    uint64_t h[CM_ENGINE_BATCH];
+    struct cm_mstate *st[CM_ENGINE_BATCH];
+    int rj[CM_ENGINE_BATCH];
+    for (size_t base = 0; base < n; base += CM_ENGINE_BATCH) {
+        size_t m = n - base < CM_ENGINE_BATCH ? n - base : CM_ENGINE_BATCH;
+        for (size_t i = 0; i < m; i++) {
+            if (!en->decs[i] && !(en->decs[i] = cm_decoder_new()))
+                return -ENOMEM;
+            rj[i] = (int)cm_decode(en->decs[i], bufs[base + i], lens[base + i], &ev[i]);
+            if (rj[i] == CM_OK) {
+                h[i] = hash_str(ev[i].migrant_id);
+                __builtin_prefetch(&en->m[h[i] & (en->cap - 1)]);
+            }
+        }
+        for (size_t i = 0; i < m; i++)
+            if (rj[i] == CM_OK) {
+                if (!(st[i] = migrant_h(en, ev[i].migrant_id, h[i])))
+                    return -ENOMEM;
+                cm_mstate_prefetch(st[i], 0);
+            }
+        for (size_t i = 0; i < m; i++)
+            if (rj[i] == CM_OK)
+                cm_mstate_prefetch(st[i], 1);
+        for (size_t i = 0; i < m; i++) {
+            int r;
+            if (rj[i] != CM_OK)
+                r = invalid(en) < 0 ? -ENOMEM : rj[i];
+            else if ((r = fold_into(en, st[i], &ev[i])) >= 0)
+                r = CM_OK;
+            if (r == -ENOMEM)
+                return r;
+            if (results)
+                results[base + i] = r;
+        }
+    }
+    return 0;
+}
+
+static int fold_into(struct cm_engine *en, struct cm_mstate *st, const struct cm_event *ev)
+{
     en->nitems = 0;
     int r = cm_fold_event(en->fc, st, ev, &en->items, &en->nitems, &en->capitems);
     if (r < 0)
@@ -180,12 +242,8 @@ int cm_engine_feed(struct cm_engine *en, const uint8_t *buf, size_t len)
 {
     struct cm_event ev;
     enum cm_reject rj = cm_decode(en->dec, buf, len, &ev);
-    if (rj != CM_OK) {
-        struct cm_agg_key k = {.kind = CM_AK_DQ, .ctr = CM_DQ_INVALID};
-        if (cm_agg_add(en->ag, &k, 1) < 0)
-            return -ENOMEM;
-        return (int)rj;
-    }
+    if (rj != CM_OK)
+        return invalid(en) < 0 ? -ENOMEM : (int)rj;
     int r = cm_engine_fold(en, &ev);
     return r < 0 ? r : CM_OK;
 }

@@ -41,8 +41,47 @@ static const uint8_t fq_dq[FQ__N] = {CM_DQ_EXITS_WITHOUT_ENTRY, CM_DQ_ENTRIES_WH
                                      CM_DQ_ENTRIES_WITHOUT_PERMIT, CM_DQ_UNKNOWN_PERMIT,
                                      CM_DQ_LATE_ADMIN};
 
+/* A permit id: up to 22 bytes inline (b[23] == 0), longer ones in a
+ * malloc'd string whose pointer is in b (b[23] == 1). */
+struct pid {
+    char b[24];
+};
+
+static const char *pid_str(const struct pid *p)
+{
+    if (!p->b[23])
+        return p->b;
+    char *s;
+    memcpy(&s, p->b, sizeof(s));
+    return s;
+}
+
+static int pid_set(struct pid *p, const char *s)
+{
+    size_t l = strlen(s);
+    memset(p->b, 0, sizeof(p->b));
+    if (l < sizeof(p->b) - 1) {
+        memcpy(p->b, s, l);
+        return 0;
+    }
+    char *d = strdup(s);
+    if (!d)
+        return -ENOMEM;
+    memcpy(p->b, &d, sizeof(d));
+    p->b[23] = 1;
+    return 0;
+}
+
+/* Frees what p holds and leaves it empty. */
+static void pid_free(struct pid *p)
+{
+    if (p->b[23])
+        free((char *)pid_str(p));
+    memset(p->b, 0, sizeof(p->b));
+}
+
 struct permit {
-    char *id; /* owned by the snapshot; borrowed from a window event in scratch */
+    struct pid id; /* owned by the snapshot; a copy (not owned) in scratch */
     int32_t scheme, nat;
     int32_t vf, end, last_exit;
     uint8_t flags, kind;
@@ -80,18 +119,21 @@ struct wev {
     uint64_t idh;
     int64_t t;
     uint8_t type, kind, status;
-    char *permit_id; /* owned; NULL once moved into the snapshot */
+    struct pid pid; /* owned; emptied once moved into the snapshot */
     int32_t scheme, nat;
     int32_t vf, end, eff;
 };
 
+/* Hot fields first: a lookup reads the 16-bit fingerprints of the recent ids
+ * and touches the full hashes only when one matches. */
 struct cm_mstate {
-    struct fstate snap;
     int64_t latest; /* L: latest occurred_at accepted, 0 = none */
     struct wev *w;
     uint32_t nw, capw;
-    uint64_t ring[RING];
     uint8_t nring, ringpos;
+    uint16_t fp[RING];
+    struct fstate snap;
+    uint64_t ring[RING];
 };
 
 struct sinfo {
@@ -186,7 +228,7 @@ static void fstate_free(struct fstate *fs, int own)
 {
     if (own)
         for (uint32_t i = 0; i < fs->np; i++)
-            free(fs->p[i].id);
+            pid_free(&fs->p[i].id);
     if (own)
         free(fs->tombs);
     free(fs->p);
@@ -274,7 +316,7 @@ static void stay_end(struct cm_fold_ctx *fc, struct fstate *fs, int32_t pi, int3
 static int32_t find_permit(const struct fstate *fs, const char *id)
 {
     for (uint32_t i = 0; i < fs->np; i++)
-        if (!strcmp(fs->p[i].id, id))
+        if (!strcmp(pid_str(&fs->p[i].id), id))
             return (int32_t)i;
     return -1;
 }
@@ -323,10 +365,10 @@ static int apply(struct cm_fold_ctx *fc, struct fstate *fs, struct wev *e, int o
         }
         int32_t qi = (int32_t)fs->np++;
         struct permit *q = &fs->p[qi];
-        *q = (struct permit){.id = e->permit_id, .scheme = e->scheme, .nat = e->nat,
+        *q = (struct permit){.id = e->pid, .scheme = e->scheme, .nat = e->nat,
                              .vf = e->vf, .end = e->end, .kind = e->kind};
         if (own)
-            e->permit_id = NULL;
+            memset(&e->pid, 0, sizeof(e->pid)); /* moved */
         if (fs->mode == M_ON_PERMIT) {
             struct permit *p = &fs->p[fs->cur];
             if (!(p->flags & PF_ADJUSTED) &&
@@ -376,10 +418,10 @@ static int apply(struct cm_fold_ctx *fc, struct fstate *fs, struct wev *e, int o
         return 0;
     case CM_EV_EXTENDED:
     case CM_EV_REVOKED: {
-        int32_t pi = find_permit(fs, e->permit_id);
+        int32_t pi = find_permit(fs, pid_str(&e->pid));
         if (pi < 0) {
             /* a pruned permit ended its grace before any event we may still fold */
-            fs->dq[is_tomb(fs, e->permit_id) ? FQ_LATE_ADMIN : FQ_UNKNOWN]++;
+            fs->dq[is_tomb(fs, pid_str(&e->pid)) ? FQ_LATE_ADMIN : FQ_UNKNOWN]++;
             return 0;
         }
         struct permit *p = &fs->p[pi];
@@ -580,7 +622,7 @@ static int same_permit(const struct permit *a, const struct permit *b)
 {
     return a->scheme == b->scheme && a->nat == b->nat && a->vf == b->vf && a->end == b->end &&
            a->last_exit == b->last_exit && a->flags == b->flags &&
-           (a->id == b->id || !strcmp(a->id, b->id));
+           !strcmp(pid_str(&a->id), pid_str(&b->id));
 }
 
 static int same_runs(const struct fstate *a, const struct fstate *b)
@@ -703,7 +745,7 @@ static int advance(struct cm_fold_ctx *fc, struct cm_mstate *st)
     while (k < st->nw && st->w[k].t < horizon) {
         if (apply(fc, &st->snap, &st->w[k], 1) < 0)
             return -ENOMEM;
-        free(st->w[k].permit_id);
+        pid_free(&st->w[k].pid);
         k++;
     }
     if (k) {
@@ -733,11 +775,11 @@ static int advance(struct cm_fold_ctx *fc, struct cm_mstate *st)
             continue;
         }
         /* final: its contribution stays in the aggregate, only its id is kept */
-        if (add_tomb(fs, p->id) < 0) {
+        if (add_tomb(fs, pid_str(&p->id)) < 0) {
             fs->p[keep++] = *p; /* keeping it is always right, only bigger */
             continue;
         }
-        free(p->id);
+        pid_free(&p->id);
     }
     fs->np = keep;
     uint32_t w = 0;
@@ -759,7 +801,7 @@ static int advance(struct cm_fold_ctx *fc, struct cm_mstate *st)
 static int known_id(const struct cm_mstate *st, uint64_t h)
 {
     for (uint8_t i = 0; i < st->nring; i++)
-        if (st->ring[i] == h)
+        if (st->fp[i] == (uint16_t)(h >> 48) && st->ring[i] == h)
             return 1;
     for (uint32_t i = 0; i < st->nw; i++)
         if (st->w[i].idh == h)
@@ -772,7 +814,7 @@ static int holds_permit(const struct cm_mstate *st, const char *id)
     if (find_permit(&st->snap, id) >= 0 || is_tomb(&st->snap, id))
         return 1;
     for (uint32_t i = 0; i < st->nw; i++)
-        if (st->w[i].type == CM_EV_GRANTED && !strcmp(st->w[i].permit_id, id))
+        if (st->w[i].type == CM_EV_GRANTED && !strcmp(pid_str(&st->w[i].pid), id))
             return 1;
     return 0;
 }
@@ -819,8 +861,7 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
         break;
     }
     if (ev->type == CM_EV_GRANTED || ev->type == CM_EV_EXTENDED || ev->type == CM_EV_REVOKED) {
-        e.permit_id = strdup(ev->permit_id);
-        if (!e.permit_id)
+        if (pid_set(&e.pid, ev->permit_id) < 0)
             return -ENOMEM;
     }
     if (grow((void **)&st->w, &st->capw, st->nw + 1, sizeof(*st->w)) < 0)
@@ -858,10 +899,11 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
         st->nw--;
         st->latest = old_latest;
         *n = n0;
-        free(e.permit_id);
+        pid_free(&e.pid);
         return -ENOMEM;
     }
     st->ring[st->ringpos] = h;
+    st->fp[st->ringpos] = (uint16_t)(h >> 48);
     st->ringpos = (uint8_t)((st->ringpos + 1) % RING);
     if (st->nring < RING)
         st->nring++;
@@ -874,7 +916,7 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
     return CM_FOLD_ACCEPTED;
 nomem:
     *n = n0;
-    free(e.permit_id);
+    pid_free(&e.pid);
     return -ENOMEM;
 }
 
@@ -919,10 +961,29 @@ struct cm_mstate *cm_mstate_free(struct cm_mstate *st)
         return NULL;
     fstate_free(&st->snap, 1);
     for (uint32_t i = 0; i < st->nw; i++)
-        free(st->w[i].permit_id);
+        pid_free(&st->w[i].pid);
     free(st->w);
     free(st);
     return NULL;
+}
+
+void cm_mstate_prefetch(const struct cm_mstate *st, int stage)
+{
+    if (!stage) {
+        __builtin_prefetch(st);
+        __builtin_prefetch((const char *)st + 64);
+        __builtin_prefetch((const char *)st + 128);
+        return;
+    }
+    if (st->w)
+        __builtin_prefetch(st->w);
+    if (st->snap.p) {
+        __builtin_prefetch(st->snap.p);
+        if (st->snap.np > 2)
+            __builtin_prefetch((const char *)st->snap.p + 64);
+    }
+    if (st->snap.r)
+        __builtin_prefetch(st->snap.r);
 }
 
 size_t cm_mstate_size(const struct cm_mstate *st)
@@ -930,10 +991,10 @@ size_t cm_mstate_size(const struct cm_mstate *st)
     size_t s = sizeof(*st) + st->snap.capp * sizeof(struct permit) + st->snap.capsc * sizeof(struct sch) +
                st->snap.capr * sizeof(struct run) + st->capw * sizeof(struct wev);
     for (uint32_t i = 0; i < st->snap.np; i++)
-        s += strlen(st->snap.p[i].id) + 1;
+        s += st->snap.p[i].id.b[23] ? strlen(pid_str(&st->snap.p[i].id)) + 1 : 0;
     for (uint32_t i = 0; i < st->nw; i++)
-        if (st->w[i].permit_id)
-            s += strlen(st->w[i].permit_id) + 1;
+        if (st->w[i].pid.b[23])
+            s += strlen(pid_str(&st->w[i].pid)) + 1;
     return s;
 }
 
@@ -967,7 +1028,7 @@ long cm_mstate_pack(const struct cm_fold_ctx *fc, const struct cm_mstate *st, ui
     for (uint32_t i = 0; i < fs->np; i++) {
         const struct permit *p = &fs->p[i];
         circmon__v1__state_permit__init(&pv[i]);
-        pv[i].id = p->id;
+        pv[i].id = (char *)pid_str(&p->id);
         pv[i].flags = p->flags;
         pv[i].scheme = name_of(fc, p->scheme);
         pv[i].nationality = name_of(fc, p->nat);
@@ -1013,7 +1074,7 @@ long cm_mstate_pack(const struct cm_fold_ctx *fc, const struct cm_mstate *st, ui
         wv[i].id_hash = e->idh;
         wv[i].occurred_at = e->t;
         wv[i].type = e->type;
-        wv[i].permit_id = e->permit_id ? e->permit_id : (char *)"";
+        wv[i].permit_id = (char *)pid_str(&e->pid);
         if (e->type == CM_EV_GRANTED) {
             wv[i].scheme = name_of(fc, e->scheme);
             wv[i].nationality = name_of(fc, e->nat);
@@ -1073,8 +1134,7 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
         }
         struct permit *p = &fs->p[fs->np];
         memset(p, 0, sizeof(*p));
-        p->id = strdup(sp->id ? sp->id : "");
-        if (!p->id)
+        if (pid_set(&p->id, sp->id ? sp->id : "") < 0)
             goto fail;
         fs->np++;
         p->flags = (uint8_t)sp->flags;
@@ -1131,8 +1191,7 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
             goto fail;
         }
         if (e->type == CM_EV_GRANTED || e->type == CM_EV_EXTENDED || e->type == CM_EV_REVOKED) {
-            e->permit_id = strdup(se->permit_id ? se->permit_id : "");
-            if (!e->permit_id)
+            if (pid_set(&e->pid, se->permit_id ? se->permit_id : "") < 0)
                 goto fail;
         }
         st->nw++;
@@ -1149,8 +1208,10 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
         e->kind = (uint8_t)se->kind;
         e->status = (uint8_t)se->status;
     }
-    for (size_t i = 0; i < m->n_recent_ids; i++)
+    for (size_t i = 0; i < m->n_recent_ids; i++) {
         st->ring[i] = m->recent_ids[i];
+        st->fp[i] = (uint16_t)(m->recent_ids[i] >> 48);
+    }
     st->nring = (uint8_t)m->n_recent_ids;
     st->ringpos = (uint8_t)(m->n_recent_ids % RING);
     *out = st;

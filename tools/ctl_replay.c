@@ -37,14 +37,47 @@ static int feed_file(struct cm_engine *en, const char *path, uint64_t *records)
     const uint8_t *data;
     size_t len;
     int rc, bad = 0;
+    /* records go to the engine CM_ENGINE_BATCH at a time (copied: the
+     * reader's buffer holds one record) */
+    uint8_t *batch = NULL;
+    size_t blen = 0, bcap = 0, n = 0, off[CM_ENGINE_BATCH], lens[CM_ENGINE_BATCH];
+    const uint8_t *bufs[CM_ENGINE_BATCH];
     cm_frame_reader_init(&r, fp);
-    while ((rc = cm_frame_read(&r, &data, &len)) == 1) {
-        (*records)++;
-        if (cm_engine_feed(en, data, len) == -ENOMEM) {
-            fprintf(stderr, "circmonctl replay: out of memory\n");
-            bad = 1;
-            break;
+    for (;;) {
+        rc = cm_frame_read(&r, &data, &len);
+        if (rc == 1) {
+            (*records)++;
+            if (blen + len > bcap) {
+                size_t nc = (bcap ? bcap * 2 : 65536) + len;
+                uint8_t *nb = realloc(batch, nc);
+                if (!nb) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                batch = nb;
+                bcap = nc;
+            }
+            memcpy(batch + blen, data, len);
+            off[n] = blen;
+            lens[n++] = len;
+            blen += len;
         }
+        if (n == CM_ENGINE_BATCH || (rc != 1 && n)) {
+            for (size_t i = 0; i < n; i++)
+                bufs[i] = batch + off[i];
+            if (cm_engine_feed_batch(en, bufs, lens, n, NULL) < 0) {
+                rc = -ENOMEM;
+                break;
+            }
+            n = blen = 0;
+        }
+        if (rc != 1)
+            break;
+    }
+    free(batch);
+    if (rc == -ENOMEM) {
+        fprintf(stderr, "circmonctl replay: out of memory\n");
+        bad = 1;
     }
     if (rc == -EPROTO) {
         fprintf(stderr,

@@ -88,6 +88,7 @@ enum cm_agg_kind {
     CM_AK_DQ,       /* (ctr) */
 };
 
+/* a and b hold 32-bit values (numbers of names, months, days). */
 struct cm_agg_key {
     uint8_t kind;
     uint8_t ctr;
@@ -108,6 +109,10 @@ int cm_agg_add(struct cm_agg *ag, const struct cm_agg_key *k, int64_t v);
 /* Adds the items (projected onto aggregate keys). Returns 0 or -ENOMEM; on
  * -ENOMEM a prefix of the items may have been added. */
 int cm_agg_add_items(struct cm_agg *ag, const struct cm_item *it, size_t n);
+
+/* Adds every entry of src to dst. Returns 0 or -ENOMEM (dst then holds a
+ * part of src). */
+int cm_agg_merge(struct cm_agg *dst, const struct cm_agg *src);
 
 /* Value of key (0 when absent). */
 int64_t cm_agg_get(const struct cm_agg *ag, const struct cm_agg_key *k);

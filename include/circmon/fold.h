@@ -55,6 +55,10 @@ long cm_mstate_pack(const struct cm_fold_ctx *fc, const struct cm_mstate *st, ui
  * when buf is not a valid state, or -ENOMEM. */
 int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, struct cm_mstate **st);
 
+/* A hint that st will be folded soon: stage 0 asks for the state itself,
+ * stage 1 (once it has arrived) for what it points to. No effect on results. */
+void cm_mstate_prefetch(const struct cm_mstate *st, int stage);
+
 /* Approximate bytes of memory held by st (for the benchmarks). */
 size_t cm_mstate_size(const struct cm_mstate *st);
 
