@@ -118,11 +118,11 @@ struct fstate {
 struct wev {
     uint64_t idh;
     int64_t t;
-    uint8_t type, kind, status;
     struct pid pid; /* owned; emptied once moved into the snapshot */
     int32_t scheme, nat;
     int32_t vf, end, eff;
-};
+    uint8_t type, kind, status;
+}; /* 64 bytes: one cache line */
 
 /* Hot fields first: a lookup reads the 16-bit fingerprints of the recent ids
  * and touches the full hashes only when one matches. */
@@ -751,11 +751,6 @@ static int advance(struct cm_fold_ctx *fc, struct cm_mstate *st)
     if (k) {
         memmove(st->w, st->w + k, (st->nw - k) * sizeof(*st->w));
         st->nw -= k;
-        if (!st->nw) { /* most migrants: nothing in the window between seasons */
-            free(st->w);
-            st->w = NULL;
-            st->capw = 0;
-        }
     }
     /* Every event still to fold has a day >= T: days before T are final. */
     int64_t T = cm_day(horizon);
@@ -864,8 +859,15 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
         if (pid_set(&e.pid, ev->permit_id) < 0)
             return -ENOMEM;
     }
-    if (grow((void **)&st->w, &st->capw, st->nw + 1, sizeof(*st->w)) < 0)
-        goto nomem;
+    /* the window grows one event at a time: most hold one or two */
+    if (st->nw == st->capw) {
+        uint32_t nc = st->capw ? st->capw * 2 : 1;
+        struct wev *nw = realloc(st->w, nc * sizeof(*nw));
+        if (!nw)
+            goto nomem;
+        st->w = nw;
+        st->capw = nc;
+    }
 
     /* before */
     if (refold(fc, st, &fc->ta) < 0)
