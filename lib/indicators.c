@@ -367,3 +367,18 @@ int cm_indicators_print_table(const json_t *doc, FILE *fp)
     fputc('\n', fp);
     return ferror(fp) ? -EIO : 0;
 }
+
+int cm_indicators_print(const json_t *doc, const char *format, FILE *fp)
+{
+    if (!strcmp(format, "json")) {
+        if (json_dumpf(doc, fp, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)) < 0 ||
+            fputc('\n', fp) == EOF)
+            return -EIO;
+    } else if (!strcmp(format, "table")) {
+        if (cm_indicators_print_table(doc, fp) < 0)
+            return -EIO;
+    } else {
+        return -EINVAL;
+    }
+    return fflush(fp) == EOF ? -EIO : 0;
+}

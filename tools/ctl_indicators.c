@@ -92,19 +92,11 @@ int cm_ctl_indicators(int argc, char **argv)
         fprintf(stderr, "circmonctl indicators: out of memory\n");
         goto out;
     }
-    if (!strcmp(format, "json")) {
-        if (json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_SORT_KEYS) < 0 ||
-            fputc('\n', stdout) == EOF)
-            goto io;
-    } else if (cm_indicators_print_table(doc, stdout) < 0) {
-        goto io;
+    if (cm_indicators_print(doc, format, stdout) < 0) {
+        fprintf(stderr, "circmonctl indicators: cannot write the output\n");
+        goto out;
     }
-    if (fflush(stdout) == EOF)
-        goto io;
     rc = 0;
-    goto out;
-io:
-    fprintf(stderr, "circmonctl indicators: cannot write the output\n");
 out:
     json_decref(doc);
     cm_names_free(nm);

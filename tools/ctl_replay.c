@@ -166,12 +166,7 @@ int cm_ctl_replay(int argc, char **argv)
         fprintf(stderr, "circmonctl replay: out of memory\n");
         rc = 1;
     } else {
-        int w = !strcmp(format, "json")
-                    ? json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17))
-                    : cm_indicators_print_table(doc, stdout);
-        if (!strcmp(format, "json"))
-            fputc('\n', stdout);
-        if (w < 0 || fflush(stdout) == EOF) {
+        if (cm_indicators_print(doc, format, stdout) < 0) {
             fprintf(stderr, "circmonctl replay: cannot write the output\n");
             rc = 1;
         }

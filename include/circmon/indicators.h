@@ -24,4 +24,9 @@ json_t *cm_indicators_json(const struct cm_agg *ag, const struct cm_names *nm,
  * Returns 0 or -EIO. */
 int cm_indicators_print_table(const json_t *doc, FILE *fp);
 
+/* Prints doc in format "json" (indented, keys sorted, reals with 17
+ * significant digits: the form replay and indicators share) or "table", and
+ * flushes fp. Returns 0, -EINVAL for another format, or -EIO. */
+int cm_indicators_print(const json_t *doc, const char *format, FILE *fp);
+
 #endif
