@@ -36,6 +36,7 @@ struct cm_engine {
     struct cm_item *items;
     size_t nitems, capitems;
     struct cm_decoder *decs[CM_ENGINE_BATCH]; /* for cm_engine_feed_batch */
+    int64_t latest; /* latest occurred_at of the accepted events */
 };
 
 static uint64_t hash_str(const char *s)
@@ -231,6 +232,8 @@ static int fold_into(struct cm_engine *en, struct cm_mstate *st, const struct cm
     int r = cm_fold_event(en->fc, st, ev, &en->items, &en->nitems, &en->capitems);
     if (r < 0)
         return r;
+    if (r == CM_FOLD_ACCEPTED && ev->occurred_at > en->latest)
+        en->latest = ev->occurred_at;
     if (cm_agg_add_items(en->stage, en->items, en->nitems) < 0)
         return -ENOMEM;
     if (cm_agg_count(en->stage) > STAGE_MAX && flush(en) < 0)
@@ -263,6 +266,11 @@ json_t *cm_engine_indicators(struct cm_engine *en, int64_t as_of)
     if (flush(en) < 0)
         return NULL;
     return cm_indicators_json(en->ag, en->nm, en->cfg, as_of);
+}
+
+int64_t cm_engine_latest(const struct cm_engine *en)
+{
+    return en->latest;
 }
 
 size_t cm_engine_migrants(const struct cm_engine *en)

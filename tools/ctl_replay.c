@@ -161,6 +161,11 @@ int cm_ctl_replay(int argc, char **argv)
         bad |= feed_file(en, argv[i], &records);
 
     int rc = bad ? 1 : 0;
+    if (as_of < cm_engine_latest(en))
+        fprintf(stderr,
+                "circmonctl replay: warning: --as-of is earlier than the latest event folded "
+                "(%" PRId64 "): the indicators are defined as of that instant or later\n",
+                cm_engine_latest(en));
     json_t *doc = cm_engine_indicators(en, as_of);
     if (!doc) {
         fprintf(stderr, "circmonctl replay: out of memory\n");

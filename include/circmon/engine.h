@@ -44,6 +44,10 @@ const struct cm_names *cm_engine_names(const struct cm_engine *en);
 /* The indicators document as of as_of (see cm_indicators_json). */
 json_t *cm_engine_indicators(struct cm_engine *en, int64_t as_of);
 
+/* The latest occurred_at among the accepted events (0 when none): the
+ * indicators are defined as of this instant or later. */
+int64_t cm_engine_latest(const struct cm_engine *en);
+
 /* Number of migrants and approximate bytes of state they hold. */
 size_t cm_engine_migrants(const struct cm_engine *en);
 size_t cm_engine_state_bytes(const struct cm_engine *en);
