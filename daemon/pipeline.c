@@ -24,7 +24,7 @@
 #include "log.h"
 
 #define STARTUP_BUDGET_MS 30000 /* Redis and Kafka must answer within this at start */
-#define FLUSH_MS 50             /* a partition's partial batch waits at most this */
+#define FLUSH_TICK_MS 5         /* how often partial batches are checked for linger */
 #define STATS_S 10              /* operator log line period */
 #define RESYNC_BACKOFF_MAX_MS 5000
 
@@ -76,6 +76,7 @@ struct part {
     int64_t next; /* next offset expected from Kafka: older ones are dropped */
     rd_kafka_message_t **q;
     size_t n, cap;
+    int64_t since_ms; /* when the oldest queued message was taken (monotonic) */
     struct batch *b; /* the batch in flight, if any */
 };
 
@@ -152,6 +153,13 @@ static uint32_t hash_bytes(const char *s, size_t n)
     for (size_t i = 0; i < n; i++)
         h = (h ^ (uint8_t)s[i]) * 16777619u;
     return h;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int make_pipe(int fds[2])
@@ -300,6 +308,7 @@ static void batch_start(struct daemon *d, struct part *p)
         b->msgs[i].m = p->q[i];
     memmove(p->q, p->q + n, (p->n - n) * sizeof(*p->q));
     p->n -= n;
+    p->since_ms = now_ms(); /* the rest lingers afresh: a conservative bound */
     b->new_pos = b->msgs[n - 1].m->offset + 1;
 
     /* Decode and validate; collect the migrants to read. */
@@ -575,21 +584,26 @@ static void on_applied(int err, int applied, int64_t stored, void *ud)
         maybe_finish_stop(d);
         return;
     }
-    schedule(d, d->drained || d->capped);
+    schedule(d, d->capped);
 }
 
-/* Starts batches: of full partitions, or of every partition with messages
- * when flush is set, while fewer than max_in_flight run. */
+/* Starts batches while fewer than max_in_flight run: of full partitions,
+ * of partitions whose oldest message waited batch_linger_ms, or of every
+ * partition with messages when flush is set (the buffer is full). Small
+ * batches cost Redis far more per event (one HINCRBY per aggregate field
+ * per batch), so partial ones wait for the linger rather than go out at
+ * every poll. */
 static void schedule(struct daemon *d, int flush)
 {
     if (d->phase != PH_RUNNING || d->stopping || !cm_store_ready(d->st))
         return;
     size_t np = d->n_parts;
+    int64_t old = now_ms() - d->cfg->batch_linger_ms;
     for (size_t k = 0; k < np && d->in_flight < (size_t)d->cfg->max_in_flight; k++) {
         struct part *p = &d->parts[(d->rr + k) % np];
         if (!p->active || p->b || !p->n)
             continue;
-        if (!flush && p->n < (size_t)d->cfg->batch_size)
+        if (!flush && p->n < (size_t)d->cfg->batch_size && p->since_ms > old)
             continue;
         batch_start(d, p);
         if (d->phase != PH_RUNNING)
@@ -678,8 +692,11 @@ static void read_positions(struct daemon *d)
     if (!d->want || d->stopping || !cm_store_ready(d->st))
         return;
     if (d->want->cnt == 0) {
+        /* More daemons than partitions: idle, but up (systemd waits for READY). */
         rd_kafka_assign(d->rk, d->want);
         d->phase = PH_RUNNING;
+        cmd_info("assigned 0 partitions: standing by");
+        sd_notify(0, "READY=1\nSTATUS=running, no partitions assigned");
         return;
     }
     struct pos_req *pr = calloc(1, sizeof(*pr));
@@ -804,6 +821,8 @@ static void take_message(struct daemon *d, rd_kafka_message_t *m)
         p->q = q;
         p->cap = c;
     }
+    if (p->n == 0)
+        p->since_ms = now_ms();
     p->q[p->n++] = m;
     p->next = m->offset + 1;
     d->buffered++;
@@ -844,7 +863,7 @@ static void on_kafka(evutil_socket_t fd, short what, void *arg)
     d->drained = drained;
     if (!drained && !d->capped)
         event_active(d->kev, EV_READ, 0);
-    schedule(d, drained || d->capped);
+    schedule(d, d->capped);
 }
 
 static void on_producer(evutil_socket_t fd, short what, void *arg)
@@ -860,7 +879,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    schedule(arg, 1);
+    schedule(arg, 0);
 }
 
 /* ------------------------------------------------------------ store */
@@ -1025,7 +1044,7 @@ rd_kafka_conf_t *cmd_consumer_conf(const struct cm_config *cfg, char *err, size_
     static const char *const defaults[][2] = {
         {"client.id", "circmond"},
         {"partition.assignment.strategy", "range,roundrobin"},
-        {"queued.min.messages", "200000"},
+        {"queued.min.messages", "1000000"}, /* bounded by queued.max.messages.kbytes */
         {"fetch.wait.max.ms", "100"},
     };
     /* Forced: Redis holds the positions; a reset must never skip events. */
@@ -1280,7 +1299,7 @@ int cmd_run(const struct cm_config *cfg)
     d->started = 1;
     cmd_info("consuming %s as group %s (batch_size %d, max_in_flight %d)", cfg->topic,
              cfg->group_id, cfg->batch_size, cfg->max_in_flight);
-    timer_in(d->flush_timer, FLUSH_MS);
+    timer_in(d->flush_timer, FLUSH_TICK_MS);
     timer_in(d->stats_timer, STATS_S * 1000);
     clock_gettime(CLOCK_MONOTONIC, &d->last_stats);
     event_active(d->kev, EV_READ, 0);

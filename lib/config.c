@@ -236,6 +236,8 @@ static int handle_circmon(struct parser *ps, const char *key, const char *value)
         return set_int(ps, key, value, 1, 100000, &cfg->batch_size);
     if (strcmp(key, "max_in_flight") == 0)
         return set_int(ps, key, value, 1, 64, &cfg->max_in_flight);
+    if (strcmp(key, "batch_linger_ms") == 0)
+        return set_int(ps, key, value, 0, 60000, &cfg->batch_linger_ms);
     if (strcmp(key, "log_level") == 0) {
         static const char *const levels[] = {"debug", "info", "warning", "error"};
 
@@ -532,8 +534,9 @@ static char *reader(char *buf, int size, void *user) {
 int cm_config_defaults(struct cm_config *cfg) {
     *cfg = (struct cm_config){
         .reorder_window_days = 30,
-        .batch_size = 1000,
-        .max_in_flight = 4,
+        .batch_size = 10000,
+        .max_in_flight = 8,
+        .batch_linger_ms = 20,
         .log_level = xstrdup("info"),
         .brokers = xstrdup("127.0.0.1:9092"),
         .topic = xstrdup("circmon.events"),

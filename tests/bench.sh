@@ -48,6 +48,11 @@ t0=$(date +%s.%N)
 bin/circmond --config "$conf" --foreground 2>"$work/circmond.log" &
 track $!
 daemon=$!
+# the moment the partitions are assigned: the rate after the group join
+(while ! grep -q 'assigned [0-9]* partitions from' "$work/circmond.log" 2>/dev/null; do
+    sleep 0.05
+done; date +%s.%N >"$work/assigned") &
+track $!
 wait_caught_up "$conf" "$daemon" 1200 || { tail -20 "$work/circmond.log" >&2; exit 1; }
 t1=$(date +%s.%N)
 d_s=$(echo "$t1 - $t0" | bc -l)
@@ -55,13 +60,19 @@ d_rate=$(echo "$got / $d_s" | bc -l)
 hwm=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$daemon/status")
 printf 'circmond (start, group join, fold, apply): %d events in %.2f s = %.0f events/s\n' "$got" "$d_s" "$d_rate"
 printf 'ratio circmond / kcat: %.2f\n' "$(echo "$d_rate / $kcat_rate" | bc -l)"
+if [ -s "$work/assigned" ]; then
+    a_s=$(echo "$t1 - $(cat "$work/assigned")" | bc -l)
+    a_rate=$(echo "$got / $a_s" | bc -l)
+    printf 'circmond after the group join (assigned to caught up): %.2f s = %.0f events/s, ratio %.2f\n' \
+        "$a_s" "$a_rate" "$(echo "$a_rate / $kcat_rate" | bc -l)"
+fi
 echo "circmond peak RSS: ${hwm:-?} KiB"
 
 used=$(redis-cli -p "$redis_port" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p')
 migrants=$(redis-cli -p "$redis_port" --scan --pattern '*:m:*' | wc -l)
 printf 'redis used_memory: %d bytes for %d migrant states: %.0f bytes per migrant (aggregates included)\n' \
     "$used" "$migrants" "$(echo "$used / $migrants" | bc -l)"
-sample=$(redis-cli -p "$redis_port" --scan --pattern '*:m:*' | head -1000)
+sample=$(redis-cli -p "$redis_port" --scan --pattern '*:m:*' | head -1000 || true) # SIGPIPE
 if [ -n "$sample" ]; then
     total=0
     cnt=0

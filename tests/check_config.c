@@ -84,8 +84,9 @@ START_TEST(test_builtin_defaults) {
     ck_assert_int_eq(cm_config_defaults(&cfg), 0);
     ck_assert_ptr_null(cfg.path);
     ck_assert_int_eq(cfg.reorder_window_days, 30);
-    ck_assert_int_eq(cfg.batch_size, 1000);
-    ck_assert_int_eq(cfg.max_in_flight, 4);
+    ck_assert_int_eq(cfg.batch_size, 10000);
+    ck_assert_int_eq(cfg.max_in_flight, 8);
+    ck_assert_int_eq(cfg.batch_linger_ms, 20);
     ck_assert_str_eq(cfg.log_level, "info");
     ck_assert_str_eq(cfg.brokers, "127.0.0.1:9092");
     ck_assert_str_eq(cfg.topic, "circmon.events");
@@ -139,6 +140,7 @@ START_TEST(test_every_key) {
                           "reorder_window_days = 45\n"
                           "batch_size = 500\n"
                           "max_in_flight = 2\n"
+                          "batch_linger_ms = 75\n"
                           "log_level = debug\n"
                           "\n"
                           "[kafka]\n"
@@ -169,6 +171,7 @@ START_TEST(test_every_key) {
     ck_assert_int_eq(cfg.reorder_window_days, 45);
     ck_assert_int_eq(cfg.batch_size, 500);
     ck_assert_int_eq(cfg.max_in_flight, 2);
+    ck_assert_int_eq(cfg.batch_linger_ms, 75);
     ck_assert_str_eq(cfg.log_level, "debug");
     ck_assert_str_eq(cfg.brokers, "k1:9092,k2:9092");
     ck_assert_str_eq(cfg.topic, "border.events");

@@ -22,8 +22,9 @@ struct cm_config {
 
     /* [circmon] */
     int reorder_window_days; /* default 30 */
-    int batch_size;          /* events per atomic apply, default 1000 */
-    int max_in_flight;       /* batches in flight, default 4 */
+    int batch_size;          /* events per atomic apply, default 10000 */
+    int max_in_flight;       /* batches in flight, default 8 */
+    int batch_linger_ms;     /* a partial batch waits at most this, default 20 */
     char *log_level;         /* "debug", "info", "warning", "error"; default info */
 
     /* [kafka] */
