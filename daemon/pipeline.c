@@ -1044,7 +1044,7 @@ rd_kafka_conf_t *cmd_consumer_conf(const struct cm_config *cfg, char *err, size_
     static const char *const defaults[][2] = {
         {"client.id", "circmond"},
         {"partition.assignment.strategy", "range,roundrobin"},
-        {"queued.min.messages", "1000000"}, /* bounded by queued.max.messages.kbytes */
+        {"queued.min.messages", "200000"}, /* 1000000: no faster here, +80 MB RSS */
         {"fetch.wait.max.ms", "100"},
     };
     /* Forced: Redis holds the positions; a reset must never skip events. */
