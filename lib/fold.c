@@ -150,7 +150,53 @@ struct cm_fold_ctx {
     struct fstate ta, tb; /* scratch: snapshot + window, before and after */
     struct cm_item *ca, *cb;
     size_t na, nb, capa, capb;
+    /* packing: scratch reused by every call */
+    void *pk;
+    size_t pkcap;
+    /* unpacking: protobuf-c allocates from this arena, reset by every call */
+    ProtobufCAllocator alloc;
+    unsigned char *arena;
+    size_t arena_used, arena_cap;
+    void **bigs;
+    size_t nbigs, capbigs;
 };
+
+static void *ua_alloc(void *ud, size_t size)
+{
+    struct cm_fold_ctx *fc = ud;
+    size_t a = (size + 15) & ~(size_t)15;
+    if (a >= size && a <= fc->arena_cap - fc->arena_used) {
+        void *p = fc->arena + fc->arena_used;
+        fc->arena_used += a;
+        return p;
+    }
+    if (fc->nbigs == fc->capbigs) {
+        size_t nc = fc->capbigs ? fc->capbigs * 2 : 16;
+        void **nb = realloc(fc->bigs, nc * sizeof(*nb));
+        if (!nb)
+            return NULL;
+        fc->bigs = nb;
+        fc->capbigs = nc;
+    }
+    void *p = malloc(size);
+    if (p)
+        fc->bigs[fc->nbigs++] = p;
+    return p;
+}
+
+static void ua_free(void *ud, void *p)
+{
+    (void)ud;
+    (void)p; /* everything goes at the next reset */
+}
+
+static void ua_reset(struct cm_fold_ctx *fc)
+{
+    for (size_t i = 0; i < fc->nbigs; i++)
+        free(fc->bigs[i]);
+    fc->nbigs = 0;
+    fc->arena_used = 0;
+}
 
 /* ---- small helpers ---- */
 
@@ -931,6 +977,13 @@ struct cm_fold_ctx *cm_fold_ctx_new(const struct cm_config *cfg, struct cm_names
         return NULL;
     fc->cfg = cfg;
     fc->nm = nm;
+    fc->arena_cap = 16384;
+    fc->arena = malloc(fc->arena_cap);
+    fc->alloc = (ProtobufCAllocator){.alloc = ua_alloc, .free = ua_free, .allocator_data = fc};
+    if (!fc->arena) {
+        free(fc);
+        return NULL;
+    }
     fc->nat_xxx = cm_names_intern(nm, "XXX", 3);
     if (fc->nat_xxx < 0) {
         free(fc);
@@ -948,6 +1001,10 @@ struct cm_fold_ctx *cm_fold_ctx_free(struct cm_fold_ctx *fc)
     free(fc->si);
     free(fc->ca);
     free(fc->cb);
+    ua_reset(fc);
+    free(fc->bigs);
+    free(fc->arena);
+    free(fc->pk);
     free(fc);
     return NULL;
 }
@@ -1008,25 +1065,42 @@ static char *name_of(const struct cm_fold_ctx *fc, int32_t id)
     return (char *)(s ? s : "");
 }
 
-long cm_mstate_pack(const struct cm_fold_ctx *fc, const struct cm_mstate *st, uint8_t **buf)
+long cm_mstate_pack(struct cm_fold_ctx *fc, const struct cm_mstate *st, uint8_t **buf)
 {
     const struct fstate *fs = &st->snap;
     Circmon__V1__MigrantState m = CIRCMON__V1__MIGRANT_STATE__INIT;
     uint32_t ntombs = 0;
     for (uint32_t o = 0; o < fs->ltombs; o++)
         ntombs += fs->tombs[o] == '\0';
-    Circmon__V1__StatePermit *pv = calloc(fs->np + ntombs + 1, sizeof(*pv));
-    Circmon__V1__StatePermit **pp = calloc(fs->np + ntombs + 1, sizeof(*pp));
-    Circmon__V1__StateScheme *sv = calloc(fs->nsc + 1, sizeof(*sv));
-    Circmon__V1__StateScheme **sp = calloc(fs->nsc + 1, sizeof(*sp));
-    int32_t *runs = calloc((size_t)fs->nr * 4 + 1, sizeof(*runs));
-    Circmon__V1__StateEvent *wv = calloc(st->nw + 1, sizeof(*wv));
-    Circmon__V1__StateEvent **wp = calloc(st->nw + 1, sizeof(*wp));
+    /* every array of the message in one scratch block of the context */
+    size_t np = fs->np + ntombs + 1, nsc = fs->nsc + 1, nr = (size_t)fs->nr * 4 + 1, nw = st->nw + 1;
+    size_t need = np * (sizeof(Circmon__V1__StatePermit) + sizeof(void *)) +
+                  nsc * (sizeof(Circmon__V1__StateScheme) + sizeof(void *)) + nr * sizeof(int32_t) +
+                  nw * (sizeof(Circmon__V1__StateEvent) + sizeof(void *)) + 64;
+    *buf = NULL;
+    if (need > fc->pkcap) {
+        void *n = realloc(fc->pk, need);
+        if (!n)
+            return -ENOMEM;
+        fc->pk = n;
+        fc->pkcap = need;
+    }
+    char *sp_ = fc->pk;
+    Circmon__V1__StatePermit *pv = (void *)sp_;
+    sp_ += np * sizeof(*pv);
+    Circmon__V1__StateScheme *sv = (void *)sp_;
+    sp_ += nsc * sizeof(*sv);
+    Circmon__V1__StateEvent *wv = (void *)sp_;
+    sp_ += nw * sizeof(*wv);
+    Circmon__V1__StatePermit **pp = (void *)sp_;
+    sp_ += np * sizeof(*pp);
+    Circmon__V1__StateScheme **sp = (void *)sp_;
+    sp_ += nsc * sizeof(*sp);
+    Circmon__V1__StateEvent **wp = (void *)sp_;
+    sp_ += nw * sizeof(*wp);
+    int32_t *runs = (void *)sp_;
     uint64_t ring[RING];
     long len = -ENOMEM;
-    *buf = NULL;
-    if (!pv || !pp || !sv || !sp || !runs || !wv || !wp)
-        goto out;
     for (uint32_t i = 0; i < fs->np; i++) {
         const struct permit *p = &fs->p[i];
         circmon__v1__state_permit__init(&pv[i]);
@@ -1097,23 +1171,15 @@ long cm_mstate_pack(const struct cm_fold_ctx *fc, const struct cm_mstate *st, ui
     m.recent_ids = ring;
     size_t sz = circmon__v1__migrant_state__get_packed_size(&m);
     *buf = malloc(sz ? sz : 1);
-    if (!*buf)
-        goto out;
-    len = (long)circmon__v1__migrant_state__pack(&m, *buf);
-out:
-    free(pv);
-    free(pp);
-    free(sv);
-    free(sp);
-    free(runs);
-    free(wv);
-    free(wp);
+    if (*buf)
+        len = (long)circmon__v1__migrant_state__pack(&m, *buf);
     return len;
 }
 
 int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, struct cm_mstate **out)
 {
-    Circmon__V1__MigrantState *m = circmon__v1__migrant_state__unpack(NULL, len, buf);
+    ua_reset(fc);
+    Circmon__V1__MigrantState *m = circmon__v1__migrant_state__unpack(&fc->alloc, len, buf);
     if (!m)
         return -EINVAL;
     int rc = -ENOMEM;
@@ -1217,11 +1283,11 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
     st->nring = (uint8_t)m->n_recent_ids;
     st->ringpos = (uint8_t)(m->n_recent_ids % RING);
     *out = st;
-    circmon__v1__migrant_state__free_unpacked(m, NULL);
+    ua_reset(fc);
     return 0;
 fail:
     cm_mstate_free(st);
 out:
-    circmon__v1__migrant_state__free_unpacked(m, NULL);
+    ua_reset(fc);
     return rc;
 }

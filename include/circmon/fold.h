@@ -49,7 +49,7 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
 
 /* Packs st into a self-contained byte string (a circmon.v1.MigrantState
  * protobuf) in *buf (malloc'd, caller frees). Returns the length or -ENOMEM. */
-long cm_mstate_pack(const struct cm_fold_ctx *fc, const struct cm_mstate *st, uint8_t **buf);
+long cm_mstate_pack(struct cm_fold_ctx *fc, const struct cm_mstate *st, uint8_t **buf);
 
 /* Unpacks a string made by cm_mstate_pack. Returns 0 with *st set, -EINVAL
  * when buf is not a valid state, or -ENOMEM. */
