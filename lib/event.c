@@ -7,7 +7,7 @@
 #include "circmon/event.h"
 #include "circmon/v1/events.pb-c.h"
 
-#define ARENA 4096
+#define ARENA 1024
 
 /* Allocations that did not fit in the arena, freed at the next decode. */
 struct big {
