@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "circmon/config.h"
 #include "circmon/engine.h"
@@ -142,6 +143,13 @@ int cm_ctl_replay(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+
+    /* every file must be readable before anything is folded or printed */
+    for (int i = optind; i < argc; i++)
+        if (strcmp(argv[i], "-") && access(argv[i], R_OK) < 0) {
+            fprintf(stderr, "circmonctl replay: %s: %s\n", argv[i], strerror(errno));
+            return 1;
+        }
 
     struct cm_config cfg;
     char err[512];
