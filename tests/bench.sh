@@ -15,6 +15,7 @@ cd "$top"
 MIGRANTS=${MIGRANTS:-125000}
 PARTITIONS=${PARTITIONS:-64}
 SEED=${SEED:-1}
+tools/install-deps.sh >&2 # kcat, bc and time among them
 . tools/services.sh
 
 bin/circmon-gen --seed "$SEED" --migrants "$MIGRANTS" --out "$work/events.bin"
