@@ -101,7 +101,7 @@ struct daemon {
 
     rd_kafka_topic_partition_list_t *want; /* assignment given by the group */
     enum phase phase;
-    uint64_t gen; /* bumped by every resync: late position replies are ignored */
+    uint64_t gen; /* bumped by every resync and every read of the positions: late replies are ignored */
     struct part *parts;
     size_t n_parts; /* parts[] is indexed by partition id */
     size_t rr;      /* round-robin start of the scheduler */
@@ -645,7 +645,9 @@ static void on_positions(int err, const int64_t *pos, size_t n, void *ud)
 {
     struct pos_req *pr = ud;
     struct daemon *d = pr->d;
-    if (pr->gen != d->gen || d->stopping || !d->want) {
+    /* only the reply to the latest read counts, and only while syncing: an
+     * older one would assign the partitions a second time */
+    if (pr->gen != d->gen || d->phase != PH_SYNCING || d->stopping || !d->want) {
         free(pr->ids);
         free(pr);
         return;
@@ -709,7 +711,7 @@ static void read_positions(struct daemon *d)
         return;
     }
     pr->d = d;
-    pr->gen = d->gen;
+    pr->gen = ++d->gen; /* replies to earlier reads are now stale */
     pr->n = (size_t)d->want->cnt;
     for (int i = 0; i < d->want->cnt; i++) {
         pr->ids[i] = d->want->elems[i].partition;
@@ -741,6 +743,7 @@ static void on_resync_timer(evutil_socket_t fd, short what, void *arg)
 static void resync(struct daemon *d, const char *why)
 {
     drop_all(d);
+    evtimer_del(d->resync_timer); /* at most one read of the positions pending */
     if (!d->want || d->stopping)
         return;
     d->phase = PH_SYNCING;
@@ -898,9 +901,10 @@ static void on_store(struct cm_store *s, int up, void *ud)
     if (!up) {
         cmd_warn("%s; partitions paused until Redis is back", cm_store_errstr(s));
         sd_notify(0, "STATUS=redis unavailable, partitions paused");
-        int was_running = d->phase == PH_RUNNING;
         drop_all(d);
-        if (d->want && was_running)
+        /* paused also when the outage starts during a resync: the partitions
+         * may still be assigned from before it (principle 5) */
+        if (d->want)
             rd_kafka_pause_partitions(d->rk, d->want);
         if (d->want)
             d->phase = PH_SYNCING;

@@ -591,6 +591,81 @@ START_TEST(test_redis_restart)
 }
 END_TEST
 
+/* Occurrences of needle in the file at path. */
+static int count_in_file(const char *path, const char *needle)
+{
+    FILE *fp = fopen(path, "r");
+    char line[4096];
+    int n = 0;
+    if (!fp)
+        return 0;
+    while (fgets(line, sizeof(line), fp))
+        n += strstr(line, needle) != NULL;
+    fclose(fp);
+    return n;
+}
+
+static void redis_cmd_ok(const char *cmd)
+{
+    redisContext *c = redis_conn();
+    ck_assert_ptr_nonnull(c);
+    redisReply *r = redisCommand(c, cmd);
+    ck_assert_msg(r && r->type != REDIS_REPLY_ERROR, "%s: %s", cmd, r ? r->str : c->errstr);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* Redis refuses the applies for a while (out of memory): resyncs back off;
+ * then the connection drops and comes back. The backed-off read of the
+ * positions must not assign the partitions a second time (it would fold
+ * events twice: the data-quality counters would show it). */
+START_TEST(test_redis_refusals_then_reconnect)
+{
+    SETUP();
+    const char *ev = path_in("ev.bin"), *a = path_in("a.bin"), *b = path_in("b.bin");
+    gen(ev, 5, 3000);
+    long n = count_records(ev);
+    split(ev, n / 2, a, b);
+    const char *conf = write_conf("c.conf", "refusals", 200, 4);
+    const char *log = path_in("d.log");
+    publish(conf, a);
+    pid_t d = daemon_start(conf, log, NULL);
+    wait_caught_up(conf, n / 2, 60);
+
+    redis_cmd_ok("CONFIG SET maxmemory 1");
+    publish(conf, b);
+    double end = now_s() + 60;
+    int before = count_in_file(log, "resynchronising"), now;
+    while ((now = count_in_file(log, "resynchronising")) < before + 4) {
+        ck_assert_msg(now_s() < end, "no resyncs while Redis refused the applies");
+        nap_ms(20);
+    }
+    redis_cmd_ok("CONFIG SET maxmemory 0");
+    /* drop every client connection: the daemon reconnects and resyncs at once */
+    redisContext *c = redis_conn();
+    ck_assert_ptr_nonnull(c);
+    freeReplyObject(redisCommand(c, "CLIENT KILL TYPE normal"));
+    redisFree(c);
+    wait_caught_up(conf, n, 90);
+    /* A stale backoff timer would fire within the longest backoff (5 s) and
+     * assign again: watch for that long (this waits for something that must
+     * not happen, so it can only be bounded by time), then let the daemon
+     * settle and compare, data quality included. */
+    const char *assigned = "partitions from the positions in Redis";
+    int assigns = count_in_file(log, assigned);
+    end = now_s() + 6;
+    while (now_s() < end) {
+        ck_assert_msg(count_in_file(log, assigned) == assigns,
+                      "the partitions were assigned again after the reconnection (%s)", log);
+        nap_ms(100);
+    }
+    wait_caught_up(conf, n, 30);
+    ck_assert(alive(d));
+    compare(conf, AS_OF, a, b);
+    stop_daemon(d);
+}
+END_TEST
+
 /* Reads the whole dead-letter topic; checks each source offset appears once
  * with its headers. Returns the number of messages. */
 static long read_dlq(void)
@@ -833,6 +908,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_crash);
     tcase_add_test(tc, test_rebalance);
     tcase_add_test(tc, test_redis_restart);
+    tcase_add_test(tc, test_redis_refusals_then_reconnect);
     tcase_add_test(tc, test_bad_input);
     suite_add_tcase(s, tc);
     return s;
