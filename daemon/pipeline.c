@@ -1169,7 +1169,12 @@ static int kafka_wait(struct daemon *d)
         }
         cmd_warn("kafka at %s, topic %s: %s; retrying", d->cfg->brokers, d->cfg->topic,
                  rd_kafka_err2str(e));
-        sleep(1);
+        /* a second between tries, in the loop: SIGTERM is served meanwhile */
+        struct timeval sec = {1, 0};
+        event_base_loopexit(d->base, &sec);
+        event_base_dispatch(d->base);
+        if (d->stopping)
+            return -ECANCELED;
     }
 }
 
@@ -1287,9 +1292,15 @@ int cmd_run(const struct cm_config *cfg)
     }
     cmd_info("redis ready; connecting to kafka at %s", cfg->brokers);
 
-    if (kafka_setup(d) < 0 || kafka_wait(d) < 0) {
+    if (kafka_setup(d) < 0) {
         teardown(d);
         return 1;
+    }
+    int kw = kafka_wait(d);
+    if (kw < 0) {
+        int rc = kw == -ECANCELED ? d->exit_code : 1; /* stopped by a signal: 0 */
+        teardown(d);
+        return rc;
     }
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, cfg->topic, RD_KAFKA_PARTITION_UA);
