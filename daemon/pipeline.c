@@ -74,6 +74,7 @@ struct part {
     int active;   /* assigned and synced: messages are taken */
     int64_t pos;  /* stored position: the next apply's expected value */
     int64_t next; /* next offset expected from Kafka: older ones are dropped */
+    int fresh;    /* no message taken since the assignment */
     rd_kafka_message_t **q;
     size_t n, cap;
     int64_t since_ms; /* when the oldest queued message was taken (monotonic) */
@@ -667,6 +668,7 @@ static void on_positions(int err, const int64_t *pos, size_t n, void *ud)
         p->pos = pos[i];
         p->next = pos[i];
         p->active = 1;
+        p->fresh = 1;
         /* An absent position is 0: from the beginning (the log start may
          * have moved past 0). */
         tp->offset = pos[i] > 0 ? pos[i] : RD_KAFKA_OFFSET_BEGINNING;
@@ -813,6 +815,14 @@ static void take_message(struct daemon *d, rd_kafka_message_t *m)
         rd_kafka_message_destroy(m); /* from before a resync, or a redelivery */
         return;
     }
+    /* The first message after an assignment starts where Redis says, unless
+     * the topic lost what lies between (retention). Later gaps are normal
+     * with transactional producers (commit markers) and are not reported. */
+    if (p->fresh && m->offset > p->next)
+        cmd_warn("partition %" PRId32 ": offsets %" PRId64 "..%" PRId64
+                 " are no longer in the topic (retention?) and were never folded",
+                 m->partition, p->next, m->offset - 1);
+    p->fresh = 0;
     if (p->n == p->cap) {
         size_t c = p->cap ? p->cap * 2 : 256;
         rd_kafka_message_t **q = realloc(p->q, c * sizeof(*q));
