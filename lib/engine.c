@@ -39,16 +39,6 @@ struct cm_engine {
     int64_t latest; /* latest occurred_at of the accepted events */
 };
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h ^ (h >> 29);
-}
-
 struct cm_engine *cm_engine_new(const struct cm_config *cfg)
 {
     struct cm_engine *en = calloc(1, sizeof(*en));
@@ -160,7 +150,7 @@ static int flush(struct cm_engine *en)
 
 static struct cm_mstate *migrant(struct cm_engine *en, const char *id)
 {
-    return migrant_h(en, id, hash_str(id));
+    return migrant_h(en, id, cm_hash_str(id));
 }
 
 static int fold_into(struct cm_engine *en, struct cm_mstate *st, const struct cm_event *ev);
@@ -198,7 +188,7 @@ int cm_engine_feed_batch(struct cm_engine *en, const uint8_t *const *bufs, const
                 return -ENOMEM;
             rj[i] = (int)cm_decode(en->decs[i], bufs[base + i], lens[base + i], &ev[i]);
             if (rj[i] == CM_OK) {
-                h[i] = hash_str(ev[i].migrant_id);
+                h[i] = cm_hash_str(ev[i].migrant_id);
                 __builtin_prefetch(&en->m[h[i] & (en->cap - 1)]);
             }
         }

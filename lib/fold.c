@@ -210,16 +210,6 @@ static int32_t clamp_day(int64_t t)
     return (int32_t)d;
 }
 
-static uint64_t id_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h ^ (h >> 32);
-}
-
 static int grow(void **v, uint32_t *cap, uint32_t need, size_t size)
 {
     if (need <= *cap)
@@ -869,7 +859,7 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
                   struct cm_item **items, size_t *n, size_t *cap)
 {
     size_t n0 = *n;
-    uint64_t h = id_hash(ev->event_id);
+    uint64_t h = cm_hash_str(ev->event_id);
     if (known_id(st, h) || (ev->type == CM_EV_GRANTED && holds_permit(st, ev->permit_id)))
         return dq_item(items, n, cap, CM_DQ_DUPLICATES) < 0 ? -ENOMEM : CM_FOLD_DUPLICATE;
     int64_t window = (int64_t)fc->cfg->reorder_window_days * CM_DAY;

@@ -210,7 +210,7 @@ json_t *cm_indicators_json(const struct cm_agg *ag, const struct cm_names *nm,
                            const struct cm_config *cfg, int64_t as_of)
 {
     struct eval e = {.cfg = cfg, .nm = nm, .ds = cm_day(as_of)};
-    json_t *doc = NULL, *schemes = NULL, *dq = NULL;
+    json_t *doc = NULL, *schemes = NULL, *dq = NULL, *ret = NULL;
     struct totals *tot = NULL;
     size_t ntot = 0;
     e.res = cm_agg_new();
@@ -284,13 +284,8 @@ json_t *cm_indicators_json(const struct cm_agg *ag, const struct cm_names *nm,
     if (json_object_set_new(doc, "as_of", json_integer(as_of)) < 0 ||
         json_object_set(doc, "schemes", schemes) < 0 || json_object_set(doc, "data_quality", dq) < 0)
         goto fail;
-    json_decref(schemes);
-    json_decref(dq);
-    free(tot);
-    free(e.g);
-    cm_agg_free(e.res);
-    cm_agg_free(e.gidx);
-    return doc;
+    ret = doc;
+    doc = NULL;
 fail:
     json_decref(doc);
     json_decref(schemes);
@@ -299,7 +294,7 @@ fail:
     free(e.g);
     cm_agg_free(e.res);
     cm_agg_free(e.gidx);
-    return NULL;
+    return ret;
 }
 
 static void cell_rate(FILE *fp, const json_t *v)

@@ -18,14 +18,24 @@ struct cm_names {
     size_t nslots;     /* power of two */
 };
 
-static uint64_t hash_bytes(const char *s, size_t len)
+uint64_t cm_hash_bytes(const char *s, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < len; i++) {
         h ^= (unsigned char)s[i];
         h *= 1099511628211ULL;
     }
-    return h;
+    return h ^ (h >> 32);
+}
+
+uint64_t cm_hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h ^ (h >> 32);
 }
 
 struct cm_names *cm_names_new(void)
@@ -62,7 +72,7 @@ static int grow_slots(struct cm_names *nm)
 
 int32_t cm_names_intern(struct cm_names *nm, const char *s, size_t len)
 {
-    uint64_t h = hash_bytes(s, len);
+    uint64_t h = cm_hash_bytes(s, len);
     size_t j = h & (nm->nslots - 1);
     while (nm->slots[j]) {
         struct cm_name *e = &nm->v[nm->slots[j] - 1];

@@ -7,6 +7,13 @@
 
 struct cm_names;
 
+/* 64-bit FNV-1a of len bytes, with the high half folded into the low one
+ * (tables index by the low bits). This function can't fail. */
+uint64_t cm_hash_bytes(const char *s, size_t len);
+
+/* cm_hash_bytes of a NUL-terminated string. */
+uint64_t cm_hash_str(const char *s);
+
 /* A new, empty table, or NULL when out of memory. */
 struct cm_names *cm_names_new(void);
 
