@@ -27,6 +27,9 @@
 #define FLUSH_TICK_MS 5         /* how often partial batches are checked for linger */
 #define STATS_S 10              /* operator log line period */
 #define RESYNC_BACKOFF_MAX_MS 5000
+/* Messages held (queued and in batches) stop the polling past this many
+ * bytes of keys and payloads, whatever their number. */
+#define MAX_BUFFERED_BYTES ((size_t)256 << 20)
 
 struct daemon;
 
@@ -67,6 +70,7 @@ struct batch {
     size_t dlq_pending; /* dead letters awaiting their delivery report */
     size_t dlq_failed;
     size_t n_dlq, n_folded;
+    size_t bytes; /* keys and payloads of its messages */
 };
 
 struct part {
@@ -110,6 +114,7 @@ struct daemon {
     size_t in_flight; /* batches attached to a partition */
     size_t buffered;  /* messages held, queued or in batches */
     size_t max_buffered;
+    size_t buffered_bytes; /* their keys and payloads */
     int capped;  /* stopped polling because max_buffered was reached */
     int drained; /* the last poll pass emptied the consumer queue */
 
@@ -134,6 +139,11 @@ static void batch_apply(struct batch *b);
 static void maybe_finish_stop(struct daemon *d);
 
 /* ------------------------------------------------------------ helpers */
+
+static size_t msg_bytes(const rd_kafka_message_t *m)
+{
+    return m->len + m->key_len;
+}
 
 static void ms_tv(int ms, struct timeval *tv)
 {
@@ -237,6 +247,7 @@ static void batch_abandon(struct batch *b)
         b->p = NULL;
         d->in_flight--;
         d->buffered -= b->n;
+        d->buffered_bytes -= b->bytes;
     }
     if (!b->store_pending && !b->dlq_pending)
         batch_free(b);
@@ -305,8 +316,10 @@ static void batch_start(struct daemon *d, struct part *p)
     d->batches = b;
     p->b = b;
     d->in_flight++;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         b->msgs[i].m = p->q[i];
+        b->bytes += msg_bytes(p->q[i]);
+    }
     memmove(p->q, p->q + n, (p->n - n) * sizeof(*p->q));
     p->n -= n;
     p->since_ms = now_ms(); /* the rest lingers afresh: a conservative bound */
@@ -577,7 +590,8 @@ static void on_applied(int err, int applied, int64_t stored, void *ud)
     d->n_applies++;
     d->resync_backoff_ms = 0;
     batch_done(b);
-    if (d->capped && d->buffered < d->max_buffered / 2) {
+    if (d->capped && d->buffered < d->max_buffered / 2 &&
+        d->buffered_bytes < MAX_BUFFERED_BYTES / 2) {
         d->capped = 0;
         event_active(d->kev, EV_READ, 0); /* resume polling */
     }
@@ -623,8 +637,10 @@ static void drop_all(struct daemon *d)
         struct part *p = &d->parts[i];
         if (p->b)
             batch_abandon(p->b);
-        for (size_t j = 0; j < p->n; j++)
+        for (size_t j = 0; j < p->n; j++) {
+            d->buffered_bytes -= msg_bytes(p->q[j]);
             rd_kafka_message_destroy(p->q[j]);
+        }
         d->buffered -= p->n;
         p->n = 0;
         p->active = 0;
@@ -839,6 +855,7 @@ static void take_message(struct daemon *d, rd_kafka_message_t *m)
     p->q[p->n++] = m;
     p->next = m->offset + 1;
     d->buffered++;
+    d->buffered_bytes += msg_bytes(m);
     if (p->n >= (size_t)d->cfg->batch_size && !p->b)
         schedule(d, 0);
 }
@@ -860,7 +877,7 @@ static void on_kafka(evutil_socket_t fd, short what, void *arg)
     int drained = 0;
     /* A bounded pass, so that Redis replies and timers get their turn. */
     for (int i = 0; i < 20000; i++) {
-        if (d->buffered >= d->max_buffered) {
+        if (d->buffered >= d->max_buffered || d->buffered_bytes >= MAX_BUFFERED_BYTES) {
             d->capped = 1; /* polling resumes when batches complete */
             break;
         }
@@ -1042,8 +1059,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     /* Stop taking messages; let batches in flight finish within a bound. */
     for (size_t i = 0; i < d->n_parts; i++) {
         struct part *p = &d->parts[i];
-        for (size_t j = 0; j < p->n; j++)
+        for (size_t j = 0; j < p->n; j++) {
+            d->buffered_bytes -= msg_bytes(p->q[j]);
             rd_kafka_message_destroy(p->q[j]);
+        }
         d->buffered -= p->n;
         p->n = 0;
     }
