@@ -762,7 +762,11 @@ static void resync(struct daemon *d, const char *why)
 {
     drop_all(d);
     evtimer_del(d->resync_timer); /* at most one read of the positions pending */
-    if (!d->want || d->stopping)
+    if (d->stopping) {
+        maybe_finish_stop(d); /* nothing left in flight: close now */
+        return;
+    }
+    if (!d->want)
         return;
     d->phase = PH_SYNCING;
     sd_notify(0, "STATUS=resynchronising from Redis");
