@@ -314,9 +314,9 @@ int cm_indicators_print_table(const json_t *doc, FILE *fp)
 {
     static const char *const cols[] = {"expected_departures", "in_time_departures", "late_departures",
                                        "in_country_overstays", "status_changes", "no_shows",
-                                       "reentries", "present"};
+                                       "reentries", "stay_limit_breaches", "present"};
     static const char *const heads[] = {"expected", "in_time", "late", "in_country", "status",
-                                        "no_show", "reentry", "present"};
+                                        "no_show", "reentry", "breaches", "present"};
     const json_t *schemes = json_object_get(doc, "schemes");
     const char *sid;
     json_t *s;
