@@ -16,9 +16,9 @@ struct big {
 };
 
 /* protobuf-c allocates from a bump arena that each decode resets: one
- * message costs no malloc/free in the common case. */
+ * message costs no malloc/free in the common case, and the decoded event
+ * points into the arena until the next decode. */
 struct cm_decoder {
-    Circmon__V1__Event *msg; /* last unpacked message, in the arena */
     ProtobufCAllocator alloc;
     size_t used;
     struct big *bigs;
@@ -58,7 +58,6 @@ static void arena_reset(struct cm_decoder *d)
         free(b);
     }
     d->used = 0;
-    d->msg = NULL;
 }
 
 static const char *const reject_names[CM_REJ__COUNT] = {
@@ -90,7 +89,6 @@ struct cm_decoder *cm_decoder_new(void)
     struct cm_decoder *d = malloc(sizeof(*d));
     if (!d)
         return NULL;
-    d->msg = NULL;
     d->used = 0;
     d->bigs = NULL;
     d->alloc = (ProtobufCAllocator){.alloc = arena_alloc, .free = arena_free, .allocator_data = d};
@@ -123,7 +121,6 @@ enum cm_reject cm_decode(struct cm_decoder *d, const uint8_t *buf, size_t len, s
     Circmon__V1__Event *m = circmon__v1__event__unpack(&d->alloc, len, buf);
     if (!m)
         return CM_REJ_DECODE;
-    d->msg = m;
 
     memset(ev, 0, sizeof(*ev));
     ev->event_id = s_or_empty(m->event_id);
