@@ -146,7 +146,7 @@ struct cm_fold_ctx {
     struct cm_names *nm;
     struct sinfo *si; /* by name number */
     size_t nsi;
-    int32_t nat_xxx;
+    int32_t nat_xxx; /* ICAO's "unspecified nationality", for grants without one */
     struct fstate ta, tb; /* scratch: snapshot + window, before and after */
     struct cm_item *ca, *cb;
     size_t na, nb, capa, capb;
@@ -869,9 +869,9 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
     struct wev e = {.idh = h, .t = ev->occurred_at, .type = (uint8_t)ev->type};
     switch (ev->type) {
     case CM_EV_GRANTED: {
-        const char *nat = ev->nationality[0] ? ev->nationality : "XXX";
         e.scheme = cm_names_intern(fc->nm, ev->scheme_id, strlen(ev->scheme_id));
-        e.nat = cm_names_intern(fc->nm, nat, strlen(nat));
+        e.nat = ev->nationality[0] ? cm_names_intern(fc->nm, ev->nationality, strlen(ev->nationality))
+                                   : fc->nat_xxx;
         if (e.scheme < 0 || e.nat < 0 || !scheme_info(fc, e.scheme))
             return -ENOMEM;
         e.vf = clamp_day(ev->valid_from);
