@@ -44,6 +44,11 @@ static int check_config(const struct cm_config *cfg)
         return 1;
     }
     rd_kafka_conf_destroy(c);
+    if (!(c = cmd_scanner_conf(cfg, err, sizeof(err)))) {
+        fprintf(stderr, "circmond: %s: %s\n", cfg->path ? cfg->path : "config", err);
+        return 1;
+    }
+    rd_kafka_conf_destroy(c);
     return 0;
 }
 

@@ -19,12 +19,13 @@
 
 #include "circmon/config.h"
 
-/* Builds the consumer and producer configurations of circmond from cfg,
- * with its forced settings (manual offsets, earliest reset) and tuning
- * defaults (overridable by rdkafka.*). Returns NULL with err set on a bad
- * property. */
+/* Builds the configurations of circmond's consumer, dead-letter producer
+ * and dead-letter reader from cfg, with their forced settings (manual
+ * offsets, earliest reset) and tuning defaults (overridable by rdkafka.*).
+ * Returns NULL with err set on a bad property. */
 rd_kafka_conf_t *cmd_consumer_conf(const struct cm_config *cfg, char *err, size_t errlen);
 rd_kafka_conf_t *cmd_producer_conf(const struct cm_config *cfg, char *err, size_t errlen);
+rd_kafka_conf_t *cmd_scanner_conf(const struct cm_config *cfg, char *err, size_t errlen);
 
 /* Runs the daemon until SIGTERM/SIGINT. Returns the process exit status:
  * 0 after a clean stop, 1 when a dependency stayed unreachable past the

@@ -27,6 +27,8 @@
 #define FLUSH_TICK_MS 5         /* how often partial batches are checked for linger */
 #define STATS_S 10              /* operator log line period */
 #define RESYNC_BACKOFF_MAX_MS 5000
+#define DLQ_SCAN_TIMEOUT_MS 10000 /* reading back a dead-letter partition at assignment */
+#define DLQ_FLUSH_MS 10000        /* dead letters in flight delivered before a revoke completes */
 /* Messages held (queued and in batches) stop the polling past this many
  * bytes of keys and payloads, whatever their number. */
 #define MAX_BUFFERED_BYTES ((size_t)256 << 20)
@@ -70,7 +72,8 @@ struct batch {
     size_t dlq_pending; /* dead letters awaiting their delivery report */
     size_t dlq_failed;
     size_t n_dlq, n_folded;
-    size_t bytes; /* keys and payloads of its messages */
+    size_t bytes;      /* keys and payloads of its messages */
+    int64_t mark_from; /* the dead-letter mark its apply writes, -1 = none */
 };
 
 struct part {
@@ -83,6 +86,15 @@ struct part {
     size_t n, cap;
     int64_t since_ms; /* when the oldest queued message was taken (monotonic) */
     struct batch *b; /* the batch in flight, if any */
+    /* Dead letters already on the topic for offsets at or past pos, read back
+     * at assignment (a predecessor died after sending them, before its
+     * apply): sorted, not sent again. */
+    int64_t *dlq_seen;
+    size_t n_seen, cap_seen;
+    int32_t mark_part; /* the dead-letter mark Redis holds (-1: none) */
+    int64_t mark_from;
+    int32_t dp;    /* its dead-letter partition: the marked one, else id % count */
+    int assigning; /* positions read, dead letters being read back */
 };
 
 enum phase { PH_IDLE, PH_SYNCING, PH_RUNNING };
@@ -100,6 +112,9 @@ struct daemon {
     int kpipe[2];
     struct event *kev;
     rd_kafka_t *prod; /* dead-letter producer */
+    rd_kafka_t *scan; /* reads the dead-letter topic back at assignment */
+    int32_t n_dlq_parts;
+    int64_t *dlq_next; /* per dead-letter partition: past the last delivery known, -1 */
     rd_kafka_queue_t *pq;
     int ppipe[2];
     struct event *pev;
@@ -123,7 +138,9 @@ struct daemon {
     int closing;  /* rd_kafka_consumer_close_queue called */
     int exit_code;
     int resync_backoff_ms;
-    uint64_t crash_after; /* CIRCMOND_TEST_CRASH_AFTER_APPLIES, 0 = off */
+    uint64_t crash_after;     /* CIRCMOND_TEST_CRASH_AFTER_APPLIES, 0 = off */
+    uint64_t crash_after_dlq; /* CIRCMOND_TEST_CRASH_AFTER_DLQ, 0 = off */
+    uint64_t n_dlq_batches;   /* batches whose dead letters were all delivered */
 
     struct event *sig_term, *sig_int, *flush_timer, *stats_timer, *startup_timer,
         *resync_timer, *stop_timer, *close_timer;
@@ -210,6 +227,26 @@ static struct part *part_get(struct daemon *d, int32_t id)
         d->n_parts = n;
     }
     return &d->parts[id];
+}
+
+/* The dead-letter partition of source partition part: fixed once a mark
+ * names it (even if the topic gains partitions), so that the dead letters of
+ * one source partition can be read back in order. */
+static int32_t dlq_part(const struct daemon *d, int32_t part)
+{
+    return d->parts[part].dp;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Whether a dead letter for offset off of p is on the topic already. */
+static int dlq_seen(const struct part *p, int64_t off)
+{
+    return p->n_seen && bsearch(&off, p->dlq_seen, p->n_seen, sizeof(off), cmp_i64);
 }
 
 /* ------------------------------------------------------------ batches */
@@ -486,9 +523,11 @@ static void on_states(int err, const struct cm_store_val *vals, size_t nv, void 
         if (r->rej == CM_OK)
             continue;
         b->n_dlq++;
+        if (dlq_seen(b->p, r->m->offset))
+            continue; /* on the topic already */
         int e = cm_dlq_send_opaque(d->prod, d->cfg->dlq_topic, r->m->key, r->m->key_len,
                                    r->m->payload, r->m->len, cm_reject_name(r->rej), src,
-                                   r->m->partition, r->m->offset, b);
+                                   r->m->partition, r->m->offset, dlq_part(d, b->part_id), b);
         if (e < 0) {
             cmd_err("partition %" PRId32 ": dead letter for offset %" PRId64 " not queued: %s",
                     b->part_id, r->m->offset, strerror(-e));
@@ -510,8 +549,11 @@ static void on_states(int err, const struct cm_store_val *vals, size_t nv, void 
 static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
-    (void)opaque;
+    struct daemon *d = opaque;
     struct batch *b = m->_private;
+    if (!m->err && m->partition >= 0 && m->partition < d->n_dlq_parts &&
+        m->offset >= d->dlq_next[m->partition])
+        d->dlq_next[m->partition] = m->offset + 1;
     if (!b)
         return;
     if (m->err) {
@@ -531,6 +573,9 @@ static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *o
         resync(b->d, "dead letters not delivered");
         return;
     }
+    /* Test hook: die like SIGKILL between the dead letters and the apply. */
+    if (d->crash_after_dlq && ++d->n_dlq_batches >= d->crash_after_dlq)
+        raise(SIGKILL);
     batch_apply(b);
 }
 
@@ -542,6 +587,21 @@ static void batch_apply(struct batch *b)
     b->stage = B_APPLY;
     struct cm_store_apply *ap = b->ap;
     b->ap = NULL;
+    /* Dead letters for offsets from new_pos on can only come later than the
+     * ones delivered so far: a reader after a crash starts there. */
+    int32_t dp = dlq_part(d, b->part_id);
+    struct part *p = b->p;
+    if (d->dlq_next[dp] >= 0 && (p->mark_part != dp || p->mark_from != d->dlq_next[dp])) {
+        if (cm_store_apply_dlq_mark(ap, dp, d->dlq_next[dp]) < 0) {
+            cm_store_apply_free(ap);
+            batch_abandon(b);
+            resync(d, "out of memory");
+            return;
+        }
+        b->mark_from = d->dlq_next[dp];
+    } else {
+        b->mark_from = -1;
+    }
     int r = cm_store_apply_send(d->st, ap, on_applied, b);
     if (r < 0) {
         cmd_debug("partition %" PRId32 ": apply not sent: %s", b->part_id, strerror(-r));
@@ -585,6 +645,10 @@ static void on_applied(int err, int applied, int64_t stored, void *ud)
         raise(SIGKILL);
     struct part *p = b->p;
     p->pos = b->new_pos;
+    if (b->mark_from >= 0) {
+        p->mark_part = dlq_part(d, p->id);
+        p->mark_from = b->mark_from;
+    }
     d->n_folded += b->n_folded;
     d->n_dlq += b->n_dlq;
     d->n_applies++;
@@ -658,7 +722,75 @@ struct pos_req {
     size_t n;
 };
 
-static void on_positions(int err, const int64_t *pos, size_t n, void *ud)
+/* A dead letter read back: kept when it is for a partition being assigned,
+ * at or past its position. */
+static int on_dlq_seen(int32_t part, int64_t off, void *ud)
+{
+    struct daemon *d = ud;
+    if ((size_t)part >= d->n_parts)
+        return 0;
+    struct part *p = &d->parts[part];
+    if (!p->assigning || off < p->pos)
+        return 0;
+    if (p->n_seen == p->cap_seen) {
+        size_t nc = p->cap_seen ? p->cap_seen * 2 : 16;
+        int64_t *ns = realloc(p->dlq_seen, nc * sizeof(*ns));
+        if (!ns)
+            return -ENOMEM;
+        p->dlq_seen = ns;
+        p->cap_seen = nc;
+    }
+    p->dlq_seen[p->n_seen++] = off;
+    return 0;
+}
+
+/* Reads back, from each dead-letter partition of the n partitions ids being
+ * assigned, the dead letters sent past their marks: those of a predecessor
+ * that died before its apply. They are not sent again. Blocks (a watermark
+ * query per dead-letter partition; reading only after a crash). */
+static int dlq_read_back(struct daemon *d, const int32_t *ids, size_t n)
+{
+    for (int32_t dp = 0; dp < d->n_dlq_parts; dp++) {
+        int64_t from = -1;
+        for (size_t i = 0; i < n; i++) {
+            const struct part *p = &d->parts[ids[i]];
+            if (p->dp != dp)
+                continue;
+            int64_t f = p->mark_part == dp ? p->mark_from : 0;
+            if (from < 0 || f < from)
+                from = f;
+        }
+        if (from < 0)
+            continue;
+        char err[512];
+        int64_t end = 0;
+        int r = cm_dlq_scan(d->scan, d->cfg->dlq_topic, dp, from, d->cfg->topic,
+                            DLQ_SCAN_TIMEOUT_MS, on_dlq_seen, d, &end, err, sizeof(err));
+        if (r < 0) {
+            cmd_warn("dead-letter topic: %s", r == -ENOMEM ? strerror(ENOMEM) : err);
+            return r;
+        }
+        if (end > d->dlq_next[dp])
+            d->dlq_next[dp] = end;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct part *p = &d->parts[ids[i]];
+        if (!p->n_seen)
+            continue;
+        qsort(p->dlq_seen, p->n_seen, sizeof(*p->dlq_seen), cmp_i64);
+        size_t k = 1;
+        for (size_t j = 1; j < p->n_seen; j++)
+            if (p->dlq_seen[j] != p->dlq_seen[k - 1])
+                p->dlq_seen[k++] = p->dlq_seen[j];
+        p->n_seen = k;
+        cmd_info("partition %" PRId32 ": %zu dead letters past offset %" PRId64
+                 " already on %s [%" PRId32 "]: not sent again",
+                 p->id, k, p->pos, d->cfg->dlq_topic, p->dp);
+    }
+    return 0;
+}
+
+static void on_positions(int err, const struct cm_store_pos *pos, size_t n, void *ud)
 {
     struct pos_req *pr = ud;
     struct daemon *d = pr->d;
@@ -677,17 +809,35 @@ static void on_positions(int err, const int64_t *pos, size_t n, void *ud)
             resync(d, "reading positions failed");
         return; /* else the reconnection resyncs */
     }
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(d->want);
     for (size_t i = 0; i < n; i++) {
         struct part *p = part_get(d, pr->ids[i]);
+        p->pos = pos[i].pos;
+        p->next = pos[i].pos;
+        p->mark_part = pos[i].dlq_part;
+        p->mark_from = pos[i].dlq_from;
+        p->dp = p->mark_part >= 0 && p->mark_part < d->n_dlq_parts ? p->mark_part
+                                                                     : p->id % d->n_dlq_parts;
+        p->n_seen = 0;
+        p->assigning = 1;
+    }
+    int rb = dlq_read_back(d, pr->ids, n);
+    for (size_t i = 0; i < n; i++)
+        d->parts[pr->ids[i]].assigning = 0;
+    if (rb < 0) {
+        free(pr->ids);
+        free(pr);
+        resync(d, "reading back the dead-letter topic failed");
+        return;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(d->want);
+    for (size_t i = 0; i < n; i++) {
+        struct part *p = &d->parts[pr->ids[i]];
         rd_kafka_topic_partition_t *tp = &l->elems[i];
-        p->pos = pos[i];
-        p->next = pos[i];
         p->active = 1;
         p->fresh = 1;
         /* An absent position is 0: from the beginning (the log start may
          * have moved past 0). */
-        tp->offset = pos[i] > 0 ? pos[i] : RD_KAFKA_OFFSET_BEGINNING;
+        tp->offset = p->pos > 0 ? p->pos : RD_KAFKA_OFFSET_BEGINNING;
     }
     rd_kafka_resp_err_t e = rd_kafka_assign(d->rk, l);
     if (e)
@@ -711,6 +861,12 @@ static void read_positions(struct daemon *d)
 {
     if (!d->want || d->stopping || !cm_store_ready(d->st))
         return;
+    if (d->prod && rd_kafka_outq_len(d->prod) > 0) {
+        /* dead letters of abandoned batches still in flight: reading back
+         * the topic before they land would send them again */
+        timer_in(d->resync_timer, 20);
+        return;
+    }
     if (d->want->cnt == 0) {
         /* More daemons than partitions: idle, but up (systemd waits for READY). */
         rd_kafka_assign(d->rk, d->want);
@@ -805,8 +961,12 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         cmd_info("group revoked %d partitions", parts->cnt);
     else
         cmd_warn("rebalance error: %s", rd_kafka_err2str(err));
-    /* In-flight applies are abandoned: the next owner's CAS settles them. */
+    /* In-flight applies are abandoned: the next owner's CAS settles them.
+     * Dead letters in flight land before the next owner reads them back. */
     drop_all(d);
+    if (rd_kafka_flush(d->prod, DLQ_FLUSH_MS))
+        cmd_warn("dead letters still in flight after %d s: the next owner may send them again",
+                 DLQ_FLUSH_MS / 1000);
     if (d->want)
         d->want = (rd_kafka_topic_partition_list_destroy(d->want), NULL);
     d->phase = PH_IDLE;
@@ -1113,6 +1273,7 @@ rd_kafka_conf_t *cmd_producer_conf(const struct cm_config *cfg, char *err, size_
 {
     static const char *const defaults[][2] = {
         {"client.id", "circmond-dlq"},
+        {"enable.idempotence", "true"}, /* a retry never writes a dead letter twice */
         {"linger.ms", "5"},
         {"message.timeout.ms", "30000"},
     };
@@ -1129,6 +1290,31 @@ rd_kafka_conf_t *cmd_producer_conf(const struct cm_config *cfg, char *err, size_
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
+    return conf;
+}
+
+rd_kafka_conf_t *cmd_scanner_conf(const struct cm_config *cfg, char *err, size_t errlen)
+{
+    /* It never joins a group nor commits: a group id is only required by
+     * librdkafka's consumer API. */
+    char group[512];
+    snprintf(group, sizeof(group), "%s.dlq-read-back", cfg->group_id);
+    const char *const forced[][2] = {
+        {"client.id", "circmond-dlq-read-back"},
+        {"group.id", group},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"enable.partition.eof", "true"},
+    };
+    rd_kafka_conf_t *conf = cm_kafka_conf_new(cfg, err, errlen);
+    if (!conf)
+        return NULL;
+    for (size_t i = 0; i < sizeof(forced) / sizeof(forced[0]); i++)
+        if (rd_kafka_conf_set(conf, forced[i][0], forced[i][1], err, errlen) !=
+            RD_KAFKA_CONF_OK) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
     return conf;
 }
 
@@ -1173,34 +1359,67 @@ static int kafka_setup(struct daemon *d)
         return -ENOMEM;
     rd_kafka_queue_io_event_enable(d->pq, d->ppipe[1], "p", 1);
     event_add(d->pev, NULL);
+
+    if (!(conf = cmd_scanner_conf(d->cfg, err, sizeof(err)))) {
+        cmd_err("kafka dead-letter reader configuration: %s", err);
+        return -EINVAL;
+    }
+    if (!(d->scan = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)))) {
+        rd_kafka_conf_destroy(conf);
+        cmd_err("kafka dead-letter reader: %s", err);
+        return -EINVAL;
+    }
     return 0;
 }
 
 /* Waits (blocking) until the brokers answer and the topic exists, within
  * the start-up budget. */
+/* The partition count of topic, or a negative Kafka error code. */
+static int topic_partitions(rd_kafka_t *rk, const char *topic)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (!rkt)
+        return -RD_KAFKA_RESP_ERR__FAIL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+    if (!e && md->topic_cnt == 1 && md->topics[0].err)
+        e = md->topics[0].err;
+    if (!e && (md->topic_cnt != 1 || md->topics[0].partition_cnt < 1))
+        e = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    int n = e ? -(int)e : md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return n;
+}
+
 static int kafka_wait(struct daemon *d)
 {
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(d->rk, d->cfg->topic, NULL);
-        rd_kafka_resp_err_t e = rd_kafka_metadata(d->rk, 0, rkt, &md, 5000);
-        if (!e && md->topic_cnt == 1 && md->topics[0].err)
-            e = md->topics[0].err;
-        if (md)
-            rd_kafka_metadata_destroy(md);
-        if (rkt)
-            rd_kafka_topic_destroy(rkt);
-        if (!e)
+        const char *topic = d->cfg->topic;
+        int n = topic_partitions(d->rk, topic);
+        if (n > 0) {
+            topic = d->cfg->dlq_topic;
+            n = topic_partitions(d->rk, topic);
+        }
+        if (n > 0) {
+            d->n_dlq_parts = n;
+            if (!(d->dlq_next = malloc((size_t)n * sizeof(*d->dlq_next))))
+                return -ENOMEM;
+            for (int i = 0; i < n; i++)
+                d->dlq_next[i] = -1;
             return 0;
+        }
+        rd_kafka_resp_err_t e = (rd_kafka_resp_err_t)-n;
         clock_gettime(CLOCK_MONOTONIC, &t);
         if ((t.tv_sec - t0.tv_sec) * 1000 > STARTUP_BUDGET_MS || d->stopping) {
-            cmd_err("kafka at %s, topic %s: %s; giving up after %d s", d->cfg->brokers,
-                    d->cfg->topic, rd_kafka_err2str(e), STARTUP_BUDGET_MS / 1000);
+            cmd_err("kafka at %s, topic %s: %s; giving up after %d s", d->cfg->brokers, topic,
+                    rd_kafka_err2str(e), STARTUP_BUDGET_MS / 1000);
             return -ETIMEDOUT;
         }
-        cmd_warn("kafka at %s, topic %s: %s; retrying", d->cfg->brokers, d->cfg->topic,
+        cmd_warn("kafka at %s, topic %s: %s; retrying", d->cfg->brokers, topic,
                  rd_kafka_err2str(e));
         /* a second between tries, in the loop: SIGTERM is served meanwhile */
         struct timeval sec = {1, 0};
@@ -1236,9 +1455,14 @@ static void teardown(struct daemon *d)
     d->st = cm_store_free(d->st); /* fails pending requests: their batches go */
     while (d->batches)
         batch_free(d->batches);
-    for (size_t i = 0; i < d->n_parts; i++)
+    for (size_t i = 0; i < d->n_parts; i++) {
         free(d->parts[i].q);
+        free(d->parts[i].dlq_seen);
+    }
     free(d->parts);
+    free(d->dlq_next);
+    if (d->scan)
+        rd_kafka_destroy(d->scan);
     if (d->want)
         rd_kafka_topic_partition_list_destroy(d->want);
     if (d->rkq)
@@ -1280,6 +1504,13 @@ int cmd_run(const struct cm_config *cfg)
     if (crash && *crash) {
         d->crash_after = strtoull(crash, NULL, 10);
         cmd_warn("test hook: killing myself after %" PRIu64 " applies", d->crash_after);
+    }
+    crash = getenv("CIRCMOND_TEST_CRASH_AFTER_DLQ");
+    if (crash && *crash) {
+        d->crash_after_dlq = strtoull(crash, NULL, 10);
+        cmd_warn("test hook: killing myself when the dead letters of %" PRIu64
+                 " batches are delivered, before their applies",
+                 d->crash_after_dlq);
     }
 
     if (!(d->base = event_base_new()) || !(d->dec = cm_decoder_new()) ||

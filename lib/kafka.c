@@ -2,7 +2,9 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/types.h>
 
 #include "circmon/kafka.h"
@@ -87,7 +89,7 @@ void cm_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const cha
 int cm_dlq_send_opaque(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
                        const void *value, size_t len, const char *reason,
                        const char *src_topic, int32_t partition, int64_t offset,
-                       void *msg_opaque)
+                       int32_t dlq_partition, void *msg_opaque)
 {
     char pbuf[16], obuf[24];
     rd_kafka_resp_err_t e;
@@ -96,7 +98,8 @@ int cm_dlq_send_opaque(rd_kafka_t *rk, const char *topic, const void *key, size_
         return -EINVAL;
     snprintf(pbuf, sizeof(pbuf), "%" PRId32, partition);
     snprintf(obuf, sizeof(obuf), "%" PRId64, offset);
-    e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+    e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(dlq_partition),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                           RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, len),
                           RD_KAFKA_V_HEADER(CM_DLQ_HDR_REASON, reason, (ssize_t)strlen(reason)),
                           RD_KAFKA_V_HEADER(CM_DLQ_HDR_SRC_TOPIC, src_topic,
@@ -127,5 +130,108 @@ int cm_dlq_send(rd_kafka_t *rk, const char *topic, const void *key, size_t keyle
                 int32_t partition, int64_t offset)
 {
     return cm_dlq_send_opaque(rk, topic, key, keylen, value, len, reason, src_topic, partition,
-                              offset, NULL);
+                              offset, RD_KAFKA_PARTITION_UA, NULL);
+}
+
+/* A decimal header value as an int64; -1 when absent or not a number. */
+static int64_t header_i64(rd_kafka_headers_t *h, const char *name)
+{
+    const void *v;
+    size_t len;
+    char buf[24];
+    if (rd_kafka_header_get_last(h, name, &v, &len) || !v || len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+    char *e;
+    errno = 0;
+    long long x = strtoll(buf, &e, 10);
+    return errno || *e || x < 0 ? -1 : (int64_t)x;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int cm_dlq_scan(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partition, int64_t from,
+                const char *src_topic, int timeout_ms, cm_dlq_seen_cb cb, void *ud,
+                int64_t *end, char *err, size_t errlen)
+{
+    int64_t lo, hi, deadline = mono_ms() + timeout_ms;
+    rd_kafka_resp_err_t e =
+        rd_kafka_query_watermark_offsets(rk, dlq_topic, dlq_partition, &lo, &hi, timeout_ms);
+    if (e) {
+        snprintf(err, errlen, "%s [%" PRId32 "]: watermarks: %s", dlq_topic, dlq_partition,
+                 rd_kafka_err2str(e));
+        return e == RD_KAFKA_RESP_ERR__TIMED_OUT ? -ETIMEDOUT : -EIO;
+    }
+    *end = hi;
+    if (from < lo)
+        from = lo;
+    if (from >= hi)
+        return 0;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    if (!l) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    rd_kafka_topic_partition_list_add(l, dlq_topic, dlq_partition)->offset = from;
+    e = rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        snprintf(err, errlen, "%s [%" PRId32 "]: assign: %s", dlq_topic, dlq_partition,
+                 rd_kafka_err2str(e));
+        return -EIO;
+    }
+    size_t stl = strlen(src_topic);
+    int r = 0;
+    int64_t next = from;
+    while (!r && next < hi) {
+        int64_t left = deadline - mono_ms();
+        if (left <= 0) {
+            snprintf(err, errlen,
+                     "%s [%" PRId32 "]: read up to offset %" PRId64 " of %" PRId64
+                     " within %d ms",
+                     dlq_topic, dlq_partition, next, hi, timeout_ms);
+            r = -ETIMEDOUT;
+            break;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, (int)(left < 100 ? left : 100));
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            /* the end, past any gap (compaction, control records) */
+            if (m->partition == dlq_partition && m->offset >= hi)
+                next = hi;
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (m->err) {
+            snprintf(err, errlen, "%s [%" PRId32 "]: %s", dlq_topic, dlq_partition,
+                     rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            r = -EIO;
+            break;
+        }
+        if (m->partition == dlq_partition && m->offset >= next) {
+            next = m->offset + 1;
+            rd_kafka_headers_t *h = NULL;
+            const void *t;
+            size_t tl;
+            if (!rd_kafka_message_headers(m, &h) &&
+                !rd_kafka_header_get_last(h, CM_DLQ_HDR_SRC_TOPIC, &t, &tl) && tl == stl &&
+                !memcmp(t, src_topic, stl)) {
+                int64_t p = header_i64(h, CM_DLQ_HDR_SRC_PARTITION);
+                int64_t o = header_i64(h, CM_DLQ_HDR_SRC_OFFSET);
+                if (p >= 0 && p <= INT32_MAX && o >= 0)
+                    r = cb((int32_t)p, o, ud);
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_assign(rk, NULL);
+    return r;
 }

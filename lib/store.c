@@ -31,7 +31,8 @@ const char cm_store_lua_apply[] =
     "local function flush_del()\n"
     "  if #del > 0 then redis.call('DEL', unpack(del)); del = {} end\n"
     "end\n"
-    "for i = 3, nk do\n"
+    "if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end\n"
+    "for i = 4, nk do\n"
     "  local v = ARGV[i]\n"
     "  if v == '' then\n"
     "    del[#del + 1] = KEYS[i]\n"
@@ -82,6 +83,11 @@ char *cm_store_key_pos(const char *prefix, int32_t part)
 char *cm_store_key_agg(const char *prefix, int32_t part)
 {
     return xasprintf("%s:{%" PRId32 "}:agg", prefix, part);
+}
+
+char *cm_store_key_dlq(const char *prefix, int32_t part)
+{
+    return xasprintf("%s:{%" PRId32 "}:dlq", prefix, part);
 }
 
 /* Migrant ids may hold any byte (NUL included), hence the explicit length. */
@@ -206,8 +212,8 @@ struct cm_store_apply {
     char *prefix;
     int32_t part;
     int64_t new_pos;
-    struct strv keys; /* pos, agg, state keys */
-    struct strv args; /* expected, new, state values, agg pairs */
+    struct strv keys; /* pos, agg, dlq mark, state keys */
+    struct strv args; /* expected, new, mark ('' = unchanged), state values, agg pairs */
     int agg_done;
 };
 
@@ -220,13 +226,15 @@ struct cm_store_apply *cm_store_apply_new(const char *prefix, int32_t part, int6
     ap->prefix = strdup(prefix);
     ap->part = part;
     ap->new_pos = new_pos;
-    char *kp = cm_store_key_pos(prefix, part), *ka = cm_store_key_agg(prefix, part);
-    int bad = !ap->prefix || !kp || !ka || strv_push(&ap->keys, kp, strlen(kp)) ||
-              strv_push(&ap->keys, ka, strlen(ka)) ||
+    char *kp = cm_store_key_pos(prefix, part), *ka = cm_store_key_agg(prefix, part),
+         *kd = cm_store_key_dlq(prefix, part);
+    int bad = !ap->prefix || !kp || !ka || !kd || strv_push(&ap->keys, kp, strlen(kp)) ||
+              strv_push(&ap->keys, ka, strlen(ka)) || strv_push(&ap->keys, kd, strlen(kd)) ||
               strv_pushf(&ap->args, "%" PRId64, expected) ||
-              strv_pushf(&ap->args, "%" PRId64, new_pos);
+              strv_pushf(&ap->args, "%" PRId64, new_pos) || strv_push(&ap->args, "", 0);
     free(kp);
     free(ka);
+    free(kd);
     if (bad)
         return cm_store_apply_free(ap);
     return ap;
@@ -246,6 +254,17 @@ int cm_store_apply_state(struct cm_store_apply *ap, const char *mid, size_t len,
     if (r)
         return r;
     return strv_push(&ap->args, val, vlen);
+}
+
+int cm_store_apply_dlq_mark(struct cm_store_apply *ap, int32_t dlq_part, int64_t dlq_from)
+{
+    char *v = xasprintf("%" PRId32 " %" PRId64, dlq_part, dlq_from);
+    if (!v)
+        return -ENOMEM;
+    free(ap->args.s[2]);
+    ap->args.s[2] = v;
+    ap->args.len[2] = strlen(v);
+    return 0;
 }
 
 struct agg_fmt {
@@ -449,6 +468,22 @@ out:
     return r;
 }
 
+/* A dead-letter mark as cm_store_apply_dlq_mark writes it: "PART FROM". */
+static int parse_mark(const redisReply *m, struct cm_store_pos *p)
+{
+    if (m->type != REDIS_REPLY_STRING)
+        return -EINVAL;
+    const char *sp = memchr(m->str, ' ', m->len);
+    int64_t part, from;
+    if (!sp || parse_i64(m->str, (size_t)(sp - m->str), &part) ||
+        parse_i64(sp + 1, m->len - (size_t)(sp + 1 - m->str), &from) || part < 0 ||
+        part > INT32_MAX || from < 0)
+        return -EINVAL;
+    p->dlq_part = (int32_t)part;
+    p->dlq_from = from;
+    return 0;
+}
+
 /* Interprets a reply to q and calls the user's callback. */
 static void deliver(struct req *q, redisReply *rep)
 {
@@ -460,16 +495,19 @@ static void deliver(struct req *q, redisReply *rep)
         err = -EPROTO;
     switch (q->kind) {
     case RQ_POS: {
-        int64_t *pos = NULL;
-        if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements != q->n))
+        struct cm_store_pos *pos = NULL;
+        if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 * q->n))
             err = -EPROTO;
         if (!err && !(pos = calloc(q->n ? q->n : 1, sizeof(*pos))))
             err = -ENOMEM;
         for (size_t i = 0; !err && i < q->n; i++) {
-            redisReply *e = rep->element[i];
+            redisReply *e = rep->element[i], *m = rep->element[q->n + i];
+            pos[i].dlq_part = -1;
             if (e->type == REDIS_REPLY_NIL)
-                pos[i] = 0;
-            else if (e->type != REDIS_REPLY_STRING || parse_i64(e->str, e->len, &pos[i]))
+                pos[i].pos = 0;
+            else if (e->type != REDIS_REPLY_STRING || parse_i64(e->str, e->len, &pos[i].pos))
+                err = -EPROTO;
+            if (!err && m->type != REDIS_REPLY_NIL && parse_mark(m, &pos[i]) < 0)
                 err = -EPROTO;
         }
         if (err)
@@ -823,8 +861,9 @@ int cm_store_get_positions(struct cm_store *s, const int32_t *parts, size_t n,
         return -ENOMEM;
     q->cb.pos = cb;
     q->n = n;
-    for (size_t i = 0; i < n; i++) {
-        char *k = cm_store_key_pos(s->cfg->key_prefix, parts[i]);
+    for (size_t i = 0; i < 2 * n; i++) {
+        char *k = i < n ? cm_store_key_pos(s->cfg->key_prefix, parts[i])
+                        : cm_store_key_dlq(s->cfg->key_prefix, parts[i - n]);
         int r = k ? strv_push(&keys, k, strlen(k)) : -ENOMEM;
         free(k);
         if (r) {

@@ -749,6 +749,44 @@ START_TEST(test_bad_input)
 }
 END_TEST
 
+/* Dead letters sent, then the daemon dies before its apply: the next one
+ * reads them back and does not send them again. */
+START_TEST(test_bad_input_crash)
+{
+    SETUP();
+    const char *ev = path_in("ev.bin");
+    gen(ev, 6, 3000);
+    long n = count_records(ev);
+    const char *conf = write_conf("c0.conf", "dlqcrash0", 100, 2);
+    publish(conf, ev);
+    const char *hooks[] = {"1", "5"};
+    for (int i = 0; i < 2; i++) {
+        char group[32], name[32], env[64];
+        snprintf(group, sizeof(group), "dlqcrash%d", i + 1);
+        snprintf(name, sizeof(name), "c%d.conf", i + 1);
+        snprintf(env, sizeof(env), "CIRCMOND_TEST_CRASH_AFTER_DLQ=%s", hooks[i]);
+        const char *c = write_conf(name, group, 100, 2);
+        char *envv[] = {env, NULL};
+        pid_t d = daemon_start(c, path_in("d.log"), envv);
+        int st = wait_pid(d, 60);
+        ck_assert_msg(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+                      "circmond was to kill itself after %s batches of dead letters", hooks[i]);
+    }
+    const char *c = write_conf("c9.conf", "dlqcrash9", 100, 2);
+    pid_t d = daemon_start(c, path_in("d.log"), NULL);
+    wait_caught_up(c, n, 60);
+    compare(c, AS_OF, ev, NULL);
+    stop_daemon(d);
+    json_t *doc = load_json(path_in("rep.json"));
+    json_t *dq = json_object_get(doc, "data_quality");
+    long want = (long)json_integer_value(json_object_get(dq, "invalid")) +
+                (long)json_integer_value(json_object_get(dq, "too_late"));
+    json_decref(doc);
+    ck_assert_int_gt(want, 0);
+    ck_assert_int_eq(read_dlq(), want);
+}
+END_TEST
+
 /* --- the store's compare-and-set against a real redis-server ------------- */
 
 struct apply_res {
@@ -789,6 +827,22 @@ static struct apply_res do_apply(struct event_base *base, struct cm_store *st,
     event_base_dispatch(base);
     ck_assert(r.done);
     return r;
+}
+
+struct pos_res {
+    int done, err;
+    struct cm_store_pos p[2];
+    struct event_base *base;
+};
+
+static void on_pos(int err, const struct cm_store_pos *pos, size_t n, void *ud)
+{
+    struct pos_res *r = ud;
+    r->done = 1;
+    r->err = err;
+    for (size_t i = 0; !err && i < n && i < 2; i++)
+        r->p[i] = pos[i];
+    event_base_loopbreak(r->base);
 }
 
 static char *dump(void)
@@ -880,6 +934,42 @@ START_TEST(test_zombie)
     free(parts);
     free(pos);
 
+    /* The dead-letter mark goes with the position, only when applied. */
+    struct cm_agg *none = cm_agg_new();
+    struct cm_store_apply *ap = cm_store_apply_new(cfg.key_prefix, 3, 0, 99);
+    ck_assert_int_eq(cm_store_apply_dlq_mark(ap, 1, 5), 0);
+    r = (struct apply_res){.base = base};
+    ck_assert_int_eq(cm_store_apply_send(st, ap, on_apply, &r), 0);
+    event_base_dispatch(base);
+    ck_assert(r.done && r.err == 0 && r.applied == 0);
+    ap = cm_store_apply_new(cfg.key_prefix, 3, 20, 30);
+    ck_assert_int_eq(cm_store_apply_dlq_mark(ap, 1, 5), 0);
+    ck_assert_int_eq(cm_store_apply_dlq_mark(ap, 2, 77), 0); /* replaces */
+    ck_assert_int_eq(cm_store_apply_agg(ap, none, nm), 0);
+    r = (struct apply_res){.base = base};
+    ck_assert_int_eq(cm_store_apply_send(st, ap, on_apply, &r), 0);
+    event_base_dispatch(base);
+    ck_assert(r.done && r.err == 0 && r.applied == 1);
+    struct pos_res pr = {.base = base};
+    int32_t ids[] = {3, 4};
+    ck_assert_int_eq(cm_store_get_positions(st, ids, 2, on_pos, &pr), 0);
+    event_base_dispatch(base);
+    ck_assert(pr.done && pr.err == 0);
+    ck_assert_int_eq(pr.p[0].pos, 30);
+    ck_assert_int_eq(pr.p[0].dlq_part, 2);
+    ck_assert_int_eq(pr.p[0].dlq_from, 77);
+    ck_assert_int_eq(pr.p[1].pos, 0);
+    ck_assert_int_eq(pr.p[1].dlq_part, -1);
+    /* a mark that is not ours is an error, not a guess */
+    c = redis_conn();
+    freeReplyObject(redisCommand(c, "SET %s:{4}:dlq garbage", cfg.key_prefix));
+    redisFree(c);
+    pr = (struct pos_res){.base = base};
+    ck_assert_int_eq(cm_store_get_positions(st, ids, 2, on_pos, &pr), 0);
+    event_base_dispatch(base);
+    ck_assert(pr.done && pr.err == -EPROTO);
+    cm_agg_free(none);
+
     free(before);
     cm_agg_free(rag);
     cm_names_free(rnm);
@@ -909,7 +999,13 @@ static Suite *suite(void)
     tcase_add_test(tc, test_rebalance);
     tcase_add_test(tc, test_redis_restart);
     tcase_add_test(tc, test_redis_refusals_then_reconnect);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("dead letters");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_bad_input);
+    tcase_add_test(tc, test_bad_input_crash);
     suite_add_tcase(s, tc);
     return s;
 }

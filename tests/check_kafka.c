@@ -529,6 +529,93 @@ START_TEST(test_dlq_headers)
 }
 END_TEST
 
+struct seen {
+    int n;
+    int32_t part[8];
+    int64_t off[8];
+};
+
+static int on_seen(int32_t part, int64_t off, void *ud)
+{
+    struct seen *s = ud;
+    ck_assert_int_lt(s->n, 8);
+    s->part[s->n] = part;
+    s->off[s->n++] = off;
+    return 0;
+}
+
+static int stop_at_first(int32_t part, int64_t off, void *ud)
+{
+    (void)part;
+    (void)off;
+    (void)ud;
+    return 42;
+}
+
+START_TEST(test_dlq_scan)
+{
+    struct cm_config cfg;
+    char err[256];
+    rd_kafka_conf_t *conf;
+    rd_kafka_t *prod, *rd;
+    struct seen s = {0};
+    int64_t base = -1, end = -1;
+
+    ck_assert_int_eq(cm_config_defaults(&cfg), 0);
+    free(cfg.brokers);
+    cfg.brokers = strdup(bootstrap);
+    rd = consumer_new();
+    /* where the partition stands now (other tests write to the topic too) */
+    ck_assert_int_eq(cm_dlq_scan(rd, T_DLQ, 2, INT64_MAX, T_EVENTS, 10000, on_seen, &s, &base,
+                                 err, sizeof(err)), 0);
+    ck_assert_int_eq(s.n, 0);
+    ck_assert_int_ge(base, 0);
+
+    conf = cm_kafka_conf_new(&cfg, err, sizeof(err));
+    ck_assert_msg(conf != NULL, "%s", err);
+    prod = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    ck_assert_msg(prod != NULL, "%s", err);
+    ck_assert_int_eq(cm_dlq_send_opaque(prod, T_DLQ, "a", 1, "x", 1, "decode", T_EVENTS, 5, 17,
+                                        2, NULL), 0);
+    ck_assert_int_eq(cm_dlq_send_opaque(prod, T_DLQ, "b", 1, "y", 1, "decode", "other.topic",
+                                        5, 18, 2, NULL), 0);
+    ck_assert_int_eq(cm_dlq_send_opaque(prod, T_DLQ, "c", 1, "z", 1, "too_late", T_EVENTS, 6,
+                                        INT64_C(9000000000), 2, NULL), 0);
+    ck_assert_int_eq(rd_kafka_flush(prod, 10000), 0);
+    /* a message without our headers is skipped */
+    ck_assert_int_eq(rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(T_DLQ), RD_KAFKA_V_PARTITION(2),
+                                       RD_KAFKA_V_VALUE("w", 1), RD_KAFKA_V_END), 0);
+    ck_assert_int_eq(rd_kafka_flush(prod, 10000), 0);
+    rd_kafka_destroy(prod);
+
+    /* from the mark: ours only, in order; end is the new high watermark */
+    ck_assert_int_eq(cm_dlq_scan(rd, T_DLQ, 2, base, T_EVENTS, 10000, on_seen, &s, &end, err,
+                                 sizeof(err)), 0);
+    ck_assert_int_eq(end, base + 4);
+    ck_assert_int_eq(s.n, 2);
+    ck_assert_int_eq(s.part[0], 5);
+    ck_assert_int_eq(s.off[0], 17);
+    ck_assert_int_eq(s.part[1], 6);
+    ck_assert(s.off[1] == INT64_C(9000000000));
+    /* from later on: only what lies there */
+    s.n = 0;
+    ck_assert_int_eq(cm_dlq_scan(rd, T_DLQ, 2, base + 2, T_EVENTS, 10000, on_seen, &s, &end,
+                                 err, sizeof(err)), 0);
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_int_eq(s.part[0], 6);
+    /* the callback can stop the scan */
+    ck_assert_int_eq(cm_dlq_scan(rd, T_DLQ, 2, base, T_EVENTS, 10000, stop_at_first, NULL,
+                                 &end, err, sizeof(err)), 42);
+    /* an unknown partition is an error with a message */
+    ck_assert_int_lt(cm_dlq_scan(rd, T_DLQ, 99, 0, T_EVENTS, 2000, on_seen, &s, &end, err,
+                                 sizeof(err)), 0);
+    ck_assert_ptr_nonnull(strstr(err, T_DLQ));
+    rd_kafka_consumer_close(rd);
+    rd_kafka_destroy(rd);
+    cm_config_free(&cfg);
+}
+END_TEST
+
 START_TEST(test_broker_lifecycle)
 {
     char line[256], pfile[300], *args[] = {"--partitions", "2", "--port-file", pfile, NULL};
@@ -624,6 +711,7 @@ static Suite *kafka_suite(void)
     tcase_add_test(tc, test_publish_truncated);
     tcase_add_test(tc, test_publish_usage);
     tcase_add_test(tc, test_dlq_headers);
+    tcase_add_test(tc, test_dlq_scan);
     tcase_add_test(tc, test_broker_lifecycle);
     suite_add_tcase(s, tc);
     tcase_add_test(conf, test_conf_errors);

@@ -43,7 +43,8 @@ int cm_kafka_prop_is_secret(const char *name);
  * installed on any configuration with rd_kafka_conf_set_log_cb. */
 void cm_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 
-/* Produces one dead-letter message to topic on producer rk: key and value are
+/* Produces one dead-letter message to topic on producer rk, to partition
+ * dlq_partition (RD_KAFKA_PARTITION_UA: chosen by the key): key and value are
  * copied (either may be NULL with length 0), and the headers CM_DLQ_HDR_*
  * carry reason, src_topic, partition and offset. The message is queued, not
  * yet delivered: its fate arrives in rk's delivery report callback with
@@ -55,11 +56,30 @@ void cm_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const cha
 int cm_dlq_send_opaque(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
                        const void *value, size_t len, const char *reason,
                        const char *src_topic, int32_t partition, int64_t offset,
-                       void *msg_opaque);
+                       int32_t dlq_partition, void *msg_opaque);
 
-/* cm_dlq_send_opaque with a NULL opaque. */
+/* cm_dlq_send_opaque with a NULL opaque and the partition chosen by the key. */
 int cm_dlq_send(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
                 const void *value, size_t len, const char *reason, const char *src_topic,
                 int32_t partition, int64_t offset);
+
+/* Called by cm_dlq_scan for each dead letter read that names src_topic as its
+ * source: its source partition and offset. A nonzero return stops the scan
+ * and becomes its result. */
+typedef int (*cm_dlq_seen_cb)(int32_t partition, int64_t offset, void *ud);
+
+/* Reads partition dlq_partition of dead-letter topic dlq_topic from offset
+ * from (or its log start, if later) up to its high watermark as it stands
+ * when the scan begins, with consumer rk (a consumer with a group.id that
+ * subscribes to nothing, best with enable.partition.eof=true so that a gap
+ * at the end cannot hold the scan until its timeout; its assignment is
+ * replaced, then cleared). Calls cb
+ * for each message whose CM_DLQ_HDR_* headers name src_topic; messages
+ * without them are skipped. Sets *end to the high watermark read up to.
+ * Blocks at most about timeout_ms. Returns 0, cb's nonzero result, or a
+ * negative errno-style code with a message in err: -ETIMEDOUT, -EIO. */
+int cm_dlq_scan(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partition, int64_t from,
+                const char *src_topic, int timeout_ms, cm_dlq_seen_cb cb, void *ud,
+                int64_t *end, char *err, size_t errlen);
 
 #endif

@@ -50,6 +50,7 @@ extern const char cm_store_lua_apply[];
 /* Key names; each returns a malloc'd NUL-terminated string or NULL. */
 char *cm_store_key_pos(const char *prefix, int32_t part);
 char *cm_store_key_agg(const char *prefix, int32_t part);
+char *cm_store_key_dlq(const char *prefix, int32_t part);
 char *cm_store_key_state(const char *prefix, int32_t part, const char *mid, size_t len);
 
 /* ---------------------------------------------------------------- async */
@@ -86,11 +87,21 @@ const char *cm_store_errstr(const struct cm_store *s);
  * for callers that detect a protocol mismatch. */
 void cm_store_drop(struct cm_store *s);
 
-/* Positions of parts[0..n-1] (n > 0). cb gets err = 0 and pos[i] for
- * parts[i] (0 when absent), or err < 0 and pos NULL. pos is valid only
- * during cb. Returns 0 when sent (cb will be called exactly once, never from
- * inside this call), or -ENOTCONN/-ENOMEM/-EINVAL (cb will not be called). */
-typedef void (*cm_store_pos_cb)(int err, const int64_t *pos, size_t n, void *ud);
+/* What Redis holds for a partition besides its states: the position, and the
+ * dead-letter mark: every dead letter for an offset at or past the position
+ * is at offset dlq_from or later of partition dlq_part of the dead-letter
+ * topic (dlq_part -1 when no mark was ever written). */
+struct cm_store_pos {
+    int64_t pos; /* 0 when absent */
+    int32_t dlq_part;
+    int64_t dlq_from;
+};
+
+/* Positions and marks of parts[0..n-1] (n > 0). cb gets err = 0 and pos[i]
+ * for parts[i], or err < 0 and pos NULL. pos is valid only during cb.
+ * Returns 0 when sent (cb will be called exactly once, never from inside
+ * this call), or -ENOTCONN/-ENOMEM/-EINVAL (cb will not be called). */
+typedef void (*cm_store_pos_cb)(int err, const struct cm_store_pos *pos, size_t n, void *ud);
 int cm_store_get_positions(struct cm_store *s, const int32_t *parts, size_t n,
                            cm_store_pos_cb cb, void *ud);
 
@@ -120,6 +131,11 @@ struct cm_store_apply *cm_store_apply_new(const char *prefix, int32_t part, int6
  * Returns 0 or -ENOMEM (the apply is then unusable: free it). */
 int cm_store_apply_state(struct cm_store_apply *ap, const char *mid, size_t len,
                          const uint8_t *val, size_t vlen);
+
+/* Sets the partition's dead-letter mark (see struct cm_store_pos), written
+ * with the position. May be called at any time before sending, again to
+ * replace the mark. Returns 0 or -ENOMEM (the apply is then unusable). */
+int cm_store_apply_dlq_mark(struct cm_store_apply *ap, int32_t dlq_part, int64_t dlq_from);
 
 /* Adds every entry of ag (names in nm) as a HINCRBY. Call at most once.
  * Returns 0, -ENOENT for a name missing from nm, or -ENOMEM. */
