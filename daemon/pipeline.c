@@ -581,6 +581,21 @@ static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *o
 
 static void on_applied(int err, int applied, int64_t stored, void *ud);
 
+/* Hands p's applied position to librdkafka, which commits it to the group
+ * (enable.auto.commit) for lag tools. Redis stays the source of truth. */
+static void mirror_position(struct daemon *d, const struct part *p)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    if (!l)
+        return;
+    rd_kafka_topic_partition_list_add(l, d->cfg->topic, p->id)->offset = p->pos;
+    rd_kafka_resp_err_t e = rd_kafka_offsets_store(d->rk, l);
+    if (e)
+        cmd_debug("partition %" PRId32 ": offset %" PRId64 " not stored for commit: %s", p->id,
+                  p->pos, rd_kafka_err2str(e));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void batch_apply(struct batch *b)
 {
     struct daemon *d = b->d;
@@ -645,6 +660,7 @@ static void on_applied(int err, int applied, int64_t stored, void *ud)
         raise(SIGKILL);
     struct part *p = b->p;
     p->pos = b->new_pos;
+    mirror_position(d, p);
     if (b->mark_from >= 0) {
         p->mark_part = dlq_part(d, p->id);
         p->mark_from = b->mark_from;
@@ -1243,10 +1259,13 @@ rd_kafka_conf_t *cmd_consumer_conf(const struct cm_config *cfg, char *err, size_
         {"partition.assignment.strategy", "range,roundrobin"},
         {"queued.min.messages", "200000"}, /* 1000000: no faster here, +80 MB RSS */
         {"fetch.wait.max.ms", "100"},
+        /* mirrors the applied positions to the group's committed offsets,
+         * for lag tools; never read back */
+        {"enable.auto.commit", "true"},
     };
-    /* Forced: Redis holds the positions; a reset must never skip events. */
+    /* Forced: Redis holds the positions; a reset must never skip events.
+     * Only applied positions are stored for the commits. */
     static const char *const forced[][2] = {
-        {"enable.auto.commit", "false"},
         {"enable.auto.offset.store", "false"},
         {"auto.offset.reset", "earliest"},
         {"enable.partition.eof", "false"},

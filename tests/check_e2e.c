@@ -461,6 +461,44 @@ static void stop_daemon(pid_t pid)
                   "circmond did not stop cleanly on SIGTERM (status %d)", st);
 }
 
+/* The group's committed offsets (the mirror for lag tools) equal the
+ * positions in Redis, partition by partition. */
+static void check_committed(const char *conf, const char *group)
+{
+    struct cm_config cfg = {0};
+    char err[512];
+    int32_t *parts = NULL;
+    int64_t *pos = NULL;
+    size_t n = 0;
+    ck_assert_msg(cm_config_load(&cfg, conf, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(cm_store_read_positions(&cfg, &parts, &pos, &n, err, sizeof(err)) == 0, "%s",
+                  err);
+    ck_assert_int_eq(n, N_PARTS);
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    ck_assert(rd_kafka_conf_set(kc, "bootstrap.servers", brokers, err, sizeof(err)) ==
+              RD_KAFKA_CONF_OK);
+    ck_assert(rd_kafka_conf_set(kc, "group.id", group, err, sizeof(err)) == RD_KAFKA_CONF_OK);
+    ck_assert(rd_kafka_conf_set(kc, "enable.auto.commit", "false", err, sizeof(err)) ==
+              RD_KAFKA_CONF_OK);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, err, sizeof(err));
+    ck_assert_msg(rk != NULL, "%s", err);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, "circmon.events", parts[i]);
+    ck_assert_int_eq(rd_kafka_committed(rk, l, 10000), 0);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_int_eq(l->elems[i].err, 0);
+        ck_assert_msg(l->elems[i].offset == pos[i],
+                      "partition %d: committed %" PRId64 ", Redis holds %" PRId64,
+                      (int)parts[i], l->elems[i].offset, pos[i]);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(rk);
+    free(parts);
+    free(pos);
+    cm_config_free(&cfg);
+}
+
 /* ------------------------------------------------------------ tests */
 
 START_TEST(test_end_to_end)
@@ -477,6 +515,8 @@ START_TEST(test_end_to_end)
     compare(conf, AS_OF_MID, ev, NULL);
     ck_assert(alive(d));
     stop_daemon(d);
+    /* a clean stop commits the last applied positions */
+    check_committed(conf, "e2e");
 }
 END_TEST
 
