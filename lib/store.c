@@ -18,11 +18,17 @@
  * state costs more than the SET itself; unpack() fails at 8000+ values, so
  * chunks stay at 1000 pairs). Aggregate deltas stay one HINCRBY per field:
  * measured, HMGET + add in Lua + HSET per chunk costs ~35% more. Positions
- * are compared as the decimal strings we write. */
+ * are compared as the decimal strings we write. Redis does not roll back a
+ * script that fails half-way, so the one write that can fail (HINCRBY on a
+ * key of another type, put there by hand) is checked before any write. */
 const char cm_store_lua_apply[] =
     "local cur = redis.call('GET', KEYS[1])\n"
     "if not cur then cur = '0' end\n"
     "if cur ~= ARGV[1] then return {0, cur} end\n"
+    "local t = redis.call('TYPE', KEYS[2]).ok\n"
+    "if t ~= 'hash' and t ~= 'none' then\n"
+    "  return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' is a ' .. t .. ', not a hash')\n"
+    "end\n"
     "local nk = #KEYS\n"
     "local set, del = {}, {}\n"
     "local function flush_set()\n"

@@ -1008,6 +1008,24 @@ START_TEST(test_zombie)
     ck_assert_int_eq(cm_store_get_positions(st, ids, 2, on_pos, &pr), 0);
     event_base_dispatch(base);
     ck_assert(pr.done && pr.err == -EPROTO);
+
+    /* A key of the wrong type under the prefix: the apply fails before any
+     * write (Redis would not roll back a half-run script). */
+    c = redis_conn();
+    freeReplyObject(redisCommand(c, "SET %s:{5}:agg not-a-hash", cfg.key_prefix));
+    ap = cm_store_apply_new(cfg.key_prefix, 5, 0, 10);
+    ck_assert_int_eq(cm_store_apply_state(ap, "mig-9", 5, (const uint8_t *)"s", 1), 0);
+    ck_assert_int_eq(cm_store_apply_agg(ap, ag, nm), 0);
+    r = (struct apply_res){.base = base};
+    ck_assert_int_eq(cm_store_apply_send(st, ap, on_apply, &r), 0);
+    event_base_dispatch(base);
+    ck_assert(r.done && r.err == -EPROTO);
+    ck_assert_ptr_nonnull(strstr(cm_store_errstr(st), "WRONGTYPE"));
+    redisReply *ex = redisCommand(c, "EXISTS %s:{5}:m:mig-9 %s:{5}:pos", cfg.key_prefix,
+                                  cfg.key_prefix);
+    ck_assert(ex && ex->type == REDIS_REPLY_INTEGER && ex->integer == 0);
+    freeReplyObject(ex);
+    redisFree(c);
     cm_agg_free(none);
 
     free(before);
