@@ -193,8 +193,8 @@ int cm_dlq_scan(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partition, in
         int64_t left = deadline - mono_ms();
         if (left <= 0) {
             snprintf(err, errlen,
-                     "%s [%" PRId32 "]: read up to offset %" PRId64 " of %" PRId64
-                     " within %d ms",
+                     "%s [%" PRId32 "]: stuck at offset %" PRId64 " of %" PRId64
+                     " for %d ms",
                      dlq_topic, dlq_partition, next, hi, timeout_ms);
             r = -ETIMEDOUT;
             break;
@@ -218,6 +218,7 @@ int cm_dlq_scan(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partition, in
         }
         if (m->partition == dlq_partition && m->offset >= next) {
             next = m->offset + 1;
+            deadline = mono_ms() + timeout_ms; /* progress: a long range is no failure */
             rd_kafka_headers_t *h = NULL;
             const void *t;
             size_t tl;

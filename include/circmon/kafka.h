@@ -76,7 +76,8 @@ typedef int (*cm_dlq_seen_cb)(int32_t partition, int64_t offset, void *ud);
  * replaced, then cleared). Calls cb
  * for each message whose CM_DLQ_HDR_* headers name src_topic; messages
  * without them are skipped. Sets *end to the high watermark read up to.
- * Blocks at most about timeout_ms. Returns 0, cb's nonzero result, or a
+ * Blocks while messages come; gives up when the watermark query or the
+ * next message takes longer than timeout_ms. Returns 0, cb's nonzero result, or a
  * negative errno-style code with a message in err: -ETIMEDOUT, -EIO. */
 int cm_dlq_scan(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partition, int64_t from,
                 const char *src_topic, int timeout_ms, cm_dlq_seen_cb cb, void *ud,
