@@ -1252,6 +1252,30 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 /* ------------------------------------------------------------ set-up */
 
+/* A configuration from cfg: its properties, then nd defaults (each unless
+ * cfg passes it through as rdkafka.<name>), then nf forced settings. */
+static rd_kafka_conf_t *conf_build(const struct cm_config *cfg, const char *const (*defaults)[2],
+                                   size_t nd, const char *const (*forced)[2], size_t nf,
+                                   char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = cm_kafka_conf_new(cfg, err, errlen);
+    if (!conf)
+        return NULL;
+    for (size_t i = 0; i < nd; i++)
+        if (cm_kafka_conf_default(conf, cfg, defaults[i][0], defaults[i][1], err, errlen) < 0)
+            goto fail;
+    for (size_t i = 0; i < nf; i++)
+        if (rd_kafka_conf_set(conf, forced[i][0], forced[i][1], err, errlen) !=
+            RD_KAFKA_CONF_OK)
+            goto fail;
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
 rd_kafka_conf_t *cmd_consumer_conf(const struct cm_config *cfg, char *err, size_t errlen)
 {
     static const char *const defaults[][2] = {
@@ -1265,27 +1289,13 @@ rd_kafka_conf_t *cmd_consumer_conf(const struct cm_config *cfg, char *err, size_
     };
     /* Forced: Redis holds the positions; a reset must never skip events.
      * Only applied positions are stored for the commits. */
-    static const char *const forced[][2] = {
+    const char *const forced[][2] = {
+        {"group.id", cfg->group_id},
         {"enable.auto.offset.store", "false"},
         {"auto.offset.reset", "earliest"},
         {"enable.partition.eof", "false"},
     };
-    rd_kafka_conf_t *conf = cm_kafka_conf_new(cfg, err, errlen);
-    if (!conf)
-        return NULL;
-    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
-        if (cm_kafka_conf_default(conf, cfg, defaults[i][0], defaults[i][1], err, errlen) < 0)
-            goto fail;
-    if (rd_kafka_conf_set(conf, "group.id", cfg->group_id, err, errlen) != RD_KAFKA_CONF_OK)
-        goto fail;
-    for (size_t i = 0; i < sizeof(forced) / sizeof(forced[0]); i++)
-        if (rd_kafka_conf_set(conf, forced[i][0], forced[i][1], err, errlen) !=
-            RD_KAFKA_CONF_OK)
-            goto fail;
-    return conf;
-fail:
-    rd_kafka_conf_destroy(conf);
-    return NULL;
+    return conf_build(cfg, defaults, NELEM(defaults), forced, NELEM(forced), err, errlen);
 }
 
 rd_kafka_conf_t *cmd_producer_conf(const struct cm_config *cfg, char *err, size_t errlen)
@@ -1296,20 +1306,9 @@ rd_kafka_conf_t *cmd_producer_conf(const struct cm_config *cfg, char *err, size_
         {"linger.ms", "5"},
         {"message.timeout.ms", "30000"},
     };
-    rd_kafka_conf_t *conf = cm_kafka_conf_new(cfg, err, errlen);
-    if (!conf)
-        return NULL;
-    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
-        if (cm_kafka_conf_default(conf, cfg, defaults[i][0], defaults[i][1], err, errlen) < 0) {
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
     /* Delivery must be checked: acks from all in-sync replicas. */
-    if (rd_kafka_conf_set(conf, "acks", "all", err, errlen) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    return conf;
+    static const char *const forced[][2] = {{"acks", "all"}};
+    return conf_build(cfg, defaults, NELEM(defaults), forced, NELEM(forced), err, errlen);
 }
 
 rd_kafka_conf_t *cmd_scanner_conf(const struct cm_config *cfg, char *err, size_t errlen)
@@ -1325,16 +1324,7 @@ rd_kafka_conf_t *cmd_scanner_conf(const struct cm_config *cfg, char *err, size_t
         {"enable.auto.offset.store", "false"},
         {"enable.partition.eof", "true"},
     };
-    rd_kafka_conf_t *conf = cm_kafka_conf_new(cfg, err, errlen);
-    if (!conf)
-        return NULL;
-    for (size_t i = 0; i < sizeof(forced) / sizeof(forced[0]); i++)
-        if (rd_kafka_conf_set(conf, forced[i][0], forced[i][1], err, errlen) !=
-            RD_KAFKA_CONF_OK) {
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
-    return conf;
+    return conf_build(cfg, NULL, 0, forced, NELEM(forced), err, errlen);
 }
 
 /* The consumer and the producer, wired to the loop. */

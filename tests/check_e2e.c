@@ -499,6 +499,36 @@ static void check_committed(const char *conf, const char *group)
     cm_config_free(&cfg);
 }
 
+/* Runs circmond (fresh group <prefix><i>, config c<i>.conf, small batches)
+ * with test hook var=value, which must make it kill itself. A fresh group
+ * per run: the dead member's session need not expire. */
+static void run_to_hook(const char *prefix, int i, const char *var, const char *value)
+{
+    char group[32], name[32], env[96];
+    snprintf(group, sizeof(group), "%s%d", prefix, i);
+    snprintf(name, sizeof(name), "c%d.conf", i);
+    snprintf(env, sizeof(env), "%s=%s", var, value);
+    const char *c = write_conf(name, group, 100, 2);
+    char *envv[] = {env, NULL};
+    pid_t d = daemon_start(c, path_in("d.log"), envv);
+    int st = wait_pid(d, 60);
+    ck_assert_msg(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+                  "circmond was to kill itself with %s", env);
+}
+
+/* Dead letters the last compare's replay implies: its invalid and too-late
+ * messages (at least one, or the test proves nothing). */
+static long expected_dead_letters(void)
+{
+    json_t *doc = load_json(path_in("rep.json"));
+    json_t *dq = json_object_get(doc, "data_quality");
+    long want = (long)json_integer_value(json_object_get(dq, "invalid")) +
+                (long)json_integer_value(json_object_get(dq, "too_late"));
+    json_decref(doc);
+    ck_assert_int_gt(want, 0);
+    return want;
+}
+
 /* ------------------------------------------------------------ tests */
 
 START_TEST(test_end_to_end)
@@ -532,19 +562,8 @@ START_TEST(test_crash)
 
     /* Killed right after an apply landed, before anything else. */
     const char *hooks[] = {"3", "17", "40"};
-    for (int i = 0; i < 3; i++) {
-        char group[32], name[32], env[64];
-        snprintf(group, sizeof(group), "crash%d", i + 1);
-        snprintf(name, sizeof(name), "c%d.conf", i + 1);
-        snprintf(env, sizeof(env), "CIRCMOND_TEST_CRASH_AFTER_APPLIES=%s", hooks[i]);
-        /* A fresh group per run: the dead member's session need not expire. */
-        const char *c = write_conf(name, group, 100, 2);
-        char *envv[] = {env, NULL};
-        pid_t d = daemon_start(c, path_in("d.log"), envv);
-        int st = wait_pid(d, 60);
-        ck_assert_msg(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
-                      "circmond was to kill itself after %s applies", hooks[i]);
-    }
+    for (int i = 0; i < 3; i++)
+        run_to_hook("crash", i + 1, "CIRCMOND_TEST_CRASH_AFTER_APPLIES", hooks[i]);
     /* Killed from outside at arbitrary instants. */
     int64_t marks[] = {n / 2, (3 * n) / 4};
     for (int i = 0; i < 2; i++) {
@@ -777,15 +796,8 @@ START_TEST(test_bad_input)
     wait_caught_up(conf, n, 60);
     ck_assert(alive(d));
     compare(conf, AS_OF, ev, NULL);
-    /* Expected dead letters: invalid and too-late messages, from replay. */
-    json_t *doc = load_json(path_in("rep.json"));
-    json_t *dq = json_object_get(doc, "data_quality");
-    long want = (long)json_integer_value(json_object_get(dq, "invalid")) +
-                (long)json_integer_value(json_object_get(dq, "too_late"));
-    json_decref(doc);
-    ck_assert_int_gt(want, 0);
     stop_daemon(d);
-    ck_assert_int_eq(read_dlq(), want);
+    ck_assert_int_eq(read_dlq(), expected_dead_letters());
 }
 END_TEST
 
@@ -800,30 +812,14 @@ START_TEST(test_bad_input_crash)
     const char *conf = write_conf("c0.conf", "dlqcrash0", 100, 2);
     publish(conf, ev);
     const char *hooks[] = {"1", "5"};
-    for (int i = 0; i < 2; i++) {
-        char group[32], name[32], env[64];
-        snprintf(group, sizeof(group), "dlqcrash%d", i + 1);
-        snprintf(name, sizeof(name), "c%d.conf", i + 1);
-        snprintf(env, sizeof(env), "CIRCMOND_TEST_CRASH_AFTER_DLQ=%s", hooks[i]);
-        const char *c = write_conf(name, group, 100, 2);
-        char *envv[] = {env, NULL};
-        pid_t d = daemon_start(c, path_in("d.log"), envv);
-        int st = wait_pid(d, 60);
-        ck_assert_msg(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
-                      "circmond was to kill itself after %s batches of dead letters", hooks[i]);
-    }
+    for (int i = 0; i < 2; i++)
+        run_to_hook("dlqcrash", i + 1, "CIRCMOND_TEST_CRASH_AFTER_DLQ", hooks[i]);
     const char *c = write_conf("c9.conf", "dlqcrash9", 100, 2);
     pid_t d = daemon_start(c, path_in("d.log"), NULL);
     wait_caught_up(c, n, 60);
     compare(c, AS_OF, ev, NULL);
     stop_daemon(d);
-    json_t *doc = load_json(path_in("rep.json"));
-    json_t *dq = json_object_get(doc, "data_quality");
-    long want = (long)json_integer_value(json_object_get(dq, "invalid")) +
-                (long)json_integer_value(json_object_get(dq, "too_late"));
-    json_decref(doc);
-    ck_assert_int_gt(want, 0);
-    ck_assert_int_eq(read_dlq(), want);
+    ck_assert_int_eq(read_dlq(), expected_dead_letters());
 }
 END_TEST
 
