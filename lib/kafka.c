@@ -82,6 +82,12 @@ void cm_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const cha
                                         "warning", "notice", "info", "debug"};
     const char *lvl = level >= 0 && level <= 7 ? names[level] : "debug";
 
+    /* rdkafka.* properties go to every client of a program, so a consumer
+     * property on a producer (and the reverse) is expected, not news. */
+    if (!strcmp(fac, "CONFWARN") && (strstr(buf, "is a consumer property and will be ignored") ||
+                                     strstr(buf, "is a producer property and will be ignored")))
+        return;
+
     /* one fprintf per line: stdio locks the stream, so lines never interleave */
     fprintf(stderr, "%s rdkafka %s: %s: %s\n", lvl, rk ? rd_kafka_name(rk) : "-", fac, buf);
 }

@@ -39,7 +39,9 @@ int cm_kafka_prop_is_secret(const char *name);
 
 /* The log callback installed by cm_kafka_conf_new: one line per log on
  * stderr, "<level> rdkafka <client>: <facility>: <message>", with the syslog
- * level as a word (error, warning, notice, info, debug). Thread-safe; may be
+ * level as a word (error, warning, notice, info, debug), except librdkafka's
+ * warnings that a property is for the other kind of client (rdkafka.*
+ * properties go to every client). Thread-safe; may be
  * installed on any configuration with rd_kafka_conf_set_log_cb. */
 void cm_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 
