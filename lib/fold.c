@@ -813,12 +813,17 @@ static int advance(struct cm_fold_ctx *fc, struct cm_mstate *st)
         pid_free(&p->id);
     }
     fs->np = keep;
+    /* Every run is scanned over all the runs before any is dropped: a scan
+     * counts the present days of the others. */
+    for (uint32_t i = 0; i < fs->nr; i++)
+        scan_run(fs, &fs->r[i], si_of(fc, fs->sc[fs->r[i].sc].scheme), T - 1);
     uint32_t w = 0;
     for (uint32_t i = 0; i < fs->nr; i++) {
         struct run *r = &fs->r[i];
         const struct sinfo *s = si_of(fc, fs->sc[r->sc].scheme);
-        scan_run(fs, r, s, T - 1);
-        /* A run without breach that no later window can see holds nothing. */
+        /* A run without breach that no later window can see holds nothing
+         * (one not scanned to its end has been scanned to T - 1: later
+         * windows start after every run dropped here). */
         int keep = r->brk != NO_BREACH || (int64_t)r->end >= T - 1 - s->w || r->chk < r->end;
         if (keep)
             fs->r[w++] = *r;

@@ -87,13 +87,58 @@ static void gen_migrant(uint64_t *r, int mi, struct tev *out, int *n)
     *n = ne;
 }
 
+/* A seasonal worker under a stay limit: a long permit of a limited scheme,
+ * stays of days to weeks with gaps of days to months (so stays leave the
+ * reorder window while later ones run), now and then an extension, a
+ * second grant (of another nationality) or a stray event. */
+static void gen_seasonal(uint64_t *r, int mi, struct tev *out, int *n)
+{
+    char mid[16], eid[32];
+    snprintf(mid, sizeof mid, "m%d", mi);
+    int sc = rng_range(r, 0, 1) ? 2 : 3; /* SS 90/180 or TR 5/14 */
+    int64_t t = T(DN(2022, 1, 1) + rng_range(r, 0, 365)) + rng_range(r, -40000, 40000);
+    int64_t e0 = t + rng_range(r, 200, 900) * DAY;
+    int ne = 0, np = 1, in = 0;
+    snprintf(eid, sizeof eid, "%s-e%d", mid, ne);
+    out[ne++] = ev_grant(eid, mid, t, "p0", SCH[sc], NAT[rng_range(r, 0, NNAT - 1)],
+                         t - rng_range(r, 0, 20) * DAY, e0);
+    int want = (int)rng_range(r, 8, MAXEV);
+    while (ne < want) {
+        int g = (int)rng_range(r, 0, 99);
+        if (sc == 2)
+            t += (in ? rng_range(r, 5, 70) : rng_range(r, 2, 130)) * DAY;
+        else
+            t += (in ? rng_range(r, 1, 8) : rng_range(r, 1, 40)) * DAY;
+        t += rng_range(r, -3600, 3600);
+        snprintf(eid, sizeof eid, "%s-e%d", mid, ne);
+        if (g < 8) {
+            out[ne++] = ev_extend(eid, mid, t, "p0", e0 += rng_range(r, 1, 120) * DAY);
+        } else if (g < 14) {
+            char pid[16];
+            snprintf(pid, sizeof pid, "p%d", np++);
+            out[ne++] = ev_grant(eid, mid, t, pid, SCH[sc], NAT[rng_range(r, 0, NNAT - 1)],
+                                 t - rng_range(r, 0, 30) * DAY, t + rng_range(r, 60, 500) * DAY);
+        } else if (g < 17) {
+            out[ne++] = in ? ev_entry(eid, mid, t) : ev_exit(eid, mid, t); /* stray */
+        } else {
+            out[ne++] = in ? ev_exit(eid, mid, t) : ev_entry(eid, mid, t);
+            in = !in;
+        }
+    }
+    *n = ne;
+}
+
 static void gen_hist(uint64_t seed, struct hist *h)
 {
     uint64_t r = seed * 7919 + 17;
     memset(h, 0, sizeof *h);
     h->nm = (int)rng_range(&r, 1, MAXM);
-    for (int m = 0; m < h->nm; m++)
-        gen_migrant(&r, m, h->ev[m], &h->nev[m]);
+    for (int m = 0; m < h->nm; m++) {
+        if (rng_range(&r, 0, 3) == 0)
+            gen_seasonal(&r, m, h->ev[m], &h->nev[m]);
+        else
+            gen_migrant(&r, m, h->ev[m], &h->nev[m]);
+    }
 }
 
 static int64_t hist_max_t(const struct hist *h)

@@ -1238,6 +1238,34 @@ START_TEST(test_stay_limit_worked_example_open)
 }
 END_TEST
 
+START_TEST(test_stay_limit_no_breach_after_window_moves_on)
+{
+    /* S: 90/180, window 30 days. P valid b-40..b+1000 (extended to b+1001
+     * on b+190, d <= E: applied). Stays b-30 (1 day), b+100..b+145 (46),
+     * b+150..b+192 (43). For D in the last stay the window [D-179, D]
+     * starts after b-30 once D >= b+150: at most 46 + 43 = 89 <= 90; for D
+     * in the second stay it holds at most 1 + 46 = 47. No breach day, no
+     * breach; P not due; absent. Events of each stay leave the reorder
+     * window long before the next stay ends, so runs are scanned and
+     * dropped on the way (a drop must not hide a run from another's scan). */
+    GRANT("m1", B0 - 40, "P", "S", "UKR", B0 - 40, B0 + 1000);
+    ENTRY("m1", B0 - 30);
+    EXIT("m1", B0 - 30);
+    ENTRY("m1", B0 + 100);
+    EXIT("m1", B0 + 145);
+    ENTRY("m1", B0 + 150);
+    FEED(F, ev_extend(NULL, "m1", T(B0 + 190), "P", T(B0 + 1001)));
+    EXIT("m1", B0 + 192);
+    for (int k = 193; k <= 200; k += 7) {
+        json_t *d = doc_at(F, T(B0 + k));
+        CHECK_GROUP(d, "S", NULL, "");
+        CHECK_GROUP(d, "S", "nat:UKR", "");
+        CHECK_DQ(d, "");
+        json_decref(d);
+    }
+}
+END_TEST
+
 START_TEST(test_stay_limit_open_stay_counts_to_as_of)
 {
     /* L 3/10, b = 2024-03-01, P valid b..b+100. Open stay from b+1.
@@ -1476,6 +1504,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_present);
     tcase_add_test(tc, test_stay_limit_worked_example);
     tcase_add_test(tc, test_stay_limit_worked_example_open);
+    tcase_add_test(tc, test_stay_limit_no_breach_after_window_moves_on);
     tcase_add_test(tc, test_stay_limit_open_stay_counts_to_as_of);
     tcase_add_test(tc, test_stay_limit_breach_runs);
     tcase_add_test(tc, test_stay_limit_run_spans_exit_and_next_day_entry);
