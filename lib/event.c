@@ -75,6 +75,7 @@ static const char *const reject_names[CM_REJ__COUNT] = {
     [CM_REJ_STRING_TOO_LONG] = "string_too_long",
     [CM_REJ_KEY_MISMATCH] = "key_mismatch",
     [CM_REJ_TOO_LATE] = "too_late",
+    [CM_REJ_NUL_IN_STRING] = "nul_in_string",
 };
 
 const char *cm_reject_name(enum cm_reject r)
@@ -109,10 +110,72 @@ static const char *s_or_empty(const char *s)
     return s ? s : "";
 }
 
-/* True when s is longer than the contract allows. */
-static int too_long(const char *s)
+/* Reads a varint at p[*i] (len bytes in all); 0 when cut or too long. */
+static int varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
 {
-    return s && strnlen(s, CM_STR_MAX + 1) > CM_STR_MAX;
+    *v = 0;
+    for (int shift = 0; shift < 64 && *i < len; shift += 7) {
+        uint8_t b = p[(*i)++];
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return 1;
+    }
+    return 0;
+}
+
+/* Checks every string field, at any depth, of the wire form of a message of
+ * type md as it stands on the wire: protobuf-c hands strings over as C
+ * strings, which would hide their bytes from a NUL on. Returns
+ * CM_REJ_STRING_TOO_LONG, CM_REJ_NUL_IN_STRING or CM_OK (malformed input is
+ * protobuf-c's to refuse). */
+static enum cm_reject check_strings(const ProtobufCMessageDescriptor *md, const uint8_t *p,
+                                    size_t len, int depth)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint64_t key, v;
+        if (!varint(p, len, &i, &key))
+            return CM_OK;
+        switch (key & 7) {
+        case 0:
+            if (!varint(p, len, &i, &v))
+                return CM_OK;
+            break;
+        case 1:
+            if (len - i < 8)
+                return CM_OK;
+            i += 8;
+            break;
+        case 5:
+            if (len - i < 4)
+                return CM_OK;
+            i += 4;
+            break;
+        case 2: {
+            if (!varint(p, len, &i, &v) || v > len - i)
+                return CM_OK;
+            const ProtobufCFieldDescriptor *f =
+                key >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(
+                                             md, (unsigned)(key >> 3))
+                                       : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_STRING) {
+                if (v > CM_STR_MAX)
+                    return CM_REJ_STRING_TOO_LONG;
+                if (memchr(p + i, 0, (size_t)v))
+                    return CM_REJ_NUL_IN_STRING;
+            } else if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < 8) {
+                enum cm_reject r = check_strings(f->descriptor, p + i, (size_t)v, depth + 1);
+                if (r != CM_OK)
+                    return r;
+            }
+            i += (size_t)v;
+            break;
+        }
+        default:
+            return CM_OK;
+        }
+    }
+    return CM_OK;
 }
 
 enum cm_reject cm_decode(struct cm_decoder *d, const uint8_t *buf, size_t len, struct cm_event *ev)
@@ -129,39 +192,9 @@ enum cm_reject cm_decode(struct cm_decoder *d, const uint8_t *buf, size_t len, s
     ev->permit_id = ev->scheme_id = ev->nationality = "";
 
     /* Every string of the message counts, optional ones included. */
-    if (too_long(m->event_id) || too_long(m->migrant_id) || too_long(m->source))
-        return CM_REJ_STRING_TOO_LONG;
-    switch (m->body_case) {
-    case CIRCMON__V1__EVENT__BODY_ENTRY:
-        if (too_long(m->entry->member_state) || too_long(m->entry->border_point))
-            return CM_REJ_STRING_TOO_LONG;
-        break;
-    case CIRCMON__V1__EVENT__BODY_EXIT:
-        if (too_long(m->exit->member_state) || too_long(m->exit->border_point))
-            return CM_REJ_STRING_TOO_LONG;
-        break;
-    case CIRCMON__V1__EVENT__BODY_PERMIT_GRANTED: {
-        Circmon__V1__PermitGranted *g = m->permit_granted;
-        if (too_long(g->permit_id) || too_long(g->scheme_id) || too_long(g->member_state) ||
-            too_long(g->nationality) || too_long(g->sector))
-            return CM_REJ_STRING_TOO_LONG;
-        break;
-    }
-    case CIRCMON__V1__EVENT__BODY_PERMIT_EXTENDED:
-        if (too_long(m->permit_extended->permit_id))
-            return CM_REJ_STRING_TOO_LONG;
-        break;
-    case CIRCMON__V1__EVENT__BODY_PERMIT_REVOKED:
-        if (too_long(m->permit_revoked->permit_id) || too_long(m->permit_revoked->reason))
-            return CM_REJ_STRING_TOO_LONG;
-        break;
-    case CIRCMON__V1__EVENT__BODY_STATUS_CHANGED:
-        if (too_long(m->status_changed->detail))
-            return CM_REJ_STRING_TOO_LONG;
-        break;
-    default:
-        break;
-    }
+    enum cm_reject sr = check_strings(&circmon__v1__event__descriptor, buf, len, 0);
+    if (sr != CM_OK)
+        return sr;
 
     if (!ev->event_id[0])
         return CM_REJ_NO_EVENT_ID;

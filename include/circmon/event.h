@@ -32,6 +32,7 @@ enum cm_reject {
     CM_REJ_STRING_TOO_LONG,
     CM_REJ_KEY_MISMATCH,   /* Kafka key differs from migrant_id (daemon only) */
     CM_REJ_TOO_LATE,       /* older than the reorder window allows */
+    CM_REJ_NUL_IN_STRING,  /* a string holding U+0000: ids would be cut short */
     CM_REJ__COUNT
 };
 
