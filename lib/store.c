@@ -324,6 +324,16 @@ enum st_state { ST_DOWN, ST_CONNECTING, ST_UP };
 
 enum req_kind { RQ_HANDSHAKE, RQ_POS, RQ_MGET, RQ_APPLY };
 
+/* A read of positions: one MGET per partition (its keys share one hash
+ * slot, as Redis Cluster wants), answered together. */
+struct pos_group {
+    cm_store_pos_cb cb;
+    void *ud;
+    size_t n, left;
+    int err;
+    struct cm_store_pos *pos;
+};
+
 struct req {
     struct cm_store *s;
     struct req *prev, *next; /* in s->reqs */
@@ -331,12 +341,12 @@ struct req {
     enum req_kind kind;
     int timed_out;
     union {
-        cm_store_pos_cb pos;
+        struct pos_group *pos;
         cm_store_mget_cb mget;
         cm_store_apply_cb apply;
     } cb;
     void *ud;
-    size_t n;                  /* values expected (POS, MGET) */
+    size_t n;                  /* values expected (MGET); index into the group (POS) */
     struct cm_store_apply *ap; /* kept for the NOSCRIPT resend */
     int resent;
 };
@@ -501,25 +511,30 @@ static void deliver(struct req *q, redisReply *rep)
         err = -EPROTO;
     switch (q->kind) {
     case RQ_POS: {
-        struct cm_store_pos *pos = NULL;
-        if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 * q->n))
+        struct pos_group *g = q->cb.pos;
+        struct cm_store_pos *p = &g->pos[q->n];
+        if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2))
             err = -EPROTO;
-        if (!err && !(pos = calloc(q->n ? q->n : 1, sizeof(*pos))))
-            err = -ENOMEM;
-        for (size_t i = 0; !err && i < q->n; i++) {
-            redisReply *e = rep->element[i], *m = rep->element[q->n + i];
-            pos[i].dlq_part = -1;
+        if (!err) {
+            redisReply *e = rep->element[0], *m = rep->element[1];
+            p->dlq_part = -1;
             if (e->type == REDIS_REPLY_NIL)
-                pos[i].pos = 0;
-            else if (e->type != REDIS_REPLY_STRING || parse_i64(e->str, e->len, &pos[i].pos))
+                p->pos = 0;
+            else if (e->type != REDIS_REPLY_STRING || parse_i64(e->str, e->len, &p->pos))
                 err = -EPROTO;
-            if (!err && m->type != REDIS_REPLY_NIL && parse_mark(m, &pos[i]) < 0)
+            if (!err && m->type != REDIS_REPLY_NIL && parse_mark(m, p) < 0)
                 err = -EPROTO;
         }
-        if (err)
-            set_err(s, "redis: reading positions failed (%s)", rep && rep->type == REDIS_REPLY_ERROR ? rep->str : strerror(-err));
-        q->cb.pos(err, err ? NULL : pos, err ? 0 : q->n, q->ud);
-        free(pos);
+        if (err && !g->err) {
+            g->err = err;
+            set_err(s, "redis: reading positions failed (%s)",
+                    rep && rep->type == REDIS_REPLY_ERROR ? rep->str : strerror(-err));
+        }
+        if (--g->left == 0) {
+            g->cb(g->err, g->err ? NULL : g->pos, g->err ? 0 : g->n, g->ud);
+            free(g->pos);
+            free(g);
+        }
         break;
     }
     case RQ_MGET: {
@@ -861,27 +876,48 @@ int cm_store_get_positions(struct cm_store *s, const int32_t *parts, size_t n,
         return -ENOTCONN;
     if (n == 0)
         return -EINVAL;
-    struct req *q = req_new(s, RQ_POS, ud);
-    struct strv keys = {0};
-    if (!q)
+    struct pos_group *g = calloc(1, sizeof(*g));
+    if (!g || !(g->pos = calloc(n, sizeof(*g->pos)))) {
+        free(g);
         return -ENOMEM;
-    q->cb.pos = cb;
-    q->n = n;
-    for (size_t i = 0; i < 2 * n; i++) {
-        char *k = i < n ? cm_store_key_pos(s->cfg->key_prefix, parts[i])
-                        : cm_store_key_dlq(s->cfg->key_prefix, parts[i - n]);
-        int r = k ? strv_push(&keys, k, strlen(k)) : -ENOMEM;
-        free(k);
-        if (r) {
+    }
+    g->cb = cb;
+    g->ud = ud;
+    g->n = n;
+    for (size_t i = 0; i < n; i++) {
+        struct req *q = req_new(s, RQ_POS, NULL);
+        struct strv keys = {0};
+        char *kp = cm_store_key_pos(s->cfg->key_prefix, parts[i]);
+        char *kd = cm_store_key_dlq(s->cfg->key_prefix, parts[i]);
+        int r = !q || !kp || !kd || strv_push(&keys, kp, strlen(kp)) ||
+                        strv_push(&keys, kd, strlen(kd))
+                    ? -ENOMEM
+                    : 0;
+        free(kp);
+        free(kd);
+        if (!r) {
+            q->cb.pos = g;
+            q->n = i;
+            g->left++;
+            r = send_mget(s, q, &keys); /* frees keys */
+            if (r)
+                g->left--;
+        } else {
             strv_free(&keys);
-            req_free(q);
-            return r;
+        }
+        if (r) {
+            if (q)
+                req_free(q);
+            if (!g->left) { /* nothing sent: no callback */
+                free(g->pos);
+                free(g);
+                return r;
+            }
+            g->err = r; /* the replies of those sent carry the failure to cb */
+            return 0;
         }
     }
-    int r = send_mget(s, q, &keys);
-    if (r)
-        req_free(q);
-    return r;
+    return 0;
 }
 
 int cm_store_get_states(struct cm_store *s, int32_t part, const char *const *mids,

@@ -97,8 +97,9 @@ struct cm_store_pos {
     int64_t dlq_from;
 };
 
-/* Positions and marks of parts[0..n-1] (n > 0). cb gets err = 0 and pos[i]
- * for parts[i], or err < 0 and pos NULL. pos is valid only during cb.
+/* Positions and marks of parts[0..n-1] (n > 0), each partition read by a
+ * command of its own hash slot. cb gets err = 0 and pos[i] for parts[i], or
+ * err < 0 and pos NULL. pos is valid only during cb.
  * Returns 0 when sent (cb will be called exactly once, never from inside
  * this call), or -ENOTCONN/-ENOMEM/-EINVAL (cb will not be called). */
 typedef void (*cm_store_pos_cb)(int err, const struct cm_store_pos *pos, size_t n, void *ud);
