@@ -1470,14 +1470,19 @@ static void teardown(struct daemon *d)
     }
     free(d->parts);
     free(d->dlq_next);
-    if (d->scan)
-        rd_kafka_destroy(d->scan);
     if (d->want)
         rd_kafka_topic_partition_list_destroy(d->want);
     if (d->rkq)
         rd_kafka_queue_destroy(d->rkq);
+    /* A consumer whose close did not finish (Kafka gone) would block
+     * rd_kafka_destroy in another close without end: leave the group to the
+     * session timeout instead. The reader never joined a group. */
     if (d->rk)
-        rd_kafka_destroy(d->rk);
+        rd_kafka_destroy_flags(d->rk, rd_kafka_consumer_closed(d->rk)
+                                          ? 0
+                                          : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    if (d->scan)
+        rd_kafka_destroy_flags(d->scan, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     if (d->pq)
         rd_kafka_queue_destroy(d->pq);
     if (d->prod)

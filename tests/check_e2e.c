@@ -45,6 +45,7 @@ static pid_t pids[32];
 static int npids;
 static int redis_port;
 static pid_t redis_pid = -1;
+static pid_t broker_pid = -1;
 static char brokers[256];
 
 /* ------------------------------------------------------------ processes */
@@ -241,7 +242,7 @@ static void broker_start(void)
     snprintf(log, sizeof(log), "%s/broker.log", dir);
     char *argv[] = {path, "--partitions", parts, "--topic", "circmon.events", "--topic",
                     "circmon.events.dlq", NULL};
-    spawn(argv, NULL, log, &fd, NULL);
+    broker_pid = spawn(argv, NULL, log, &fd, NULL);
     while (got < sizeof(brokers) - 1) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         ck_assert_msg(poll(&pfd, 1, 15000) > 0, "circmon-broker did not print its address");
@@ -801,6 +802,27 @@ START_TEST(test_bad_input)
 }
 END_TEST
 
+/* Stopped while Kafka and Redis go away too (a cleanup that signals every
+ * process at once): circmond still exits, it does not wait for a consumer
+ * close that can no longer finish. */
+START_TEST(test_stop_with_services_gone)
+{
+    SETUP();
+    const char *conf = write_conf("c.conf", "gone", 500, 4);
+    const char *ev = path_in("ev.bin");
+    gen(ev, 7, 2000);
+    long n = count_records(ev);
+    publish(conf, ev);
+    pid_t d = daemon_start(conf, path_in("d.log"), NULL);
+    wait_caught_up(conf, n, 60);
+    kill(d, SIGTERM);
+    kill(broker_pid, SIGTERM);
+    kill(redis_pid, SIGTERM);
+    int st = wait_pid(d, 45);
+    ck_assert_msg(st >= 0 && WIFEXITED(st), "circmond did not stop (status %d)", st);
+}
+END_TEST
+
 /* Dead letters sent, then the daemon dies before its apply: the next one
  * reads them back and does not send them again. */
 START_TEST(test_bad_input_crash)
@@ -1053,6 +1075,12 @@ static Suite *suite(void)
     tcase_add_test(tc, test_rebalance);
     tcase_add_test(tc, test_redis_restart);
     tcase_add_test(tc, test_redis_refusals_then_reconnect);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("stop");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_stop_with_services_gone);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("dead letters");
