@@ -26,6 +26,7 @@
 #define STARTUP_BUDGET_MS 30000 /* Redis and Kafka must answer within this at start */
 #define FLUSH_TICK_MS 5         /* how often partial batches are checked for linger */
 #define STATS_S 10              /* operator log line period */
+#define POLL_TICK_MS 1000       /* polls even when idle: librdkafka's max.poll.interval.ms */
 #define RESYNC_BACKOFF_MAX_MS 5000
 #define DLQ_SCAN_TIMEOUT_MS 10000 /* reading back a dead-letter partition at assignment */
 #define DLQ_FLUSH_MS 10000        /* dead letters in flight delivered before a revoke completes */
@@ -142,7 +143,7 @@ struct daemon {
     uint64_t crash_after_dlq; /* CIRCMOND_TEST_CRASH_AFTER_DLQ, 0 = off */
     uint64_t n_dlq_batches;   /* batches whose dead letters were all delivered */
 
-    struct event *sig_term, *sig_int, *flush_timer, *stats_timer, *startup_timer,
+    struct event *sig_term, *sig_int, *flush_timer, *stats_timer, *poll_timer, *startup_timer,
         *resync_timer, *stop_timer, *close_timer;
 
     /* counters for the operator line */
@@ -1007,6 +1008,16 @@ static void take_message(struct daemon *d, rd_kafka_message_t *m)
                              (size_t)m->partition < d->n_parts
                          ? &d->parts[m->partition]
                          : NULL;
+    if (p && p->active && p->fresh && m->offset < p->next) {
+        /* Kafka restarted the partition below the stored position: the
+         * position was past the topic's end (auto.offset.reset). */
+        cmd_err("partition %" PRId32 ": Redis holds position %" PRId64
+                " but the topic restarts at offset %" PRId64
+                ": was the topic recreated or truncated? Messages below %" PRId64
+                " are taken as folded already; if the topic is new, rebuild Redis",
+                p->id, p->next, m->offset, p->next);
+        p->fresh = 0;
+    }
     if (!p || !p->active || m->offset < p->next) {
         rd_kafka_message_destroy(m); /* from before a resync, or a redelivery */
         return;
@@ -1074,6 +1085,19 @@ static void on_kafka(evutil_socket_t fd, short what, void *arg)
     if (!drained && !d->capped)
         event_active(d->kev, EV_READ, 0);
     schedule(d, d->capped);
+}
+
+/* The queue's wake-up comes only with messages: an idle consumer must still
+ * poll within max.poll.interval.ms or librdkafka leaves the group. Not while
+ * capped: that lasts while Redis is slow, and polling would take messages
+ * past the bound. */
+static void on_poll_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct daemon *d = arg;
+    if (!d->capped && !d->stopping)
+        event_active(d->kev, EV_READ, 0);
 }
 
 static void on_producer(evutil_socket_t fd, short what, void *arg)
@@ -1488,7 +1512,7 @@ static void teardown(struct daemon *d)
     if (d->prod)
         rd_kafka_destroy(d->prod);
     struct event *evs[] = {d->kev, d->pev, d->sig_term, d->sig_int, d->flush_timer,
-                           d->stats_timer, d->startup_timer, d->resync_timer, d->stop_timer,
+                           d->stats_timer, d->poll_timer, d->startup_timer, d->resync_timer, d->stop_timer,
                            d->close_timer};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])
@@ -1537,11 +1561,12 @@ int cmd_run(const struct cm_config *cfg)
     d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
     d->flush_timer = event_new(d->base, -1, EV_PERSIST, on_flush, d);
     d->stats_timer = event_new(d->base, -1, EV_PERSIST, on_stats, d);
+    d->poll_timer = event_new(d->base, -1, EV_PERSIST, on_poll_timer, d);
     d->startup_timer = evtimer_new(d->base, on_startup_timeout, d);
     d->resync_timer = evtimer_new(d->base, on_resync_timer, d);
     d->stop_timer = evtimer_new(d->base, on_stop_timer, d);
     d->close_timer = evtimer_new(d->base, on_close_timer, d);
-    if (!d->sig_term || !d->sig_int || !d->flush_timer || !d->stats_timer ||
+    if (!d->sig_term || !d->sig_int || !d->flush_timer || !d->stats_timer || !d->poll_timer ||
         !d->startup_timer || !d->resync_timer || !d->stop_timer || !d->close_timer) {
         cmd_err("out of memory");
         teardown(d);
@@ -1594,6 +1619,7 @@ int cmd_run(const struct cm_config *cfg)
              cfg->group_id, cfg->batch_size, cfg->max_in_flight);
     timer_in(d->flush_timer, FLUSH_TICK_MS);
     timer_in(d->stats_timer, STATS_S * 1000);
+    timer_in(d->poll_timer, POLL_TICK_MS);
     clock_gettime(CLOCK_MONOTONIC, &d->last_stats);
     event_active(d->kev, EV_READ, 0);
     event_base_dispatch(d->base);

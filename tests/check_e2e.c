@@ -802,6 +802,73 @@ START_TEST(test_bad_input)
 }
 END_TEST
 
+/* Whether file p holds the text needle. */
+static int file_has(const char *p, const char *needle)
+{
+    FILE *fp = fopen(p, "r");
+    if (!fp)
+        return 0; /* not written yet */
+    char line[4096];
+    int found = 0;
+    while (!found && fgets(line, sizeof(line), fp))
+        found = strstr(line, needle) != NULL;
+    fclose(fp);
+    return found;
+}
+
+/* Caught up and idle for longer than max.poll.interval.ms: circmond keeps
+ * polling, so librdkafka never leaves the group (no revoke, no rejoin). */
+START_TEST(test_idle_stays_in_group)
+{
+    SETUP();
+    const char *conf = write_conf("c.conf", "idle", 500, 4);
+    FILE *fp = fopen(conf, "a");
+    ck_assert_ptr_nonnull(fp);
+    fputs("[kafka]\nrdkafka.max.poll.interval.ms = 6000\n", fp);
+    fclose(fp);
+    const char *ev = path_in("ev.bin");
+    gen(ev, 8, 300);
+    long n = count_records(ev);
+    publish(conf, ev);
+    const char *log = path_in("d.log");
+    pid_t d = daemon_start(conf, log, NULL);
+    wait_caught_up(conf, n, 60);
+    /* an observation window of twice the interval: nothing may happen */
+    double end = now_s() + 13;
+    while (now_s() < end && !file_has(log, "revoked"))
+        nap_ms(200);
+    ck_assert_msg(!file_has(log, "revoked") && !file_has(log, "MAXPOLL"),
+                  "circmond left the group while idle (see %s)", log);
+    ck_assert(alive(d));
+    stop_daemon(d);
+}
+END_TEST
+
+/* A stored position past the topic's end (the topic was recreated): Kafka
+ * restarts the partition lower, and circmond says so instead of skipping
+ * in silence. */
+START_TEST(test_position_past_topic_end_is_reported)
+{
+    SETUP();
+    const char *conf = write_conf("c.conf", "past", 500, 4);
+    const char *ev = path_in("ev.bin");
+    gen(ev, 9, 300);
+    publish(conf, ev);
+    redisContext *c = redis_conn();
+    freeReplyObject(redisCommand(c, "SET circmon:{0}:pos 1000000"));
+    redisFree(c);
+    const char *log = path_in("d.log");
+    pid_t d = daemon_start(conf, log, NULL);
+    double end = now_s() + 60;
+    while (now_s() < end && !file_has(log, "restarts at offset"))
+        nap_ms(100);
+    ck_assert_msg(file_has(log, "partition 0: Redis holds position 1000000 but the topic "
+                                "restarts at offset 0"),
+                  "no error about partition 0 (see %s)", log);
+    stop_daemon(d);
+}
+END_TEST
+
 /* Stopped while Kafka and Redis go away too (a cleanup that signals every
  * process at once): circmond still exits, it does not wait for a consumer
  * close that can no longer finish. */
@@ -1077,10 +1144,12 @@ static Suite *suite(void)
     tcase_add_test(tc, test_redis_refusals_then_reconnect);
     suite_add_tcase(s, tc);
 
-    tc = tcase_create("stop");
+    tc = tcase_create("operations");
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_stop_with_services_gone);
+    tcase_add_test(tc, test_idle_stays_in_group);
+    tcase_add_test(tc, test_position_past_topic_end_is_reported);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("dead letters");
