@@ -29,23 +29,33 @@ static void usage(FILE *fp)
           fp);
 }
 
+/* A Kafka configuration error: errors about a line of the file name it. */
+static void conf_error(const struct cm_config *cfg, const char *err)
+{
+    const char *p = cfg->path ? cfg->path : "config";
+    if (!strncmp(err, p, strlen(p)))
+        fprintf(stderr, "circmond: %s\n", err);
+    else
+        fprintf(stderr, "circmond: %s: %s\n", p, err);
+}
+
 /* Validates what start-up would reject: the file, and every Kafka property. */
 static int check_config(const struct cm_config *cfg)
 {
     char err[512];
     rd_kafka_conf_t *c = cmd_consumer_conf(cfg, err, sizeof(err));
     if (!c) {
-        fprintf(stderr, "circmond: %s: %s\n", cfg->path ? cfg->path : "config", err);
+        conf_error(cfg, err);
         return 1;
     }
     rd_kafka_conf_destroy(c);
     if (!(c = cmd_producer_conf(cfg, err, sizeof(err)))) {
-        fprintf(stderr, "circmond: %s: %s\n", cfg->path ? cfg->path : "config", err);
+        conf_error(cfg, err);
         return 1;
     }
     rd_kafka_conf_destroy(c);
     if (!(c = cmd_scanner_conf(cfg, err, sizeof(err)))) {
-        fprintf(stderr, "circmond: %s: %s\n", cfg->path ? cfg->path : "config", err);
+        conf_error(cfg, err);
         return 1;
     }
     rd_kafka_conf_destroy(c);

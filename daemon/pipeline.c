@@ -523,9 +523,9 @@ static void on_states(int err, const struct cm_store_val *vals, size_t nv, void 
         struct mrec *r = &b->msgs[i];
         if (r->rej == CM_OK)
             continue;
-        b->n_dlq++;
         if (dlq_seen(b->p, r->m->offset))
-            continue; /* on the topic already */
+            continue; /* on the topic already, sent by a predecessor */
+        b->n_dlq++;
         int e = cm_dlq_send_opaque(d->prod, d->cfg->dlq_topic, r->m->key, r->m->key_len,
                                    r->m->payload, r->m->len, cm_reject_name(r->rej), src,
                                    r->m->partition, r->m->offset, dlq_part(d, b->part_id), b);
@@ -1277,11 +1277,24 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 /* ------------------------------------------------------------ set-up */
 
 /* A configuration from cfg: its properties, then nd defaults (each unless
- * cfg passes it through as rdkafka.<name>), then nf forced settings. */
+ * cfg passes it through as rdkafka.<name>), then nf forced settings. When
+ * strict, an rdkafka.<name> for a forced setting is an error (it would be
+ * overridden without a word). */
 static rd_kafka_conf_t *conf_build(const struct cm_config *cfg, const char *const (*defaults)[2],
                                    size_t nd, const char *const (*forced)[2], size_t nf,
-                                   char *err, size_t errlen)
+                                   int strict, char *err, size_t errlen)
 {
+    for (size_t i = 0; strict && i < nf; i++)
+        for (size_t k = 0; k < cfg->n_rdkafka; k++)
+            if (!strcmp(cfg->rdkafka[k].key, forced[i][0])) {
+                char where[300] = "";
+                if (cfg->path && cfg->rdkafka[k].line > 0)
+                    snprintf(where, sizeof(where), "%s:%d: ", cfg->path, cfg->rdkafka[k].line);
+                snprintf(err, errlen, "%s[kafka] rdkafka.%s: circmond sets it itself%s", where,
+                         forced[i][0],
+                         !strcmp(forced[i][0], "group.id") ? " (use group_id)" : "");
+                return NULL;
+            }
     rd_kafka_conf_t *conf = cm_kafka_conf_new(cfg, err, errlen);
     if (!conf)
         return NULL;
@@ -1319,7 +1332,7 @@ rd_kafka_conf_t *cmd_consumer_conf(const struct cm_config *cfg, char *err, size_
         {"auto.offset.reset", "earliest"},
         {"enable.partition.eof", "false"},
     };
-    return conf_build(cfg, defaults, NELEM(defaults), forced, NELEM(forced), err, errlen);
+    return conf_build(cfg, defaults, NELEM(defaults), forced, NELEM(forced), 1, err, errlen);
 }
 
 rd_kafka_conf_t *cmd_producer_conf(const struct cm_config *cfg, char *err, size_t errlen)
@@ -1332,7 +1345,7 @@ rd_kafka_conf_t *cmd_producer_conf(const struct cm_config *cfg, char *err, size_
     };
     /* Delivery must be checked: acks from all in-sync replicas. */
     static const char *const forced[][2] = {{"acks", "all"}};
-    return conf_build(cfg, defaults, NELEM(defaults), forced, NELEM(forced), err, errlen);
+    return conf_build(cfg, defaults, NELEM(defaults), forced, NELEM(forced), 1, err, errlen);
 }
 
 rd_kafka_conf_t *cmd_scanner_conf(const struct cm_config *cfg, char *err, size_t errlen)
@@ -1348,7 +1361,9 @@ rd_kafka_conf_t *cmd_scanner_conf(const struct cm_config *cfg, char *err, size_t
         {"enable.auto.offset.store", "false"},
         {"enable.partition.eof", "true"},
     };
-    return conf_build(cfg, NULL, 0, forced, NELEM(forced), err, errlen);
+    /* not strict: it shares the operator's consumer settings (enable.auto.commit
+     * for the mirror, say) but needs its own */
+    return conf_build(cfg, NULL, 0, forced, NELEM(forced), 0, err, errlen);
 }
 
 /* The consumer and the producer, wired to the loop. */

@@ -7,6 +7,7 @@
  */
 #include "circmon/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -272,6 +273,7 @@ static int handle_kafka(struct parser *ps, const char *key, const char *value) {
         kv = &cfg->rdkafka[cfg->n_rdkafka];
         kv->key = xstrdup(key + 8);
         kv->value = xstrdup(value);
+        kv->line = ps->lineno;
         if (!kv->key || !kv->value) {
             free(kv->key);
             free(kv->value);
@@ -325,8 +327,13 @@ static int handle_redis(struct parser *ps, const char *key, const char *value) {
 }
 
 static int handle_http(struct parser *ps, const char *key, const char *value) {
-    if (strcmp(key, "listen") == 0)
+    if (strcmp(key, "listen") == 0) {
+        unsigned char a[16];
+        if (inet_pton(AF_INET, value, a) != 1 && inet_pton(AF_INET6, value, a) != 1)
+            return fail(ps, -EINVAL, "[http] listen: not an IPv4 or IPv6 address: \"%s\"",
+                        value);
         return set_str(ps, key, value, &ps->cfg->http_listen);
+    }
     if (strcmp(key, "port") == 0)
         return set_int(ps, key, value, 0, 65535, &ps->cfg->http_port);
     return fail(ps, -EINVAL, "[http] %s: unknown key", key);

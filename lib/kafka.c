@@ -58,8 +58,16 @@ rd_kafka_conf_t *cm_kafka_conf_new(const struct cm_config *cfg, char *err, size_
         goto fail;
     }
     for (size_t i = 0; i < cfg->n_rdkafka; i++)
-        if (conf_set(conf, cfg->rdkafka[i].key, cfg->rdkafka[i].value, err, errlen) < 0)
+        if (conf_set(conf, cfg->rdkafka[i].key, cfg->rdkafka[i].value, err, errlen) < 0) {
+            if (cfg->path && cfg->rdkafka[i].line > 0 && errlen) {
+                /* where the operator wrote it, as the file's other errors */
+                char why[512];
+                snprintf(why, sizeof(why), "%s", err);
+                snprintf(err, errlen, "%s:%d: [kafka] %s", cfg->path, cfg->rdkafka[i].line,
+                         why);
+            }
             goto fail;
+        }
     return conf;
 
 fail:

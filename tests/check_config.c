@@ -466,6 +466,10 @@ START_TEST(test_error_out_of_range) {
                "F:2: [redis] command_timeout_ms: out of range 1..3600000: "
                "\"99999999999999999999\"");
     ASSERT_ERR("[http]\nport = -1\n", -ERANGE, "F:2: [http] port: out of range 0..65535: \"-1\"");
+    ASSERT_ERR("[http]\nlisten = not an address\n", -EINVAL,
+               "F:2: [http] listen: not an IPv4 or IPv6 address: \"not an address\"");
+    ASSERT_ERR("[http]\nlisten = localhost\n", -EINVAL,
+               "F:2: [http] listen: not an IPv4 or IPv6 address: \"localhost\"");
     ASSERT_ERR("[scheme A]\ngrace_days = -1\n", -ERANGE,
                "F:2: [scheme A] grace_days: out of range 0..3650: \"-1\"");
 }

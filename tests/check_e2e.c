@@ -869,6 +869,33 @@ START_TEST(test_position_past_topic_end_is_reported)
 }
 END_TEST
 
+/* librdkafka settings circmond forces are refused where the operator wrote
+ * them, not overridden in silence. */
+START_TEST(test_check_config_forced_kafka_settings)
+{
+    SETUP();
+    const char *bad[][2] = {
+        {"rdkafka.group.id = other", "rdkafka.group.id: circmond sets it itself (use group_id)"},
+        {"rdkafka.enable.auto.offset.store = true",
+         "rdkafka.enable.auto.offset.store: circmond sets it itself"},
+        {"rdkafka.acks = 1", "rdkafka.acks: circmond sets it itself"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *conf = write_conf("f.conf", "forced", 500, 4);
+        FILE *fp = fopen(conf, "a");
+        ck_assert_ptr_nonnull(fp);
+        fprintf(fp, "[kafka]\n%s\n", bad[i][0]);
+        fclose(fp);
+        char want[512];
+        snprintf(want, sizeof(want), "%s:15: [kafka] %s", conf, bad[i][1]);
+        char *args[] = {"--config", (char *)conf, "--check-config", NULL};
+        const char *log = path_in("check.log");
+        ck_assert_int_eq(run_bin("circmond", args, NULL, log), 1);
+        ck_assert_msg(file_has(log, want), "expected \"%s\" in %s", want, log);
+    }
+}
+END_TEST
+
 /* Stopped while Kafka and Redis go away too (a cleanup that signals every
  * process at once): circmond still exits, it does not wait for a consumer
  * close that can no longer finish. */
@@ -1149,6 +1176,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_stop_with_services_gone);
     tcase_add_test(tc, test_idle_stays_in_group);
+    tcase_add_test(tc, test_check_config_forced_kafka_settings);
     tcase_add_test(tc, test_position_past_topic_end_is_reported);
     suite_add_tcase(s, tc);
 

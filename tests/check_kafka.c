@@ -655,16 +655,23 @@ START_TEST(test_conf_errors)
     cfg.rdkafka = kv;
     cfg.n_rdkafka = 1;
 
-    kv[0] = (struct cm_kv){"linger.ms", "soon"};
+    kv[0] = (struct cm_kv){"linger.ms", "soon", 0};
     ck_assert_ptr_null(cm_kafka_conf_new(&cfg, err, sizeof(err)));
     ck_assert_msg(strstr(err, "rdkafka.linger.ms") != NULL, "%s", err);
 
-    kv[0] = (struct cm_kv){"no.such.property", "1"};
+    kv[0] = (struct cm_kv){"no.such.property", "1", 0};
     ck_assert_ptr_null(cm_kafka_conf_new(&cfg, err, sizeof(err)));
     ck_assert_msg(strstr(err, "rdkafka.no.such.property") != NULL, "%s", err);
 
+    /* read from a file: the error names the file and the line */
+    cfg.path = strdup("/etc/x.conf");
+    kv[0] = (struct cm_kv){"no.such.property", "1", 7};
+    ck_assert_ptr_null(cm_kafka_conf_new(&cfg, err, sizeof(err)));
+    ck_assert_str_eq(err, "/etc/x.conf:7: [kafka] rdkafka.no.such.property: unknown librdkafka "
+                          "property");
+
     /* a valid pass-through wins over the program's default */
-    kv[0] = (struct cm_kv){"linger.ms", "42"};
+    kv[0] = (struct cm_kv){"linger.ms", "42", 0};
     conf = cm_kafka_conf_new(&cfg, err, sizeof(err));
     ck_assert_msg(conf != NULL, "%s", err);
     ck_assert_int_eq(cm_kafka_conf_default(conf, &cfg, "linger.ms", "5", err, sizeof(err)), 0);

@@ -15,6 +15,7 @@ struct cm_scheme_conf {
 struct cm_kv {
     char *key;
     char *value;
+    int line; /* in the file, 0 when not from one */
 };
 
 struct cm_config {
