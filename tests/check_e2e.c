@@ -1152,40 +1152,38 @@ START_TEST(test_zombie)
 }
 END_TEST
 
+/* A test case of s with the teardown that stops every process it started. */
+static TCase *new_case(Suite *s, const char *name, int timeout_s)
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, timeout_s);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("e2e");
-    TCase *tc = tcase_create("store");
-    tcase_add_checked_fixture(tc, NULL, teardown);
-    tcase_set_timeout(tc, 60);
+    TCase *tc = new_case(s, "store", 60);
     tcase_add_test(tc, test_zombie);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("daemon");
-    tcase_add_checked_fixture(tc, NULL, teardown);
-    tcase_set_timeout(tc, 240);
+    tc = new_case(s, "daemon", 240);
     tcase_add_test(tc, test_end_to_end);
     tcase_add_test(tc, test_crash);
     tcase_add_test(tc, test_rebalance);
     tcase_add_test(tc, test_redis_restart);
     tcase_add_test(tc, test_redis_refusals_then_reconnect);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("operations");
-    tcase_add_checked_fixture(tc, NULL, teardown);
-    tcase_set_timeout(tc, 120);
+    tc = new_case(s, "operations", 120);
     tcase_add_test(tc, test_stop_with_services_gone);
     tcase_add_test(tc, test_idle_stays_in_group);
     tcase_add_test(tc, test_check_config_forced_kafka_settings);
     tcase_add_test(tc, test_position_past_topic_end_is_reported);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("dead letters");
-    tcase_add_checked_fixture(tc, NULL, teardown);
-    tcase_set_timeout(tc, 240);
+    tc = new_case(s, "dead letters", 240);
     tcase_add_test(tc, test_bad_input);
     tcase_add_test(tc, test_bad_input_crash);
-    suite_add_tcase(s, tc);
     return s;
 }
 
