@@ -310,6 +310,31 @@ static long num(const json_t *o, const char *k)
     return (long)json_integer_value(json_object_get(o, k));
 }
 
+/* Columns a UTF-8 string takes on a terminal, one per code point (a wide
+ * CJK character takes two: such ids still misalign). */
+static size_t u8_cols(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* s cut to w columns (never inside a character), padded to w. */
+static void put_cell(FILE *fp, const char *s, size_t w)
+{
+    size_t i = 0, cols = 0;
+    while (s[i] && cols < w) {
+        i++;
+        while (((unsigned char)s[i] & 0xC0) == 0x80)
+            i++;
+        cols++;
+    }
+    fwrite(s, 1, i, fp);
+    for (; cols < w; cols++)
+        fputc(' ', fp);
+}
+
 int cm_indicators_print_table(const json_t *doc, FILE *fp)
 {
     static const char *const cols[] = {"expected_departures", "in_time_departures", "late_departures",
@@ -322,8 +347,8 @@ int cm_indicators_print_table(const json_t *doc, FILE *fp)
     json_t *s;
     size_t w = 6;
     json_object_foreach((json_t *)schemes, sid, s) {
-        if (strlen(sid) > w)
-            w = strlen(sid);
+        if (u8_cols(sid) > w)
+            w = u8_cols(sid);
     }
     if (w > 40)
         w = 40;
@@ -344,7 +369,7 @@ int cm_indicators_print_table(const json_t *doc, FILE *fp)
         }
     for (size_t i = 0; i < nk; i++) {
         s = json_object_get(schemes, keys[i]);
-        fprintf(fp, "%-*.*s", (int)w, (int)w, keys[i]);
+        put_cell(fp, keys[i], w);
         for (size_t c = 0; c < sizeof(cols) / sizeof(cols[0]); c++)
             fprintf(fp, " %10ld", num(s, cols[c]));
         cell_rate(fp, json_object_get(s, "overstay_rate"));

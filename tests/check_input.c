@@ -3,6 +3,8 @@
  * principle 6: bad input is data). */
 #include "cm_test.h"
 
+#include "circmon/indicators.h"
+
 #define B0 DN(2024, 3, 1)
 
 static struct fx *F;
@@ -318,6 +320,43 @@ START_TEST(test_strings_with_nul)
 }
 END_TEST
 
+/* Code points of a UTF-8 line up to its newline. */
+static size_t line_cols(const char *s)
+{
+    size_t n = 0;
+    for (; *s && *s != '\n'; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+START_TEST(test_table_aligns_non_ascii_schemes)
+{
+    /* scheme ids of 5 code points in 7 bytes, and of 3 in 3: every row of
+     * the table (header included) has the same width on a terminal */
+    FEED(F, ev_grant(NULL, "m1", T(B0), "P", "\xc3\xb1" "and" "\xc3\xba", "UKR", T(B0), T(B0 + 5)));
+    FEED(F, ev_grant(NULL, "m2", T(B0), "P", "abc", "UKR", T(B0), T(B0 + 5)));
+    json_t *d = doc_at(F, T(B0 + 10));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&buf, &len);
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_int_eq(cm_indicators_print_table(d, fp), 0);
+    fclose(fp);
+    json_decref(d);
+    size_t w = line_cols(buf), rows = 0;
+    for (const char *l = buf; *l && *l != '\n' && rows < 3; rows++) {
+        ck_assert_msg(line_cols(l) == w, "row %zu is %zu columns, the header %zu:\n%s", rows,
+                      line_cols(l), w, buf);
+        l = strchr(l, '\n');
+        if (!l)
+            break;
+        l++;
+    }
+    ck_assert_int_eq(rows, 3);
+    free(buf);
+}
+END_TEST
+
 START_TEST(test_invalid_input_creates_no_migrant)
 {
     uint64_t r = 99;
@@ -396,6 +435,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_valid_after_garbage);
     tcase_add_test(tc, test_huge_strings);
     tcase_add_test(tc, test_strings_with_nul);
+    tcase_add_test(tc, test_table_aligns_non_ascii_schemes);
     tcase_add_test(tc, test_invalid_input_creates_no_migrant);
     tcase_add_test(tc, test_invalid_reasons);
     suite_add_tcase(s, tc);
