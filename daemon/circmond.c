@@ -29,36 +29,25 @@ static void usage(FILE *fp)
           fp);
 }
 
-/* A Kafka configuration error: errors about a line of the file name it. */
-static void conf_error(const struct cm_config *cfg, const char *err)
-{
-    const char *p = cfg->path ? cfg->path : "config";
-    if (!strncmp(err, p, strlen(p)))
-        fprintf(stderr, "circmond: %s\n", err);
-    else
-        fprintf(stderr, "circmond: %s: %s\n", p, err);
-}
-
-/* Validates what start-up would reject: the file, and every Kafka property. */
+/* Validates what start-up would reject: the file, and every Kafka property
+ * of each of circmond's clients. Errors about a line of the file name it. */
 static int check_config(const struct cm_config *cfg)
 {
+    rd_kafka_conf_t *(*const builders[])(const struct cm_config *, char *, size_t) = {
+        cmd_consumer_conf, cmd_producer_conf, cmd_scanner_conf};
+    const char *p = cfg->path ? cfg->path : "config";
     char err[512];
-    rd_kafka_conf_t *c = cmd_consumer_conf(cfg, err, sizeof(err));
-    if (!c) {
-        conf_error(cfg, err);
-        return 1;
+    for (size_t i = 0; i < sizeof(builders) / sizeof(builders[0]); i++) {
+        rd_kafka_conf_t *c = builders[i](cfg, err, sizeof(err));
+        if (!c) {
+            if (!strncmp(err, p, strlen(p)))
+                fprintf(stderr, "circmond: %s\n", err);
+            else
+                fprintf(stderr, "circmond: %s: %s\n", p, err);
+            return 1;
+        }
+        rd_kafka_conf_destroy(c);
     }
-    rd_kafka_conf_destroy(c);
-    if (!(c = cmd_producer_conf(cfg, err, sizeof(err)))) {
-        conf_error(cfg, err);
-        return 1;
-    }
-    rd_kafka_conf_destroy(c);
-    if (!(c = cmd_scanner_conf(cfg, err, sizeof(err)))) {
-        conf_error(cfg, err);
-        return 1;
-    }
-    rd_kafka_conf_destroy(c);
     return 0;
 }
 

@@ -1366,7 +1366,32 @@ rd_kafka_conf_t *cmd_scanner_conf(const struct cm_config *cfg, char *err, size_t
     return conf_build(cfg, NULL, 0, forced, NELEM(forced), 0, err, errlen);
 }
 
-/* The consumer and the producer, wired to the loop. */
+/* A client of kind from conf (taken in every case), or NULL, logged as what. */
+static rd_kafka_t *client_new(rd_kafka_type_t kind, rd_kafka_conf_t *conf, const char *what)
+{
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(kind, conf, err, sizeof(err));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        cmd_err("kafka %s: %s", what, err);
+    }
+    return rk;
+}
+
+/* Wakes the loop through a non-blocking pipe whenever queue q goes from
+ * empty to non-empty: cb then serves it. */
+static int wake_on(struct daemon *d, rd_kafka_queue_t *q, int fds[2], struct event **ev,
+                   event_callback_fn cb, const char *byte)
+{
+    if (make_pipe(fds) < 0 || !(*ev = event_new(d->base, fds[0], EV_READ | EV_PERSIST, cb, d)))
+        return -ENOMEM;
+    rd_kafka_queue_io_event_enable(q, fds[1], byte, 1);
+    event_add(*ev, NULL);
+    return 0;
+}
+
+/* The consumer, the dead-letter producer and reader; the first two wired
+ * to the loop. */
 static int kafka_setup(struct daemon *d)
 {
     char err[512];
@@ -1377,18 +1402,12 @@ static int kafka_setup(struct daemon *d)
     }
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_opaque(conf, d);
-    if (!(d->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)))) {
-        rd_kafka_conf_destroy(conf);
-        cmd_err("kafka consumer: %s", err);
+    if (!(d->rk = client_new(RD_KAFKA_CONSUMER, conf, "consumer")))
         return -EINVAL;
-    }
     rd_kafka_poll_set_consumer(d->rk);
     d->rkq = rd_kafka_queue_get_consumer(d->rk);
-    if (make_pipe(d->kpipe) < 0 ||
-        !(d->kev = event_new(d->base, d->kpipe[0], EV_READ | EV_PERSIST, on_kafka, d)))
+    if (wake_on(d, d->rkq, d->kpipe, &d->kev, on_kafka, "k") < 0)
         return -ENOMEM;
-    rd_kafka_queue_io_event_enable(d->rkq, d->kpipe[1], "k", 1);
-    event_add(d->kev, NULL);
 
     if (!(conf = cmd_producer_conf(d->cfg, err, sizeof(err)))) {
         cmd_err("kafka producer configuration: %s", err);
@@ -1396,27 +1415,18 @@ static int kafka_setup(struct daemon *d)
     }
     rd_kafka_conf_set_dr_msg_cb(conf, on_dlq_delivery);
     rd_kafka_conf_set_opaque(conf, d);
-    if (!(d->prod = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)))) {
-        rd_kafka_conf_destroy(conf);
-        cmd_err("kafka producer: %s", err);
+    if (!(d->prod = client_new(RD_KAFKA_PRODUCER, conf, "producer")))
         return -EINVAL;
-    }
     d->pq = rd_kafka_queue_get_main(d->prod);
-    if (make_pipe(d->ppipe) < 0 ||
-        !(d->pev = event_new(d->base, d->ppipe[0], EV_READ | EV_PERSIST, on_producer, d)))
+    if (wake_on(d, d->pq, d->ppipe, &d->pev, on_producer, "p") < 0)
         return -ENOMEM;
-    rd_kafka_queue_io_event_enable(d->pq, d->ppipe[1], "p", 1);
-    event_add(d->pev, NULL);
 
     if (!(conf = cmd_scanner_conf(d->cfg, err, sizeof(err)))) {
         cmd_err("kafka dead-letter reader configuration: %s", err);
         return -EINVAL;
     }
-    if (!(d->scan = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)))) {
-        rd_kafka_conf_destroy(conf);
-        cmd_err("kafka dead-letter reader: %s", err);
+    if (!(d->scan = client_new(RD_KAFKA_CONSUMER, conf, "dead-letter reader")))
         return -EINVAL;
-    }
     return 0;
 }
 

@@ -362,6 +362,19 @@ static void publish(const char *conf, const char *file)
     ck_assert_int_eq(run_bin("circmonctl", args, NULL, path_in("publish.log")), 0);
 }
 
+/* Generates a stream of migrants (seed) into dir/ev.bin (*ev, when not
+ * NULL), publishes it with conf; returns its number of records. */
+static long gen_publish(const char *conf, int seed, int migrants, const char **ev)
+{
+    const char *p = path_in("ev.bin");
+    gen(p, seed, migrants);
+    long n = count_records(p);
+    publish(conf, p);
+    if (ev)
+        *ev = p;
+    return n;
+}
+
 /* Starts bin/circmond; CM_DAEMON_WRAPPER (e.g. "valgrind -q --error-exitcode=9
  * --leak-check=full") is put in front of it, words split on blanks. */
 static pid_t daemon_start(const char *conf, const char *log, char *const env[])
@@ -536,10 +549,8 @@ START_TEST(test_end_to_end)
 {
     SETUP();
     const char *conf = write_conf("c.conf", "e2e", 500, 4);
-    const char *ev = path_in("ev.bin");
-    gen(ev, 1, 3000);
-    long n = count_records(ev);
-    publish(conf, ev);
+    const char *ev;
+    long n = gen_publish(conf, 1, 3000, &ev);
     pid_t d = daemon_start(conf, path_in("d.log"), NULL);
     wait_caught_up(conf, n, 60);
     compare(conf, AS_OF, ev, NULL);
@@ -555,11 +566,9 @@ START_TEST(test_crash)
 {
     SETUP();
     /* Small batches: many applies, so that the kills land mid-stream. */
-    const char *ev = path_in("ev.bin");
-    gen(ev, 2, 4000);
-    long n = count_records(ev);
     const char *conf = write_conf("c0.conf", "crash0", 100, 2);
-    publish(conf, ev);
+    const char *ev;
+    long n = gen_publish(conf, 2, 4000, &ev);
 
     /* Killed right after an apply landed, before anything else. */
     const char *hooks[] = {"3", "17", "40"};
@@ -789,10 +798,8 @@ START_TEST(test_bad_input)
 {
     SETUP();
     const char *conf = write_conf("c.conf", "bad", 300, 4);
-    const char *ev = path_in("ev.bin");
-    gen(ev, 5, 3000);
-    long n = count_records(ev);
-    publish(conf, ev);
+    const char *ev;
+    long n = gen_publish(conf, 5, 3000, &ev);
     pid_t d = daemon_start(conf, path_in("d.log"), NULL);
     wait_caught_up(conf, n, 60);
     ck_assert(alive(d));
@@ -826,10 +833,7 @@ START_TEST(test_idle_stays_in_group)
     ck_assert_ptr_nonnull(fp);
     fputs("[kafka]\nrdkafka.max.poll.interval.ms = 6000\n", fp);
     fclose(fp);
-    const char *ev = path_in("ev.bin");
-    gen(ev, 8, 300);
-    long n = count_records(ev);
-    publish(conf, ev);
+    long n = gen_publish(conf, 8, 300, NULL);
     const char *log = path_in("d.log");
     pid_t d = daemon_start(conf, log, NULL);
     wait_caught_up(conf, n, 60);
@@ -851,9 +855,7 @@ START_TEST(test_position_past_topic_end_is_reported)
 {
     SETUP();
     const char *conf = write_conf("c.conf", "past", 500, 4);
-    const char *ev = path_in("ev.bin");
-    gen(ev, 9, 300);
-    publish(conf, ev);
+    gen_publish(conf, 9, 300, NULL);
     redisContext *c = redis_conn();
     freeReplyObject(redisCommand(c, "SET circmon:{0}:pos 1000000"));
     redisFree(c);
@@ -903,10 +905,7 @@ START_TEST(test_stop_with_services_gone)
 {
     SETUP();
     const char *conf = write_conf("c.conf", "gone", 500, 4);
-    const char *ev = path_in("ev.bin");
-    gen(ev, 7, 2000);
-    long n = count_records(ev);
-    publish(conf, ev);
+    long n = gen_publish(conf, 7, 2000, NULL);
     pid_t d = daemon_start(conf, path_in("d.log"), NULL);
     wait_caught_up(conf, n, 60);
     kill(d, SIGTERM);
@@ -922,11 +921,9 @@ END_TEST
 START_TEST(test_bad_input_crash)
 {
     SETUP();
-    const char *ev = path_in("ev.bin");
-    gen(ev, 6, 3000);
-    long n = count_records(ev);
     const char *conf = write_conf("c0.conf", "dlqcrash0", 100, 2);
-    publish(conf, ev);
+    const char *ev;
+    long n = gen_publish(conf, 6, 3000, &ev);
     const char *hooks[] = {"1", "5"};
     for (int i = 0; i < 2; i++)
         run_to_hook("dlqcrash", i + 1, "CIRCMOND_TEST_CRASH_AFTER_DLQ", hooks[i]);
