@@ -1,4 +1,5 @@
 /* event.c - decoding and validation of one circmon.v1.Event message. */
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -7,59 +8,44 @@
 #include "circmon/event.h"
 #include "circmon/v1/events.pb-c.h"
 
-#define ARENA 1024
-
-/* Allocations that did not fit in the arena, freed at the next decode. */
-struct big {
-    struct big *next;
-    max_align_t data[];
+/* Field numbers of events.proto that cm_decode reads. The contract fixes them
+ * for ever; check_input.c checks them against the generated descriptors. */
+enum {
+    F_EVENT_ID = 1,
+    F_MIGRANT_ID = 2,
+    F_OCCURRED_AT = 3,
+    F_ENTRY = 10,
+    F_EXIT = 11,
+    F_GRANTED = 12,
+    F_EXTENDED = 13,
+    F_REVOKED = 14,
+    F_STATUS = 15,
+    /* inside the bodies */
+    B_PERMIT_ID = 1,     /* PermitGranted, PermitExtended, PermitRevoked */
+    B_SCHEME_ID = 2,     /* PermitGranted */
+    B_KIND = 3,          /* PermitGranted */
+    B_VALID_FROM = 4,    /* PermitGranted */
+    B_VALID_UNTIL = 5,   /* PermitGranted */
+    B_NATIONALITY = 7,   /* PermitGranted */
+    B_EXT_UNTIL = 2,     /* PermitExtended.valid_until */
+    B_EFFECTIVE_AT = 2,  /* PermitRevoked */
+    B_STATUS = 1,        /* StatusChanged */
 };
 
-/* protobuf-c allocates from a bump arena that each decode resets: one
- * message costs no malloc/free in the common case, and the decoded event
- * points into the arena until the next decode. */
+#define NF 16 /* fields numbered below NF are kept by the walk */
+
+/* The last occurrence of each field of one message, as on the wire. */
+struct fields {
+    uint32_t has; /* bit n: field n was seen */
+    const uint8_t *s[NF];
+    uint32_t sl[NF];
+    uint64_t v[NF];
+};
+
+/* The decoded strings live here until the next decode. */
 struct cm_decoder {
-    ProtobufCAllocator alloc;
-    size_t used;
-    struct big *bigs;
-    _Alignas(max_align_t) unsigned char arena[ARENA];
+    char s[5][CM_STR_MAX + 1];
 };
-
-static void *arena_alloc(void *ud, size_t size)
-{
-    struct cm_decoder *d = ud;
-    size_t a = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-    if (a >= size && a <= ARENA - d->used) {
-        void *p = d->arena + d->used;
-        d->used += a;
-        return p;
-    }
-    if (size > SIZE_MAX - sizeof(struct big))
-        return NULL;
-    struct big *b = malloc(sizeof(*b) + size);
-    if (!b)
-        return NULL;
-    b->next = d->bigs;
-    d->bigs = b;
-    return b->data;
-}
-
-static void arena_free(void *ud, void *p)
-{
-    (void)ud;
-    (void)p; /* all of it goes at the next reset */
-}
-
-static void arena_reset(struct cm_decoder *d)
-{
-    while (d->bigs) {
-        struct big *b = d->bigs;
-        d->bigs = b->next;
-        free(b);
-    }
-    d->used = 0;
-}
-
 static const char *const reject_names[CM_REJ__COUNT] = {
     [CM_OK] = "ok",
     [CM_REJ_DECODE] = "decode",
@@ -87,169 +73,281 @@ const char *cm_reject_name(enum cm_reject r)
 
 struct cm_decoder *cm_decoder_new(void)
 {
-    struct cm_decoder *d = malloc(sizeof(*d));
-    if (!d)
-        return NULL;
-    d->used = 0;
-    d->bigs = NULL;
-    d->alloc = (ProtobufCAllocator){.alloc = arena_alloc, .free = arena_free, .allocator_data = d};
-    return d;
+    return malloc(sizeof(struct cm_decoder));
 }
 
 struct cm_decoder *cm_decoder_free(struct cm_decoder *d)
 {
-    if (!d)
-        return NULL;
-    arena_reset(d);
     free(d);
     return NULL;
 }
 
-static const char *s_or_empty(const char *s)
-{
-    return s ? s : "";
-}
+/* ---- the wire form, read as protobuf-c 1.4 reads it ----
+ *
+ * protobuf-c's unpack allocates the message and every string, and hands the
+ * strings over cut at their first NUL; this walk reads the same bytes in
+ * place, refuses exactly what protobuf-c refuses, and keeps what the
+ * contract needs. check_input.c holds it to protobuf-c on mutated input. */
 
-/* Reads a varint at p[*i] (len bytes in all); 0 when cut or too long. */
-static int varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
+/* A field key: at most 5 bytes, and a first byte without any field number
+ * bits is refused (protobuf-c's parse_tag_and_wiretype). */
+static int key_at(const uint8_t *p, size_t len, size_t *i, uint32_t *tag, unsigned *wt)
 {
-    *v = 0;
-    for (int shift = 0; shift < 64 && *i < len; shift += 7) {
-        uint8_t b = p[(*i)++];
-        *v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
+    const uint8_t *q = p + *i;
+    size_t n = len - *i < 5 ? len - *i : 5;
+    if (!(q[0] & 0xf8))
+        return 0;
+    *wt = q[0] & 7;
+    uint32_t t = (q[0] & 0x7f) >> 3;
+    if (!(q[0] & 0x80)) {
+        *tag = t;
+        *i += 1;
+        return 1;
+    }
+    for (size_t k = 1, shift = 4; k < n; k++, shift += 7) {
+        t |= (uint32_t)(q[k] & 0x7f) << shift;
+        if (!(q[k] & 0x80)) {
+            *tag = t;
+            *i += k + 1;
             return 1;
+        }
     }
     return 0;
 }
 
-/* Checks every string field, at any depth, of the wire form of a message of
- * type md as it stands on the wire: protobuf-c hands strings over as C
- * strings, which would hide their bytes from a NUL on. Returns
- * CM_REJ_STRING_TOO_LONG, CM_REJ_NUL_IN_STRING or CM_OK (malformed input is
- * protobuf-c's to refuse). */
-static enum cm_reject check_strings(const ProtobufCMessageDescriptor *md, const uint8_t *p,
-                                    size_t len, int depth)
+/* A varint of at most 10 bytes; bits past 64 are dropped. */
+static int varint_at(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
+{
+    size_t n = len - *i < 10 ? len - *i : 10;
+    uint64_t x = 0;
+    for (size_t k = 0; k < n; k++) {
+        uint8_t b = p[*i + k];
+        x |= (uint64_t)(b & 0x7f) << (7 * k);
+        if (!(b & 0x80)) {
+            *v = x;
+            *i += k + 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The length of a length-delimited field: at most 5 bytes, at most INT_MAX,
+ * and within the message. */
+static int length_at(const uint8_t *p, size_t len, size_t *i, size_t *l)
+{
+    size_t n = len - *i < 5 ? len - *i : 5;
+    uint64_t x = 0;
+    for (size_t k = 0; k < n; k++) {
+        uint8_t b = p[*i + k];
+        x |= (uint64_t)(b & 0x7f) << (7 * k);
+        if (!(b & 0x80)) {
+            if (x > INT_MAX || x > len - *i - k - 1)
+                return 0;
+            *l = (size_t)x;
+            *i += k + 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The wire type a field of type t must come with; -1: any (protobuf-c 1.4
+ * reads a bool from whatever bytes the field has). */
+static int wire_type(ProtobufCType t)
+{
+    switch (t) {
+    case PROTOBUF_C_TYPE_BOOL:
+        return -1;
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_FLOAT:
+        return 5;
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return 1;
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_BYTES:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return 2;
+    default:
+        return 0; /* the varint types */
+    }
+}
+
+struct walk {
+    struct fields top, body; /* body: the last member of the oneof */
+    uint32_t body_tag;       /* its field number, 0 = none */
+    enum cm_reject str;      /* the first string fault in wire order */
+};
+
+/* Walks a message of type md. out (NULL: nothing kept) receives its fields;
+ * a oneof message member of the top level goes to w->body, replacing any
+ * earlier one whole, as protobuf-c 1.4 does. Returns 0 when protobuf-c
+ * would refuse the bytes. */
+static int walk(const ProtobufCMessageDescriptor *md, const uint8_t *p, size_t len,
+                struct fields *out, struct walk *w)
 {
     size_t i = 0;
     while (i < len) {
-        uint64_t key, v;
-        if (!varint(p, len, &i, &key))
-            return CM_OK;
-        switch (key & 7) {
+        uint32_t tag;
+        unsigned wt;
+        uint64_t v = 0;
+        size_t l = 0;
+        const uint8_t *q = NULL;
+        if (!key_at(p, len, &i, &tag, &wt))
+            return 0;
+        switch (wt) {
         case 0:
-            if (!varint(p, len, &i, &v))
-                return CM_OK;
+            if (!varint_at(p, len, &i, &v))
+                return 0;
             break;
         case 1:
-            if (len - i < 8)
-                return CM_OK;
-            i += 8;
+        case 5: {
+            size_t n = wt == 1 ? 8 : 4;
+            if (len - i < n)
+                return 0;
+            i += n;
             break;
-        case 5:
-            if (len - i < 4)
-                return CM_OK;
-            i += 4;
+        }
+        case 2:
+            if (!length_at(p, len, &i, &l))
+                return 0;
+            q = p + i;
+            i += l;
             break;
-        case 2: {
-            if (!varint(p, len, &i, &v) || v > len - i)
-                return CM_OK;
-            const ProtobufCFieldDescriptor *f =
-                key >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(
-                                             md, (unsigned)(key >> 3))
-                                       : NULL;
-            if (f && f->type == PROTOBUF_C_TYPE_STRING) {
-                if (v > CM_STR_MAX)
-                    return CM_REJ_STRING_TOO_LONG;
-                if (memchr(p + i, 0, (size_t)v))
-                    return CM_REJ_NUL_IN_STRING;
-            } else if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < 8) {
-                enum cm_reject r = check_strings(f->descriptor, p + i, (size_t)v, depth + 1);
-                if (r != CM_OK)
-                    return r;
+        default:
+            return 0; /* groups and reserved wire types */
+        }
+        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(md, tag);
+        if (!f)
+            continue; /* unknown: skipped */
+        int want = wire_type(f->type);
+        if (f->label == PROTOBUF_C_LABEL_REPEATED || (want >= 0 && (int)wt != want))
+            return 0; /* the schema has no repeated field */
+        int keep = out && tag < NF;
+        switch (f->type) {
+        case PROTOBUF_C_TYPE_STRING:
+            if (w->str == CM_OK) {
+                if (l > CM_STR_MAX)
+                    w->str = CM_REJ_STRING_TOO_LONG;
+                else if (l && memchr(q, 0, l))
+                    w->str = CM_REJ_NUL_IN_STRING;
             }
-            i += (size_t)v;
+            if (keep) {
+                out->s[tag] = q;
+                out->sl[tag] = (uint32_t)l;
+            }
+            break;
+        case PROTOBUF_C_TYPE_MESSAGE: {
+            struct fields *sub = NULL;
+            if (out == &w->top && (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)) {
+                sub = &w->body;
+                sub->has = 0;
+                w->body_tag = tag;
+            }
+            if (!walk(f->descriptor, q, l, sub, w))
+                return 0;
             break;
         }
         default:
-            return CM_OK;
+            if (keep)
+                out->v[tag] = v;
+            break;
         }
+        if (keep)
+            out->has |= UINT32_C(1) << tag;
     }
-    return CM_OK;
+    return 1;
+}
+
+/* String field tag of fs, copied NUL-terminated into slot k of d ("" when
+ * absent). The walk has checked its length and that it holds no NUL. */
+static const char *str(struct cm_decoder *d, int k, const struct fields *fs, int tag)
+{
+    if (!(fs->has & UINT32_C(1) << tag))
+        return "";
+    memcpy(d->s[k], fs->s[tag], fs->sl[tag]);
+    d->s[k][fs->sl[tag]] = 0;
+    return d->s[k];
+}
+
+static uint64_t num(const struct fields *fs, int tag)
+{
+    return fs->has & UINT32_C(1) << tag ? fs->v[tag] : 0;
 }
 
 enum cm_reject cm_decode(struct cm_decoder *d, const uint8_t *buf, size_t len, struct cm_event *ev)
 {
-    arena_reset(d);
-    Circmon__V1__Event *m = circmon__v1__event__unpack(&d->alloc, len, buf);
-    if (!m)
-        return CM_REJ_DECODE;
-
+    struct walk w;
+    w.top.has = w.body.has = 0;
+    w.body_tag = 0;
+    w.str = CM_OK;
     memset(ev, 0, sizeof(*ev));
-    ev->event_id = s_or_empty(m->event_id);
-    ev->migrant_id = s_or_empty(m->migrant_id);
-    ev->occurred_at = m->occurred_at;
-    ev->permit_id = ev->scheme_id = ev->nationality = "";
-
+    if (!walk(&circmon__v1__event__descriptor, buf, len, &w.top, &w))
+        return CM_REJ_DECODE;
     /* Every string of the message counts, optional ones included. */
-    enum cm_reject sr = check_strings(&circmon__v1__event__descriptor, buf, len, 0);
-    if (sr != CM_OK)
-        return sr;
+    if (w.str != CM_OK)
+        return w.str;
 
+    const struct fields *b = &w.body;
+    ev->event_id = str(d, 0, &w.top, F_EVENT_ID);
+    ev->migrant_id = str(d, 1, &w.top, F_MIGRANT_ID);
+    ev->occurred_at = (int64_t)num(&w.top, F_OCCURRED_AT);
+    ev->permit_id = ev->scheme_id = ev->nationality = "";
     if (!ev->event_id[0])
         return CM_REJ_NO_EVENT_ID;
     if (!ev->migrant_id[0])
         return CM_REJ_NO_MIGRANT_ID;
-    if (m->occurred_at <= 0)
+    if (ev->occurred_at <= 0)
         return CM_REJ_NO_OCCURRED_AT;
 
-    switch (m->body_case) {
-    case CIRCMON__V1__EVENT__BODY_ENTRY:
+    switch (w.body_tag) {
+    case F_ENTRY:
         ev->type = CM_EV_ENTRY;
         break;
-    case CIRCMON__V1__EVENT__BODY_EXIT:
+    case F_EXIT:
         ev->type = CM_EV_EXIT;
         break;
-    case CIRCMON__V1__EVENT__BODY_PERMIT_GRANTED: {
-        Circmon__V1__PermitGranted *g = m->permit_granted;
+    case F_GRANTED:
         ev->type = CM_EV_GRANTED;
-        ev->permit_id = s_or_empty(g->permit_id);
-        ev->scheme_id = s_or_empty(g->scheme_id);
-        ev->nationality = s_or_empty(g->nationality);
-        ev->kind = g->kind;
-        ev->valid_from = g->valid_from;
-        ev->valid_until = g->valid_until;
+        ev->permit_id = str(d, 2, b, B_PERMIT_ID);
+        ev->scheme_id = str(d, 3, b, B_SCHEME_ID);
+        ev->nationality = str(d, 4, b, B_NATIONALITY);
+        ev->kind = (int32_t)(uint32_t)num(b, B_KIND); /* an enum: its low 32 bits */
+        ev->valid_from = (int64_t)num(b, B_VALID_FROM);
+        ev->valid_until = (int64_t)num(b, B_VALID_UNTIL);
         if (!ev->permit_id[0])
             return CM_REJ_NO_PERMIT_ID;
         if (!ev->scheme_id[0])
             return CM_REJ_NO_SCHEME_ID;
-        if (!g->valid_from)
+        if (!ev->valid_from)
             return CM_REJ_NO_VALID_FROM;
-        if (!g->valid_until)
+        if (!ev->valid_until)
             return CM_REJ_NO_VALID_UNTIL;
-        if (g->valid_until < g->valid_from)
+        if (ev->valid_until < ev->valid_from)
             return CM_REJ_VALIDITY_ORDER;
         break;
-    }
-    case CIRCMON__V1__EVENT__BODY_PERMIT_EXTENDED:
+    case F_EXTENDED:
         ev->type = CM_EV_EXTENDED;
-        ev->permit_id = s_or_empty(m->permit_extended->permit_id);
-        ev->valid_until = m->permit_extended->valid_until;
+        ev->permit_id = str(d, 2, b, B_PERMIT_ID);
+        ev->valid_until = (int64_t)num(b, B_EXT_UNTIL);
         if (!ev->permit_id[0])
             return CM_REJ_NO_PERMIT_ID;
         if (!ev->valid_until)
             return CM_REJ_NO_VALID_UNTIL;
         break;
-    case CIRCMON__V1__EVENT__BODY_PERMIT_REVOKED:
+    case F_REVOKED:
         ev->type = CM_EV_REVOKED;
-        ev->permit_id = s_or_empty(m->permit_revoked->permit_id);
-        ev->effective_at = m->permit_revoked->effective_at;
+        ev->permit_id = str(d, 2, b, B_PERMIT_ID);
+        ev->effective_at = (int64_t)num(b, B_EFFECTIVE_AT);
         if (!ev->permit_id[0])
             return CM_REJ_NO_PERMIT_ID;
         break;
-    case CIRCMON__V1__EVENT__BODY_STATUS_CHANGED:
+    case F_STATUS:
         ev->type = CM_EV_STATUS;
-        ev->status = m->status_changed->status;
+        ev->status = (int32_t)(uint32_t)num(b, B_STATUS);
         break;
     default:
         return CM_REJ_NO_BODY;

@@ -4,6 +4,7 @@
 #include "cm_test.h"
 
 #include "circmon/indicators.h"
+#include "ref_decode.h"
 
 #define B0 DN(2024, 3, 1)
 
@@ -418,6 +419,210 @@ START_TEST(test_invalid_reasons)
 }
 END_TEST
 
+/* ---- the decoder against protobuf-c (tests/ref_decode.c) ---- */
+
+/* cm_decode and the reference agree on buf: the same verdict, and on CM_OK
+ * the same event. Returns the verdict. */
+static enum cm_reject agree(struct cm_decoder *d, const uint8_t *buf, size_t len)
+{
+    struct cm_event a, b;
+    struct ref_strings s;
+    enum cm_reject ra = cm_decode(d, buf, len, &a), rb = ref_decode(buf, len, &b, &s);
+    if (ra != rb) {
+        char hex[3 * 64 + 1] = "";
+        for (size_t i = 0; i < len && i < 64; i++)
+            snprintf(hex + 3 * i, 4, "%02x ", buf[i]);
+        ck_abort_msg("cm_decode says %s, protobuf-c %s, on %zu bytes: %s", cm_reject_name(ra),
+                     cm_reject_name(rb), len, hex);
+    }
+    if (ra != CM_OK)
+        return ra;
+    ck_assert_int_eq(a.type, b.type);
+    ck_assert_str_eq(a.event_id, b.event_id);
+    ck_assert_str_eq(a.migrant_id, b.migrant_id);
+    ck_assert_str_eq(a.permit_id, b.permit_id);
+    ck_assert_str_eq(a.scheme_id, b.scheme_id);
+    ck_assert_str_eq(a.nationality, b.nationality);
+    ck_assert(a.occurred_at == b.occurred_at && a.valid_from == b.valid_from &&
+              a.valid_until == b.valid_until && a.effective_at == b.effective_at);
+    ck_assert_int_eq(a.kind, b.kind);
+    ck_assert_int_eq(a.status, b.status);
+    return ra;
+}
+
+/* Messages of every body with every field set, some with faults. */
+static size_t seeds(struct msg *out, uint64_t *r)
+{
+    size_t n = 0;
+    struct tev e = full_grant("g1", "m1");
+    e.kind = 5;
+    out[n++] = tev_pack(&e);
+    e = ev_extend("x1", "m1", T(B0 + 1), "permit-1", T(B0 + 120));
+    out[n++] = tev_pack(&e);
+    e = ev_revoke("r1", "m1", T(B0 + 2), "permit-1", T(B0 + 50));
+    snprintf(e.reason, TS, "fraud");
+    out[n++] = tev_pack(&e);
+    e = ev_status("s1", "m1", T(B0 + 3), 2);
+    snprintf(e.detail, TS, "long-term");
+    out[n++] = tev_pack(&e);
+    e = ev_entry("n1", "m1", T(B0 + 4));
+    snprintf(e.ms, TS, "FR");
+    snprintf(e.bp, TS, "CDG");
+    out[n++] = tev_pack(&e);
+    e = ev_exit("o1", "m2", T(B0 + 5));
+    snprintf(e.bp, TS, "%s", "x");
+    out[n++] = tev_pack(&e);
+    e = ev_nobody("z1", "m2", T(B0));
+    out[n++] = tev_pack(&e);
+    e = ev_grant("g2", "m2", -T(B0), "p", "B", "", T(B0) + (int64_t)rng_range(r, -5, 5), T(B0));
+    e.kind = -3;
+    out[n++] = tev_pack(&e);
+    e = ev_exit("o2", "m3", T(B0));
+    memset(e.ms, 'm', 256);
+    out[n++] = tev_pack(&e);
+    e = ev_entry("n2", "m3", T(B0));
+    memset(e.bp, 'b', 257);
+    out[n++] = tev_pack(&e);
+    e = ev_grant("g3", "m3", T(B0), "p", "", "SEN", T(B0), T(B0 + 1));
+    out[n++] = tev_pack(&e);
+    e = ev_extend("x2", "m3", T(B0 + 1), "", T(B0 + 120));
+    out[n++] = tev_pack(&e);
+    return n;
+}
+
+START_TEST(test_decoder_agrees_with_protobuf_c)
+{
+    uint64_t r = 2026;
+    struct cm_decoder *d = cm_decoder_new();
+    ck_assert_ptr_nonnull(d);
+    struct msg base[16], m;
+    size_t nbase = seeds(base, &r);
+    long verdicts[CM_REJ__COUNT] = {0};
+    for (int it = 0; it < 300000; it++) {
+        /* one to three messages back to back: fields repeat, bodies replace each other */
+        m.len = 0;
+        int parts = (int)rng_range(&r, 1, 3);
+        for (int k = 0; k < parts; k++) {
+            const struct msg *b = &base[rng_range(&r, 0, (int64_t)nbase - 1)];
+            memcpy(m.buf + m.len, b->buf, b->len);
+            m.len += b->len;
+        }
+        int muts = (int)rng_range(&r, 0, 3);
+        for (int k = 0; k < muts && m.len; k++) {
+            size_t at = (size_t)rng_range(&r, 0, (int64_t)m.len - 1);
+            switch (rng_range(&r, 0, 6)) {
+            case 0: /* any byte */
+                m.buf[at] = (uint8_t)rng_next(&r);
+                break;
+            case 1: /* one bit */
+                m.buf[at] ^= (uint8_t)(1u << rng_range(&r, 0, 7));
+                break;
+            case 2: /* cut */
+                m.len = at;
+                break;
+            case 3: /* a byte out */
+                memmove(m.buf + at, m.buf + at + 1, m.len - at - 1);
+                m.len--;
+                break;
+            case 4: /* a byte in: often a continuation bit or a NUL */
+                if (m.len < 4000) {
+                    static const uint8_t picks[] = {0x00, 0x80, 0xff, 0x01, 0x7f, 0x08};
+                    memmove(m.buf + at + 1, m.buf + at, m.len - at);
+                    m.buf[at] = rng_range(&r, 0, 1) ? picks[rng_range(&r, 0, 5)] : (uint8_t)rng_next(&r);
+                    m.len++;
+                }
+                break;
+            case 5: { /* a field: any number and wire type, a short payload */
+                if (m.len > 4000)
+                    break;
+                uint8_t f[16];
+                size_t fl = 0;
+                uint32_t key = (uint32_t)rng_range(&r, 0, 20) << 3 | (uint32_t)rng_range(&r, 0, 7);
+                do {
+                    f[fl++] = (uint8_t)((key & 0x7f) | (key > 0x7f ? 0x80 : 0));
+                    key >>= 7;
+                } while (key);
+                size_t pl = (size_t)rng_range(&r, 0, 10);
+                if (rng_range(&r, 0, 1))
+                    f[fl++] = (uint8_t)pl;
+                while (fl < sizeof f && pl--)
+                    f[fl++] = (uint8_t)rng_next(&r);
+                memmove(m.buf + at + fl, m.buf + at, m.len - at);
+                memcpy(m.buf + at, f, fl);
+                m.len += fl;
+                break;
+            }
+            default: /* a slice repeated */
+                if (m.len < 4000) {
+                    size_t l = (size_t)rng_range(&r, 1, (int64_t)(m.len - at));
+                    memmove(m.buf + at + l, m.buf + at, m.len - at);
+                    m.len += l;
+                }
+                break;
+            }
+        }
+        verdicts[agree(d, m.buf, m.len)]++;
+    }
+    /* the mutations reached every kind of verdict the bytes can give */
+    static const enum cm_reject must[] = {CM_OK, CM_REJ_DECODE, CM_REJ_NO_EVENT_ID,
+                                          CM_REJ_NO_MIGRANT_ID, CM_REJ_NO_BODY,
+                                          CM_REJ_NO_OCCURRED_AT, CM_REJ_NO_PERMIT_ID,
+                                          CM_REJ_NO_SCHEME_ID, CM_REJ_NO_VALID_UNTIL,
+                                          CM_REJ_VALIDITY_ORDER, CM_REJ_STRING_TOO_LONG,
+                                          CM_REJ_NUL_IN_STRING};
+    for (size_t k = 0; k < sizeof must / sizeof must[0]; k++)
+        ck_assert_msg(verdicts[must[k]] > 20, "%s: %ld", cm_reject_name(must[k]), verdicts[must[k]]);
+    cm_decoder_free(d);
+}
+END_TEST
+
+START_TEST(test_decoder_edge_cases)
+{
+    /* wire forms where readers of protobuf differ: cm_decode reads them as
+     * protobuf-c 1.4 does */
+    static const struct {
+        size_t len;
+        uint8_t b[24];
+    } cases[] = {
+        /* a length written in 6 bytes */
+        {11, {0x0a, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 'e', 0x12, 0x01, 'm'}},
+        /* a key of field number 0 written in two bytes, then in one */
+        {9, {0x80, 0x00, 0x01, 0x0a, 0x01, 'e', 0x12, 0x01, 'm'}},
+        {8, {0x00, 0x01, 0x0a, 0x01, 'e', 0x12, 0x01, 'm'}},
+        /* a key in 6 bytes */
+        {12, {0xd8, 0x80, 0x80, 0x80, 0x80, 0x00, 0x0a, 0x01, 'e', 0x12, 0x01, 'm'}},
+        /* an 11-byte varint */
+        {17, {0x18, 0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x0a, 0x01, 'e', 0x12, 0x01}},
+        /* a 10-byte varint with bits past 64 */
+        {18, {0x0a, 0x01, 'e', 0x12, 0x01, 'm', 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x5a}},
+        /* a group */
+        {8, {0x0a, 0x01, 'e', 0x12, 0x01, 'm', 0x1b, 0x1c}},
+        /* status with a 64-bit value: an enum keeps its low 32 bits */
+        {23, {0x0a, 0x01, 'e', 0x12, 0x01, 'm', 0x18, 0x05, 0x7a, 0x0b, 0x08, 0xff, 0xff, 0xff, 0xff, 0x8f, 0x80, 0x80, 0x80, 0x80, 0x01, 0x00, 0x00}},
+        /* occurred_at 5, then 0 written out: the last one counts */
+        {12, {0x0a, 0x01, 'e', 0x12, 0x01, 'm', 0x18, 0x05, 0x18, 0x00, 0x5a, 0x00}},
+        /* an exit body, then an empty grant: the grant replaces it */
+        {10, {0x0a, 0x01, 'e', 0x12, 0x01, 'm', 0x18, 0x05, 0x5a, 0x00}},
+        /* a grant, then an entry: the entry replaces it */
+        {22, {0x0a, 0x01, 'e', 0x12, 0x01, 'm', 0x18, 0x05, 0x62, 0x08, 0x0a, 0x01, 'p', 0x12, 0x01, 'A', 0x20, 0x01, 0x52, 0x00, 0x00, 0x00}},
+        /* an unknown field holding garbage */
+        {14, {0x0a, 0x01, 'e', 0x12, 0x01, 'm', 0x18, 0x05, 0x5a, 0x00, 0xa2, 0x01, 0x01, 0xff}},
+        /* a string fault inside a replaced body still counts */
+        {18, {0x0a, 0x01, 'e', 0x12, 0x01, 'm', 0x18, 0x05, 0x5a, 0x03, 0x0a, 0x01, 0x00, 0x52, 0x00, 0x00, 0x00, 0x00}},
+    };
+    struct cm_decoder *d = cm_decoder_new();
+    ck_assert_ptr_nonnull(d);
+    int ok = 0;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        /* trailing padding bytes of the table are cut off by len */
+        for (size_t cut = cases[k].len; cut + 3 >= cases[k].len && cut > 0; cut--)
+            ok += agree(d, cases[k].b, cut) == CM_OK;
+    }
+    ck_assert_int_gt(ok, 0);
+    cm_decoder_free(d);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("input");
@@ -438,6 +643,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_table_aligns_non_ascii_schemes);
     tcase_add_test(tc, test_invalid_input_creates_no_migrant);
     tcase_add_test(tc, test_invalid_reasons);
+    tcase_add_test(tc, test_decoder_agrees_with_protobuf_c);
+    tcase_add_test(tc, test_decoder_edge_cases);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -60,7 +60,7 @@ struct cm_event {
     int status;
 };
 
-struct cm_decoder; /* holds the last unpacked message */
+struct cm_decoder; /* holds the strings of the last decoded event */
 
 /* A new decoder, or NULL when out of memory. */
 struct cm_decoder *cm_decoder_new(void);
