@@ -265,7 +265,7 @@ static void batch_free(struct batch *b)
         rd_kafka_message_destroy(b->msgs[i].m);
     for (size_t i = 0; i < b->n_migs; i++) {
         free(b->migs[i].id);
-        cm_mstate_free(b->migs[i].st);
+        cm_mstate_free(d->fc, b->migs[i].st);
         free(b->migs[i].orig);
     }
     free(b->msgs);
@@ -455,7 +455,7 @@ static void on_states(int err, const struct cm_store_val *vals, size_t nv, void 
             m->olen = vals[i].len;
             if (cm_mstate_unpack(d->fc, vals[i].data, vals[i].len, &m->st) < 0)
                 fail = "a stored migrant state does not unpack";
-        } else if (!(m->st = cm_mstate_new())) {
+        } else if (!(m->st = cm_mstate_new(d->fc))) {
             fail = "out of memory";
         }
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "circmon/agg.h"
+#include "circmon/pool.h"
 #include "circmon/timeutil.h"
 
 static const char *const ctr_names[CM_C__COUNT] = {
@@ -51,11 +52,25 @@ struct slot {
     int64_t v;
 };
 
-struct cm_agg {
+/* An open-addressing table of slots, linear probing. */
+struct table {
     struct slot *s;
     size_t cap; /* power of two */
     size_t n;
 };
+
+/* Two tables: the few keys most events touch (counters, presence, data
+ * quality) stay in cache apart from the many keyed by a day (pending
+ * permits, open breaches), which each event touches one or two of. */
+struct cm_agg {
+    struct table t[2];
+};
+
+static struct table *table_of(struct cm_agg *ag, uint64_t w2)
+{
+    unsigned kind = (unsigned)(w2 >> 48) & 0xff;
+    return &ag->t[kind == CM_AK_PEND || kind == CM_AK_BREACH];
+}
 
 /* Keys are packed: a and b fit 32 bits (numbers of names, months, days
  * clamped by the fold), scheme 32 bits. */
@@ -87,11 +102,10 @@ struct cm_agg *cm_agg_new(void)
     struct cm_agg *ag = calloc(1, sizeof(*ag));
     if (!ag)
         return NULL;
-    ag->cap = 256;
-    ag->s = calloc(ag->cap, sizeof(*ag->s));
-    if (!ag->s) {
-        free(ag);
-        return NULL;
+    for (int i = 0; i < 2; i++) {
+        ag->t[i].cap = 256;
+        if (!(ag->t[i].s = calloc(ag->t[i].cap, sizeof(struct slot))))
+            return cm_agg_free(ag);
     }
     return ag;
 }
@@ -100,84 +114,89 @@ struct cm_agg *cm_agg_free(struct cm_agg *ag)
 {
     if (!ag)
         return NULL;
-    free(ag->s);
+    free(ag->t[0].s);
+    free(ag->t[1].s);
     free(ag);
     return NULL;
 }
 
 void cm_agg_clear(struct cm_agg *ag)
 {
-    memset(ag->s, 0, ag->cap * sizeof(*ag->s));
-    ag->n = 0;
+    for (int i = 0; i < 2; i++) {
+        memset(ag->t[i].s, 0, ag->t[i].cap * sizeof(struct slot));
+        ag->t[i].n = 0;
+    }
 }
 
 size_t cm_agg_count(const struct cm_agg *ag)
 {
-    return ag->n;
+    return ag->t[0].n + ag->t[1].n;
 }
 
-static size_t find(const struct cm_agg *ag, uint64_t w1, uint64_t w2)
+static size_t find(const struct table *t, uint64_t w1, uint64_t w2)
 {
-    size_t mask = ag->cap - 1, j = hash2(w1, w2) & mask;
-    while (ag->s[j].w2 && (ag->s[j].w1 != w1 || ag->s[j].w2 != w2))
+    size_t mask = t->cap - 1, j = hash2(w1, w2) & mask;
+    while (t->s[j].w2 && (t->s[j].w1 != w1 || t->s[j].w2 != w2))
         j = (j + 1) & mask;
     return j;
 }
 
-static int grow(struct cm_agg *ag)
+static int grow(struct table *t)
 {
-    size_t oc = ag->cap;
-    struct slot *os = ag->s;
+    size_t oc = t->cap;
+    struct slot *os = t->s;
     struct slot *ns = calloc(oc * 2, sizeof(*ns));
     if (!ns)
         return -ENOMEM;
-    ag->s = ns;
-    ag->cap = oc * 2;
+    cm_mem_hint_huge(ns, oc * 2 * sizeof(*ns));
+    t->s = ns;
+    t->cap = oc * 2;
     for (size_t i = 0; i < oc; i++)
         if (os[i].w2)
-            ag->s[find(ag, os[i].w1, os[i].w2)] = os[i];
+            t->s[find(t, os[i].w1, os[i].w2)] = os[i];
     free(os);
     return 0;
 }
 
 /* Backward-shift deletion keeps probe chains intact without tombstones. */
-static void remove_at(struct cm_agg *ag, size_t j)
+static void remove_at(struct table *t, size_t j)
 {
-    size_t mask = ag->cap - 1, i = j;
-    ag->s[j].w2 = 0;
+    size_t mask = t->cap - 1, i = j;
+    t->s[j].w2 = 0;
     for (;;) {
         i = (i + 1) & mask;
-        if (!ag->s[i].w2)
+        if (!t->s[i].w2)
             break;
-        size_t home = hash2(ag->s[i].w1, ag->s[i].w2) & mask;
+        size_t home = hash2(t->s[i].w1, t->s[i].w2) & mask;
         /* move s[i] into the hole j when its home is not in (j, i] */
         if ((i > j && (home <= j || home > i)) || (i < j && (home <= j && home > i))) {
-            ag->s[j] = ag->s[i];
-            ag->s[i].w2 = 0;
+            t->s[j] = t->s[i];
+            t->s[i].w2 = 0;
             j = i;
         }
     }
-    ag->n--;
+    t->n--;
 }
 
 static int add_packed(struct cm_agg *ag, uint64_t w1, uint64_t w2, int64_t v)
 {
     if (!v)
         return 0;
-    size_t j = find(ag, w1, w2);
-    if (ag->s[j].w2) {
-        ag->s[j].v += v;
-        if (!ag->s[j].v)
-            remove_at(ag, j);
+    struct table *t = table_of(ag, w2);
+    size_t j = find(t, w1, w2);
+    if (t->s[j].w2) {
+        t->s[j].v += v;
+        if (!t->s[j].v)
+            remove_at(t, j);
         return 0;
     }
-    if ((ag->n + 1) * 4 > ag->cap * 3) {
-        if (grow(ag) < 0)
+    if ((t->n + 1) * 4 > t->cap * 3) {
+        if (grow(t) < 0)
             return -ENOMEM;
-        j = find(ag, w1, w2);
+        j = find(t, w1, w2);
     }
-    ag->s[j] = (struct slot){.w1 = w1, .w2 = w2, .v = v};
-    ag->n++;
+    t->s[j] = (struct slot){.w1 = w1, .w2 = w2, .v = v};
+    t->n++;
     return 0;
 }
 
@@ -192,29 +211,34 @@ int64_t cm_agg_get(const struct cm_agg *ag, const struct cm_agg_key *k)
 {
     uint64_t w1, w2;
     pack_key(k, &w1, &w2);
-    size_t j = find(ag, w1, w2);
-    return ag->s[j].w2 ? ag->s[j].v : 0;
+    const struct table *t = table_of((struct cm_agg *)ag, w2);
+    size_t j = find(t, w1, w2);
+    return t->s[j].w2 ? t->s[j].v : 0;
 }
 
 int cm_agg_foreach(const struct cm_agg *ag,
                    int (*fn)(const struct cm_agg_key *k, int64_t v, void *ud), void *ud)
 {
-    for (size_t i = 0; i < ag->cap; i++)
-        if (ag->s[i].w2) {
-            struct cm_agg_key k;
-            unpack_key(&ag->s[i], &k);
-            int r = fn(&k, ag->s[i].v, ud);
-            if (r)
-                return r;
-        }
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 0; i < ag->t[t].cap; i++)
+            if (ag->t[t].s[i].w2) {
+                struct cm_agg_key k;
+                unpack_key(&ag->t[t].s[i], &k);
+                int r = fn(&k, ag->t[t].s[i].v, ud);
+                if (r)
+                    return r;
+            }
     return 0;
 }
 
 int cm_agg_merge(struct cm_agg *dst, const struct cm_agg *src)
 {
-    for (size_t i = 0; i < src->cap; i++)
-        if (src->s[i].w2 && add_packed(dst, src->s[i].w1, src->s[i].w2, src->s[i].v) < 0)
-            return -ENOMEM;
+    for (int t = 0; t < 2; t++)
+        for (size_t i = 0; i < src->t[t].cap; i++) {
+            const struct slot *sl = &src->t[t].s[i];
+            if (sl->w2 && add_packed(dst, sl->w1, sl->w2, sl->v) < 0)
+                return -ENOMEM;
+        }
     return 0;
 }
 

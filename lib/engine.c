@@ -7,6 +7,7 @@
 #include "circmon/fold.h"
 #include "circmon/indicators.h"
 #include "circmon/names.h"
+#include "circmon/pool.h"
 
 #define INLINE_ID 23
 
@@ -66,7 +67,7 @@ struct cm_engine *cm_engine_free(struct cm_engine *en)
         if (en->m[i].st) {
             if (en->m[i].outside)
                 free(en->m[i].id.out);
-            cm_mstate_free(en->m[i].st);
+            cm_mstate_free(en->fc, en->m[i].st);
         }
     free(en->m);
     free(en->items);
@@ -87,6 +88,7 @@ static int grow_map(struct cm_engine *en)
     struct mslot *nm = calloc(nc, sizeof(*nm));
     if (!nm)
         return -ENOMEM;
+    cm_mem_hint_huge(nm, nc * sizeof(*nm));
     for (size_t i = 0; i < en->cap; i++) {
         if (!en->m[i].st)
             continue;
@@ -128,7 +130,7 @@ static struct cm_mstate *migrant_h(struct cm_engine *en, const char *id, uint64_
     } else {
         memcpy(s.id.in, id, len + 1);
     }
-    s.st = cm_mstate_new();
+    s.st = cm_mstate_new(en->fc);
     if (!s.st) {
         if (s.outside)
             free(s.id.out);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "circmon/fold.h"
+#include "circmon/pool.h"
 #include "circmon/timeutil.h"
 #include "circmon/v1/state.pb-c.h"
 
@@ -56,7 +57,7 @@ static const char *pid_str(const struct pid *p)
     return s;
 }
 
-static int pid_set(struct pid *p, const char *s)
+static int pid_set(struct cm_pool *pl, struct pid *p, const char *s)
 {
     size_t l = strlen(s);
     memset(p->b, 0, sizeof(p->b));
@@ -64,19 +65,22 @@ static int pid_set(struct pid *p, const char *s)
         memcpy(p->b, s, l);
         return 0;
     }
-    char *d = strdup(s);
+    char *d = cm_pool_alloc(pl, l + 1);
     if (!d)
         return -ENOMEM;
+    memcpy(d, s, l + 1);
     memcpy(p->b, &d, sizeof(d));
     p->b[23] = 1;
     return 0;
 }
 
 /* Frees what p holds and leaves it empty. */
-static void pid_free(struct pid *p)
+static void pid_free(struct cm_pool *pl, struct pid *p)
 {
-    if (p->b[23])
-        free((char *)pid_str(p));
+    if (p->b[23]) {
+        const char *s = pid_str(p);
+        cm_pool_release(pl, (char *)s, strlen(s) + 1);
+    }
     memset(p->b, 0, sizeof(p->b));
 }
 
@@ -144,6 +148,7 @@ struct sinfo {
 struct cm_fold_ctx {
     const struct cm_config *cfg;
     struct cm_names *nm;
+    struct cm_pool *pool; /* every migrant state, and the scratch states below */
     struct sinfo *si; /* by name number */
     size_t nsi;
     int32_t nat_xxx; /* ICAO's "unspecified nationality", for grants without one */
@@ -210,14 +215,15 @@ static int32_t clamp_day(int64_t t)
     return (int32_t)d;
 }
 
-static int grow(void **v, uint32_t *cap, uint32_t need, size_t size)
+/* Grows array *v of *cap elements (pool blocks) to room for need. */
+static int grow(struct cm_pool *pl, void **v, uint32_t *cap, uint32_t need, size_t size)
 {
     if (need <= *cap)
         return 0;
     uint32_t nc = *cap ? *cap : 4;
     while (nc < need)
         nc *= 2;
-    void *nv = realloc(*v, (size_t)nc * size);
+    void *nv = cm_pool_realloc(pl, *v, (size_t)*cap * size, (size_t)nc * size);
     if (!nv)
         return -ENOMEM;
     *v = nv;
@@ -260,25 +266,25 @@ static int limited(const struct sinfo *s)
     return s->n > 0 && s->w > 0;
 }
 
-static void fstate_free(struct fstate *fs, int own)
+static void fstate_free(struct cm_pool *pl, struct fstate *fs, int own)
 {
-    if (own)
+    if (own) {
         for (uint32_t i = 0; i < fs->np; i++)
-            pid_free(&fs->p[i].id);
-    if (own)
-        free(fs->tombs);
-    free(fs->p);
-    free(fs->sc);
-    free(fs->r);
+            pid_free(pl, &fs->p[i].id);
+        cm_pool_release(pl, fs->tombs, fs->ltombs);
+    }
+    cm_pool_release(pl, fs->p, (size_t)fs->capp * sizeof(*fs->p));
+    cm_pool_release(pl, fs->sc, (size_t)fs->capsc * sizeof(*fs->sc));
+    cm_pool_release(pl, fs->r, (size_t)fs->capr * sizeof(*fs->r));
     memset(fs, 0, sizeof(*fs));
 }
 
 /* Copies src into dst (dst's arrays reused; ids borrowed). */
-static int fstate_copy(struct fstate *dst, const struct fstate *src)
+static int fstate_copy(struct cm_pool *pl, struct fstate *dst, const struct fstate *src)
 {
-    if (grow((void **)&dst->p, &dst->capp, src->np, sizeof(*src->p)) < 0 ||
-        grow((void **)&dst->sc, &dst->capsc, src->nsc, sizeof(*src->sc)) < 0 ||
-        grow((void **)&dst->r, &dst->capr, src->nr, sizeof(*src->r)) < 0)
+    if (grow(pl, (void **)&dst->p, &dst->capp, src->np, sizeof(*src->p)) < 0 ||
+        grow(pl, (void **)&dst->sc, &dst->capsc, src->nsc, sizeof(*src->sc)) < 0 ||
+        grow(pl, (void **)&dst->r, &dst->capr, src->nr, sizeof(*src->r)) < 0)
         return -ENOMEM;
     if (src->np)
         memcpy(dst->p, src->p, src->np * sizeof(*src->p));
@@ -331,7 +337,7 @@ static int stay_begin(struct cm_fold_ctx *fc, struct fstate *fs, int32_t pi, int
         fs->r[ri].end = OPEN_END;
         return 0;
     }
-    if (grow((void **)&fs->r, &fs->capr, fs->nr + 1, sizeof(*fs->r)) < 0)
+    if (grow(fc->pool, (void **)&fs->r, &fs->capr, fs->nr + 1, sizeof(*fs->r)) < 0)
         return -ENOMEM;
     fs->r[fs->nr++] = (struct run){.sc = sc, .start = d, .end = OPEN_END, .chk = d - 1, .brk = NO_BREACH};
     return 0;
@@ -367,10 +373,10 @@ static int is_tomb(const struct fstate *fs, const char *id)
 }
 
 /* Records id as the id of a pruned permit. Returns 0 or -ENOMEM. */
-static int add_tomb(struct fstate *fs, const char *id)
+static int add_tomb(struct cm_pool *pl, struct fstate *fs, const char *id)
 {
     size_t l = strlen(id) + 1;
-    char *nt = realloc(fs->tombs, fs->ltombs + l);
+    char *nt = cm_pool_realloc(pl, fs->tombs, fs->ltombs, fs->ltombs + l);
     if (!nt)
         return -ENOMEM;
     memcpy(nt + fs->ltombs, id, l);
@@ -386,13 +392,13 @@ static int apply(struct cm_fold_ctx *fc, struct fstate *fs, struct wev *e, int o
     int32_t d = clamp_day(e->t);
     switch (e->type) {
     case CM_EV_GRANTED: {
-        if (grow((void **)&fs->p, &fs->capp, fs->np + 1, sizeof(*fs->p)) < 0)
+        if (grow(fc->pool, (void **)&fs->p, &fs->capp, fs->np + 1, sizeof(*fs->p)) < 0)
             return -ENOMEM;
         const struct sinfo *qs = si_of(fc, e->scheme);
         if (limited(qs)) {
             int32_t sc = find_sch(fs, e->scheme);
             if (sc < 0) {
-                if (grow((void **)&fs->sc, &fs->capsc, fs->nsc + 1, sizeof(*fs->sc)) < 0)
+                if (grow(fc->pool, (void **)&fs->sc, &fs->capsc, fs->nsc + 1, sizeof(*fs->sc)) < 0)
                     return -ENOMEM;
                 sc = (int32_t)fs->nsc++;
                 fs->sc[sc].scheme = e->scheme;
@@ -764,7 +770,7 @@ static int diff(const struct cm_item *before, size_t nb, struct cm_item *after, 
 /* The fold of snapshot + window, in out. */
 static int refold(struct cm_fold_ctx *fc, struct cm_mstate *st, struct fstate *out)
 {
-    if (fstate_copy(out, &st->snap) < 0)
+    if (fstate_copy(fc->pool, out, &st->snap) < 0)
         return -ENOMEM;
     for (uint32_t i = 0; i < st->nw; i++)
         if (apply(fc, out, &st->w[i], 0) < 0)
@@ -781,7 +787,7 @@ static int advance(struct cm_fold_ctx *fc, struct cm_mstate *st)
     while (k < st->nw && st->w[k].t < horizon) {
         if (apply(fc, &st->snap, &st->w[k], 1) < 0)
             return -ENOMEM;
-        pid_free(&st->w[k].pid);
+        pid_free(fc->pool, &st->w[k].pid);
         k++;
     }
     if (k) {
@@ -806,11 +812,11 @@ static int advance(struct cm_fold_ctx *fc, struct cm_mstate *st)
             continue;
         }
         /* final: its contribution stays in the aggregate, only its id is kept */
-        if (add_tomb(fs, pid_str(&p->id)) < 0) {
+        if (add_tomb(fc->pool, fs, pid_str(&p->id)) < 0) {
             fs->p[keep++] = *p; /* keeping it is always right, only bigger */
             continue;
         }
-        pid_free(&p->id);
+        pid_free(fc->pool, &p->id);
     }
     fs->np = keep;
     /* Every run is scanned over all the runs before any is dropped: a scan
@@ -897,13 +903,13 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
         break;
     }
     if (ev->type == CM_EV_GRANTED || ev->type == CM_EV_EXTENDED || ev->type == CM_EV_REVOKED) {
-        if (pid_set(&e.pid, ev->permit_id) < 0)
+        if (pid_set(fc->pool, &e.pid, ev->permit_id) < 0)
             return -ENOMEM;
     }
     /* the window grows one event at a time: most hold one or two */
     if (st->nw == st->capw) {
         uint32_t nc = st->capw ? st->capw * 2 : 1;
-        struct wev *nw = realloc(st->w, nc * sizeof(*nw));
+        struct wev *nw = cm_pool_realloc(fc->pool, st->w, st->capw * sizeof(*nw), nc * sizeof(*nw));
         if (!nw)
             goto nomem;
         st->w = nw;
@@ -928,7 +934,7 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
     /* after: in order (the common case), the fold before plus this event */
     int after;
     if (pos == st->nw - 1) {
-        after = fstate_copy(&fc->tb, &fc->ta);
+        after = fstate_copy(fc->pool, &fc->tb, &fc->ta);
         if (!after)
             after = apply(fc, &fc->tb, &st->w[pos], 0);
     } else {
@@ -942,7 +948,7 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
         st->nw--;
         st->latest = old_latest;
         *n = n0;
-        pid_free(&e.pid);
+        pid_free(fc->pool, &e.pid);
         return -ENOMEM;
     }
     st->ring[st->ringpos] = h;
@@ -959,7 +965,7 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
     return CM_FOLD_ACCEPTED;
 nomem:
     *n = n0;
-    pid_free(&e.pid);
+    pid_free(fc->pool, &e.pid);
     return -ENOMEM;
 }
 
@@ -975,15 +981,10 @@ struct cm_fold_ctx *cm_fold_ctx_new(const struct cm_config *cfg, struct cm_names
     fc->arena_cap = 16384;
     fc->arena = malloc(fc->arena_cap);
     fc->alloc = (ProtobufCAllocator){.alloc = ua_alloc, .free = ua_free, .allocator_data = fc};
-    if (!fc->arena) {
-        free(fc);
-        return NULL;
-    }
+    fc->pool = cm_pool_new();
     fc->nat_xxx = cm_names_intern(nm, "XXX", 3);
-    if (fc->nat_xxx < 0) {
-        free(fc);
-        return NULL;
-    }
+    if (!fc->arena || !fc->pool || fc->nat_xxx < 0)
+        return cm_fold_ctx_free(fc);
     return fc;
 }
 
@@ -991,8 +992,9 @@ struct cm_fold_ctx *cm_fold_ctx_free(struct cm_fold_ctx *fc)
 {
     if (!fc)
         return NULL;
-    fstate_free(&fc->ta, 0);
-    fstate_free(&fc->tb, 0);
+    fstate_free(fc->pool, &fc->ta, 0);
+    fstate_free(fc->pool, &fc->tb, 0);
+    cm_pool_free(fc->pool);
     free(fc->si);
     free(fc->ca);
     free(fc->cb);
@@ -1004,20 +1006,23 @@ struct cm_fold_ctx *cm_fold_ctx_free(struct cm_fold_ctx *fc)
     return NULL;
 }
 
-struct cm_mstate *cm_mstate_new(void)
+struct cm_mstate *cm_mstate_new(struct cm_fold_ctx *fc)
 {
-    return calloc(1, sizeof(struct cm_mstate));
+    struct cm_mstate *st = cm_pool_alloc(fc->pool, sizeof(*st));
+    if (st)
+        memset(st, 0, sizeof(*st));
+    return st;
 }
 
-struct cm_mstate *cm_mstate_free(struct cm_mstate *st)
+struct cm_mstate *cm_mstate_free(struct cm_fold_ctx *fc, struct cm_mstate *st)
 {
     if (!st)
         return NULL;
-    fstate_free(&st->snap, 1);
+    fstate_free(fc->pool, &st->snap, 1);
     for (uint32_t i = 0; i < st->nw; i++)
-        pid_free(&st->w[i].pid);
-    free(st->w);
-    free(st);
+        pid_free(fc->pool, &st->w[i].pid);
+    cm_pool_release(fc->pool, st->w, st->capw * sizeof(*st->w));
+    cm_pool_release(fc->pool, st, sizeof(*st));
     return NULL;
 }
 
@@ -1178,7 +1183,7 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
     if (!m)
         return -EINVAL;
     int rc = -ENOMEM;
-    struct cm_mstate *st = cm_mstate_new();
+    struct cm_mstate *st = cm_mstate_new(fc);
     if (!st)
         goto out;
     struct fstate *fs = &st->snap;
@@ -1186,18 +1191,18 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
     if (m->mode > M_EXEMPT || m->n_recent_ids > RING || m->n_permits > UINT32_MAX / 2)
         goto fail;
     rc = -ENOMEM;
-    if (grow((void **)&fs->p, &fs->capp, (uint32_t)m->n_permits, sizeof(*fs->p)) < 0)
+    if (grow(fc->pool, (void **)&fs->p, &fs->capp, (uint32_t)m->n_permits, sizeof(*fs->p)) < 0)
         goto fail;
     for (size_t i = 0; i < m->n_permits; i++) {
         Circmon__V1__StatePermit *sp = m->permits[i];
         if (sp->flags & PF_PRUNED) {
-            if (add_tomb(fs, sp->id ? sp->id : "") < 0)
+            if (add_tomb(fc->pool, fs, sp->id ? sp->id : "") < 0)
                 goto fail;
             continue;
         }
         struct permit *p = &fs->p[fs->np];
         memset(p, 0, sizeof(*p));
-        if (pid_set(&p->id, sp->id ? sp->id : "") < 0)
+        if (pid_set(fc->pool, &p->id, sp->id ? sp->id : "") < 0)
             goto fail;
         fs->np++;
         p->flags = (uint8_t)sp->flags;
@@ -1224,8 +1229,8 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
             rc = -EINVAL;
             goto fail;
         }
-        if (grow((void **)&fs->sc, &fs->capsc, fs->nsc + 1, sizeof(*fs->sc)) < 0 ||
-            grow((void **)&fs->r, &fs->capr, (uint32_t)(fs->nr + ss->n_runs / 4), sizeof(*fs->r)) < 0)
+        if (grow(fc->pool, (void **)&fs->sc, &fs->capsc, fs->nsc + 1, sizeof(*fs->sc)) < 0 ||
+            grow(fc->pool, (void **)&fs->r, &fs->capr, (uint32_t)(fs->nr + ss->n_runs / 4), sizeof(*fs->r)) < 0)
             goto fail;
         struct sch *sc = &fs->sc[fs->nsc];
         sc->scheme = cm_names_intern(fc->nm, sch, strlen(sch));
@@ -1240,7 +1245,7 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
     }
     /* runs of all schemes back in chronological order per scheme: kept as packed */
     st->latest = m->latest;
-    if (grow((void **)&st->w, &st->capw, (uint32_t)m->n_window, sizeof(*st->w)) < 0)
+    if (grow(fc->pool, (void **)&st->w, &st->capw, (uint32_t)m->n_window, sizeof(*st->w)) < 0)
         goto fail;
     for (size_t i = 0; i < m->n_window; i++) {
         Circmon__V1__StateEvent *se = m->window[i];
@@ -1254,7 +1259,7 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
             goto fail;
         }
         if (e->type == CM_EV_GRANTED || e->type == CM_EV_EXTENDED || e->type == CM_EV_REVOKED) {
-            if (pid_set(&e->pid, se->permit_id ? se->permit_id : "") < 0)
+            if (pid_set(fc->pool, &e->pid, se->permit_id ? se->permit_id : "") < 0)
                 goto fail;
         }
         st->nw++;
@@ -1281,7 +1286,7 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
     ua_reset(fc);
     return 0;
 fail:
-    cm_mstate_free(st);
+    cm_mstate_free(fc, st);
 out:
     ua_reset(fc);
     return rc;

@@ -3,6 +3,7 @@
 #include <check.h>
 #include <errno.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "circmon/framing.h"
 #include "circmon/indicators.h"
 #include "circmon/names.h"
+#include "circmon/pool.h"
 
 struct packed {
     char *id;
@@ -133,7 +135,7 @@ START_TEST(test_pack_every_event_equals_memory)
             ck_assert_int_eq(cm_mstate_unpack(fc, p->buf, (size_t)p->len, &st), 0);
             repacked++;
         } else {
-            st = cm_mstate_new();
+            st = cm_mstate_new(fc);
         }
         ck_assert_ptr_nonnull(st);
         nitems = 0;
@@ -142,7 +144,7 @@ START_TEST(test_pack_every_event_equals_memory)
         free(p->buf);
         p->len = cm_mstate_pack(fc, st, &p->buf);
         ck_assert_int_gt(p->len, 0);
-        cm_mstate_free(st);
+        cm_mstate_free(fc, st);
     }
     cm_frame_reader_free(&r);
     fclose(fp);
@@ -206,7 +208,7 @@ START_TEST(test_unpack_garbage_is_refused)
             size_t n = 0, cap = 0;
             ck_assert_int_ge(cm_fold_event(fc, st, &ev, &items, &n, &cap), 0);
             free(items);
-            cm_mstate_free(st);
+            cm_mstate_free(fc, st);
         } else {
             refused++;
         }
@@ -218,6 +220,83 @@ START_TEST(test_unpack_garbage_is_refused)
 }
 END_TEST
 
+/* ---- the memory of the states (pool.h) ---- */
+
+/* Whether block b of block number i holds its pattern in its first n bytes. */
+static int holds(const unsigned char *b, size_t n, int i)
+{
+    for (size_t k = 0; k < n; k++)
+        if (b[k] != (unsigned char)(i + k))
+            return 0;
+    return 1;
+}
+
+START_TEST(test_pool_blocks_keep_their_bytes)
+{
+    /* many live blocks of every size, grown and shrunk across the size
+     * classes and past the largest: none overlaps another, none loses its
+     * bytes, every one is aligned for any object */
+    enum { N = 3000 };
+    struct cm_pool *pl = cm_pool_new();
+    ck_assert_ptr_nonnull(pl);
+    static unsigned char *blk[N];
+    static size_t len[N];
+    uint64_t r = 99;
+    for (int round = 0; round < 6; round++)
+        for (int i = 0; i < N; i++) {
+            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+            size_t n = 1 + (size_t)(r >> 33) % (i % 50 ? 700 : 9000);
+            if (!blk[i])
+                blk[i] = cm_pool_alloc(pl, n);
+            else if (round == 5 && i % 3 == 0) {
+                cm_pool_release(pl, blk[i], len[i]);
+                blk[i] = NULL;
+                continue;
+            } else {
+                ck_assert(holds(blk[i], len[i], i));
+                blk[i] = cm_pool_realloc(pl, blk[i], len[i], n);
+                ck_assert_ptr_nonnull(blk[i]);
+                ck_assert(holds(blk[i], len[i] < n ? len[i] : n, i));
+            }
+            ck_assert_ptr_nonnull(blk[i]);
+            ck_assert_uint_eq((uintptr_t)blk[i] % 16, 0);
+            len[i] = n;
+            for (size_t k = 0; k < n; k++)
+                blk[i][k] = (unsigned char)(i + k);
+        }
+    for (int i = 0; i < N; i++) {
+        ck_assert(!blk[i] || holds(blk[i], len[i], i));
+        cm_pool_release(pl, blk[i], len[i]);
+        blk[i] = NULL;
+    }
+    cm_pool_free(pl);
+}
+END_TEST
+
+START_TEST(test_pool_reuses_what_is_released)
+{
+    /* a released block serves the next block of its size: a replay's memory
+     * is bounded by what is live, not by what was ever allocated */
+    struct cm_pool *pl = cm_pool_new();
+    ck_assert_ptr_nonnull(pl);
+    size_t before = 0;
+    for (int round = 0; round < 50; round++) {
+        void *b[1000];
+        for (int i = 0; i < 1000; i++)
+            ck_assert_ptr_nonnull(b[i] = cm_pool_alloc(pl, 200 + (size_t)i % 300));
+        for (int i = 0; i < 1000; i++)
+            cm_pool_release(pl, b[i], 200 + (size_t)i % 300);
+        if (!round)
+            before = cm_pool_footprint(pl);
+    }
+#ifndef __SANITIZE_ADDRESS__
+    ck_assert_uint_gt(before, 0);
+#endif
+    ck_assert_uint_eq(cm_pool_footprint(pl), before);
+    cm_pool_free(pl);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("state");
@@ -225,6 +304,10 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_pack_every_event_equals_memory);
     tcase_add_test(tc, test_unpack_garbage_is_refused);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("pool");
+    tcase_add_test(tc, test_pool_blocks_keep_their_bytes);
+    tcase_add_test(tc, test_pool_reuses_what_is_released);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -27,11 +27,16 @@ struct cm_fold_ctx;
 /* A new context over cfg and nm (both borrowed, they must outlive it), or
  * NULL when out of memory. */
 struct cm_fold_ctx *cm_fold_ctx_new(const struct cm_config *cfg, struct cm_names *nm);
+
+/* Frees fc. Free the migrant states made in it first: their memory is the
+ * context's. Accepts NULL; returns NULL. */
 struct cm_fold_ctx *cm_fold_ctx_free(struct cm_fold_ctx *fc);
 
-/* A new, empty migrant state, or NULL when out of memory. */
-struct cm_mstate *cm_mstate_new(void);
-struct cm_mstate *cm_mstate_free(struct cm_mstate *st);
+/* A new, empty migrant state in the memory of fc, or NULL when out of
+ * memory. A state belongs to the context it was made in (cm_mstate_unpack
+ * included) and is freed through it. */
+struct cm_mstate *cm_mstate_new(struct cm_fold_ctx *fc);
+struct cm_mstate *cm_mstate_free(struct cm_fold_ctx *fc, struct cm_mstate *st);
 
 enum cm_fold_result {
     CM_FOLD_ACCEPTED = 0,

@@ -1,0 +1,42 @@
+/* pool.h - memory for many small blocks with one owner: the migrant states
+ * of an in-memory engine.
+ *
+ * Blocks are sized: whoever releases or resizes a block says how big it is,
+ * so blocks carry no header. Releasing the pool releases every chunk it took
+ * from the system; blocks still in use are then gone with it. Built with
+ * AddressSanitizer, every block is its own malloc, so that the sanitizer
+ * sees each one. */
+#ifndef CIRCMON_POOL_H
+#define CIRCMON_POOL_H
+
+#include <stddef.h>
+
+struct cm_pool;
+
+/* A new, empty pool, or NULL when out of memory. */
+struct cm_pool *cm_pool_new(void);
+
+/* Releases the pool and all its memory; accepts NULL; returns NULL. */
+struct cm_pool *cm_pool_free(struct cm_pool *pl);
+
+/* A block of n bytes (n > 0), uninitialised, aligned for any object; NULL
+ * when out of memory. */
+void *cm_pool_alloc(struct cm_pool *pl, size_t n);
+
+/* Block p of old bytes (p NULL and old 0: none yet) resized to n > 0 bytes,
+ * its first min(old, n) bytes kept; possibly moved. NULL when out of memory,
+ * p then unchanged. */
+void *cm_pool_realloc(struct cm_pool *pl, void *p, size_t old, size_t n);
+
+/* Gives back block p of n bytes; accepts NULL. */
+void cm_pool_release(struct cm_pool *pl, void *p, size_t n);
+
+/* Bytes the pool holds from the system. */
+size_t cm_pool_footprint(const struct cm_pool *pl);
+
+/* Asks the system to back [p, p + n) with huge pages once it is touched,
+ * which saves page faults on large tables. Only a hint: no effect when the
+ * system has no transparent huge pages, and none on the contents. */
+void cm_mem_hint_huge(void *p, size_t n);
+
+#endif
