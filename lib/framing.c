@@ -3,6 +3,9 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define CM_FRAME_MAX (16u << 20) /* longest record accepted, 16 MiB */
 #define CM_VARINT_MAX 10         /* bytes in the longest uint64 varint */
@@ -25,63 +28,116 @@ int cm_frame_write(FILE *fp, const uint8_t *buf, size_t len)
     return 0;
 }
 
+#define CM_READ_BLOCK ((size_t)1 << 20) /* bytes asked of the stream at a time */
+
 void cm_frame_reader_init(struct cm_frame_reader *r, FILE *fp)
 {
+    memset(r, 0, sizeof(*r));
     r->fp = fp;
-    r->buf = NULL;
-    r->cap = 0;
-    r->offset = 0;
+    /* A pipe is read with read(2), which returns what the pipe holds, so
+     * that records are handed on as they come; files go through stdio. */
+    struct stat st;
+    int fd = fileno(fp);
+    r->fd = fd >= 0 && !fstat(fd, &st) && !S_ISREG(st.st_mode) ? fd : -1;
 }
 
-int cm_frame_read(struct cm_frame_reader *r, const uint8_t **data, size_t *len)
+/* Reads more of the stream behind the unread bytes, with room for at least
+ * need unread bytes in all. Earlier records move. Returns 0 or -errno. */
+static int refill(struct cm_frame_reader *r, size_t need)
 {
-    uint64_t v = 0;
-    unsigned shift = 0;
-    size_t nhdr = 0;
+    if (r->head) {
+        memmove(r->buf, r->buf + r->head, r->tail - r->head);
+        r->tail -= r->head;
+        r->head = 0;
+    }
+    if (need < CM_READ_BLOCK)
+        need = CM_READ_BLOCK;
+    if (r->cap < need) {
+        uint8_t *nb = realloc(r->buf, need);
+        if (!nb)
+            return -ENOMEM;
+        r->buf = nb;
+        r->cap = need;
+    }
+    ssize_t got;
+    if (r->fd < 0) {
+        got = (ssize_t)fread(r->buf + r->tail, 1, r->cap - r->tail, r->fp);
+        if (!got && ferror(r->fp))
+            return -EIO;
+    } else {
+        while ((got = read(r->fd, r->buf + r->tail, r->cap - r->tail)) < 0 && errno == EINTR)
+            ;
+        if (got < 0)
+            return -EIO;
+    }
+    if (!got)
+        r->eof = 1;
+    r->tail += (size_t)got;
+    return 0;
+}
 
-    /* The length: a base-128 varint, low group first. */
+/* The record at the unread bytes: 1 (taken), 0 (clean end), 2 (more bytes
+ * needed: *need of them from the record's start), or -EPROTO. */
+static int parse(struct cm_frame_reader *r, const uint8_t **data, size_t *len, size_t *need)
+{
+    const uint8_t *p = r->buf + r->head;
+    size_t avail = r->tail - r->head, n = 0;
+    uint64_t v = 0;
+    if (!avail)
+        return r->eof ? 0 : (*need = 1, 2);
+    /* the length: a base-128 varint, low group first */
     for (;;) {
-        int c = getc_unlocked(r->fp);
-        if (c == EOF) {
-            if (ferror(r->fp))
-                return -EIO;
-            return nhdr == 0 ? 0 : -EPROTO;
-        }
-        nhdr++;
-        if (shift < 64)
-            v |= (uint64_t)(c & 0x7f) << shift;
+        if (n == avail)
+            return r->eof ? -EPROTO : (*need = avail + 1, 2);
+        uint8_t c = p[n++];
+        if (n <= 10 && (n - 1) * 7 < 64)
+            v |= (uint64_t)(c & 0x7f) << ((n - 1) * 7);
         if (!(c & 0x80))
             break;
-        shift += 7;
-        if (nhdr == CM_VARINT_MAX)
+        if (n == CM_VARINT_MAX)
             return -EPROTO;
     }
     if (v > CM_FRAME_MAX)
         return -EPROTO;
-
-    /* One spare byte, so that an empty record still gets a non-NULL pointer. */
-    if (r->cap < v + 1) {
-        size_t cap = r->cap ? r->cap : 256;
-        while (cap < v + 1)
-            cap *= 2;
-        uint8_t *nb = realloc(r->buf, cap);
-        if (!nb)
-            return -ENOMEM;
-        r->buf = nb;
-        r->cap = cap;
-    }
-    if (v && fread(r->buf, 1, (size_t)v, r->fp) != (size_t)v)
-        return ferror(r->fp) ? -EIO : -EPROTO;
-
-    r->offset += nhdr + v;
-    *data = r->buf;
+    if (avail - n < v)
+        return r->eof ? -EPROTO : (*need = n + (size_t)v, 2);
+    *data = p + n;
     *len = (size_t)v;
+    r->head += n + (size_t)v;
+    r->offset += n + v;
     return 1;
+}
+
+long cm_frame_read_many(struct cm_frame_reader *r, const uint8_t **data, size_t *len, size_t max)
+{
+    size_t k = 0;
+    while (k < max && !r->err) {
+        size_t need = 0;
+        int rc = parse(r, &data[k], &len[k], &need);
+        if (rc == 1) {
+            k++;
+        } else if (rc == 2) {
+            if (k)
+                break; /* a refill would move the records already handed out */
+            if ((rc = refill(r, need)) < 0)
+                r->err = rc;
+        } else {
+            r->err = rc ? rc : 1; /* 1: clean end */
+        }
+    }
+    if (k)
+        return (long)k;
+    return r->err == 1 ? 0 : r->err;
+}
+
+int cm_frame_read(struct cm_frame_reader *r, const uint8_t **data, size_t *len)
+{
+    return (int)cm_frame_read_many(r, data, len, 1);
 }
 
 void cm_frame_reader_free(struct cm_frame_reader *r)
 {
     free(r->buf);
     r->buf = NULL;
-    r->cap = 0;
+    r->cap = r->head = r->tail = 0;
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "circmon/framing.h"
 #include "circmon/timeutil.h"
@@ -275,6 +276,105 @@ END_TEST
 
 /* --- timeutil ------------------------------------------------------------------ */
 
+START_TEST(frame_read_many_across_blocks)
+{
+    /* 3 MiB of records of many sizes, some longer than a block of the reader:
+     * every record comes back whole and in order, in batches of any size */
+    FILE *fp = tmpfile();
+    ck_assert_ptr_nonnull(fp);
+    size_t n = 0, total = 0;
+    while (total < (3u << 20)) {
+        size_t len = n % 97 == 5 ? (1u << 20) + n : n % 300;
+        uint8_t *b = pattern(len, (unsigned)n);
+        ck_assert_int_eq(cm_frame_write(fp, b, len), 0);
+        free(b);
+        total += len;
+        n++;
+    }
+    ck_assert_int_gt(file_size(fp), 0);
+    struct cm_frame_reader r;
+    cm_frame_reader_init(&r, fp);
+    const uint8_t *data[7];
+    size_t lens[7], got = 0, max = 1;
+    long k;
+    while ((k = cm_frame_read_many(&r, data, lens, max)) > 0) {
+        ck_assert_int_le(k, (long)max);
+        for (long i = 0; i < k; i++, got++) {
+            size_t len = got % 97 == 5 ? (1u << 20) + got : got % 300;
+            uint8_t *b = pattern(len, (unsigned)got);
+            ck_assert_uint_eq(lens[i], len);
+            ck_assert(!memcmp(data[i], b, len));
+            free(b);
+        }
+        max = max % 7 + 1;
+    }
+    ck_assert_int_eq(k, 0);
+    ck_assert_uint_eq(got, n);
+    ck_assert_int_eq(cm_frame_read_many(&r, data, lens, 7), 0); /* the end stays the end */
+    cm_frame_reader_free(&r);
+    fclose(fp);
+}
+END_TEST
+
+START_TEST(frame_read_many_records_before_an_error)
+{
+    /* two whole records, then one cut short: the two come first, then -EPROTO
+     * with the offset of the third, and -EPROTO again */
+    FILE *fp = tmpfile();
+    ck_assert_ptr_nonnull(fp);
+    uint8_t *b = pattern(40, 1);
+    ck_assert_int_eq(cm_frame_write(fp, b, 40), 0);
+    ck_assert_int_eq(cm_frame_write(fp, b, 30), 0);
+    ck_assert_int_eq(fputc(40, fp), 40);
+    ck_assert_uint_eq(fwrite(b, 1, 10, fp), 10);
+    free(b);
+    ck_assert_int_eq(file_size(fp), 41 + 31 + 11);
+    struct cm_frame_reader r;
+    cm_frame_reader_init(&r, fp);
+    const uint8_t *data[8];
+    size_t lens[8];
+    ck_assert_int_eq(cm_frame_read_many(&r, data, lens, 8), 2);
+    ck_assert_uint_eq(lens[0], 40);
+    ck_assert_uint_eq(lens[1], 30);
+    ck_assert_int_eq(cm_frame_read_many(&r, data, lens, 8), -EPROTO);
+    ck_assert_uint_eq(r.offset, 72);
+    ck_assert_int_eq(cm_frame_read(&r, data, lens), -EPROTO);
+    cm_frame_reader_free(&r);
+    fclose(fp);
+}
+END_TEST
+
+START_TEST(frame_reader_hands_on_what_a_pipe_holds)
+{
+    /* a record in a pipe whose writer stays open comes out at once: the
+     * reader does not wait for a block to fill (replay and publish of a
+     * stream) */
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    FILE *w = fdopen(fds[1], "wb"), *rd = fdopen(fds[0], "rb");
+    ck_assert(w && rd);
+    uint8_t *b = pattern(100, 3);
+    ck_assert_int_eq(cm_frame_write(w, b, 100), 0);
+    ck_assert_int_eq(fflush(w), 0);
+    struct cm_frame_reader r;
+    cm_frame_reader_init(&r, rd);
+    const uint8_t *data[4];
+    size_t lens[4];
+    ck_assert_int_eq(cm_frame_read_many(&r, data, lens, 4), 1);
+    ck_assert_uint_eq(lens[0], 100);
+    ck_assert(!memcmp(data[0], b, 100));
+    /* the next one, written in two parts */
+    ck_assert_int_eq(cm_frame_write(w, b, 50), 0);
+    fclose(w);
+    ck_assert_int_eq(cm_frame_read(&r, data, lens), 1);
+    ck_assert_uint_eq(lens[0], 50);
+    ck_assert_int_eq(cm_frame_read(&r, data, lens), 0);
+    free(b);
+    cm_frame_reader_free(&r);
+    fclose(rd);
+}
+END_TEST
+
 START_TEST(time_day_floors)
 {
     ck_assert_int_eq(cm_day(0), 0);
@@ -449,6 +549,9 @@ static Suite *framing_suite(void)
     tcase_add_test(tc, frame_malformed_lengths);
     tcase_add_test(tc, frame_16mib_is_accepted);
     tcase_add_test(tc, frame_write_error_is_eio);
+    tcase_add_test(tc, frame_read_many_across_blocks);
+    tcase_add_test(tc, frame_read_many_records_before_an_error);
+    tcase_add_test(tc, frame_reader_hands_on_what_a_pipe_holds);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("timeutil");

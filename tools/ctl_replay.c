@@ -35,47 +35,20 @@ static int feed_file(struct cm_engine *en, const char *path, uint64_t *records)
         return 1;
     }
     struct cm_frame_reader r;
-    const uint8_t *data;
-    size_t len;
-    int rc, bad = 0;
-    /* records go to the engine CM_ENGINE_BATCH at a time (copied: the
-     * reader's buffer holds one record) */
-    uint8_t *batch = NULL;
-    size_t blen = 0, bcap = 0, n = 0, off[CM_ENGINE_BATCH], lens[CM_ENGINE_BATCH];
     const uint8_t *bufs[CM_ENGINE_BATCH];
+    size_t lens[CM_ENGINE_BATCH];
+    long rc;
+    int bad = 0;
     cm_frame_reader_init(&r, fp);
-    for (;;) {
-        rc = cm_frame_read(&r, &data, &len);
-        if (rc == 1) {
-            (*records)++;
-            if (blen + len > bcap) {
-                size_t nc = (bcap ? bcap * 2 : 65536) + len;
-                uint8_t *nb = realloc(batch, nc);
-                if (!nb) {
-                    rc = -ENOMEM;
-                    break;
-                }
-                batch = nb;
-                bcap = nc;
-            }
-            memcpy(batch + blen, data, len);
-            off[n] = blen;
-            lens[n++] = len;
-            blen += len;
-        }
-        if (n == CM_ENGINE_BATCH || (rc != 1 && n)) {
-            for (size_t i = 0; i < n; i++)
-                bufs[i] = batch + off[i];
-            if (cm_engine_feed_batch(en, bufs, lens, n, NULL) < 0) {
-                rc = -ENOMEM;
-                break;
-            }
-            n = blen = 0;
-        }
-        if (rc != 1)
+    /* records go to the engine CM_ENGINE_BATCH at a time, where they lie in
+     * the reader's buffer */
+    while ((rc = cm_frame_read_many(&r, bufs, lens, CM_ENGINE_BATCH)) > 0) {
+        *records += (uint64_t)rc;
+        if (cm_engine_feed_batch(en, bufs, lens, (size_t)rc, NULL) < 0) {
+            rc = -ENOMEM;
             break;
+        }
     }
-    free(batch);
     if (rc == -ENOMEM) {
         fprintf(stderr, "circmonctl replay: out of memory\n");
         bad = 1;
@@ -87,7 +60,7 @@ static int feed_file(struct cm_engine *en, const char *path, uint64_t *records)
                 path, r.offset);
         bad = 1;
     } else if (rc < 0 && !bad) {
-        fprintf(stderr, "circmonctl replay: %s: %s\n", path, strerror(-rc));
+        fprintf(stderr, "circmonctl replay: %s: %s\n", path, strerror((int)-rc));
         bad = 1;
     }
     cm_frame_reader_free(&r);
