@@ -120,14 +120,6 @@ struct cm_agg *cm_agg_free(struct cm_agg *ag)
     return NULL;
 }
 
-void cm_agg_clear(struct cm_agg *ag)
-{
-    for (int i = 0; i < 2; i++) {
-        memset(ag->t[i].s, 0, ag->t[i].cap * sizeof(struct slot));
-        ag->t[i].n = 0;
-    }
-}
-
 size_t cm_agg_count(const struct cm_agg *ag)
 {
     return ag->t[0].n + ag->t[1].n;
@@ -228,17 +220,6 @@ int cm_agg_foreach(const struct cm_agg *ag,
                 if (r)
                     return r;
             }
-    return 0;
-}
-
-int cm_agg_merge(struct cm_agg *dst, const struct cm_agg *src)
-{
-    for (int t = 0; t < 2; t++)
-        for (size_t i = 0; i < src->t[t].cap; i++) {
-            const struct slot *sl = &src->t[t].s[i];
-            if (sl->w2 && add_packed(dst, sl->w1, sl->w2, sl->v) < 0)
-                return -ENOMEM;
-        }
     return 0;
 }
 

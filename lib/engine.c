@@ -23,7 +23,6 @@ struct mslot {
     uint8_t outside;
 };
 
-#define STAGE_MAX 4096 /* entries staged before they are added to the aggregate */
 
 struct cm_engine {
     const struct cm_config *cfg;
@@ -31,7 +30,6 @@ struct cm_engine {
     struct cm_fold_ctx *fc;
     struct cm_decoder *dec;
     struct cm_agg *ag;
-    struct cm_agg *stage; /* small, cache-resident: deltas of recent events */
     struct mslot *m;
     size_t cap, n; /* cap: power of two */
     struct cm_item *items;
@@ -50,11 +48,10 @@ struct cm_engine *cm_engine_new(const struct cm_config *cfg)
     en->nm = cm_names_new();
     en->dec = cm_decoder_new();
     en->ag = cm_agg_new();
-    en->stage = cm_agg_new();
     en->m = calloc(en->cap, sizeof(*en->m));
     if (en->nm)
         en->fc = cm_fold_ctx_new(cfg, en->nm);
-    if (!en->nm || !en->dec || !en->ag || !en->stage || !en->m || !en->fc)
+    if (!en->nm || !en->dec || !en->ag || !en->m || !en->fc)
         return cm_engine_free(en);
     return en;
 }
@@ -76,7 +73,6 @@ struct cm_engine *cm_engine_free(struct cm_engine *en)
     for (size_t i = 0; i < CM_ENGINE_BATCH; i++)
         cm_decoder_free(en->decs[i]);
     cm_agg_free(en->ag);
-    cm_agg_free(en->stage);
     cm_names_free(en->nm);
     free(en);
     return NULL;
@@ -139,15 +135,6 @@ static struct cm_mstate *migrant_h(struct cm_engine *en, const char *id, uint64_
     en->m[j] = s;
     en->n++;
     return s.st;
-}
-
-/* Adds the staged deltas to the aggregate. */
-static int flush(struct cm_engine *en)
-{
-    if (cm_agg_merge(en->ag, en->stage) < 0)
-        return -ENOMEM;
-    cm_agg_clear(en->stage);
-    return 0;
 }
 
 static struct cm_mstate *migrant(struct cm_engine *en, const char *id)
@@ -226,9 +213,7 @@ static int fold_into(struct cm_engine *en, struct cm_mstate *st, const struct cm
         return r;
     if (r == CM_FOLD_ACCEPTED && ev->occurred_at > en->latest)
         en->latest = ev->occurred_at;
-    if (cm_agg_add_items(en->stage, en->items, en->nitems) < 0)
-        return -ENOMEM;
-    if (cm_agg_count(en->stage) > STAGE_MAX && flush(en) < 0)
+    if (cm_agg_add_items(en->ag, en->items, en->nitems) < 0)
         return -ENOMEM;
     return r;
 }
@@ -245,7 +230,7 @@ int cm_engine_feed(struct cm_engine *en, const uint8_t *buf, size_t len)
 
 const struct cm_agg *cm_engine_agg(struct cm_engine *en)
 {
-    return flush(en) < 0 ? NULL : en->ag;
+    return en->ag;
 }
 
 const struct cm_names *cm_engine_names(const struct cm_engine *en)
@@ -255,8 +240,6 @@ const struct cm_names *cm_engine_names(const struct cm_engine *en)
 
 json_t *cm_engine_indicators(struct cm_engine *en, int64_t as_of)
 {
-    if (flush(en) < 0)
-        return NULL;
     return cm_indicators_json(en->ag, en->nm, en->cfg, as_of);
 }
 

@@ -110,10 +110,6 @@ int cm_agg_add(struct cm_agg *ag, const struct cm_agg_key *k, int64_t v);
  * -ENOMEM a prefix of the items may have been added. */
 int cm_agg_add_items(struct cm_agg *ag, const struct cm_item *it, size_t n);
 
-/* Adds every entry of src to dst. Returns 0 or -ENOMEM (dst then holds a
- * part of src). */
-int cm_agg_merge(struct cm_agg *dst, const struct cm_agg *src);
-
 /* Value of key (0 when absent). */
 int64_t cm_agg_get(const struct cm_agg *ag, const struct cm_agg_key *k);
 
@@ -124,9 +120,6 @@ int cm_agg_foreach(const struct cm_agg *ag,
 
 /* Number of non-zero entries. */
 size_t cm_agg_count(const struct cm_agg *ag);
-
-/* Removes every entry. This function can't fail. */
-void cm_agg_clear(struct cm_agg *ag);
 
 /* Frees ag; accepts NULL; returns NULL. */
 struct cm_agg *cm_agg_free(struct cm_agg *ag);
