@@ -128,16 +128,13 @@ struct wev {
     uint8_t type, kind, status;
 }; /* 64 bytes: one cache line */
 
-/* Hot fields first: a lookup reads the 16-bit fingerprints of the recent ids
- * and touches the full hashes only when one matches. */
 struct cm_mstate {
     int64_t latest; /* L: latest occurred_at accepted, 0 = none */
     struct wev *w;
+    uint64_t *ring; /* ids of the last RING accepted events; grows with them */
     uint32_t nw, capw;
-    uint8_t nring, ringpos;
-    uint16_t fp[RING];
+    uint8_t nring, ringpos, capring;
     struct fstate snap;
-    uint64_t ring[RING];
 };
 
 struct sinfo {
@@ -843,7 +840,7 @@ static int advance(struct cm_fold_ctx *fc, struct cm_mstate *st)
 static int known_id(const struct cm_mstate *st, uint64_t h)
 {
     for (uint8_t i = 0; i < st->nring; i++)
-        if (st->fp[i] == (uint16_t)(h >> 48) && st->ring[i] == h)
+        if (st->ring[i] == h)
             return 1;
     for (uint32_t i = 0; i < st->nw; i++)
         if (st->w[i].idh == h)
@@ -916,6 +913,16 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
         st->capw = nc;
     }
 
+    /* and the ring, until it holds RING ids */
+    if (st->nring == st->capring && st->capring < RING) {
+        uint8_t nc = st->capring ? (uint8_t)(st->capring * 2) : 4;
+        uint64_t *nr = cm_pool_realloc(fc->pool, st->ring, st->capring * sizeof(*nr), nc * sizeof(*nr));
+        if (!nr)
+            goto nomem;
+        st->ring = nr;
+        st->capring = nc;
+    }
+
     /* before */
     if (refold(fc, st, &fc->ta) < 0)
         goto nomem;
@@ -952,7 +959,6 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
         return -ENOMEM;
     }
     st->ring[st->ringpos] = h;
-    st->fp[st->ringpos] = (uint16_t)(h >> 48);
     st->ringpos = (uint8_t)((st->ringpos + 1) % RING);
     if (st->nring < RING)
         st->nring++;
@@ -1022,6 +1028,7 @@ struct cm_mstate *cm_mstate_free(struct cm_fold_ctx *fc, struct cm_mstate *st)
     for (uint32_t i = 0; i < st->nw; i++)
         pid_free(fc->pool, &st->w[i].pid);
     cm_pool_release(fc->pool, st->w, st->capw * sizeof(*st->w));
+    cm_pool_release(fc->pool, st->ring, st->capring * sizeof(*st->ring));
     cm_pool_release(fc->pool, st, sizeof(*st));
     return NULL;
 }
@@ -1048,7 +1055,8 @@ void cm_mstate_prefetch(const struct cm_mstate *st, int stage)
 size_t cm_mstate_size(const struct cm_mstate *st)
 {
     size_t s = sizeof(*st) + st->snap.capp * sizeof(struct permit) + st->snap.capsc * sizeof(struct sch) +
-               st->snap.capr * sizeof(struct run) + st->capw * sizeof(struct wev);
+               st->snap.capr * sizeof(struct run) + st->capw * sizeof(struct wev) +
+               st->capring * sizeof(*st->ring);
     for (uint32_t i = 0; i < st->snap.np; i++)
         s += st->snap.p[i].id.b[23] ? strlen(pid_str(&st->snap.p[i].id)) + 1 : 0;
     for (uint32_t i = 0; i < st->nw; i++)
@@ -1276,9 +1284,14 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
         e->kind = (uint8_t)se->kind;
         e->status = (uint8_t)se->status;
     }
-    for (size_t i = 0; i < m->n_recent_ids; i++) {
-        st->ring[i] = m->recent_ids[i];
-        st->fp[i] = (uint16_t)(m->recent_ids[i] >> 48);
+    if (m->n_recent_ids) {
+        uint8_t nc = 4;
+        while (nc < m->n_recent_ids)
+            nc = (uint8_t)(nc * 2);
+        if (!(st->ring = cm_pool_alloc(fc->pool, nc * sizeof(*st->ring))))
+            goto fail;
+        st->capring = nc;
+        memcpy(st->ring, m->recent_ids, m->n_recent_ids * sizeof(*st->ring));
     }
     st->nring = (uint8_t)m->n_recent_ids;
     st->ringpos = (uint8_t)(m->n_recent_ids % RING);

@@ -26,9 +26,11 @@
 #define GRAIN 16
 #define MAXBLK 4096
 
-/* sizes grow by about half a step: little waste for the arrays of a state */
-static const unsigned class_size[] = {16,  32,  48,  64,   96,   128,  192,  256,
-                                      384, 512, 768, 1024, 1536, 2048, 3072, 4096};
+/* steps of 16 bytes up to 256, then of about half a size: little waste for
+ * a state and its arrays */
+static const unsigned class_size[] = {16,  32,  48,  64,  80,   96,   112,  128,  144,  160,
+                                      176, 192, 208, 224, 240,  256,  384,  512,  768,  1024,
+                                      1536, 2048, 3072, 4096};
 #define NCLASS (sizeof(class_size) / sizeof(class_size[0]))
 
 struct chunk {
