@@ -223,50 +223,65 @@ int cm_agg_foreach(const struct cm_agg *ag,
     return 0;
 }
 
+/* The aggregate keys of item it (one or two); returns how many. */
+static int item_keys(const struct cm_item *it, struct cm_agg_key *k)
+{
+    k[0] = (struct cm_agg_key){.ctr = it->ctr, .scheme = it->scheme};
+    switch (it->kind) {
+    case CM_IT_CTR:
+        k[0].kind = CM_AK_NAT;
+        k[0].a = it->nat;
+        k[1] = k[0];
+        k[1].kind = CM_AK_MONTH;
+        k[1].a = it->day;
+        return 2;
+    case CM_IT_PEND:
+        k[0].kind = CM_AK_PEND;
+        k[0].a = it->nat;
+        k[0].b = it->day;
+        return 1;
+    case CM_IT_BREACH:
+        k[0].kind = CM_AK_BREACH;
+        k[0].ctr = 0;
+        k[0].a = it->nat;
+        k[0].b = it->day;
+        return 1;
+    case CM_IT_PRESENT:
+        k[0].kind = CM_AK_PRESENT;
+        k[0].ctr = 0;
+        return 1;
+    case CM_IT_DQ:
+        k[0].kind = CM_AK_DQ;
+        k[0].scheme = 0;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+#define ITEM_RUN 64 /* items whose slots are fetched at once */
+
 int cm_agg_add_items(struct cm_agg *ag, const struct cm_item *it, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        struct cm_agg_key k = {.ctr = it[i].ctr, .scheme = it[i].scheme};
-        int r = 0;
-        switch (it[i].kind) {
-        case CM_IT_CTR:
-            k.kind = CM_AK_NAT;
-            k.a = it[i].nat;
-            r = cm_agg_add(ag, &k, it[i].v);
-            if (r < 0)
-                return r;
-            k.kind = CM_AK_MONTH;
-            k.a = it[i].day;
-            r = cm_agg_add(ag, &k, it[i].v);
-            break;
-        case CM_IT_PEND:
-            k.kind = CM_AK_PEND;
-            k.a = it[i].nat;
-            k.b = it[i].day;
-            r = cm_agg_add(ag, &k, it[i].v);
-            break;
-        case CM_IT_BREACH:
-            k.kind = CM_AK_BREACH;
-            k.ctr = 0;
-            k.a = it[i].nat;
-            k.b = it[i].day;
-            r = cm_agg_add(ag, &k, it[i].v);
-            break;
-        case CM_IT_PRESENT:
-            k.kind = CM_AK_PRESENT;
-            k.ctr = 0;
-            r = cm_agg_add(ag, &k, it[i].v);
-            break;
-        case CM_IT_DQ:
-            k.kind = CM_AK_DQ;
-            k.scheme = 0;
-            r = cm_agg_add(ag, &k, it[i].v);
-            break;
-        default:
-            break;
+    /* The keys of a run of items first, asking for their slots, then the
+     * sums: the slots of a large aggregate arrive while others are added. */
+    uint64_t w1[2 * ITEM_RUN], w2[2 * ITEM_RUN];
+    int64_t v[2 * ITEM_RUN];
+    for (size_t base = 0; base < n; base += ITEM_RUN) {
+        size_t m = n - base < ITEM_RUN ? n - base : ITEM_RUN, nk = 0;
+        for (size_t i = 0; i < m; i++) {
+            struct cm_agg_key k[2];
+            int c = item_keys(&it[base + i], k);
+            for (int j = 0; j < c; j++, nk++) {
+                pack_key(&k[j], &w1[nk], &w2[nk]);
+                v[nk] = it[base + i].v;
+                const struct table *t = table_of(ag, w2[nk]);
+                __builtin_prefetch(&t->s[hash2(w1[nk], w2[nk]) & (t->cap - 1)]);
+            }
         }
-        if (r < 0)
-            return r;
+        for (size_t j = 0; j < nk; j++)
+            if (add_packed(ag, w1[j], w2[j], v[j]) < 0)
+                return -ENOMEM;
     }
     return 0;
 }

@@ -142,14 +142,30 @@ static struct cm_mstate *migrant(struct cm_engine *en, const char *id)
     return migrant_h(en, id, cm_hash_str(id));
 }
 
-static int fold_into(struct cm_engine *en, struct cm_mstate *st, const struct cm_event *ev);
+/* Folds ev into st; its items join those gathered in en->items. */
+static int fold_into(struct cm_engine *en, struct cm_mstate *st, const struct cm_event *ev)
+{
+    int r = cm_fold_event(en->fc, st, ev, &en->items, &en->nitems, &en->capitems);
+    if (r == CM_FOLD_ACCEPTED && ev->occurred_at > en->latest)
+        en->latest = ev->occurred_at;
+    return r;
+}
+
+/* Adds the items gathered to the aggregate. */
+static int add_items(struct cm_engine *en)
+{
+    int r = cm_agg_add_items(en->ag, en->items, en->nitems);
+    en->nitems = 0;
+    return r;
+}
 
 int cm_engine_fold(struct cm_engine *en, const struct cm_event *ev)
 {
     struct cm_mstate *st = migrant(en, ev->migrant_id);
     if (!st)
         return -ENOMEM;
-    return fold_into(en, st, ev);
+    int r = fold_into(en, st, ev);
+    return r < 0 || add_items(en) < 0 ? -ENOMEM : r;
 }
 
 /* Counts an invalid message. */
@@ -159,10 +175,10 @@ static int invalid(struct cm_engine *en)
     return cm_agg_add(en->ag, &k, 1);
 }
 
-/* The events of a batch go through three passes, so that the memory of each
- * migrant is being fetched while the others are worked on: decode and ask
- * for the table slots, find the states and ask for them, then fold in
- * arrival order. */
+/* The events of a batch go through four passes, so that memory is being
+ * fetched while other events are worked on: decode and ask for the table
+ * slots, find the states and ask for them, fold in arrival order, then add
+ * the items of all of them to the aggregate (sums: their order is free). */
 int cm_engine_feed_batch(struct cm_engine *en, const uint8_t *const *bufs, const size_t *lens,
                          size_t n, int *results)
 {
@@ -201,21 +217,10 @@ int cm_engine_feed_batch(struct cm_engine *en, const uint8_t *const *bufs, const
             if (results)
                 results[base + i] = r;
         }
+        if (add_items(en) < 0)
+            return -ENOMEM;
     }
     return 0;
-}
-
-static int fold_into(struct cm_engine *en, struct cm_mstate *st, const struct cm_event *ev)
-{
-    en->nitems = 0;
-    int r = cm_fold_event(en->fc, st, ev, &en->items, &en->nitems, &en->capitems);
-    if (r < 0)
-        return r;
-    if (r == CM_FOLD_ACCEPTED && ev->occurred_at > en->latest)
-        en->latest = ev->occurred_at;
-    if (cm_agg_add_items(en->ag, en->items, en->nitems) < 0)
-        return -ENOMEM;
-    return r;
 }
 
 int cm_engine_feed(struct cm_engine *en, const uint8_t *buf, size_t len)

@@ -29,8 +29,8 @@ int cm_engine_feed(struct cm_engine *en, const uint8_t *buf, size_t len);
 
 /* cm_engine_feed for n messages in arrival order, faster: the memory of
  * several migrants is fetched at once. results (may be NULL) receives each
- * message's cm_engine_feed value. Returns 0, or -ENOMEM (then a prefix of the
- * messages was folded). */
+ * message's cm_engine_feed value. Returns 0, or -ENOMEM, after which the
+ * engine's figures are undefined (free it). */
 int cm_engine_feed_batch(struct cm_engine *en, const uint8_t *const *bufs, const size_t *lens,
                          size_t n, int *results);
 
