@@ -1041,6 +1041,8 @@ void cm_mstate_prefetch(const struct cm_mstate *st, int stage)
         __builtin_prefetch((const char *)st + 128);
         return;
     }
+    if (st->ring)
+        __builtin_prefetch(st->ring);
     if (st->w)
         __builtin_prefetch(st->w);
     if (st->snap.p) {
