@@ -25,7 +25,7 @@ struct cm_engine *cm_engine_free(struct cm_engine *en);
  * the cm_reject reason when it was invalid (counted), or -ENOMEM. */
 int cm_engine_feed(struct cm_engine *en, const uint8_t *buf, size_t len);
 
-#define CM_ENGINE_BATCH 32
+#define CM_ENGINE_BATCH 64
 
 /* cm_engine_feed for n messages in arrival order, faster: the memory of
  * several migrants is fetched at once. results (may be NULL) receives each
