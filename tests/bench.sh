@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # bench.sh - circmon's benchmarks (make bench). Figures, never assertions.
 #
-# 1. replay: decode and fold throughput on one core (build/bench/bench_fold).
+# 1. replay: decode and fold throughput on one core: the parts
+#    (build/bench/bench_fold), then circmonctl replay as a whole.
 # 2. end to end: circmond draining a topic of the mock broker into a local
 #    redis-server, against kcat draining the same topic with its defaults, in
 #    the same run; Redis memory per migrant and circmond's peak RSS.
 #
 # Environment: MIGRANTS (default 125000, about 1.05 million events),
-# PARTITIONS (64), SEED (1), SKIP_E2E=1 to run the replay part only.
+# PARTITIONS (64), SEED (1), REPLAY_RUNS (5), SKIP_E2E=1 to run the replay
+# part only.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,9 +23,25 @@ tools/install-deps.sh >&2 # kcat, bc and time among them
 bin/circmon-gen --seed "$SEED" --migrants "$MIGRANTS" --out "$work/events.bin"
 events=$(stat -c %s "$work/events.bin")
 echo "== replay (one core; $MIGRANTS migrants, $events bytes)"
-build/bench/bench_fold config/demo.conf "$work/events.bin"
-/usr/bin/time -f "circmonctl replay: %e s wall, %M KiB peak RSS" \
-    bin/circmonctl replay --config config/demo.conf --as-of 2025-01-01 "$work/events.bin" >/dev/null
+build/bench/bench_fold config/demo.conf "$work/events.bin" | tee "$work/bench_fold.txt"
+records=$(sed -n 's/^records *\([0-9]*\).*/\1/p' "$work/bench_fold.txt")
+decode=$(sed -n 's/^decode only *\([0-9]*\).*/\1/p' "$work/bench_fold.txt")
+# circmonctl replay itself, as a user runs it: CPU time (user + system) of
+# the whole process, file reading and output included; best and median of
+# REPLAY_RUNS runs, since other tenants of a virtual machine slow some runs
+runs=${REPLAY_RUNS:-5}
+for _ in $(seq "$runs"); do
+    /usr/bin/time -f "%U %S %e %M" -o "$work/time.txt" \
+        bin/circmonctl replay --config config/demo.conf --as-of 2025-01-01 "$work/events.bin" >/dev/null
+    awk '{printf "%.2f %.2f %d\n", $1 + $2, $3, $4}' "$work/time.txt"
+done | sort -n >"$work/replay.txt"
+best=$(awk 'NR == 1 {print $1}' "$work/replay.txt")
+median=$(awk -v m=$(((runs + 1) / 2)) 'NR == m {print $1}' "$work/replay.txt")
+rss=$(sort -k3 -n "$work/replay.txt" | tail -1 | awk '{print $3}')
+printf 'circmonctl replay, %d records: CPU %.2f s best = %.0f events/s, %.2f s median = %.0f events/s (%d runs); peak RSS %d KiB\n' \
+    "$records" "$best" "$(echo "$records / $best" | bc -l)" "$median" "$(echo "$records / $median" | bc -l)" "$runs" "$rss"
+printf 'ratio circmonctl replay (best) / decode only, same run: %.2f\n' \
+    "$(echo "$records / $best / $decode" | bc -l)"
 
 [ "${SKIP_E2E:-0}" = 1 ] && exit 0
 
