@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <threads.h>
 
 #include "circmon/event.h"
 #include "circmon/v1/events.pb-c.h"
@@ -42,9 +43,21 @@ struct fields {
     uint64_t v[NF];
 };
 
-/* The decoded strings live here until the next decode. */
+#define NMSG 8 /* message types with a field table: Event and its bodies */
+
+/* The fields of one message type by number, below NF (NULL: unknown). */
+struct dtab {
+    const ProtobufCMessageDescriptor *md;
+    const ProtobufCFieldDescriptor *f[NF];
+};
+
+/* Built once, then only read: shared by every decoder and thread. */
+static struct dtab tabs[NMSG];
+static size_t ntabs;
+static once_flag tabs_once = ONCE_FLAG_INIT;
+
 struct cm_decoder {
-    char s[5][CM_STR_MAX + 1];
+    char s[5][CM_STR_MAX + 1]; /* the decoded strings, until the next decode */
 };
 static const char *const reject_names[CM_REJ__COUNT] = {
     [CM_OK] = "ok",
@@ -71,8 +84,31 @@ const char *cm_reject_name(enum cm_reject r)
     return reject_names[r];
 }
 
+/* Adds the field table of md and of the message types its fields hold. */
+static void add_tables(const ProtobufCMessageDescriptor *md)
+{
+    for (size_t i = 0; i < ntabs; i++)
+        if (tabs[i].md == md)
+            return;
+    if (ntabs == NMSG)
+        return; /* the walk asks protobuf-c for the fields of the others */
+    struct dtab *t = &tabs[ntabs++];
+    t->md = md;
+    for (unsigned n = 0; n < NF; n++)
+        t->f[n] = protobuf_c_message_descriptor_get_field(md, n);
+    for (unsigned i = 0; i < md->n_fields; i++)
+        if (md->fields[i].type == PROTOBUF_C_TYPE_MESSAGE)
+            add_tables(md->fields[i].descriptor);
+}
+
+static void make_tables(void)
+{
+    add_tables(&circmon__v1__event__descriptor);
+}
+
 struct cm_decoder *cm_decoder_new(void)
 {
+    call_once(&tabs_once, make_tables);
     return malloc(sizeof(struct cm_decoder));
 }
 
@@ -189,6 +225,10 @@ struct walk {
 static int walk(const ProtobufCMessageDescriptor *md, const uint8_t *p, size_t len,
                 struct fields *out, struct walk *w)
 {
+    const struct dtab *dt = NULL;
+    for (size_t k = 0; k < ntabs && !dt; k++)
+        if (tabs[k].md == md)
+            dt = &tabs[k];
     size_t i = 0;
     while (i < len) {
         uint32_t tag;
@@ -220,7 +260,8 @@ static int walk(const ProtobufCMessageDescriptor *md, const uint8_t *p, size_t l
         default:
             return 0; /* groups and reserved wire types */
         }
-        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(md, tag);
+        const ProtobufCFieldDescriptor *f =
+            dt && tag < NF ? dt->f[tag] : protobuf_c_message_descriptor_get_field(md, tag);
         if (!f)
             continue; /* unknown: skipped */
         int want = wire_type(f->type);
