@@ -125,12 +125,18 @@ size_t cm_agg_count(const struct cm_agg *ag)
     return ag->t[0].n + ag->t[1].n;
 }
 
-static size_t find(const struct table *t, uint64_t w1, uint64_t w2)
+/* The slot of key (w1, w2) whose hash2 is h, or the empty slot it would take. */
+static size_t find_h(const struct table *t, uint64_t w1, uint64_t w2, uint64_t h)
 {
-    size_t mask = t->cap - 1, j = hash2(w1, w2) & mask;
+    size_t mask = t->cap - 1, j = h & mask;
     while (t->s[j].w2 && (t->s[j].w1 != w1 || t->s[j].w2 != w2))
         j = (j + 1) & mask;
     return j;
+}
+
+static size_t find(const struct table *t, uint64_t w1, uint64_t w2)
+{
+    return find_h(t, w1, w2, hash2(w1, w2));
 }
 
 static int grow(struct table *t)
@@ -170,12 +176,12 @@ static void remove_at(struct table *t, size_t j)
     t->n--;
 }
 
-static int add_packed(struct cm_agg *ag, uint64_t w1, uint64_t w2, int64_t v)
+/* Adds v to key (w1, w2), whose hash2 is h, in its table t. */
+static int add_h(struct table *t, uint64_t w1, uint64_t w2, uint64_t h, int64_t v)
 {
     if (!v)
         return 0;
-    struct table *t = table_of(ag, w2);
-    size_t j = find(t, w1, w2);
+    size_t j = find_h(t, w1, w2, h);
     if (t->s[j].w2) {
         t->s[j].v += v;
         if (!t->s[j].v)
@@ -185,11 +191,16 @@ static int add_packed(struct cm_agg *ag, uint64_t w1, uint64_t w2, int64_t v)
     if ((t->n + 1) * 4 > t->cap * 3) {
         if (grow(t) < 0)
             return -ENOMEM;
-        j = find(t, w1, w2);
+        j = find_h(t, w1, w2, h);
     }
     t->s[j] = (struct slot){.w1 = w1, .w2 = w2, .v = v};
     t->n++;
     return 0;
+}
+
+static int add_packed(struct cm_agg *ag, uint64_t w1, uint64_t w2, int64_t v)
+{
+    return add_h(table_of(ag, w2), w1, w2, hash2(w1, w2), v);
 }
 
 int cm_agg_add(struct cm_agg *ag, const struct cm_agg_key *k, int64_t v)
@@ -223,36 +234,35 @@ int cm_agg_foreach(const struct cm_agg *ag,
     return 0;
 }
 
-/* The aggregate keys of item it (one or two); returns how many. */
-static int item_keys(const struct cm_item *it, struct cm_agg_key *k)
+/* The packed aggregate keys of item it (one or two, as pack_key makes
+ * them); returns how many. */
+static int item_keys(const struct cm_item *it, uint64_t *w1, uint64_t *w2)
 {
-    k[0] = (struct cm_agg_key){.ctr = it->ctr, .scheme = it->scheme};
+    const uint64_t used = UINT64_C(1) << 63;
+    uint64_t ctr = (uint64_t)it->ctr << 40, scheme = (uint32_t)it->scheme;
+    uint64_t nat = (uint64_t)(uint32_t)it->nat << 32, day = (uint32_t)(int32_t)it->day;
     switch (it->kind) {
-    case CM_IT_CTR:
-        k[0].kind = CM_AK_NAT;
-        k[0].a = it->nat;
-        k[1] = k[0];
-        k[1].kind = CM_AK_MONTH;
-        k[1].a = it->day;
+    case CM_IT_CTR: /* a = nat; a = month */
+        w1[0] = nat;
+        w2[0] = used | (uint64_t)CM_AK_NAT << 48 | ctr | scheme;
+        w1[1] = day << 32;
+        w2[1] = used | (uint64_t)CM_AK_MONTH << 48 | ctr | scheme;
         return 2;
-    case CM_IT_PEND:
-        k[0].kind = CM_AK_PEND;
-        k[0].a = it->nat;
-        k[0].b = it->day;
+    case CM_IT_PEND: /* a = nat, b = E */
+        w1[0] = nat | day;
+        w2[0] = used | (uint64_t)CM_AK_PEND << 48 | ctr | scheme;
         return 1;
-    case CM_IT_BREACH:
-        k[0].kind = CM_AK_BREACH;
-        k[0].ctr = 0;
-        k[0].a = it->nat;
-        k[0].b = it->day;
+    case CM_IT_BREACH: /* a = nat, b = first breach day */
+        w1[0] = nat | day;
+        w2[0] = used | (uint64_t)CM_AK_BREACH << 48 | scheme;
         return 1;
     case CM_IT_PRESENT:
-        k[0].kind = CM_AK_PRESENT;
-        k[0].ctr = 0;
+        w1[0] = 0;
+        w2[0] = used | (uint64_t)CM_AK_PRESENT << 48 | scheme;
         return 1;
     case CM_IT_DQ:
-        k[0].kind = CM_AK_DQ;
-        k[0].scheme = 0;
+        w1[0] = 0;
+        w2[0] = used | (uint64_t)CM_AK_DQ << 48 | ctr;
         return 1;
     default:
         return 0;
@@ -265,22 +275,22 @@ int cm_agg_add_items(struct cm_agg *ag, const struct cm_item *it, size_t n)
 {
     /* The keys of a run of items first, asking for their slots, then the
      * sums: the slots of a large aggregate arrive while others are added. */
-    uint64_t w1[2 * ITEM_RUN], w2[2 * ITEM_RUN];
+    uint64_t w1[2 * ITEM_RUN], w2[2 * ITEM_RUN], h[2 * ITEM_RUN];
     int64_t v[2 * ITEM_RUN];
+    struct table *t[2 * ITEM_RUN];
     for (size_t base = 0; base < n; base += ITEM_RUN) {
         size_t m = n - base < ITEM_RUN ? n - base : ITEM_RUN, nk = 0;
         for (size_t i = 0; i < m; i++) {
-            struct cm_agg_key k[2];
-            int c = item_keys(&it[base + i], k);
+            int c = item_keys(&it[base + i], &w1[nk], &w2[nk]);
             for (int j = 0; j < c; j++, nk++) {
-                pack_key(&k[j], &w1[nk], &w2[nk]);
                 v[nk] = it[base + i].v;
-                const struct table *t = table_of(ag, w2[nk]);
-                __builtin_prefetch(&t->s[hash2(w1[nk], w2[nk]) & (t->cap - 1)]);
+                h[nk] = hash2(w1[nk], w2[nk]);
+                t[nk] = table_of(ag, w2[nk]);
+                __builtin_prefetch(&t[nk]->s[h[nk] & (t[nk]->cap - 1)]);
             }
         }
         for (size_t j = 0; j < nk; j++)
-            if (add_packed(ag, w1[j], w2[j], v[j]) < 0)
+            if (add_h(t[j], w1[j], w2[j], h[j], v[j]) < 0)
                 return -ENOMEM;
     }
     return 0;
