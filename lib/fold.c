@@ -1033,25 +1033,28 @@ struct cm_mstate *cm_mstate_free(struct cm_fold_ctx *fc, struct cm_mstate *st)
     return NULL;
 }
 
+/* Asks for the lines of [p, p + n), at most four. */
+static void prefetch_span(const void *p, size_t n)
+{
+    const char *c = p;
+    for (size_t o = 0; o < n && o < 256; o += 64)
+        __builtin_prefetch(c + o);
+}
+
 void cm_mstate_prefetch(const struct cm_mstate *st, int stage)
 {
     if (!stage) {
-        __builtin_prefetch(st);
-        __builtin_prefetch((const char *)st + 64);
-        __builtin_prefetch((const char *)st + 128);
+        prefetch_span(st, sizeof(*st));
         return;
     }
     if (st->ring)
-        __builtin_prefetch(st->ring);
+        prefetch_span(st->ring, st->nring * sizeof(*st->ring));
     if (st->w)
-        __builtin_prefetch(st->w);
-    if (st->snap.p) {
-        __builtin_prefetch(st->snap.p);
-        if (st->snap.np > 2)
-            __builtin_prefetch((const char *)st->snap.p + 64);
-    }
+        prefetch_span(st->w, st->nw * sizeof(*st->w));
+    if (st->snap.p)
+        prefetch_span(st->snap.p, st->snap.np * sizeof(*st->snap.p));
     if (st->snap.r)
-        __builtin_prefetch(st->snap.r);
+        prefetch_span(st->snap.r, st->snap.nr * sizeof(*st->snap.r));
 }
 
 size_t cm_mstate_size(const struct cm_mstate *st)
