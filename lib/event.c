@@ -151,10 +151,10 @@ static int key_at(const uint8_t *p, size_t len, size_t *i, uint32_t *tag, unsign
     return 0;
 }
 
-/* A varint of at most 10 bytes; bits past 64 are dropped. */
-static int varint_at(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
+/* A varint of at most max bytes at p[*i]; bits past 64 are dropped. */
+static int varint_max(const uint8_t *p, size_t len, size_t *i, size_t max, uint64_t *v)
 {
-    size_t n = len - *i < 10 ? len - *i : 10;
+    size_t n = len - *i < max ? len - *i : max;
     uint64_t x = 0;
     for (size_t k = 0; k < n; k++) {
         uint8_t b = p[*i + k];
@@ -168,24 +168,23 @@ static int varint_at(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
     return 0;
 }
 
+/* A varint value: at most 10 bytes. */
+static int varint_at(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
+{
+    return varint_max(p, len, i, 10, v);
+}
+
 /* The length of a length-delimited field: at most 5 bytes, at most INT_MAX,
  * and within the message. */
 static int length_at(const uint8_t *p, size_t len, size_t *i, size_t *l)
 {
-    size_t n = len - *i < 5 ? len - *i : 5;
-    uint64_t x = 0;
-    for (size_t k = 0; k < n; k++) {
-        uint8_t b = p[*i + k];
-        x |= (uint64_t)(b & 0x7f) << (7 * k);
-        if (!(b & 0x80)) {
-            if (x > INT_MAX || x > len - *i - k - 1)
-                return 0;
-            *l = (size_t)x;
-            *i += k + 1;
-            return 1;
-        }
-    }
-    return 0;
+    uint64_t x;
+    size_t j = *i;
+    if (!varint_max(p, len, &j, 5, &x) || x > INT_MAX || x > len - j)
+        return 0;
+    *l = (size_t)x;
+    *i = j;
+    return 1;
 }
 
 /* The wire type a field of type t must come with; -1: any (protobuf-c 1.4
