@@ -490,6 +490,50 @@ static size_t seeds(struct msg *out, uint64_t *r)
     return n;
 }
 
+/* Swaps two random top-level fields of m; leaves m alone when its bytes do
+ * not split into fields. */
+static void shuffle_fields(struct msg *m, uint64_t *r)
+{
+    size_t start[64], nf = 0, i = 0;
+    while (i < m->len && nf < 63) {
+        start[nf++] = i;
+        uint64_t key = 0, v = 0;
+        unsigned shift = 0;
+        do { /* the key */
+            if (i == m->len || shift > 28)
+                return;
+            key |= (uint64_t)(m->buf[i] & 0x7f) << shift;
+            shift += 7;
+        } while (m->buf[i++] & 0x80);
+        if ((key & 7) == 0 || (key & 7) == 2) { /* a varint: the value or the length */
+            shift = 0;
+            do {
+                if (i == m->len || shift > 63)
+                    return;
+                v |= (uint64_t)(m->buf[i] & 0x7f) << shift;
+                shift += 7;
+            } while (m->buf[i++] & 0x80);
+        }
+        size_t body = (key & 7) == 2 ? (size_t)v : (key & 7) == 1 ? 8 : (key & 7) == 5 ? 4 : 0;
+        if ((key & 7) != 0 && (key & 7) != 1 && (key & 7) != 2 && (key & 7) != 5)
+            return;
+        if (body > m->len - i)
+            return;
+        i += body;
+    }
+    if (i != m->len || nf < 2)
+        return;
+    start[nf] = m->len;
+    size_t a = (size_t)rng_range(r, 0, (int64_t)nf - 2), b = (size_t)rng_range(r, (int64_t)a + 1, (int64_t)nf - 1);
+    /* [a][middle][b] -> [b][middle][a] */
+    uint8_t tmp[sizeof m->buf];
+    size_t la = start[a + 1] - start[a], lm = start[b] - start[a + 1], lb = start[b + 1] - start[b];
+    memcpy(tmp, m->buf + start[b], lb);
+    memcpy(tmp + lb, m->buf + start[a + 1], lm);
+    memcpy(tmp + lb + lm, m->buf + start[a], la);
+    memcpy(m->buf + start[a], tmp, la + lm + lb);
+}
+
 START_TEST(test_decoder_agrees_with_protobuf_c)
 {
     uint64_t r = 2026;
@@ -510,7 +554,7 @@ START_TEST(test_decoder_agrees_with_protobuf_c)
         int muts = (int)rng_range(&r, 0, 3);
         for (int k = 0; k < muts && m.len; k++) {
             size_t at = (size_t)rng_range(&r, 0, (int64_t)m.len - 1);
-            switch (rng_range(&r, 0, 6)) {
+            switch (rng_range(&r, 0, 7)) {
             case 0: /* any byte */
                 m.buf[at] = (uint8_t)rng_next(&r);
                 break;
@@ -552,6 +596,9 @@ START_TEST(test_decoder_agrees_with_protobuf_c)
                 m.len += fl;
                 break;
             }
+            case 6: /* the fields in another order, as another writer may put them */
+                shuffle_fields(&m, &r);
+                break;
             default: /* a slice repeated */
                 if (m.len < 4000) {
                     size_t l = (size_t)rng_range(&r, 1, (int64_t)(m.len - at));
