@@ -217,7 +217,7 @@ static int grow(struct cm_pool *pl, void **v, uint32_t *cap, uint32_t need, size
 {
     if (need <= *cap)
         return 0;
-    uint32_t nc = *cap ? *cap : 4;
+    uint32_t nc = *cap ? *cap : 1; /* most snapshots hold one permit */
     while (nc < need)
         nc *= 2;
     void *nv = cm_pool_realloc(pl, *v, (size_t)*cap * size, (size_t)nc * size);
