@@ -790,6 +790,15 @@ static int advance(struct cm_fold_ctx *fc, struct cm_mstate *st)
     if (k) {
         memmove(st->w, st->w + k, (st->nw - k) * sizeof(*st->w));
         st->nw -= k;
+        /* a window that has emptied gives back room: bursts of events are rare */
+        if (st->capw >= 4 && st->nw <= st->capw / 4) {
+            struct wev *nw = cm_pool_realloc(fc->pool, st->w, st->capw * sizeof(*nw),
+                                             st->capw / 2 * sizeof(*nw));
+            if (nw) {
+                st->w = nw;
+                st->capw /= 2;
+            }
+        }
     }
     /* Every event still to fold has a day >= T: days before T are final. */
     int64_t T = cm_day(horizon);
