@@ -80,11 +80,11 @@ static int refill(struct cm_frame_reader *r, size_t need)
  * needed: *need of them from the record's start), or -EPROTO. */
 static int parse(struct cm_frame_reader *r, const uint8_t **data, size_t *len, size_t *need)
 {
-    const uint8_t *p = r->buf + r->head;
     size_t avail = r->tail - r->head, n = 0;
     uint64_t v = 0;
     if (!avail)
         return r->eof ? 0 : (*need = 1, 2);
+    const uint8_t *p = r->buf + r->head; /* buf is set: bytes are there */
     /* the length: a base-128 varint, low group first */
     for (;;) {
         if (n == avail)

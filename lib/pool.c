@@ -129,9 +129,9 @@ void *cm_pool_alloc(struct cm_pool *pl, size_t n)
         return b;
     }
     size_t sz = class_size[c];
-    if ((size_t)(pl->end - pl->cur) < sz) {
+    if (!pl->cur || (size_t)(pl->end - pl->cur) < sz) {
         /* the rest of the chunk, too small for this block, feeds the small classes */
-        while (pl->end - pl->cur >= GRAIN) {
+        while (pl->cur && pl->end - pl->cur >= GRAIN) {
             unsigned k = pl->cls[(size_t)(pl->end - pl->cur) / GRAIN];
             if (class_size[k] > (size_t)(pl->end - pl->cur))
                 k--;

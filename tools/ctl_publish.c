@@ -217,7 +217,7 @@ int cm_ctl_publish(int argc, char **argv)
         if (e) {
             fprintf(stderr, "circmonctl publish: %s: record at byte %" PRIu64 ": %s\n", path,
                     at, rd_kafka_err2str(e));
-            r = -EIO;
+            r = 1; /* reported */
             break;
         }
         queued++;
@@ -228,10 +228,8 @@ int cm_ctl_publish(int argc, char **argv)
                 "circmonctl publish: %s: truncated or malformed record at byte offset %" PRIu64
                 "; publishing the %" PRIu64 " records before it\n",
                 path, fr.offset, queued);
-    else if (r < 0 && r != -EIO)
+    else if (r < 0)
         fprintf(stderr, "circmonctl publish: %s: %s\n", path, strerror(-r));
-    else if (r == -EIO && ferror(fp))
-        fprintf(stderr, "circmonctl publish: %s: read error\n", path);
     cm_frame_reader_free(&fr);
 
     /* Every message ends in a delivery report, at the latest after

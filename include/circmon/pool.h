@@ -2,10 +2,9 @@
  * of an in-memory engine.
  *
  * Blocks are sized: whoever releases or resizes a block says how big it is,
- * so blocks carry no header. Releasing the pool releases every chunk it took
- * from the system; blocks still in use are then gone with it. Built with
- * AddressSanitizer, every block is its own malloc, so that the sanitizer
- * sees each one. */
+ * so blocks carry no header. Release every block before the pool: blocks
+ * over 4 KiB are malloc's own, and so is every block when built with
+ * AddressSanitizer (so that the sanitizer sees each one). */
 #ifndef CIRCMON_POOL_H
 #define CIRCMON_POOL_H
 
@@ -16,7 +15,8 @@ struct cm_pool;
 /* A new, empty pool, or NULL when out of memory. */
 struct cm_pool *cm_pool_new(void);
 
-/* Releases the pool and all its memory; accepts NULL; returns NULL. */
+/* Releases the pool and the chunks it took from the system; accepts NULL;
+ * returns NULL. */
 struct cm_pool *cm_pool_free(struct cm_pool *pl);
 
 /* A block of n bytes (n > 0), uninitialised, aligned for any object; NULL
