@@ -198,16 +198,11 @@ static int add_h(struct table *t, uint64_t w1, uint64_t w2, uint64_t h, int64_t 
     return 0;
 }
 
-static int add_packed(struct cm_agg *ag, uint64_t w1, uint64_t w2, int64_t v)
-{
-    return add_h(table_of(ag, w2), w1, w2, hash2(w1, w2), v);
-}
-
 int cm_agg_add(struct cm_agg *ag, const struct cm_agg_key *k, int64_t v)
 {
     uint64_t w1, w2;
     pack_key(k, &w1, &w2);
-    return add_packed(ag, w1, w2, v);
+    return add_h(table_of(ag, w2), w1, w2, hash2(w1, w2), v);
 }
 
 int64_t cm_agg_get(const struct cm_agg *ag, const struct cm_agg_key *k)
@@ -234,35 +229,36 @@ int cm_agg_foreach(const struct cm_agg *ag,
     return 0;
 }
 
-/* The packed aggregate keys of item it (one or two, as pack_key makes
- * them); returns how many. */
-static int item_keys(const struct cm_item *it, uint64_t *w1, uint64_t *w2)
+/* The aggregate keys of item it (one or two); returns how many. */
+static int item_keys(const struct cm_item *it, struct cm_agg_key *k)
 {
-    const uint64_t used = UINT64_C(1) << 63;
-    uint64_t ctr = (uint64_t)it->ctr << 40, scheme = (uint32_t)it->scheme;
-    uint64_t nat = (uint64_t)(uint32_t)it->nat << 32, day = (uint32_t)(int32_t)it->day;
+    k[0] = (struct cm_agg_key){.ctr = it->ctr, .scheme = it->scheme};
     switch (it->kind) {
-    case CM_IT_CTR: /* a = nat; a = month */
-        w1[0] = nat;
-        w2[0] = used | (uint64_t)CM_AK_NAT << 48 | ctr | scheme;
-        w1[1] = day << 32;
-        w2[1] = used | (uint64_t)CM_AK_MONTH << 48 | ctr | scheme;
+    case CM_IT_CTR:
+        k[0].kind = CM_AK_NAT;
+        k[0].a = it->nat;
+        k[1] = k[0];
+        k[1].kind = CM_AK_MONTH;
+        k[1].a = it->day;
         return 2;
-    case CM_IT_PEND: /* a = nat, b = E */
-        w1[0] = nat | day;
-        w2[0] = used | (uint64_t)CM_AK_PEND << 48 | ctr | scheme;
+    case CM_IT_PEND:
+        k[0].kind = CM_AK_PEND;
+        k[0].a = it->nat;
+        k[0].b = it->day;
         return 1;
-    case CM_IT_BREACH: /* a = nat, b = first breach day */
-        w1[0] = nat | day;
-        w2[0] = used | (uint64_t)CM_AK_BREACH << 48 | scheme;
+    case CM_IT_BREACH:
+        k[0].kind = CM_AK_BREACH;
+        k[0].ctr = 0;
+        k[0].a = it->nat;
+        k[0].b = it->day;
         return 1;
     case CM_IT_PRESENT:
-        w1[0] = 0;
-        w2[0] = used | (uint64_t)CM_AK_PRESENT << 48 | scheme;
+        k[0].kind = CM_AK_PRESENT;
+        k[0].ctr = 0;
         return 1;
     case CM_IT_DQ:
-        w1[0] = 0;
-        w2[0] = used | (uint64_t)CM_AK_DQ << 48 | ctr;
+        k[0].kind = CM_AK_DQ;
+        k[0].scheme = 0;
         return 1;
     default:
         return 0;
@@ -281,8 +277,10 @@ int cm_agg_add_items(struct cm_agg *ag, const struct cm_item *it, size_t n)
     for (size_t base = 0; base < n; base += ITEM_RUN) {
         size_t m = n - base < ITEM_RUN ? n - base : ITEM_RUN, nk = 0;
         for (size_t i = 0; i < m; i++) {
-            int c = item_keys(&it[base + i], &w1[nk], &w2[nk]);
+            struct cm_agg_key k[2];
+            int c = item_keys(&it[base + i], k);
             for (int j = 0; j < c; j++, nk++) {
+                pack_key(&k[j], &w1[nk], &w2[nk]);
                 v[nk] = it[base + i].v;
                 h[nk] = hash2(w1[nk], w2[nk]);
                 t[nk] = table_of(ag, w2[nk]);

@@ -23,7 +23,6 @@ struct mslot {
     uint8_t outside;
 };
 
-
 struct cm_engine {
     const struct cm_config *cfg;
     struct cm_names *nm;

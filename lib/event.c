@@ -7,10 +7,12 @@
 #include <threads.h>
 
 #include "circmon/event.h"
+#include "circmon/framing.h"
 #include "circmon/v1/events.pb-c.h"
 
 /* Field numbers of events.proto that cm_decode reads. The contract fixes them
- * for ever; check_input.c checks them against the generated descriptors. */
+ * for ever; check_input.c compares what cm_decode reads with protobuf-c's
+ * unpack of the same bytes. */
 enum {
     F_EVENT_ID = 1,
     F_MIGRANT_ID = 2,
@@ -151,21 +153,12 @@ static int key_at(const uint8_t *p, size_t len, size_t *i, uint32_t *tag, unsign
     return 0;
 }
 
-/* A varint of at most max bytes at p[*i]; bits past 64 are dropped. */
+/* A varint of at most max bytes at p[*i]. */
 static int varint_max(const uint8_t *p, size_t len, size_t *i, size_t max, uint64_t *v)
 {
-    size_t n = len - *i < max ? len - *i : max;
-    uint64_t x = 0;
-    for (size_t k = 0; k < n; k++) {
-        uint8_t b = p[*i + k];
-        x |= (uint64_t)(b & 0x7f) << (7 * k);
-        if (!(b & 0x80)) {
-            *v = x;
-            *i += k + 1;
-            return 1;
-        }
-    }
-    return 0;
+    size_t k = cm_varint_get(p + *i, len - *i, max, v);
+    *i += k;
+    return k != 0;
 }
 
 /* A varint value: at most 10 bytes. */

@@ -913,14 +913,8 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
             return -ENOMEM;
     }
     /* the window grows one event at a time: most hold one or two */
-    if (st->nw == st->capw) {
-        uint32_t nc = st->capw ? st->capw * 2 : 1;
-        struct wev *nw = cm_pool_realloc(fc->pool, st->w, st->capw * sizeof(*nw), nc * sizeof(*nw));
-        if (!nw)
-            goto nomem;
-        st->w = nw;
-        st->capw = nc;
-    }
+    if (grow(fc->pool, (void **)&st->w, &st->capw, st->nw + 1, sizeof(*st->w)) < 0)
+        goto nomem;
 
     /* and the ring, until it holds RING ids */
     if (st->nring == st->capring && st->capring < RING) {

@@ -10,6 +10,21 @@
 #define CM_FRAME_MAX (16u << 20) /* longest record accepted, 16 MiB */
 #define CM_VARINT_MAX 10         /* bytes in the longest uint64 varint */
 
+size_t cm_varint_get(const uint8_t *p, size_t len, size_t max, uint64_t *v)
+{
+    size_t n = len < max ? len : max;
+    uint64_t x = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (k < 10) /* 7 * 9 = 63: the tenth byte's low bit is the last that fits */
+            x |= (uint64_t)(p[k] & 0x7f) << (7 * k);
+        if (!(p[k] & 0x80)) {
+            *v = x;
+            return k + 1;
+        }
+    }
+    return 0;
+}
+
 int cm_frame_write(FILE *fp, const uint8_t *buf, size_t len)
 {
     uint8_t hdr[CM_VARINT_MAX];
@@ -80,23 +95,14 @@ static int refill(struct cm_frame_reader *r, size_t need)
  * needed: *need of them from the record's start), or -EPROTO. */
 static int parse(struct cm_frame_reader *r, const uint8_t **data, size_t *len, size_t *need)
 {
-    size_t avail = r->tail - r->head, n = 0;
+    size_t avail = r->tail - r->head;
     uint64_t v = 0;
     if (!avail)
         return r->eof ? 0 : (*need = 1, 2);
     const uint8_t *p = r->buf + r->head; /* buf is set: bytes are there */
-    /* the length: a base-128 varint, low group first */
-    for (;;) {
-        if (n == avail)
-            return r->eof ? -EPROTO : (*need = avail + 1, 2);
-        uint8_t c = p[n++];
-        if (n <= 10 && (n - 1) * 7 < 64)
-            v |= (uint64_t)(c & 0x7f) << ((n - 1) * 7);
-        if (!(c & 0x80))
-            break;
-        if (n == CM_VARINT_MAX)
-            return -EPROTO;
-    }
+    size_t n = cm_varint_get(p, avail, CM_VARINT_MAX, &v); /* the length */
+    if (!n) /* unended: too long, or cut short by the bytes read so far */
+        return r->eof || avail >= CM_VARINT_MAX ? -EPROTO : (*need = avail + 1, 2);
     if (v > CM_FRAME_MAX)
         return -EPROTO;
     if (avail - n < v)

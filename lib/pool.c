@@ -88,6 +88,12 @@ void cm_mem_hint_huge(void *p, size_t n)
 }
 
 #ifndef CM_POOL_MALLOC
+/* The class of a block of n <= MAXBLK bytes. */
+static unsigned class_of(const struct cm_pool *pl, size_t n)
+{
+    return pl->cls[(n + GRAIN - 1) / GRAIN];
+}
+
 /* A new chunk, aligned to its size (so that it can be one huge page). */
 static int add_chunk(struct cm_pool *pl)
 {
@@ -122,7 +128,7 @@ void *cm_pool_alloc(struct cm_pool *pl, size_t n)
 #else
     if (n > MAXBLK)
         return malloc(n);
-    unsigned c = pl->cls[(n + GRAIN - 1) / GRAIN];
+    unsigned c = class_of(pl, n);
     void *b = pl->free[c];
     if (b) {
         memcpy(&pl->free[c], b, sizeof(void *));
@@ -161,7 +167,7 @@ void cm_pool_release(struct cm_pool *pl, void *p, size_t n)
         free(p);
         return;
     }
-    unsigned c = pl->cls[(n + GRAIN - 1) / GRAIN];
+    unsigned c = class_of(pl, n);
     memcpy(p, &pl->free[c], sizeof(void *));
     pl->free[c] = p;
 #endif
@@ -178,7 +184,7 @@ void *cm_pool_realloc(struct cm_pool *pl, void *p, size_t old, size_t n)
         return cm_pool_alloc(pl, n);
     if (old > MAXBLK && n > MAXBLK)
         return realloc(p, n);
-    if (old <= MAXBLK && n <= MAXBLK && pl->cls[(old + GRAIN - 1) / GRAIN] == pl->cls[(n + GRAIN - 1) / GRAIN])
+    if (old <= MAXBLK && n <= MAXBLK && class_of(pl, old) == class_of(pl, n))
         return p;
     void *q = cm_pool_alloc(pl, n);
     if (!q)

@@ -363,7 +363,7 @@ START_TEST(frame_reader_hands_on_what_a_pipe_holds)
     ck_assert_int_eq(cm_frame_read_many(&r, data, lens, 4), 1);
     ck_assert_uint_eq(lens[0], 100);
     ck_assert(!memcmp(data[0], b, 100));
-    /* the next one, written in two parts */
+    /* the next one, then the end of the stream */
     ck_assert_int_eq(cm_frame_write(w, b, 50), 0);
     fclose(w);
     ck_assert_int_eq(cm_frame_read(&r, data, lens), 1);

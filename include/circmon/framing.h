@@ -6,6 +6,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Reads a base-128 varint (low group first) of at most max bytes from the
+ * len bytes at p; bits past 64 are dropped. Returns the bytes it takes, or 0
+ * when none of the first min(len, max) bytes ends it. This function can't
+ * fail otherwise. */
+size_t cm_varint_get(const uint8_t *p, size_t len, size_t max, uint64_t *v);
+
 /* Writes one record: its length as a base-128 varint, then its bytes.
  * Returns 0, or -EIO when fp reports an error. */
 int cm_frame_write(FILE *fp, const uint8_t *buf, size_t len);
