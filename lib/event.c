@@ -77,7 +77,58 @@ static const char *const reject_names[CM_REJ__COUNT] = {
     [CM_REJ_KEY_MISMATCH] = "key_mismatch",
     [CM_REJ_TOO_LATE] = "too_late",
     [CM_REJ_NUL_IN_STRING] = "nul_in_string",
+    [CM_REJ_INVALID_UTF8] = "invalid_utf8",
+    [CM_REJ_OUT_OF_RANGE] = "out_of_range",
 };
+
+int cm_utf8_valid(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str, *end = s + len;
+    while (s < end) {
+        /* ids are mostly ASCII: eight bytes at a time */
+        while (end - s >= 8) {
+            uint64_t w;
+            memcpy(&w, s, 8);
+            if (w & UINT64_C(0x8080808080808080))
+                break;
+            s += 8;
+        }
+        if (s == end)
+            break;
+        unsigned c = *s;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        /* Unicode table 3-7: the lead byte fixes the length and the range
+         * of the second byte; the others are 80..BF */
+        size_t n;
+        unsigned lo = 0x80, hi = 0xbf;
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 1;
+        else if (c == 0xe0)
+            n = 2, lo = 0xa0; /* E0 80..9F: overlong */
+        else if (c == 0xed)
+            n = 2, hi = 0x9f; /* ED A0..BF: surrogates */
+        else if (c >= 0xe1 && c <= 0xef)
+            n = 2;
+        else if (c == 0xf0)
+            n = 3, lo = 0x90; /* F0 80..8F: overlong */
+        else if (c >= 0xf1 && c <= 0xf3)
+            n = 3;
+        else if (c == 0xf4)
+            n = 3, hi = 0x8f; /* F4 90..: above U+10FFFF */
+        else
+            return 0; /* 80..C1 (continuation, overlong), F5..FF */
+        if ((size_t)(end - s) <= n || s[1] < lo || s[1] > hi)
+            return 0;
+        for (size_t k = 2; k <= n; k++)
+            if ((s[k] & 0xc0) != 0x80)
+                return 0;
+        s += n + 1;
+    }
+    return 1;
+}
 
 const char *cm_reject_name(enum cm_reject r)
 {
@@ -207,8 +258,10 @@ static int wire_type(ProtobufCType t)
 struct walk {
     struct fields top, body; /* body: the last member of the oneof */
     uint32_t body_tag;       /* its field number, 0 = none */
-    enum cm_reject str;      /* the first string fault in wire order */
+    uint32_t faults;         /* bit r: a field fault of reason r was seen */
 };
+
+#define FAULT(r) (UINT32_C(1) << (r))
 
 /* Walks a message of type md. out (NULL: nothing kept) receives its fields;
  * a oneof message member of the top level goes to w->body, replacing any
@@ -262,12 +315,13 @@ static int walk(const ProtobufCMessageDescriptor *md, const uint8_t *p, size_t l
         int keep = out && tag < NF;
         switch (f->type) {
         case PROTOBUF_C_TYPE_STRING:
-            if (w->str == CM_OK) {
-                if (l > CM_STR_MAX)
-                    w->str = CM_REJ_STRING_TOO_LONG;
-                else if (l && memchr(q, 0, l))
-                    w->str = CM_REJ_NUL_IN_STRING;
-            }
+            /* one fault per string: the first that applies */
+            if (l > CM_STR_MAX)
+                w->faults |= FAULT(CM_REJ_STRING_TOO_LONG);
+            else if (l && memchr(q, 0, l))
+                w->faults |= FAULT(CM_REJ_NUL_IN_STRING);
+            else if (!cm_utf8_valid((const char *)q, l))
+                w->faults |= FAULT(CM_REJ_INVALID_UTF8);
             if (keep) {
                 out->s[tag] = q;
                 out->sl[tag] = (uint32_t)l;
@@ -284,6 +338,14 @@ static int walk(const ProtobufCMessageDescriptor *md, const uint8_t *p, size_t l
                 return 0;
             break;
         }
+        case PROTOBUF_C_TYPE_INT64:
+            /* the int64 fields of events.proto are its instants; a negative
+             * one is a 10-byte varint, above CM_TIME_MAX as unsigned */
+            if (v > (uint64_t)CM_TIME_MAX)
+                w->faults |= FAULT(CM_REJ_OUT_OF_RANGE);
+            if (keep)
+                out->v[tag] = v;
+            break;
         default:
             if (keep)
                 out->v[tag] = v;
@@ -296,7 +358,8 @@ static int walk(const ProtobufCMessageDescriptor *md, const uint8_t *p, size_t l
 }
 
 /* String field tag of fs, copied NUL-terminated into slot k of d ("" when
- * absent). The walk has checked its length and that it holds no NUL. */
+ * absent). The walk has checked its length, that it holds no NUL and that it
+ * is UTF-8. */
 static const char *str(struct cm_decoder *d, int k, const struct fields *fs, int tag)
 {
     if (!(fs->has & UINT32_C(1) << tag))
@@ -316,13 +379,19 @@ enum cm_reject cm_decode(struct cm_decoder *d, const uint8_t *buf, size_t len, s
     struct walk w;
     w.top.has = w.body.has = 0;
     w.body_tag = 0;
-    w.str = CM_OK;
+    w.faults = 0;
     memset(ev, 0, sizeof(*ev));
     if (!walk(&circmon__v1__event__descriptor, buf, len, &w.top, &w))
         return CM_REJ_DECODE;
-    /* Every string of the message counts, optional ones included. */
-    if (w.str != CM_OK)
-        return w.str;
+    /* Every string and instant of the message counts, optional ones
+     * included; the order of event.h decides between faults. */
+    if (w.faults) {
+        static const enum cm_reject order[] = {CM_REJ_STRING_TOO_LONG, CM_REJ_NUL_IN_STRING,
+                                               CM_REJ_INVALID_UTF8, CM_REJ_OUT_OF_RANGE};
+        for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++)
+            if (w.faults & FAULT(order[k]))
+                return order[k];
+    }
 
     const struct fields *b = &w.body;
     ev->event_id = str(d, 0, &w.top, F_EVENT_ID);

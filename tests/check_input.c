@@ -3,6 +3,8 @@
  * principle 6: bad input is data). */
 #include "cm_test.h"
 
+#include <inttypes.h>
+
 #include "circmon/indicators.h"
 #include "ref_decode.h"
 
@@ -487,6 +489,13 @@ static size_t seeds(struct msg *out, uint64_t *r)
     out[n++] = tev_pack(&e);
     e = ev_extend("x2", "m3", T(B0 + 1), "", T(B0 + 120));
     out[n++] = tev_pack(&e);
+    e = ev_exit("o3", "m\xc3\xa9\xf0\x9f\x98\x80", 0);
+    out[n++] = tev_pack(&e);
+    e = ev_grant("g4", "m4", T(B0), "p\xe2\x82", "A", "UKR", T(B0), INT64_C(253402300799) + 1);
+    out[n++] = tev_pack(&e);
+    e = ev_revoke("r2", "m4", T(B0), "p", -1);
+    snprintf(e.reason, TS, "\xed\xa0\x80");
+    out[n++] = tev_pack(&e);
     return n;
 }
 
@@ -616,7 +625,8 @@ START_TEST(test_decoder_agrees_with_protobuf_c)
                                           CM_REJ_NO_OCCURRED_AT, CM_REJ_NO_PERMIT_ID,
                                           CM_REJ_NO_SCHEME_ID, CM_REJ_NO_VALID_UNTIL,
                                           CM_REJ_VALIDITY_ORDER, CM_REJ_STRING_TOO_LONG,
-                                          CM_REJ_NUL_IN_STRING};
+                                          CM_REJ_NUL_IN_STRING, CM_REJ_INVALID_UTF8,
+                                          CM_REJ_OUT_OF_RANGE};
     for (size_t k = 0; k < sizeof must / sizeof must[0]; k++)
         ck_assert_msg(verdicts[must[k]] > 20, "%s: %ld", cm_reject_name(must[k]), verdicts[must[k]]);
     cm_decoder_free(d);
@@ -670,6 +680,400 @@ START_TEST(test_decoder_edge_cases)
 }
 END_TEST
 
+
+/* ---- step 1: instants within [0, 253402300799], strings strict UTF-8 ---- */
+
+/* Feeds m to the engine and checks that cm_decode and the reference agree
+ * on it; returns the engine's verdict. */
+static int feed_agree(const struct msg *m)
+{
+    struct cm_decoder *d = cm_decoder_new();
+    ck_assert_ptr_nonnull(d);
+    enum cm_reject r = agree(d, m->buf, m->len);
+    cm_decoder_free(d);
+    int rc = feed_raw(m->buf, m->len);
+    ck_assert_msg(rc == (int)r, "engine says %d, decoder %s", rc, cm_reject_name(r));
+    return rc;
+}
+
+static int feed_tev(const struct tev *e)
+{
+    struct msg m = tev_pack(e);
+    return feed_agree(&m);
+}
+
+START_TEST(test_reason_names_are_stable)
+{
+    /* dead-letter header values: the old numbers stay, the new are appended */
+    ck_assert_int_eq(CM_REJ_NUL_IN_STRING, 14);
+    ck_assert_int_eq(CM_REJ_INVALID_UTF8, 15);
+    ck_assert_int_eq(CM_REJ_OUT_OF_RANGE, 16);
+    ck_assert_int_eq(CM_REJ__COUNT, 17);
+    ck_assert_str_eq(cm_reject_name(CM_REJ_INVALID_UTF8), "invalid_utf8");
+    ck_assert_str_eq(cm_reject_name(CM_REJ_OUT_OF_RANGE), "out_of_range");
+    ck_assert_str_eq(cm_reject_name(CM_REJ_DECODE), "decode");
+    ck_assert_str_eq(cm_reject_name(CM_REJ__COUNT), "unknown");
+    ck_assert(CM_TIME_MAX == INT64_C(253402300799));
+}
+END_TEST
+
+#define TMAX INT64_C(253402300799) /* 9999-12-31T23:59:59Z, as the contract writes it */
+
+enum ifield { I_OCCURRED, I_RECORDED, I_VALID_FROM, I_GRANT_UNTIL, I_EXT_UNTIL, I_EFFECTIVE, I__N };
+
+/* A valid event of migrant mid whose instant f is v. */
+static struct tev with_instant(enum ifield f, int64_t v, const char *mid)
+{
+    struct tev e;
+    switch (f) {
+    case I_OCCURRED:
+        e = ev_exit(NULL, mid, v);
+        break;
+    case I_RECORDED:
+        e = ev_entry(NULL, mid, T(B0));
+        e.recorded_at = v;
+        break;
+    case I_VALID_FROM:
+        e = ev_grant(NULL, mid, T(B0), "p", "A", "UKR", v, TMAX);
+        break;
+    case I_GRANT_UNTIL:
+        e = ev_grant(NULL, mid, T(B0), "p", "A", "UKR", 1, v);
+        break;
+    case I_EXT_UNTIL:
+        e = ev_extend(NULL, mid, T(B0), "p", v);
+        break;
+    default:
+        e = ev_revoke(NULL, mid, T(B0), "p", v);
+        break;
+    }
+    return e;
+}
+
+START_TEST(test_instant_boundaries)
+{
+    /* each instant field at 0, -1, the last second of 9999 and the first of
+     * 10000, and at the ends of int64: below 0 or above 253402300799 is
+     * out_of_range; 0 is absent, which only some fields allow */
+    static const int64_t vals[] = {0, -1, TMAX, TMAX + 1, INT64_MIN, INT64_MAX, 1, TMAX - 1};
+    static const enum cm_reject at_zero[I__N] = {CM_REJ_NO_OCCURRED_AT, CM_OK,
+                                                 CM_REJ_NO_VALID_FROM,  CM_REJ_NO_VALID_UNTIL,
+                                                 CM_REJ_NO_VALID_UNTIL, CM_OK};
+    long invalid = 0, n = 0;
+    for (int f = 0; f < I__N; f++)
+        for (size_t k = 0; k < sizeof vals / sizeof vals[0]; k++) {
+            int64_t v = vals[k];
+            enum cm_reject want = v == 0              ? at_zero[f]
+                                  : v < 0 || v > TMAX ? CM_REJ_OUT_OF_RANGE
+                                                      : CM_OK;
+            char mid[32];
+            snprintf(mid, sizeof mid, "m%d-%zu", f, k);
+            struct tev e = with_instant((enum ifield)f, v, mid);
+            int rc = feed_tev(&e);
+            ck_assert_msg(rc == (int)want, "field %d = %" PRId64 ": %s, want %s", f, v,
+                          cm_reject_name(rc), cm_reject_name(want));
+            invalid += rc != CM_OK;
+            n++;
+        }
+    ck_assert_int_eq(n, 48);
+    ck_assert_int_eq(invalid, 4 * 6 + 4); /* four out of range per field, four absent */
+    ck_assert_int_eq(dq_now("invalid"), invalid);
+}
+END_TEST
+
+/* Strings of every kind of malformation, and well-formed neighbours. */
+static const struct {
+    const char *s;
+    int ok;
+} UTF8_CASES[] = {
+    {"\x80", 0},                 /* a continuation byte alone */
+    {"a\xbf" "b", 0},
+    {"\xc0\x80", 0},             /* overlong U+0000 */
+    {"\xc1\xbf", 0},             /* overlong U+007F */
+    {"\xe0\x80\x80", 0},         /* overlong 3-byte forms */
+    {"\xe0\x9f\xbf", 0},
+    {"\xf0\x80\x80\x80", 0},     /* overlong 4-byte forms */
+    {"\xf0\x8f\xbf\xbf", 0},
+    {"\xed\xa0\x80", 0},         /* U+D800 */
+    {"\xed\xbf\xbf", 0},         /* U+DFFF */
+    {"\xed\xa0\xbd\xed\xb8\x80", 0}, /* a CESU-8 surrogate pair */
+    {"\xf4\x90\x80\x80", 0},     /* U+110000 */
+    {"\xf5\x80\x80\x80", 0},
+    {"\xf8\x88\x80\x80\x80", 0}, /* 5-byte form */
+    {"\xfe", 0},
+    {"\xff", 0},
+    {"\xc3", 0},                 /* cut sequences: at the end */
+    {"\xe2\x82", 0},
+    {"\xf0\x9f\x98", 0},
+    {"\xc3" "A", 0},             /* and before an ASCII byte */
+    {"\xe2\x82" "A", 0},
+    {"\xf0\x9f\x98" "AAAAAAAA", 0},
+    {"abcdefgh\xe9", 0},         /* Latin-1, after an ASCII word */
+    {"\xc3\xa9", 1},             /* U+00E9 */
+    {"\xc2\x80", 1},             /* U+0080, the least 2-byte */
+    {"\xdf\xbf", 1},             /* U+07FF */
+    {"\xe0\xa0\x80", 1},         /* U+0800 */
+    {"\xe2\x82\xac", 1},         /* U+20AC */
+    {"\xed\x9f\xbf", 1},         /* U+D7FF */
+    {"\xee\x80\x80", 1},         /* U+E000 */
+    {"\xef\xbf\xbf", 1},         /* U+FFFF: a noncharacter, well-formed */
+    {"\xf0\x90\x80\x80", 1},     /* U+10000 */
+    {"\xf0\x9f\x98\x80", 1},     /* U+1F600 */
+    {"\xf4\x8f\xbf\xbf", 1},     /* U+10FFFF */
+    {"abcdefgh\xc3\xa9" "abcdefgh\xf0\x9f\x98\x80", 1},
+    {"\x7f", 1},
+};
+#define N_UTF8 (sizeof UTF8_CASES / sizeof UTF8_CASES[0])
+
+/* String fields of the events, one at a time. */
+enum sfield { S_EVENT_ID, S_MIGRANT_ID, S_SOURCE, S_ENTRY_MS, S_EXIT_BP, S_PERMIT_ID, S_SCHEME,
+              S_NAT, S_GRANT_MS, S_SECTOR, S_EXT_PERMIT, S_REV_PERMIT, S_REASON, S_DETAIL, S__N };
+
+static struct tev with_string(enum sfield f, const char *v, int k)
+{
+    char mid[32], eid[32];
+    snprintf(mid, sizeof mid, "m%d-%d", (int)f, k);
+    snprintf(eid, sizeof eid, "e%d-%d", (int)f, k);
+    struct tev e;
+    switch (f) {
+    case S_ENTRY_MS:
+        e = ev_entry(eid, mid, T(B0));
+        snprintf(e.ms, TS, "%s", v);
+        break;
+    case S_EXIT_BP:
+        e = ev_exit(eid, mid, T(B0));
+        snprintf(e.bp, TS, "%s", v);
+        break;
+    case S_PERMIT_ID:
+    case S_SCHEME:
+    case S_NAT:
+    case S_GRANT_MS:
+    case S_SECTOR:
+        e = ev_grant(eid, mid, T(B0), f == S_PERMIT_ID ? v : "p", f == S_SCHEME ? v : "A",
+                     f == S_NAT ? v : "UKR", T(B0), T(B0 + 10));
+        if (f == S_GRANT_MS)
+            snprintf(e.ms, TS, "%s", v);
+        if (f == S_SECTOR)
+            snprintf(e.sector, TS, "%s", v);
+        break;
+    case S_EXT_PERMIT:
+        e = ev_extend(eid, mid, T(B0), v, T(B0 + 20));
+        break;
+    case S_REV_PERMIT:
+    case S_REASON:
+        e = ev_revoke(eid, mid, T(B0), f == S_REV_PERMIT ? v : "p", 0);
+        if (f == S_REASON)
+            snprintf(e.reason, TS, "%s", v);
+        break;
+    case S_DETAIL:
+        e = ev_status(eid, mid, T(B0), 2);
+        snprintf(e.detail, TS, "%s", v);
+        break;
+    default:
+        e = ev_entry(f == S_EVENT_ID ? v : eid, f == S_MIGRANT_ID ? v : mid, T(B0));
+        if (f == S_SOURCE)
+            snprintf(e.source, TS, "%s", v);
+        break;
+    }
+    return e;
+}
+
+START_TEST(test_utf8_every_string)
+{
+    /* every malformation class in every string field: invalid_utf8; the
+     * well-formed neighbours (2-, 3- and 4-byte characters) pass */
+    long invalid = 0;
+    for (int f = 0; f < S__N; f++)
+        for (size_t k = 0; k < N_UTF8; k++) {
+            struct tev e = with_string((enum sfield)f, UTF8_CASES[k].s, (int)k);
+            int rc = feed_tev(&e);
+            int want = UTF8_CASES[k].ok ? CM_OK : CM_REJ_INVALID_UTF8;
+            ck_assert_msg(rc == want, "field %d, case %zu: %s, want %s", f, k,
+                          cm_reject_name(rc), cm_reject_name(want));
+            ck_assert_int_eq(cm_utf8_valid(UTF8_CASES[k].s, strlen(UTF8_CASES[k].s)),
+                             UTF8_CASES[k].ok);
+            invalid += rc != CM_OK;
+        }
+    ck_assert_int_eq(dq_now("invalid"), invalid);
+    ck_assert_int_eq(invalid, 23 * S__N);
+    ck_assert_int_eq(cm_utf8_valid("", 0), 1);
+
+    /* 4-byte characters in a scheme id and a nationality are kept byte for
+     * byte as JSON keys */
+    const char *scheme = "S\xf0\x9f\x8c\xbe" "\xc3\xa9t\xc3\xa9", *nat = "\xe2\x82\xac\xf4\x8f\xbf\xbf";
+    FEED(F, ev_grant(NULL, "m1", T(B0), "P", scheme, nat, T(B0), T(B0 + 5)));
+    FEED(F, ev_entry(NULL, "m1", T(B0 + 1)));
+    json_t *d = doc_at(F, T(B0 + 10));
+    char group[64];
+    snprintf(group, sizeof group, "nat:%s", nat);
+    ck_assert_int_eq(get(d, scheme, group, "expected_departures"), 1);
+    ck_assert_int_eq(get(d, scheme, group, "in_country_overstays"), 1);
+    char *txt = json_dumps(d, JSON_SORT_KEYS);
+    ck_assert_ptr_nonnull(txt);
+    ck_assert_ptr_nonnull(strstr(txt, scheme));
+    free(txt);
+    json_decref(d);
+}
+END_TEST
+
+
+START_TEST(test_length_limit_in_bytes)
+{
+    /* 256 bytes, counted in bytes: multi-byte characters at the edge */
+    static const struct {
+        size_t ascii;
+        const char *tail;
+        int want;
+    } cases[] = {
+        {254, "\xc3\xa9", CM_OK},                       /* 256 */
+        {255, "\xc3\xa9", CM_REJ_STRING_TOO_LONG},      /* 257 */
+        {253, "\xe2\x82\xac", CM_OK},                   /* 256 */
+        {254, "\xe2\x82\xac", CM_REJ_STRING_TOO_LONG},
+        {252, "\xf0\x9f\x98\x80", CM_OK},               /* 256 */
+        {253, "\xf0\x9f\x98\x80", CM_REJ_STRING_TOO_LONG},
+        {255, "\xc3", CM_REJ_INVALID_UTF8},             /* 256, the last one cut */
+        {253, "\xf0\x9f\x98", CM_REJ_INVALID_UTF8},
+        {256, "\xc3", CM_REJ_STRING_TOO_LONG},          /* both: too long wins */
+        {0, NULL, CM_OK},                               /* 64 4-byte characters */
+        {0, "", CM_REJ_STRING_TOO_LONG},                /* 65 of them */
+    };
+    long invalid = 0;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char v[TS] = "";
+        size_t n = 0;
+        if (cases[k].tail) {
+            memset(v, 'a', cases[k].ascii);
+            n = cases[k].ascii;
+            memcpy(v + n, cases[k].tail, strlen(cases[k].tail) + 1);
+        }
+        if (!cases[k].tail || !*cases[k].tail) {
+            int chars = cases[k].tail ? 65 : 64;
+            for (int c = 0; c < chars; c++)
+                memcpy(v + 4 * c, "\xf0\x9f\x98\x80", 5);
+        }
+        for (int f = 0; f < S__N; f++) {
+            struct tev e = with_string((enum sfield)f, v, (int)(k * 100 + (size_t)f));
+            int rc = feed_tev(&e);
+            ck_assert_msg(rc == cases[k].want, "case %zu (%zu bytes), field %d: %s", k,
+                          strlen(v), f, cm_reject_name(rc));
+            invalid += rc != CM_OK;
+        }
+    }
+    ck_assert_int_eq(dq_now("invalid"), invalid);
+}
+END_TEST
+
+/* Appends a varint field (tag, wire type 0). */
+static size_t put_vi(uint8_t *w, size_t at, unsigned tag, uint64_t v)
+{
+    at = put_varint(w, at, tag << 3);
+    return put_varint(w, at, v);
+}
+
+START_TEST(test_fault_order)
+{
+    /* several faults in one message: the order of event.h decides, whatever
+     * the order of the fields on the wire */
+    char big[300];
+    uint8_t w[1024], body[512];
+    memset(big, 'x', sizeof big);
+    size_t n, bl;
+    struct msg m;
+#define EXPECT(want)                                                                           \
+    do {                                                                                       \
+        m.len = n;                                                                             \
+        memcpy(m.buf, w, n);                                                                   \
+        int rc_ = feed_agree(&m);                                                              \
+        ck_assert_msg(rc_ == (want), "line %d: %s, want %s", __LINE__, cm_reject_name(rc_),   \
+                      cm_reject_name(want));                                                   \
+    } while (0)
+
+    /* a NUL, then a string over 256 bytes: too long wins; and reversed */
+    n = put_ld(w, 0, 1, "a\0b", 3);
+    n = put_ld(w, n, 2, big, 299);
+    n = put_vi(w, n, 3, (uint64_t)T(B0));
+    n = put_ld(w, n, 10, "", 0);
+    EXPECT(CM_REJ_STRING_TOO_LONG);
+    n = put_ld(w, 0, 2, big, 299);
+    n = put_ld(w, n, 1, "a\0b", 3);
+    n = put_vi(w, n, 3, (uint64_t)T(B0));
+    n = put_ld(w, n, 10, "", 0);
+    EXPECT(CM_REJ_STRING_TOO_LONG);
+    /* bad UTF-8, then a NUL: the NUL wins */
+    n = put_ld(w, 0, 1, "\xff", 1);
+    n = put_ld(w, n, 2, "m\0", 2);
+    n = put_vi(w, n, 3, (uint64_t)T(B0));
+    n = put_ld(w, n, 10, "", 0);
+    EXPECT(CM_REJ_NUL_IN_STRING);
+    /* a NUL and bad UTF-8 in one string: the NUL */
+    n = put_ld(w, 0, 1, "\xff\0", 2);
+    n = put_ld(w, n, 2, "m", 1);
+    n = put_vi(w, n, 3, (uint64_t)T(B0));
+    n = put_ld(w, n, 10, "", 0);
+    EXPECT(CM_REJ_NUL_IN_STRING);
+    /* an instant out of range first, bad UTF-8 later: invalid_utf8 */
+    n = put_vi(w, 0, 3, (uint64_t)-1);
+    n = put_ld(w, n, 1, "e", 1);
+    n = put_ld(w, n, 2, "m\xc0\xaf", 3);
+    n = put_ld(w, n, 10, "", 0);
+    EXPECT(CM_REJ_INVALID_UTF8);
+    /* occurred_at -1: out_of_range, not missing_occurred_at */
+    n = put_ld(w, 0, 1, "e", 1);
+    n = put_ld(w, n, 2, "m", 1);
+    n = put_vi(w, n, 3, (uint64_t)-1);
+    n = put_ld(w, n, 10, "", 0);
+    EXPECT(CM_REJ_OUT_OF_RANGE);
+    /* out of range and no event_id, no body: out_of_range */
+    n = put_ld(w, 0, 2, "m", 1);
+    n = put_vi(w, n, 4, (uint64_t)TMAX + 1); /* recorded_at */
+    EXPECT(CM_REJ_OUT_OF_RANGE);
+    /* a grant in the year 10000 that also ends before it starts */
+    bl = put_ld(body, 0, 1, "p", 1);
+    bl = put_ld(body, bl, 2, "A", 1);
+    bl = put_vi(body, bl, 4, (uint64_t)TMAX + 86400);
+    bl = put_vi(body, bl, 5, (uint64_t)TMAX + 1);
+    n = put_ld(w, 0, 1, "e", 1);
+    n = put_ld(w, n, 2, "m", 1);
+    n = put_vi(w, n, 3, (uint64_t)T(B0));
+    n = put_ld(w, n, 12, body, bl);
+    EXPECT(CM_REJ_OUT_OF_RANGE);
+    /* faults in a body that a later one replaces still count */
+    n = put_ld(w, 0, 1, "e", 1);
+    n = put_ld(w, n, 2, "m", 1);
+    n = put_vi(w, n, 3, (uint64_t)T(B0));
+    n = put_ld(w, n, 12, body, bl);
+    n = put_ld(w, n, 10, "", 0);
+    EXPECT(CM_REJ_OUT_OF_RANGE);
+    bl = put_ld(body, 0, 2, "\xed\xa0\x80", 3); /* Entry.border_point U+D800 */
+    n = put_ld(w, 0, 1, "e", 1);
+    n = put_ld(w, n, 2, "m", 1);
+    n = put_vi(w, n, 3, (uint64_t)T(B0));
+    n = put_ld(w, n, 10, body, bl);
+    n = put_ld(w, n, 11, "", 0);
+    EXPECT(CM_REJ_INVALID_UTF8);
+    /* an occurred_at out of range written first, then a valid one: the
+     * field's last value is valid, but every instant on the wire counts */
+    n = put_ld(w, 0, 1, "e", 1);
+    n = put_ld(w, n, 2, "m", 1);
+    n = put_vi(w, n, 3, (uint64_t)TMAX + 1);
+    n = put_vi(w, n, 3, (uint64_t)T(B0));
+    n = put_ld(w, n, 10, "", 0);
+    EXPECT(CM_REJ_OUT_OF_RANGE);
+    /* what does not decode is decode, whatever else is wrong */
+    n = put_ld(w, 0, 1, "\xff", 1);
+    n = put_vi(w, n, 3, (uint64_t)-1);
+    w[n++] = 0x0f; /* wire type 7 */
+    EXPECT(CM_REJ_DECODE);
+    /* an unknown int64-looking field out of range is skipped */
+    n = put_ld(w, 0, 1, "e", 1);
+    n = put_ld(w, n, 2, "m", 1);
+    n = put_vi(w, n, 3, (uint64_t)T(B0));
+    n = put_vi(w, n, 6, (uint64_t)-1);
+    n = put_ld(w, n, 10, "", 0);
+    EXPECT(CM_OK);
+#undef EXPECT
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("input");
@@ -692,6 +1096,11 @@ static Suite *suite(void)
     tcase_add_test(tc, test_invalid_reasons);
     tcase_add_test(tc, test_decoder_agrees_with_protobuf_c);
     tcase_add_test(tc, test_decoder_edge_cases);
+    tcase_add_test(tc, test_reason_names_are_stable);
+    tcase_add_test(tc, test_instant_boundaries);
+    tcase_add_test(tc, test_utf8_every_string);
+    tcase_add_test(tc, test_length_limit_in_bytes);
+    tcase_add_test(tc, test_fault_order);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -60,7 +60,7 @@ END_TEST
 START_TEST(test_validate_occurred_at_not_positive)
 {
     invalid_one(ev_entry("e1", "m1", 0), CM_REJ_NO_OCCURRED_AT);
-    invalid_one(ev_entry("e2", "m1", -86400), CM_REJ_NO_OCCURRED_AT);
+    invalid_one(ev_entry("e2", "m1", -86400), CM_REJ_OUT_OF_RANGE); /* below 0: out of range first */
     FEED(F, ev_exit("e3", "m1", 1)); /* occurred_at = 1 > 0 is valid: exit w/o entry */
     json_t *d = doc_at(F, T(B0));
     CHECK_DQ(d, "invalid=2 exits_without_entry=1");

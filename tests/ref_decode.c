@@ -1,8 +1,9 @@
 /* ref_decode.c - the reference decoder of the tests (see ref_decode.h).
  *
- * protobuf-c unpacks the message; the string rules of the contract are then
- * checked on the wire form, where protobuf-c's C strings would hide bytes
- * after a NUL. Slow and obvious on purpose. */
+ * protobuf-c unpacks the message; the string and instant rules of the
+ * contract are then checked on the wire form, where protobuf-c's C strings
+ * would hide bytes after a NUL and a replaced body would be gone. Slow and
+ * obvious on purpose: it shares no code with lib/event.c. */
 #include "ref_decode.h"
 
 #include <string.h>
@@ -21,19 +22,100 @@ static int varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
     return 0;
 }
 
-/* The first string fault, in wire order, of a message protobuf-c accepted. */
-static enum cm_reject check_strings(const ProtobufCMessageDescriptor *md, const uint8_t *p,
-                                    size_t len)
+/* Strict UTF-8 the plain way: decode each code point, then refuse the
+ * overlong forms, the surrogates and what lies above U+10FFFF. */
+static int utf8_ok(const uint8_t *p, size_t len)
 {
+    static const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t i = 0;
+    while (i < len) {
+        uint8_t b = p[i];
+        size_t n;
+        uint32_t cp;
+        if (b < 0x80)
+            n = 1, cp = b;
+        else if ((b & 0xe0) == 0xc0)
+            n = 2, cp = b & 0x1f;
+        else if ((b & 0xf0) == 0xe0)
+            n = 3, cp = b & 0x0f;
+        else if ((b & 0xf8) == 0xf0)
+            n = 4, cp = b & 0x07;
+        else
+            return 0;
+        if (len - i < n)
+            return 0;
+        for (size_t k = 1; k < n; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = cp << 6 | (p[i + k] & 0x3f);
+        }
+        if (n > 1 && cp < least[n])
+            return 0;
+        if ((cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+            return 0;
+        i += n;
+    }
+    return 1;
+}
+
+/* The instants of the contract, by message and field name. */
+static int is_instant(const ProtobufCMessageDescriptor *md, const ProtobufCFieldDescriptor *f)
+{
+    static const char *const inst[][2] = {
+        {"circmon.v1.Event", "occurred_at"},         {"circmon.v1.Event", "recorded_at"},
+        {"circmon.v1.PermitGranted", "valid_from"},  {"circmon.v1.PermitGranted", "valid_until"},
+        {"circmon.v1.PermitExtended", "valid_until"}, {"circmon.v1.PermitRevoked", "effective_at"},
+    };
+    for (size_t k = 0; k < sizeof inst / sizeof inst[0]; k++)
+        if (!strcmp(md->name, inst[k][0]) && !strcmp(f->name, inst[k][1]))
+            return 1;
+    return 0;
+}
+
+/* Field faults by the priority of event.h: a smaller number wins. */
+static int rank(enum cm_reject r)
+{
+    switch (r) {
+    case CM_REJ_STRING_TOO_LONG:
+        return 1;
+    case CM_REJ_NUL_IN_STRING:
+        return 2;
+    case CM_REJ_INVALID_UTF8:
+        return 3;
+    case CM_REJ_OUT_OF_RANGE:
+        return 4;
+    default:
+        return 99;
+    }
+}
+
+static void note(enum cm_reject *best, enum cm_reject r)
+{
+    if (rank(r) < rank(*best))
+        *best = r;
+}
+
+/* The field fault of a message protobuf-c accepted: of every string and
+ * instant on the wire, nested ones included, the one that ranks first. */
+static enum cm_reject check_fields(const ProtobufCMessageDescriptor *md, const uint8_t *p,
+                                   size_t len)
+{
+    enum cm_reject best = CM_OK;
     size_t i = 0;
     while (i < len) {
         uint64_t key, v;
         if (!varint(p, len, &i, &key))
-            return CM_OK;
+            return best;
+        const ProtobufCFieldDescriptor *f =
+            key >> 3 <= UINT32_MAX
+                ? protobuf_c_message_descriptor_get_field(md, (unsigned)(key >> 3))
+                : NULL;
         switch (key & 7) {
         case 0:
             if (!varint(p, len, &i, &v))
-                return CM_OK;
+                return best;
+            if (f && is_instant(md, f) && ((int64_t)v < 0 || (int64_t)v > CM_TIME_MAX))
+                note(&best, CM_REJ_OUT_OF_RANGE);
             break;
         case 1:
             i += 8;
@@ -43,29 +125,25 @@ static enum cm_reject check_strings(const ProtobufCMessageDescriptor *md, const 
             break;
         case 2: {
             if (!varint(p, len, &i, &v) || v > len - i)
-                return CM_OK;
-            const ProtobufCFieldDescriptor *f =
-                key >> 3 <= UINT32_MAX
-                    ? protobuf_c_message_descriptor_get_field(md, (unsigned)(key >> 3))
-                    : NULL;
+                return best;
             if (f && f->type == PROTOBUF_C_TYPE_STRING) {
                 if (v > CM_STR_MAX)
-                    return CM_REJ_STRING_TOO_LONG;
-                if (memchr(p + i, 0, (size_t)v))
-                    return CM_REJ_NUL_IN_STRING;
+                    note(&best, CM_REJ_STRING_TOO_LONG);
+                else if (memchr(p + i, 0, (size_t)v))
+                    note(&best, CM_REJ_NUL_IN_STRING);
+                else if (!utf8_ok(p + i, (size_t)v))
+                    note(&best, CM_REJ_INVALID_UTF8);
             } else if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
-                enum cm_reject r = check_strings(f->descriptor, p + i, (size_t)v);
-                if (r != CM_OK)
-                    return r;
+                note(&best, check_fields(f->descriptor, p + i, (size_t)v));
             }
             i += (size_t)v;
             break;
         }
         default:
-            return CM_OK;
+            return best;
         }
     }
-    return CM_OK;
+    return best;
 }
 
 static const char *keep(char *dst, const char *s)
@@ -140,7 +218,7 @@ enum cm_reject ref_decode(const uint8_t *buf, size_t len, struct cm_event *ev,
     Circmon__V1__Event *m = circmon__v1__event__unpack(NULL, len, buf);
     if (!m)
         return CM_REJ_DECODE;
-    enum cm_reject r = check_strings(&circmon__v1__event__descriptor, buf, len);
+    enum cm_reject r = check_fields(&circmon__v1__event__descriptor, buf, len);
     if (r == CM_OK)
         r = fill(m, ev, s);
     circmon__v1__event__free_unpacked(m, NULL);
