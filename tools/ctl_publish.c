@@ -1,6 +1,5 @@
 /* ctl_publish.c - circmonctl publish: produce an event file to the Kafka topic. */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,17 +19,21 @@ struct pub_stats {
     char first_err[256];
 };
 
-static void usage(FILE *fp)
-{
-    fputs("usage: circmonctl publish --config FILE [--topic TOPIC] EVENTS_FILE\n"
-          "\n"
-          "Produces each length-delimited record of EVENTS_FILE ('-' for standard\n"
-          "input) to the topic (default: [kafka] topic), keyed by its migrant_id;\n"
-          "records that do not decode or have no migrant_id are produced without a\n"
-          "key. Waits for every delivery report; exits 1 if any delivery failed or\n"
-          "the file is truncated (the records before the damage are published).\n",
-          fp);
-}
+static const struct cm_ctl_cmd CMD = {
+    .name = "publish",
+    .usage = "usage: circmonctl publish --config FILE [--topic TOPIC] EVENTS_FILE\n"
+             "\n"
+             "Produces each length-delimited record of EVENTS_FILE ('-' for standard\n"
+             "input) to the topic (default: [kafka] topic), keyed by its migrant_id;\n"
+             "records that do not decode or have no migrant_id are produced without a\n"
+             "key. Waits for every delivery report; exits 1 if any delivery failed or\n"
+             "the file is truncated (the records before the damage are published).\n",
+    .opts = CM_CTL_CONFIG | CM_CTL_TOPIC,
+    .required = CM_CTL_CONFIG,
+    .min_args = 1,
+    .max_args = 1,
+    .args_name = "EVENTS_FILE",
+};
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -132,56 +135,24 @@ static rd_kafka_resp_err_t produce(rd_kafka_t *rk, const char *topic, const void
 
 int cm_ctl_publish(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"topic", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *config_path = NULL, *topic = NULL, *path;
+    struct cm_ctl_args a;
+    const char *topic, *path;
     struct cm_config cfg = {0};
     struct cm_frame_reader fr;
     struct pub_stats st = {0};
     uint64_t queued = 0, keyless = 0;
     rd_kafka_t *rk = NULL;
     FILE *fp = NULL;
-    char err[512];
-    int c, r, rc = 1;
+    int r, rc = cm_ctl_parse(&CMD, argc, argv, &a);
     double t0;
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 't':
-            topic = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (!config_path || optind != argc - 1) {
-        fprintf(stderr, "circmonctl publish: %s\n",
-                !config_path ? "--config FILE is required" : "expected one EVENTS_FILE");
-        usage(stderr);
-        return 2;
-    }
-    path = argv[optind];
-    if (topic && !*topic) {
-        fprintf(stderr, "circmonctl publish: --topic: empty name\n");
-        return 2;
-    }
-
-    if (cm_config_load(&cfg, config_path, err, sizeof(err)) < 0) {
-        fprintf(stderr, "circmonctl publish: %s\n", err);
+    if (rc >= 0)
+        return rc;
+    rc = 1;
+    path = a.args[0];
+    topic = a.topic;
+    if (cm_ctl_config(&CMD, a.config, &cfg))
         return 1;
-    }
     if (!topic)
         topic = cfg.topic;
     if (!strcmp(path, "-")) {

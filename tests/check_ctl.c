@@ -1,0 +1,216 @@
+/* check_ctl.c - circmonctl's command line: the options every subcommand shares,
+ * the contract's range for TIME, and errors that say what went wrong. */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+static char ctl[4096], dir[64];
+static pid_t redis_pid = -1;
+
+static void setup(void)
+{
+    const char *top = getenv("CM_TOP");
+    ck_assert_msg(top && *top, "CM_TOP is not set (the repository top)");
+    snprintf(ctl, sizeof ctl, "%s/bin/circmonctl", top);
+    ck_assert_msg(access(ctl, X_OK) == 0, "%s is missing: build it first", ctl);
+    snprintf(dir, sizeof dir, "/tmp/check_ctl.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGTERM);
+        waitpid(redis_pid, NULL, 0);
+        redis_pid = -1;
+    }
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Runs circmonctl with args, stdout and stderr to files; returns the exit
+ * status and leaves stderr in err (cap bytes). */
+static int run(const char *args, char *err, size_t cap)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' %s >'%s/out' 2>'%s/err'", ctl, args, dir, dir);
+    int st = system(cmd);
+    ck_assert_msg(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
+    snprintf(cmd, sizeof cmd, "%s/err", dir);
+    FILE *fp = fopen(cmd, "r");
+    ck_assert_ptr_nonnull(fp);
+    size_t n = fread(err, 1, cap - 1, fp);
+    err[n] = 0;
+    fclose(fp);
+    return WEXITSTATUS(st);
+}
+
+static const char *write_conf(const char *body)
+{
+    static char path[128];
+    snprintf(path, sizeof path, "%s/c.conf", dir);
+    FILE *fp = fopen(path, "w");
+    ck_assert_ptr_nonnull(fp);
+    fputs(body, fp);
+    ck_assert_int_eq(fclose(fp), 0);
+    return path;
+}
+
+START_TEST(test_as_of_range)
+{
+    /* TIME outside [0, 253402300799] is a usage error in every command that
+     * takes it (INDICATORS.md section 2: the contract's instants) */
+    static const char *const bad[] = {"-1", "253402300800", "9223372036854775807",
+                                      "-9223372036854775808", "1969-12-31T23:59:59Z",
+                                      "0001-01-01"};
+    static const char *const good[] = {"0", "253402300799", "9999-12-31T23:59:59Z",
+                                       "1970-01-01"};
+    char err[8192], args[512];
+    const char *conf = write_conf("[redis]\nunix_socket = /nonexistent/redis.sock\n");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(args, sizeof args, "replay --as-of %s /dev/null", bad[i]);
+        ck_assert_msg(run(args, err, sizeof err) == 2, "%s: %s", args, err);
+        ck_assert_msg(strstr(err, "--as-of") && strstr(err, "253402300799") &&
+                          strstr(err, "usage: circmonctl replay"),
+                      "%s: %s", args, err);
+        snprintf(args, sizeof args, "indicators --config '%s' --as-of %s", conf, bad[i]);
+        ck_assert_msg(run(args, err, sizeof err) == 2, "%s: %s", args, err);
+        ck_assert_msg(strstr(err, "--as-of") && strstr(err, "253402300799"), "%s: %s", args, err);
+    }
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        snprintf(args, sizeof args, "replay --as-of %s /dev/null", good[i]);
+        ck_assert_msg(run(args, err, sizeof err) == 0, "%s: %s", args, err);
+        /* past the options: fails on the missing Redis, not on TIME */
+        snprintf(args, sizeof args, "indicators --config '%s' --as-of %s", conf, good[i]);
+        ck_assert_msg(run(args, err, sizeof err) == 1, "%s: %s", args, err);
+        ck_assert_msg(strstr(err, "/nonexistent/redis.sock") != NULL, "%s: %s", args, err);
+    }
+}
+END_TEST
+
+START_TEST(test_shared_usage)
+{
+    /* every subcommand: --help on stdout with status 0; a usage error says
+     * what is wrong and exits 2 */
+    static const char *const cmds[] = {"replay", "indicators", "status", "publish"};
+    char err[8192], args[256];
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(args, sizeof args, "%s --help", cmds[i]);
+        ck_assert_int_eq(run(args, err, sizeof err), 0);
+        snprintf(args, sizeof args, "%s --bogus", cmds[i]);
+        ck_assert_int_eq(run(args, err, sizeof err), 2);
+        ck_assert_msg(strstr(err, "unknown option '--bogus'"), "%s: %s", args, err);
+        snprintf(args, sizeof args, "%s --config", cmds[i]);
+        ck_assert_int_eq(run(args, err, sizeof err), 2);
+        ck_assert_msg(strstr(err, "--config needs a value"), "%s: %s", args, err);
+    }
+    ck_assert_int_eq(run("replay --as-of 0 --format yaml /dev/null", err, sizeof err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "'yaml'"));
+    ck_assert_int_eq(run("replay /dev/null", err, sizeof err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "--as-of is required"));
+    ck_assert_int_eq(run("replay --as-of 0", err, sizeof err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "no event FILE given"));
+    ck_assert_int_eq(run("indicators", err, sizeof err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "--config is required"));
+    ck_assert_int_eq(run("status --config x extra", err, sizeof err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "unexpected argument 'extra'"));
+    ck_assert_int_eq(run("publish --config x --topic '' f", err, sizeof err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "--topic: empty name"));
+    ck_assert_int_eq(run("status --as-of 0 --config x", err, sizeof err), 2); /* no TIME there */
+}
+END_TEST
+
+/* Starts redis-server on a unix socket in dir; returns its path once it
+ * answers PING. */
+static const char *redis_start(void)
+{
+    static char sock[128];
+    char log[128];
+    snprintf(sock, sizeof sock, "%s/redis.sock", dir);
+    snprintf(log, sizeof log, "%s/redis.log", dir);
+    redis_pid = fork();
+    ck_assert_int_ge(redis_pid, 0);
+    if (redis_pid == 0) {
+        if (!freopen(log, "w", stdout) || !freopen(log, "a", stderr))
+            _exit(127);
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
+               "--appendonly", "no", "--dir", dir, (char *)NULL);
+        _exit(127);
+    }
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        redisContext *c = redisConnectUnix(sock);
+        if (c && !c->err) {
+            redisReply *r = redisCommand(c, "PING");
+            int up = r && r->type == REDIS_REPLY_STATUS;
+            if (r)
+                freeReplyObject(r);
+            redisFree(c);
+            if (up)
+                return sock;
+        } else if (c) {
+            redisFree(c);
+        }
+        ck_assert_msg(waitpid(redis_pid, NULL, WNOHANG) == 0, "redis-server exited (see %s)", log);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        ck_assert_msg(t.tv_sec - t0.tv_sec < 20, "redis-server did not answer on %s", sock);
+        struct timespec pause = {0, 10 * 1000 * 1000}; /* polling for readiness */
+        nanosleep(&pause, NULL);
+    }
+}
+
+START_TEST(test_indicators_names_the_refused_key)
+{
+    /* a scheme id that is not UTF-8 in Redis (written before the validation
+     * of step 1, or by hand): jansson refuses it as a key, and circmonctl
+     * says so instead of "out of memory" */
+    const char *sock = redis_start();
+    redisContext *c = redisConnectUnix(sock);
+    ck_assert(c && !c->err);
+    static const char field[] = "r:S\xe9JOUR";
+    redisReply *r = redisCommand(c, "HSET circmon:{3}:agg %b 2", field, sizeof field - 1);
+    ck_assert(r && r->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+    redisFree(c);
+    char conf_body[300], err[8192], args[512];
+    snprintf(conf_body, sizeof conf_body, "[redis]\nunix_socket = %s\n", sock);
+    const char *conf = write_conf(conf_body);
+    snprintf(args, sizeof args, "indicators --config '%s' --as-of 2025-01-01", conf);
+    ck_assert_int_eq(run(args, err, sizeof err), 1);
+    ck_assert_msg(strstr(err, "\"S\\xe9JOUR\"") && strstr(err, "not valid UTF-8") &&
+                      !strstr(err, "out of memory"),
+                  "%s", err);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("ctl");
+    TCase *tc = tcase_create("ctl");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_as_of_range);
+    tcase_add_test(tc, test_shared_usage);
+    tcase_add_test(tc, test_indicators_names_the_refused_key);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
