@@ -4,6 +4,9 @@
 #include "cm_test.h"
 
 #include <inttypes.h>
+#include <unistd.h>
+
+#include "circmon/framing.h"
 
 #include "circmon/indicators.h"
 #include "ref_decode.h"
@@ -1074,6 +1077,67 @@ START_TEST(test_fault_order)
 }
 END_TEST
 
+
+START_TEST(test_gen_faults_reach_every_reason)
+{
+    /* circmon-gen's stream: exactly the records it means to be invalid are
+     * (none by accident, e.g. an instant out of range), and its faults
+     * include the reasons of step 1, the new ones included */
+    const char *top = getenv("CM_TOP");
+    ck_assert_msg(top && *top, "CM_TOP is not set (the repository top)");
+    char path[] = "/tmp/check_input_gen.XXXXXX", cmd[8192];
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    snprintf(cmd, sizeof cmd, "'%s/bin/circmon-gen' --seed 11 --migrants 6000 --out '%s' 2>'%s.err'",
+             top, path, path);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s.err", path);
+    FILE *ef = fopen(cmd, "r");
+    ck_assert_ptr_nonnull(ef);
+    char line[1024] = "";
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, ef));
+    fclose(ef);
+    unlink(cmd);
+    unsigned long undecodable = 0, invalid = 0;
+    const char *u = strstr(line, " undecodable, ");
+    ck_assert_msg(u != NULL, "summary: %s", line);
+    while (u > line && u[-1] >= '0' && u[-1] <= '9')
+        u--;
+    ck_assert_int_eq(sscanf(u, "%lu undecodable, %lu invalid", &undecodable, &invalid), 2);
+
+    FILE *fp = fopen(path, "rb");
+    ck_assert_ptr_nonnull(fp);
+    struct cm_frame_reader r;
+    cm_frame_reader_init(&r, fp);
+    struct cm_decoder *d = cm_decoder_new();
+    ck_assert_ptr_nonnull(d);
+    unsigned long by[CM_REJ__COUNT] = {0}, records = 0;
+    const uint8_t *buf;
+    size_t len;
+    int rc;
+    while ((rc = cm_frame_read(&r, &buf, &len)) == 1) {
+        struct cm_event ev;
+        by[cm_decode(d, buf, len, &ev)]++;
+        records++;
+    }
+    ck_assert_int_eq(rc, 0);
+    cm_frame_reader_free(&r);
+    fclose(fp);
+    unlink(path);
+    cm_decoder_free(d);
+    ck_assert_uint_eq(records - by[CM_OK], undecodable + invalid);
+    ck_assert_uint_eq(by[CM_REJ_DECODE], undecodable);
+    static const enum cm_reject must[] = {
+        CM_REJ_NO_EVENT_ID,   CM_REJ_NO_MIGRANT_ID,   CM_REJ_NO_BODY,
+        CM_REJ_NO_OCCURRED_AT, CM_REJ_STRING_TOO_LONG, CM_REJ_NO_SCHEME_ID,
+        CM_REJ_VALIDITY_ORDER, CM_REJ_NO_PERMIT_ID,    CM_REJ_INVALID_UTF8,
+        CM_REJ_OUT_OF_RANGE};
+    for (size_t k = 0; k < sizeof must / sizeof must[0]; k++)
+        ck_assert_msg(by[must[k]] > 0, "no record of reason %s", cm_reject_name(must[k]));
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("input");
@@ -1101,6 +1165,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_utf8_every_string);
     tcase_add_test(tc, test_length_limit_in_bytes);
     tcase_add_test(tc, test_fault_order);
+    tcase_add_test(tc, test_gen_faults_reach_every_reason);
     suite_add_tcase(s, tc);
     return s;
 }

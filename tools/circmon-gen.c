@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "circmon/event.h"
 #include "circmon/framing.h"
 #include "circmon/timeutil.h"
 #include "circmon/v1/events.pb-c.h"
@@ -185,6 +186,8 @@ enum fault {
     F_BAD_RANGE,      /* PermitGranted: valid_until < valid_from */
     F_NO_PERMIT_ID,   /* PermitGranted/Extended/Revoked */
     F_NO_VALID_UNTIL, /* PermitExtended */
+    F_BAD_UTF8,       /* a string that is not UTF-8 (a grant: its scheme id or nationality) */
+    F_OUT_OF_RANGE,   /* an instant before 1970 or after 9999 */
     F__COUNT
 };
 
@@ -567,9 +570,9 @@ static void add_dup(struct gen *g, const struct gev *e, size_t orig, int later)
 /* Invalid variants that apply to an event of this kind. */
 static int pick_invalid(struct mig *c, const struct gev *e)
 {
-    static const uint8_t common[] = {F_GARBAGE,   F_GARBAGE,    F_TRUNC,   F_TRUNC,
-                                     F_PREFIX,    F_NO_EVID,    F_NO_MIGRANT, F_NO_BODY,
-                                     F_ZERO_TIME, F_LONG_STRING};
+    static const uint8_t common[] = {F_GARBAGE,   F_GARBAGE,     F_TRUNC,    F_TRUNC,
+                                     F_PREFIX,    F_NO_EVID,     F_NO_MIGRANT, F_NO_BODY,
+                                     F_ZERO_TIME, F_LONG_STRING, F_BAD_UTF8, F_OUT_OF_RANGE};
     if (e->kind == K_GRANT && rng_chance(&c->r, 0.35))
         return rng_chance(&c->r, 0.4) ? F_NO_SCHEME
                : rng_chance(&c->r, 0.6) ? F_BAD_RANGE : F_NO_PERMIT_ID;
@@ -728,6 +731,8 @@ struct writer {
     size_t cap;
     uint64_t bytes, records, undecodable, invalid;
     uint64_t per_kind[7];
+    struct cm_decoder *dec;           /* checks every record */
+    uint64_t by_reason[CM_REJ__COUNT]; /* invalid records by reason */
 };
 
 static void need(struct writer *w, size_t n)
@@ -858,6 +863,33 @@ static void write_rec(struct gen *g, struct writer *w, const struct gev *e, uint
     case F_NO_VALID_UNTIL:
         pe.valid_until = 0;
         break;
+    case F_BAD_UTF8: {
+        /* what other encodings or careless cutting leave behind */
+        static const char *const bad[] = {"R\xe9gistre", "\xed\xa0\x80", "\xc0\xaf",
+                                          "caf\xe2\x82", "\xf4\x90\x80\x80"};
+        const char *b = bad[rng_below(&r, 5)];
+        snprintf(longs, sizeof longs, "%s%s", e->kind == K_GRANT ? s->id : "", b);
+        if (e->kind == K_GRANT && rng_below(&r, 2))
+            pg.scheme_id = longs;
+        else if (e->kind == K_GRANT)
+            pg.nationality = longs;
+        else
+            ev.source = longs;
+        break;
+    }
+    case F_OUT_OF_RANGE: {
+        /* a permit valid into the year 10000, a date in milliseconds, a sign lost */
+        int64_t far = CM_TIME_MAX + 1 + (int64_t)rng_below(&r, 400) * CM_DAY;
+        if (e->kind == K_GRANT)
+            pg.valid_until = rng_below(&r, 2) ? far : pg.valid_until * 1000;
+        else if (e->kind == K_EXTEND)
+            pe.valid_until = far;
+        else if (e->kind == K_REVOKE)
+            pr.effective_at = pr.effective_at ? -pr.effective_at : -e->occ;
+        else
+            ev.occurred_at = -ev.occurred_at;
+        break;
+    }
     default:
         break;
     }
@@ -908,6 +940,19 @@ static void write_rec(struct gen *g, struct writer *w, const struct gev *e, uint
     }
     if (e->fault < F_GARBAGE || e->fault > F_PREFIX)
         w->per_kind[e->kind]++;
+    /* Each record is what it is meant to be: valid unless it carries a
+     * fault, invalid with one. An instant out of the contract's range by
+     * accident (a far --start-year, a long stay) would show here. */
+    struct cm_event dev;
+    enum cm_reject rej = cm_decode(w->dec, p, len, &dev);
+    int meant_valid = e->fault == F_NONE || e->fault == F_DUP_NEXT || e->fault == F_DUP_LATER;
+    if ((rej == CM_OK) != meant_valid) {
+        fprintf(stderr, "circmon-gen: internal error: record %" PRIu64 " (fault %u) decodes as %s\n",
+                w->records, (unsigned)e->fault, cm_reject_name(rej));
+        exit(1);
+    }
+    if (rej != CM_OK && rej < CM_REJ__COUNT)
+        w->by_reason[rej]++;
     put(w, p, len);
 }
 
@@ -1068,6 +1113,10 @@ int main(int argc, char **argv)
         return 1;
     }
     w.fp = fp;
+    if (!(w.dec = cm_decoder_new())) {
+        fprintf(stderr, "circmon-gen: out of memory\n");
+        return 1;
+    }
     setvbuf(fp, NULL, _IOFBF, 1 << 20);
     size_t d = 0;
     for (size_t i = 0; i < nmain; i++) {
@@ -1095,6 +1144,7 @@ int main(int argc, char **argv)
             w.invalid, g.ndup, g.migrants, w.bytes,
             (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, asof);
     free(w.buf);
+    cm_decoder_free(w.dec);
     free(keys);
     free(dups);
     free(g.all.v);
