@@ -37,6 +37,9 @@ enum {
 
 #define NF 16 /* fields numbered below NF are kept by the walk */
 
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080) /* the high bit of each byte of a word */
+
 /* The last occurrence of each field of one message, as on the wire. */
 struct fields {
     uint32_t has; /* bit n: field n was seen */
@@ -89,7 +92,7 @@ int cm_utf8_valid(const char *str, size_t len)
         while (end - s >= 8) {
             uint64_t w;
             memcpy(&w, s, 8);
-            if (w & UINT64_C(0x8080808080808080))
+            if (w & HIGHS)
                 break;
             s += 8;
         }
@@ -255,6 +258,27 @@ static int wire_type(ProtobufCType t)
     }
 }
 
+/* FAULT() of the string fault of the l bytes at q (0: none): a NUL anywhere
+ * first, then UTF-8. An ASCII string, the usual id, takes one pass. */
+static uint32_t string_fault(const uint8_t *q, size_t l)
+{
+    size_t i = 0;
+    for (; i + 8 <= l; i += 8) {
+        uint64_t w;
+        memcpy(&w, q + i, 8);
+        if ((w | ((w - ONES) & ~w)) & HIGHS) /* a byte >= 0x80, or a zero byte */
+            break;
+    }
+    while (i < l && q[i] && q[i] < 0x80)
+        i++;
+    if (i == l)
+        return 0;
+    /* what lies before i is ASCII: no sequence begins there */
+    if (memchr(q + i, 0, l - i))
+        return UINT32_C(1) << CM_REJ_NUL_IN_STRING;
+    return cm_utf8_valid((const char *)q + i, l - i) ? 0 : UINT32_C(1) << CM_REJ_INVALID_UTF8;
+}
+
 struct walk {
     struct fields top, body; /* body: the last member of the oneof */
     uint32_t body_tag;       /* its field number, 0 = none */
@@ -318,10 +342,8 @@ static int walk(const ProtobufCMessageDescriptor *md, const uint8_t *p, size_t l
             /* one fault per string: the first that applies */
             if (l > CM_STR_MAX)
                 w->faults |= FAULT(CM_REJ_STRING_TOO_LONG);
-            else if (l && memchr(q, 0, l))
-                w->faults |= FAULT(CM_REJ_NUL_IN_STRING);
-            else if (!cm_utf8_valid((const char *)q, l))
-                w->faults |= FAULT(CM_REJ_INVALID_UTF8);
+            else
+                w->faults |= string_fault(q, l);
             if (keep) {
                 out->s[tag] = q;
                 out->sl[tag] = (uint32_t)l;
