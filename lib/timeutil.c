@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 static int64_t floor_div(int64_t a, int64_t b)
 {
@@ -86,12 +87,28 @@ static int digits(const char **p, int n, int *v)
 
 int cm_month_parse(const char *s, int32_t *month)
 {
-    int y, m;
-    if (digits(&s, 4, &y) || *s++ != '-' || digits(&s, 2, &m) || *s)
+    /* the inverse of cm_month_str for every month, so that whatever the
+     * store writes reads back: [-]YYYY-MM, the year as wide as it needs */
+    const char *p = s;
+    int64_t y = 0;
+    int m, nd = 0, neg = *p == '-';
+    if (neg)
+        p++;
+    for (; *p >= '0' && *p <= '9'; p++, nd++) {
+        if (nd == 10)
+            return -EINVAL;
+        y = y * 10 + (*p - '0');
+    }
+    if (!nd || *p++ != '-' || digits(&p, 2, &m) || *p || m < 1 || m > 12)
         return -EINVAL;
-    if (m < 1 || m > 12)
+    int64_t mi = ((neg ? -y : y) - 1970) * 12 + m - 1;
+    if (mi < INT32_MIN || mi > INT32_MAX)
         return -EINVAL;
-    *month = (int32_t)((y - 1970) * 12 + m - 1);
+    char canon[16];
+    cm_month_str((int32_t)mi, canon);
+    if (strcmp(canon, s))
+        return -EINVAL; /* one spelling per month: "2024-01", not "02024-01" */
+    *month = (int32_t)mi;
     return 0;
 }
 

@@ -4,12 +4,14 @@
  * ids, multi-byte UTF-8 in every string). */
 #include "cm_test.h"
 
+#include <errno.h>
 #include <inttypes.h>
 
 #include "circmon/agg.h"
 #include "circmon/fold.h"
 #include "circmon/indicators.h"
 #include "circmon/names.h"
+#include "circmon/timeutil.h"
 
 #define TMAX INT64_C(253402300799) /* 9999-12-31T23:59:59Z: INDICATORS.md section 2 */
 #define DMAX (TMAX / DAY)          /* its day */
@@ -425,6 +427,54 @@ START_TEST(test_hostile_values_never_reach_the_fold)
 }
 END_TEST
 
+
+START_TEST(test_month_text_round_trip)
+{
+    /* cohort months are written as text (agg keys "m:...:YYYY-MM:..."): every
+     * month index reads back as itself, also past the contract's years (a
+     * state or an aggregate written before step 1 held "10000-02") */
+    const int32_t dec9999 = (9999 - 1970) * 12 + 11;
+    const int32_t months[] = {INT32_MIN, INT32_MIN + 1, -1970 * 12 - 1, -1970 * 12, -1, 0, 1,
+                              dec9999, dec9999 + 1, dec9999 + 2, INT32_MAX - 1, INT32_MAX};
+    const char *const spelled[] = {NULL, NULL, "-001-12", "0000-01", "1969-12", "1970-01",
+                                   "1970-02", "9999-12", "10000-01", "10000-02", NULL, NULL};
+    for (size_t i = 0; i < sizeof months / sizeof months[0]; i++) {
+        char buf[16];
+        int32_t back = 12345;
+        cm_month_str(months[i], buf);
+        if (spelled[i])
+            ck_assert_str_eq(buf, spelled[i]);
+        ck_assert_msg(cm_month_parse(buf, &back) == 0 && back == months[i],
+                      "month %" PRId32 " is written '%s', read back as %" PRId32, months[i], buf,
+                      back);
+    }
+    /* the month of the contract's last day is 9999-12 */
+    ck_assert_int_eq(cm_month_of_day(DMAX), dec9999);
+    ck_assert_int_eq(cm_month_of_day(0), 0);
+    /* one spelling per month */
+    const char *const bad[] = {"2024-1",  "2024-13", "2024-00", "02024-01", "+2024-01", "999-01",
+                               "2024-01 ", "",       "-",       "2024",     "-0001-12", "2024--1",
+                               "99999999999-01"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int32_t m;
+        ck_assert_msg(cm_month_parse(bad[i], &m) == -EINVAL, "'%s' parsed", bad[i]);
+    }
+    /* and an aggregate field of such a month parses back */
+    struct cm_names *nm = cm_names_new();
+    ck_assert_ptr_nonnull(nm);
+    int32_t sch = cm_names_intern(nm, "A", 1);
+    ck_assert_int_ge(sch, 0);
+    struct cm_agg_key k = {.kind = CM_AK_MONTH, .ctr = CM_C_EXPECTED, .scheme = sch,
+                           .a = dec9999 + 2}, k2;
+    char f[128];
+    int fl = cm_agg_key_format(&k, nm, f, sizeof f);
+    ck_assert_int_gt(fl, 0);
+    ck_assert_msg(cm_agg_key_parse(f, (size_t)fl, nm, &k2) == 0, "'%s' does not parse", f);
+    ck_assert(k2.kind == k.kind && k2.ctr == k.ctr && k2.scheme == k.scheme && k2.a == k.a);
+    cm_names_free(nm);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("roundtrip");
@@ -432,6 +482,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_extremes_round_trip);
     tcase_add_test(tc, test_hostile_values_never_reach_the_fold);
+    tcase_add_test(tc, test_month_text_round_trip);
     suite_add_tcase(s, tc);
     return s;
 }

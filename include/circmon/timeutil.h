@@ -15,7 +15,10 @@ int32_t cm_month_of_day(int64_t day);
 /* Writes "YYYY-MM" for a month index into buf (at least 16 bytes). */
 void cm_month_str(int32_t month, char *buf);
 
-/* Parses "YYYY-MM" into a month index. Returns 0, or -EINVAL. */
+/* Parses a month as cm_month_str writes it ("YYYY-MM"; the year with more
+ * digits or a '-' where it needs them, e.g. "10000-01", "-001-12") into a
+ * month index: for every int32_t month, cm_month_parse(cm_month_str(m)) is m.
+ * Any other spelling is -EINVAL. Returns 0 or -EINVAL. */
 int cm_month_parse(const char *s, int32_t *month);
 
 /* First day (days since epoch) of a month index. */
