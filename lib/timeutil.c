@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "circmon/decimal.h"
+
 static int64_t floor_div(int64_t a, int64_t b)
 {
     int64_t q = a / b;
@@ -112,31 +114,6 @@ int cm_month_parse(const char *s, int32_t *month)
     return 0;
 }
 
-static int parse_unix(const char *s, int64_t *t)
-{
-    int neg = *s == '-';
-    uint64_t v = 0;
-    uint64_t lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-
-    if (neg)
-        s++;
-    if (!*s)
-        return -EINVAL;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return -EINVAL;
-        unsigned dgt = (unsigned)(*s - '0');
-        if (v > (lim - dgt) / 10)
-            return -EINVAL;
-        v = v * 10 + dgt;
-    }
-    if (neg)
-        *t = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
-    else
-        *t = (int64_t)v;
-    return 0;
-}
-
 int cm_time_parse(const char *s, int64_t *t)
 {
     int y, mo, d, hh = 0, mi = 0, ss = 0;
@@ -150,7 +127,7 @@ int cm_time_parse(const char *s, int64_t *t)
     while (*p >= '0' && *p <= '9')
         p++;
     if (!*p)
-        return parse_unix(s, t);
+        return cm_decimal_i64(s, strlen(s), t);
     p = s;
     if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
         digits(&p, 2, &d))

@@ -12,6 +12,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "circmon/decimal.h"
+
 static char ctl[4096], dir[64];
 static pid_t redis_pid = -1;
 
@@ -193,6 +195,43 @@ START_TEST(test_indicators_names_the_refused_key)
 }
 END_TEST
 
+
+START_TEST(test_decimal)
+{
+    /* the one decimal reader of TIME and of circmon-gen's numbers: digits
+     * only, overflow refused */
+    uint64_t u = 7;
+    int64_t i = 7;
+#define U(s, max) cm_decimal_u64((s), strlen(s), (max), &u)
+#define I(s) cm_decimal_i64((s), strlen(s), &i)
+    ck_assert(U("0", 0) == 0 && u == 0);
+    ck_assert(U("007", 10) == 0 && u == 7);
+    ck_assert(U("18446744073709551615", UINT64_MAX) == 0 && u == UINT64_MAX);
+    ck_assert_int_eq(U("18446744073709551616", UINT64_MAX), -EINVAL);
+    ck_assert_int_eq(U("99999999999999999999999", UINT64_MAX), -EINVAL);
+    ck_assert(U("50", 50) == 0 && u == 50);
+    ck_assert_int_eq(U("51", 50), -EINVAL);
+    ck_assert_int_eq(U("9", 5), -EINVAL);
+    static const char *const bad[] = {"", "-", "+1", " 1", "1 ", "1x", "0x10", "1e3", "--1", "-1"};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        u = 7;
+        ck_assert_msg(U(bad[k], UINT64_MAX) == -EINVAL && u == 7, "'%s'", bad[k]);
+    }
+    ck_assert(I("-9223372036854775808") == 0 && i == INT64_MIN);
+    ck_assert(I("9223372036854775807") == 0 && i == INT64_MAX);
+    ck_assert(I("-0") == 0 && i == 0);
+    ck_assert(I("-1") == 0 && i == -1);
+    ck_assert_int_eq(I("-9223372036854775809"), -EINVAL);
+    ck_assert_int_eq(I("9223372036854775808"), -EINVAL);
+    ck_assert_int_eq(I("-"), -EINVAL);
+    ck_assert_int_eq(I("+5"), -EINVAL);
+    ck_assert_int_eq(cm_decimal_u64("12", 1, 100, &u), 0); /* len bytes only */
+    ck_assert_uint_eq(u, 1);
+#undef U
+#undef I
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("ctl");
@@ -202,6 +241,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_as_of_range);
     tcase_add_test(tc, test_shared_usage);
     tcase_add_test(tc, test_indicators_names_the_refused_key);
+    tcase_add_test(tc, test_decimal);
     suite_add_tcase(s, tc);
     return s;
 }

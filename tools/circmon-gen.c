@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "circmon/decimal.h"
 #include "circmon/event.h"
 #include "circmon/framing.h"
 #include "circmon/timeutil.h"
@@ -970,15 +971,7 @@ static void usage(FILE *fp)
 
 static int parse_u64(const char *s, uint64_t max, uint64_t *v)
 {
-    char *end;
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    unsigned long long x = strtoull(s, &end, 10);
-    if (errno || *end || x > max)
-        return -1;
-    *v = x;
-    return 0;
+    return cm_decimal_u64(s, strlen(s), max, v);
 }
 
 static int bad(const char *fmt, const char *arg)
