@@ -258,6 +258,8 @@ static int wire_type(ProtobufCType t)
     }
 }
 
+#define FAULT(r) (UINT32_C(1) << (r))
+
 /* FAULT() of the string fault of the l bytes at q (0: none): a NUL anywhere
  * first, then UTF-8. An ASCII string, the usual id, takes one pass. */
 static uint32_t string_fault(const uint8_t *q, size_t l)
@@ -275,17 +277,15 @@ static uint32_t string_fault(const uint8_t *q, size_t l)
         return 0;
     /* what lies before i is ASCII: no sequence begins there */
     if (memchr(q + i, 0, l - i))
-        return UINT32_C(1) << CM_REJ_NUL_IN_STRING;
-    return cm_utf8_valid((const char *)q + i, l - i) ? 0 : UINT32_C(1) << CM_REJ_INVALID_UTF8;
+        return FAULT(CM_REJ_NUL_IN_STRING);
+    return cm_utf8_valid((const char *)q + i, l - i) ? 0 : FAULT(CM_REJ_INVALID_UTF8);
 }
 
 struct walk {
     struct fields top, body; /* body: the last member of the oneof */
     uint32_t body_tag;       /* its field number, 0 = none */
-    uint32_t faults;         /* bit r: a field fault of reason r was seen */
+    uint32_t faults;         /* FAULT(r): a field fault of reason r was seen */
 };
-
-#define FAULT(r) (UINT32_C(1) << (r))
 
 /* Walks a message of type md. out (NULL: nothing kept) receives its fields;
  * a oneof message member of the top level goes to w->body, replacing any
