@@ -732,8 +732,7 @@ struct writer {
     size_t cap;
     uint64_t bytes, records, undecodable, invalid;
     uint64_t per_kind[7];
-    struct cm_decoder *dec;           /* checks every record */
-    uint64_t by_reason[CM_REJ__COUNT]; /* invalid records by reason */
+    struct cm_decoder *dec; /* checks every record */
 };
 
 static void need(struct writer *w, size_t n)
@@ -952,8 +951,6 @@ static void write_rec(struct gen *g, struct writer *w, const struct gev *e, uint
                 w->records, (unsigned)e->fault, cm_reject_name(rej));
         exit(1);
     }
-    if (rej != CM_OK && rej < CM_REJ__COUNT)
-        w->by_reason[rej]++;
     put(w, p, len);
 }
 
