@@ -73,6 +73,10 @@ static int stay_begin(struct cm_fold_ctx *fc, struct fstate *fs, int32_t pi, int
         fs->r[ri].end = OPEN_END;
         return 0;
     }
+    if (fs->nr >= RUNS_MAX) {
+        fc->limit = CM_FOLD_LIMIT_RUNS;
+        return -E2BIG;
+    }
     if (cm_fold_grow(fc->pool, (void **)&fs->r, &fs->capr, fs->nr + 1, sizeof(*fs->r)) < 0)
         return -ENOMEM;
     fs->r[fs->nr++] = (struct run){.sc = sc, .start = d, .end = OPEN_END, .chk = d - 1, .brk = NO_BREACH};
@@ -92,12 +96,17 @@ static void stay_end(struct cm_fold_ctx *fc, struct fstate *fs, int32_t pi, int3
 }
 
 /* Applies one event to fs. With own, the permit of a grant takes ownership
- * of the event's permit id. Returns 0 or -ENOMEM (fs then unusable). */
+ * of the event's permit id. Returns 0, -ENOMEM, or -E2BIG past a limit of the
+ * state (fc->limit says which); fs is then unusable. */
 int cm_fold_apply(struct cm_fold_ctx *fc, struct fstate *fs, struct wev *e, int own)
 {
     int32_t d = clamp_day(e->t);
     switch (e->type) {
     case CM_EV_GRANTED: {
+        if (fs->np + fs->ntombs >= PERMITS_MAX) {
+            fc->limit = CM_FOLD_LIMIT_PERMITS;
+            return -E2BIG;
+        }
         if (cm_fold_grow(fc->pool, (void **)&fs->p, &fs->capp, fs->np + 1, sizeof(*fs->p)) < 0)
             return -ENOMEM;
         const struct sinfo *qs = si_of(fc, e->scheme);
@@ -276,18 +285,12 @@ static int ctr(struct cm_item **v, size_t *n, size_t *cap, int32_t scheme, int32
     return 0;
 }
 
-/* Breach days [a, b] of a closed run, month by month. */
+/* Breach days [a, b] of a closed run: one item, whatever its length (the
+ * read side spreads it over the months). */
 static int breach_days(struct cm_item **v, size_t *n, size_t *cap, int32_t scheme, int32_t nat,
-                       int64_t a, int64_t b)
+                       int32_t a, int32_t b)
 {
-    while (a <= b) {
-        int32_t m = cm_month_of_day(a);
-        int64_t next = cm_month_first_day(m + 1);
-        int64_t to = next - 1 < b ? next - 1 : b;
-        if (ctr(v, n, cap, scheme, nat, m, CM_C_BREACH_DAYS, to - a + 1) < 0)
-            return -ENOMEM;
-        a = to + 1;
-    }
+    PUSH(.kind = CM_IT_BDAYS, .scheme = scheme, .nat = nat, .day = a, .day2 = b, .v = 1);
     return 0;
 }
 
@@ -350,7 +353,14 @@ static int contrib_runs(struct cm_fold_ctx *fc, struct fstate *fs, struct cm_ite
                         size_t *cap)
 {
     for (uint32_t i = 0; i < fs->nr; i++) {
-        struct run *r = &fs->r[i];
+        /* What a scan finds in a closed run stays true while later events
+         * are folded onto fs (they change no day before theirs); in an open
+         * run it assumes the stay goes on: scanned on a copy. */
+        struct run open, *r = &fs->r[i];
+        if (r->end == OPEN_END) {
+            open = *r;
+            r = &open;
+        }
         const struct sch *sc = &fs->sc[r->sc];
         const struct sinfo *s = si_of(fc, sc->scheme);
         cm_fold_scan_run(fs, r, s, INT64_MAX);
@@ -426,7 +436,50 @@ static int contrib_pair(struct cm_fold_ctx *fc, struct fstate *a, int64_t la, st
 static int item_key_eq(const struct cm_item *a, const struct cm_item *b)
 {
     return a->kind == b->kind && a->ctr == b->ctr && a->scheme == b->scheme && a->nat == b->nat &&
-           a->day == b->day;
+           a->day == b->day && a->day2 == b->day2;
+}
+
+static int item_key_cmp(const void *x, const void *y)
+{
+    const struct cm_item *a = x, *b = y;
+    if (a->kind != b->kind)
+        return a->kind < b->kind ? -1 : 1;
+    if (a->ctr != b->ctr)
+        return a->ctr < b->ctr ? -1 : 1;
+    if (a->scheme != b->scheme)
+        return a->scheme < b->scheme ? -1 : 1;
+    if (a->nat != b->nat)
+        return a->nat < b->nat ? -1 : 1;
+    if (a->day != b->day)
+        return a->day < b->day ? -1 : 1;
+    if (a->day2 != b->day2)
+        return a->day2 < b->day2 ? -1 : 1;
+    return 0;
+}
+
+#define DIFF_SMALL 32 /* below this many items, merging by search beats sorting */
+
+/* Appends after - before to the output array, one item per key: both lists
+ * sorted, then merged, O(n log n). */
+static int diff_sorted(struct cm_item *before, size_t nb, struct cm_item *after, size_t na,
+                       struct cm_item **items, size_t *n, size_t *cap)
+{
+    qsort(before, nb, sizeof(*before), item_key_cmp);
+    qsort(after, na, sizeof(*after), item_key_cmp);
+    size_t i = 0, j = 0;
+    while (i < na || j < nb) {
+        const struct cm_item *k = i < na && (j >= nb || item_key_cmp(&after[i], &before[j]) <= 0)
+                                      ? &after[i] : &before[j];
+        struct cm_item it = *k;
+        it.v = 0;
+        while (i < na && item_key_eq(&after[i], &it))
+            it.v += after[i++].v;
+        while (j < nb && item_key_eq(&before[j], &it))
+            it.v -= before[j++].v;
+        if (it.v && push(items, n, cap, it) < 0)
+            return -ENOMEM;
+    }
+    return 0;
 }
 
 /* Appends after - before to the output array. */
@@ -440,6 +493,8 @@ static int diff(const struct cm_item *before, size_t nb, struct cm_item *after, 
     }
     while (na && nb && before[nb - 1].v == after[na - 1].v && item_key_eq(&before[nb - 1], &after[na - 1]))
         na--, nb--;
+    if (na + nb > DIFF_SMALL)
+        return diff_sorted((struct cm_item *)before, nb, after, na, items, n, cap);
     size_t base = *n;
     for (size_t i = 0; i < na; i++) {
         size_t j;
@@ -474,13 +529,16 @@ static int diff(const struct cm_item *before, size_t nb, struct cm_item *after, 
 }
 
 /* The fold of snapshot + window, in out. */
-static int refold(struct cm_fold_ctx *fc, struct cm_mstate *st, struct fstate *out)
+/* The fold of snapshot + window, in out. Returns 0, -ENOMEM or -E2BIG. */
+int cm_fold_refold(struct cm_fold_ctx *fc, struct cm_mstate *st, struct fstate *out)
 {
     if (cm_fstate_copy(fc->pool, out, &st->snap) < 0)
         return -ENOMEM;
-    for (uint32_t i = 0; i < st->nw; i++)
-        if (cm_fold_apply(fc, out, &st->w[i], 0) < 0)
-            return -ENOMEM;
+    for (uint32_t i = 0; i < st->nw; i++) {
+        int r = cm_fold_apply(fc, out, &st->w[i], 0);
+        if (r < 0)
+            return r;
+    }
     return 0;
 }
 
@@ -491,6 +549,52 @@ static int dq_item(struct cm_item **items, size_t *n, size_t *cap, int q)
     return push(items, n, cap, (struct cm_item){.kind = CM_IT_DQ, .ctr = (uint8_t)q, .v = 1});
 }
 
+static const char *const result_names[CM_FOLD__COUNT] = {
+    [CM_FOLD_TOO_LATE] = "too_late",
+    [CM_FOLD_LIMIT_NAMES] = "limit_names",
+    [CM_FOLD_LIMIT_PERMITS] = "limit_permits",
+    [CM_FOLD_LIMIT_RUNS] = "limit_runs",
+};
+
+const char *cm_fold_result_name(int r)
+{
+    return r >= 0 && r < CM_FOLD__COUNT ? result_names[r] : NULL;
+}
+
+/* The number of name s, interning it while the table holds fewer than
+ * CM_FOLD_NAMES_MAX names; -ENOSPC past that, -ENOMEM. */
+static int32_t name_num(struct cm_fold_ctx *fc, const char *s)
+{
+    size_t len = strlen(s);
+    int32_t id = cm_names_find(fc->nm, s, len);
+    if (id >= 0)
+        return id;
+    if (cm_names_count(fc->nm) >= CM_FOLD_NAMES_MAX)
+        return -ENOSPC;
+    return cm_names_intern(fc->nm, s, len);
+}
+
+/* The index of the first window event later than t: where an event at t goes
+ * (after equal times: ties in arrival order). */
+static uint32_t insert_pos(const struct cm_mstate *st, int64_t t)
+{
+    uint32_t lo = 0, hi = st->nw;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (st->w[mid].t > t)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+static int refused(struct cm_item **items, size_t *n, size_t *cap, int result)
+{
+    int q = result == CM_FOLD_TOO_LATE ? CM_DQ_TOO_LATE : CM_DQ_OVER_LIMIT;
+    return dq_item(items, n, cap, q) < 0 ? -ENOMEM : result;
+}
+
 int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_event *ev,
                   struct cm_item **items, size_t *n, size_t *cap)
 {
@@ -498,16 +602,23 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
     uint64_t h = cm_hash_str(ev->event_id);
     if (cm_mstate_known_id(st, h) || (ev->type == CM_EV_GRANTED && cm_mstate_holds_permit(st, ev->permit_id)))
         return dq_item(items, n, cap, CM_DQ_DUPLICATES) < 0 ? -ENOMEM : CM_FOLD_DUPLICATE;
+    /* too late: before L - window, or behind max_window_events later events.
+     * Every event of the snapshot is at or before snap_t, every one of the
+     * window after it: behind the snapshot's last is behind enough of them
+     * (it left the window by one of these two rules) */
     int64_t window = (int64_t)fc->cfg->reorder_window_days * CM_DAY;
-    if (st->latest && ev->occurred_at < st->latest - window)
-        return dq_item(items, n, cap, CM_DQ_TOO_LATE) < 0 ? -ENOMEM : CM_FOLD_TOO_LATE;
+    uint32_t pos = insert_pos(st, ev->occurred_at);
+    if ((st->latest && ev->occurred_at < st->latest - window) || ev->occurred_at < st->snap_t ||
+        st->nw - pos >= (uint32_t)cm_mstate_max_window(fc))
+        return refused(items, n, cap, CM_FOLD_TOO_LATE);
 
     struct wev e = {.idh = h, .t = ev->occurred_at, .type = (uint8_t)ev->type};
     switch (ev->type) {
     case CM_EV_GRANTED: {
-        e.scheme = cm_names_intern(fc->nm, ev->scheme_id, strlen(ev->scheme_id));
-        e.nat = ev->nationality[0] ? cm_names_intern(fc->nm, ev->nationality, strlen(ev->nationality))
-                                   : fc->nat_xxx;
+        e.scheme = name_num(fc, ev->scheme_id);
+        e.nat = ev->nationality[0] ? name_num(fc, ev->nationality) : fc->nat_xxx;
+        if (e.scheme == -ENOSPC || e.nat == -ENOSPC)
+            return refused(items, n, cap, CM_FOLD_LIMIT_NAMES);
         if (e.scheme < 0 || e.nat < 0 || !cm_fold_scheme_info(fc, e.scheme))
             return -ENOMEM;
         e.vf = clamp_day(ev->valid_from);
@@ -537,22 +648,22 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
 
     /* and the ring, until it holds RING ids */
     if (st->nring == st->capring && st->capring < RING) {
-        uint8_t nc = st->capring ? (uint8_t)(st->capring * 2) : 4;
-        uint64_t *nr = cm_pool_realloc(fc->pool, st->ring, st->capring * sizeof(*nr), nc * sizeof(*nr));
-        if (!nr)
+        uint32_t nc = st->capring;
+        if (cm_fold_grow(fc->pool, (void **)&st->ring, &nc, st->capring ? st->capring * 2u : 4u,
+                         sizeof(*st->ring)) < 0)
             goto nomem;
-        st->ring = nr;
-        st->capring = nc;
+        st->capring = (uint8_t)nc;
     }
 
-    /* before */
-    if (refold(fc, st, &fc->ta) < 0)
-        goto nomem;
+    /* before: the fold so far */
+    if (!st->hashead) {
+        int r = cm_fold_refold(fc, st, &st->head);
+        if (r < 0)
+            goto nomem; /* head was made by the fold of these very events: no limit */
+        st->hashead = 1;
+    }
 
-    /* insert in order of occurrence, after equal times (ties in arrival order) */
-    uint32_t pos = st->nw;
-    while (pos > 0 && st->w[pos - 1].t > e.t)
-        pos--;
+    /* insert in order of occurrence */
     memmove(st->w + pos + 1, st->w + pos, (st->nw - pos) * sizeof(*st->w));
     st->w[pos] = e;
     st->nw++;
@@ -560,16 +671,24 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
     if (e.t > st->latest)
         st->latest = e.t;
 
-    /* after: in order (the common case), the fold before plus this event */
+    /* after: in order (the common case), the fold so far plus this event;
+     * inside the window, the window again from the snapshot */
     int after;
     if (pos == st->nw - 1) {
-        after = cm_fstate_copy(fc->pool, &fc->tb, &fc->ta);
+        after = cm_fstate_copy(fc->pool, &fc->tb, &st->head);
         if (!after)
             after = cm_fold_apply(fc, &fc->tb, &st->w[pos], 0);
     } else {
-        after = refold(fc, st, &fc->tb);
+        after = cm_fold_refold(fc, st, &fc->tb);
     }
-    if (after < 0 || contrib_pair(fc, &fc->ta, old_latest, &fc->tb, st->latest) < 0 ||
+    if (after == -E2BIG) {
+        memmove(st->w + pos, st->w + pos + 1, (st->nw - pos - 1) * sizeof(*st->w));
+        st->nw--;
+        st->latest = old_latest;
+        cm_pid_free(fc->pool, &e.pid);
+        return refused(items, n, cap, fc->limit);
+    }
+    if (after < 0 || contrib_pair(fc, &st->head, old_latest, &fc->tb, st->latest) < 0 ||
         (old_latest && e.t < old_latest && dq_item(items, n, cap, CM_DQ_OUT_OF_ORDER) < 0) ||
         diff(fc->ca, fc->na, fc->cb, fc->nb, items, n, cap) < 0) {
         /* undo the insertion: the state is as before */
@@ -580,10 +699,17 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
         cm_pid_free(fc->pool, &e.pid);
         return -ENOMEM;
     }
+    /* the fold after is the new head; the old one becomes scratch */
+    struct fstate t = st->head;
+    st->head = fc->tb;
+    fc->tb = t;
     st->ring[st->ringpos] = h;
     st->ringpos = (uint8_t)((st->ringpos + 1) % RING);
     if (st->nring < RING)
         st->nring++;
+    /* events behind max_window_events later ones join the snapshot */
+    if (cm_mstate_shed(fc, st) < 0)
+        return -ENOMEM; /* cannot happen: head holds these events already */
     /* nothing leaves the window and nothing new is final while day(L) stays */
     int64_t w = (int64_t)fc->cfg->reorder_window_days * CM_DAY;
     if ((st->nw && st->w[0].t < st->latest - w) || cm_day(st->latest - w) != cm_day(old_latest - w)) {
@@ -620,7 +746,6 @@ struct cm_fold_ctx *cm_fold_ctx_free(struct cm_fold_ctx *fc)
 {
     if (!fc)
         return NULL;
-    cm_fstate_free(fc->pool, &fc->ta, 0);
     cm_fstate_free(fc->pool, &fc->tb, 0);
     cm_pool_free(fc->pool);
     free(fc->si);

@@ -131,6 +131,7 @@ long cm_mstate_pack(struct cm_fold_ctx *fc, const struct cm_mstate *st, uint8_t 
     m.mode = fs->mode;
     m.current = fs->cur;
     m.latest = st->latest;
+    m.snapshot_latest = st->snap_t;
     for (uint32_t i = 0; i < st->nw; i++) {
         const struct wev *e = &st->w[i];
         circmon__v1__state_event__init(&wv[i]);
@@ -232,6 +233,7 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
     }
     /* runs of all schemes back in chronological order per scheme: kept as packed */
     st->latest = m->latest;
+    st->snap_t = m->snapshot_latest;
     if (cm_fold_grow(fc->pool, (void **)&st->w, &st->capw, (uint32_t)m->n_window, sizeof(*st->w)) < 0)
         goto fail;
     for (size_t i = 0; i < m->n_window; i++) {

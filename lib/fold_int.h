@@ -18,6 +18,8 @@
 #define OPEN_END INT32_MAX        /* end of a run still open */
 #define NO_BREACH INT32_MAX       /* no breach day found (yet) */
 #define REENTRY_DAYS 365
+#define PERMITS_MAX CM_FOLD_PERMITS_MAX
+#define RUNS_MAX CM_FOLD_RUNS_MAX
 
 /* permit flags */
 enum {
@@ -84,7 +86,7 @@ struct fstate {
     uint32_t nr, capr;
     int32_t dq[FQ__N];
     char *tombs; /* ids of pruned permits, each NUL-terminated (snapshot only) */
-    uint32_t ltombs;
+    uint32_t ltombs, ntombs;
 };
 
 /* An accepted event in the reorder window, with what the fold needs of it. */
@@ -97,13 +99,20 @@ struct wev {
     uint8_t type, kind, status;
 }; /* 64 bytes: one cache line */
 
+/* The fold of a migrant's accepted events in order of occurrence is the fold
+ * of snap, then of the window w. head caches it (when hashead): an event that
+ * arrives in order is folded onto head alone; one that lands inside the
+ * window folds the window again from snap. */
 struct cm_mstate {
     int64_t latest; /* L: latest occurred_at accepted, 0 = none */
-    struct wev *w;
+    int64_t snap_t; /* latest occurred_at folded into snap, 0 = none */
+    struct wev *w;  /* sorted by t; every t > snap_t */
     uint64_t *ring; /* ids of the last RING accepted events; grows with them */
     uint32_t nw, capw;
     uint8_t nring, ringpos, capring;
+    uint8_t hashead;
     struct fstate snap;
+    struct fstate head; /* snap + window, ids borrowed; valid when hashead */
 };
 
 struct sinfo {
@@ -118,7 +127,8 @@ struct cm_fold_ctx {
     struct sinfo *si; /* by name number */
     size_t nsi;
     int32_t nat_xxx; /* ICAO's "unspecified nationality", for grants without one */
-    struct fstate ta, tb; /* scratch: snapshot + window, before and after */
+    struct fstate tb; /* scratch: the fold after an arrival, swapped with head */
+    int limit;            /* which CM_FOLD_LIMIT_* an apply returned -E2BIG for */
     struct cm_item *ca, *cb;
     size_t na, nb, capa, capb;
     /* packing: scratch reused by every call */
@@ -156,12 +166,15 @@ int32_t cm_fstate_find_permit(const struct fstate *fs, const char *id);
 int cm_fstate_is_tomb(const struct fstate *fs, const char *id);
 int cm_fstate_add_tomb(struct cm_pool *pl, struct fstate *fs, const char *id);
 int cm_mstate_advance(struct cm_fold_ctx *fc, struct cm_mstate *st);
+int cm_mstate_shed(struct cm_fold_ctx *fc, struct cm_mstate *st);
+int cm_mstate_max_window(const struct cm_fold_ctx *fc);
 int cm_mstate_known_id(const struct cm_mstate *st, uint64_t h);
 int cm_mstate_holds_permit(const struct cm_mstate *st, const char *id);
 
 /* fold.c */
 const struct sinfo *cm_fold_scheme_info(struct cm_fold_ctx *fc, int32_t scheme);
 int cm_fold_apply(struct cm_fold_ctx *fc, struct fstate *fs, struct wev *e, int own);
+int cm_fold_refold(struct cm_fold_ctx *fc, struct cm_mstate *st, struct fstate *out);
 void cm_fold_scan_run(const struct fstate *fs, struct run *r, const struct sinfo *s, int64_t upto);
 
 /* fold_codec.c */

@@ -83,6 +83,7 @@ int cm_fstate_copy(struct cm_pool *pl, struct fstate *dst, const struct fstate *
     dst->cur = src->cur;
     dst->tombs = src->tombs; /* borrowed */
     dst->ltombs = src->ltombs;
+    dst->ntombs = src->ntombs;
     memcpy(dst->dq, src->dq, sizeof(dst->dq));
     return 0;
 }
@@ -130,39 +131,91 @@ int cm_fstate_add_tomb(struct cm_pool *pl, struct fstate *fs, const char *id)
     memcpy(nt + fs->ltombs, id, l);
     fs->tombs = nt;
     fs->ltombs += (uint32_t)l;
+    fs->ntombs++;
     return 0;
 }
 
 /* ---- the snapshot: events leave the window, what is final is dropped ---- */
 
+int cm_mstate_max_window(const struct cm_fold_ctx *fc)
+{
+    int n = fc->cfg->max_window_events;
+    return n > 0 ? n : 256; /* a configuration made without cm_config_defaults */
+}
+
+/* Folds the first k events of the window into the snapshot for good. head
+ * stays valid: it is the fold of the same events in the same order. */
+static int to_snapshot(struct cm_fold_ctx *fc, struct cm_mstate *st, uint32_t k)
+{
+    if (!k)
+        return 0;
+    for (uint32_t i = 0; i < k; i++) {
+        if (cm_fold_apply(fc, &st->snap, &st->w[i], 1) < 0)
+            return -ENOMEM;
+        cm_pid_free(fc->pool, &st->w[i].pid);
+    }
+    st->snap_t = st->w[k - 1].t;
+    memmove(st->w, st->w + k, (st->nw - k) * sizeof(*st->w));
+    st->nw -= k;
+    /* a window that has emptied gives back room: bursts of events are rare */
+    if (st->capw >= 4 && st->nw <= st->capw / 4) {
+        struct wev *nw = cm_pool_realloc(fc->pool, st->w, st->capw * sizeof(*nw),
+                                         st->capw / 2 * sizeof(*nw));
+        if (nw) {
+            st->w = nw;
+            st->capw /= 2;
+        }
+    }
+    return 0;
+}
+
+/* The end of the group of window events at the time of event i. */
+static uint32_t tie_end(const struct cm_mstate *st, uint32_t i)
+{
+    uint32_t lo = i + 1, hi = st->nw;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (st->w[mid].t > st->w[i].t)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+int cm_mstate_shed(struct cm_fold_ctx *fc, struct cm_mstate *st)
+{
+    uint32_t m = (uint32_t)cm_mstate_max_window(fc), i = 0;
+    /* An event with m later ones can have no event folded in before it
+     * (INDICATORS.md step 3); a tie with it neither, so the group of its
+     * time goes with it. When ties alone fill 2m events, the oldest group
+     * goes too: an event at its time is still accepted and folded after it,
+     * as ties are, so the window stays below 2m events. */
+    while (st->nw - i > m) {
+        uint32_t j = tie_end(st, i);
+        if (st->nw - j < m && st->nw - i < 2 * m)
+            break;
+        i = j;
+    }
+    return to_snapshot(fc, st, i);
+}
+
 int cm_mstate_advance(struct cm_fold_ctx *fc, struct cm_mstate *st)
 {
     int64_t horizon = st->latest - (int64_t)fc->cfg->reorder_window_days * CM_DAY;
     uint32_t k = 0;
-    while (k < st->nw && st->w[k].t < horizon) {
-        if (cm_fold_apply(fc, &st->snap, &st->w[k], 1) < 0)
-            return -ENOMEM;
-        cm_pid_free(fc->pool, &st->w[k].pid);
+    while (k < st->nw && st->w[k].t < horizon)
         k++;
-    }
-    if (k) {
-        memmove(st->w, st->w + k, (st->nw - k) * sizeof(*st->w));
-        st->nw -= k;
-        /* a window that has emptied gives back room: bursts of events are rare */
-        if (st->capw >= 4 && st->nw <= st->capw / 4) {
-            struct wev *nw = cm_pool_realloc(fc->pool, st->w, st->capw * sizeof(*nw),
-                                             st->capw / 2 * sizeof(*nw));
-            if (nw) {
-                st->w = nw;
-                st->capw /= 2;
-            }
-        }
-    }
+    if (to_snapshot(fc, st, k) < 0)
+        return -ENOMEM;
     /* Every event still to fold has a day >= T: days before T are final. */
     int64_t T = cm_day(horizon);
     struct fstate *fs = &st->snap;
+    /* head = snap + window: it keeps what the window adds */
+    for (int i = 0; i < FQ__N; i++)
+        st->head.dq[i] -= fs->dq[i];
     memset(fs->dq, 0, sizeof(fs->dq));
-    uint32_t keep = 0;
+    uint32_t keep = 0, np0 = fs->np, nr0 = fs->nr;
     for (uint32_t i = 0; i < fs->np; i++) {
         struct permit *p = &fs->p[i];
         int64_t grace = si_of(fc, p->scheme)->grace;
@@ -199,6 +252,13 @@ int cm_mstate_advance(struct cm_fold_ctx *fc, struct cm_mstate *st)
             fs->r[w++] = *r;
     }
     fs->nr = w;
+    /* head's permits and runs are those of the snapshot before: fold again
+     * when next needed, and without window there is nothing to keep */
+    if (fs->np != np0 || fs->nr != nr0 || !st->nw) {
+        st->hashead = 0;
+        if (!st->nw)
+            cm_fstate_free(fc->pool, &st->head, 0);
+    }
     return 0;
 }
 
@@ -238,6 +298,7 @@ struct cm_mstate *cm_mstate_free(struct cm_fold_ctx *fc, struct cm_mstate *st)
     if (!st)
         return NULL;
     cm_fstate_free(fc->pool, &st->snap, 1);
+    cm_fstate_free(fc->pool, &st->head, 0);
     for (uint32_t i = 0; i < st->nw; i++)
         cm_pid_free(fc->pool, &st->w[i].pid);
     cm_pool_release(fc->pool, st->w, st->capw * sizeof(*st->w));
@@ -274,7 +335,8 @@ size_t cm_mstate_size(const struct cm_mstate *st)
 {
     size_t s = sizeof(*st) + st->snap.capp * sizeof(struct permit) + st->snap.capsc * sizeof(struct sch) +
                st->snap.capr * sizeof(struct run) + st->capw * sizeof(struct wev) +
-               st->capring * sizeof(*st->ring);
+               st->capring * sizeof(*st->ring) + st->head.capp * sizeof(struct permit) +
+               st->head.capsc * sizeof(struct sch) + st->head.capr * sizeof(struct run);
     for (uint32_t i = 0; i < st->snap.np; i++)
         s += st->snap.p[i].id.b[23] ? strlen(pid_str(&st->snap.p[i].id)) + 1 : 0;
     for (uint32_t i = 0; i < st->nw; i++)

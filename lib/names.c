@@ -70,6 +70,17 @@ static int grow_slots(struct cm_names *nm)
     return 0;
 }
 
+int32_t cm_names_find(const struct cm_names *nm, const char *s, size_t len)
+{
+    uint64_t h = cm_hash_bytes(s, len);
+    for (size_t j = h & (nm->nslots - 1); nm->slots[j]; j = (j + 1) & (nm->nslots - 1)) {
+        const struct cm_name *e = &nm->v[nm->slots[j] - 1];
+        if (e->hash == h && e->len == len && !memcmp(e->s, s, len))
+            return nm->slots[j] - 1;
+    }
+    return -ENOENT;
+}
+
 int32_t cm_names_intern(struct cm_names *nm, const char *s, size_t len)
 {
     uint64_t h = cm_hash_bytes(s, len);

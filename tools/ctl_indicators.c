@@ -76,6 +76,11 @@ int cm_ctl_indicators(int argc, char **argv)
         fprintf(stderr, "circmonctl indicators: --as-of: cannot parse '%s'\n", as_of_s);
         return 2;
     }
+    char aerr[160];
+    if (cm_indicators_as_of_check(as_of, aerr, sizeof(aerr)) < 0) {
+        fprintf(stderr, "circmonctl indicators: --as-of: %s\n", aerr);
+        return 2;
+    }
     if (cm_config_load(&cfg, config_path, err, sizeof(err)) < 0) {
         fprintf(stderr, "circmonctl indicators: %s\n", err);
         return 1;

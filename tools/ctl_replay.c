@@ -107,6 +107,11 @@ int cm_ctl_replay(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    char aerr[160];
+    if (cm_indicators_as_of_check(as_of, aerr, sizeof(aerr)) < 0) {
+        fprintf(stderr, "circmonctl replay: --as-of: %s\n", aerr);
+        return 2;
+    }
     if (strcmp(format, "json") && strcmp(format, "table")) {
         fprintf(stderr, "circmonctl replay: --format: json or table, not '%s'\n", format);
         return 2;
