@@ -655,12 +655,12 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
         st->capring = (uint8_t)nc;
     }
 
-    /* before: the fold so far */
-    if (!st->hashead) {
-        int r = cm_fold_refold(fc, st, &st->head);
-        if (r < 0)
-            goto nomem; /* head was made by the fold of these very events: no limit */
-        st->hashead = 1;
+    /* before: the fold so far (of these very events: no limit is reached) */
+    struct fstate *before = st->head;
+    if (!before) {
+        before = &fc->ta;
+        if (cm_fold_refold(fc, st, before) < 0)
+            goto nomem;
     }
 
     /* insert in order of occurrence */
@@ -675,7 +675,7 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
      * inside the window, the window again from the snapshot */
     int after;
     if (pos == st->nw - 1) {
-        after = cm_fstate_copy(fc->pool, &fc->tb, &st->head);
+        after = cm_fstate_copy(fc->pool, &fc->tb, before);
         if (!after)
             after = cm_fold_apply(fc, &fc->tb, &st->w[pos], 0);
     } else {
@@ -688,7 +688,7 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
         cm_pid_free(fc->pool, &e.pid);
         return refused(items, n, cap, fc->limit);
     }
-    if (after < 0 || contrib_pair(fc, &st->head, old_latest, &fc->tb, st->latest) < 0 ||
+    if (after < 0 || contrib_pair(fc, before, old_latest, &fc->tb, st->latest) < 0 ||
         (old_latest && e.t < old_latest && dq_item(items, n, cap, CM_DQ_OUT_OF_ORDER) < 0) ||
         diff(fc->ca, fc->na, fc->cb, fc->nb, items, n, cap) < 0) {
         /* undo the insertion: the state is as before */
@@ -700,9 +700,13 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
         return -ENOMEM;
     }
     /* the fold after is the new head; the old one becomes scratch */
-    struct fstate t = st->head;
-    st->head = fc->tb;
-    fc->tb = t;
+    if (!st->head && st->nw >= HEAD_MIN && (st->head = cm_pool_alloc(fc->pool, sizeof(*st->head))))
+        memset(st->head, 0, sizeof(*st->head)); /* without room, the window is folded again */
+    if (st->head) {
+        struct fstate t = *st->head;
+        *st->head = fc->tb;
+        fc->tb = t;
+    }
     st->ring[st->ringpos] = h;
     st->ringpos = (uint8_t)((st->ringpos + 1) % RING);
     if (st->nring < RING)
@@ -746,6 +750,7 @@ struct cm_fold_ctx *cm_fold_ctx_free(struct cm_fold_ctx *fc)
 {
     if (!fc)
         return NULL;
+    cm_fstate_free(fc->pool, &fc->ta, 0);
     cm_fstate_free(fc->pool, &fc->tb, 0);
     cm_pool_free(fc->pool);
     free(fc->si);

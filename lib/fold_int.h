@@ -20,6 +20,7 @@
 #define REENTRY_DAYS 365
 #define PERMITS_MAX CM_FOLD_PERMITS_MAX
 #define RUNS_MAX CM_FOLD_RUNS_MAX
+#define HEAD_MIN 16 /* a window this long keeps its head; a shorter one is folded again */
 
 /* permit flags */
 enum {
@@ -100,9 +101,11 @@ struct wev {
 }; /* 64 bytes: one cache line */
 
 /* The fold of a migrant's accepted events in order of occurrence is the fold
- * of snap, then of the window w. head caches it (when hashead): an event that
- * arrives in order is folded onto head alone; one that lands inside the
- * window folds the window again from snap. */
+ * of snap, then of the window w. head caches it (when not NULL; windows of
+ * HEAD_MIN events or more): an event that arrives in order is folded onto
+ * head alone; one that lands inside the window folds the window again from
+ * snap. A shorter window is folded again at each arrival: cheaper than the
+ * memory of a head in every state. */
 struct cm_mstate {
     int64_t latest; /* L: latest occurred_at accepted, 0 = none */
     int64_t snap_t; /* latest occurred_at folded into snap, 0 = none */
@@ -110,9 +113,8 @@ struct cm_mstate {
     uint64_t *ring; /* ids of the last RING accepted events; grows with them */
     uint32_t nw, capw;
     uint8_t nring, ringpos, capring;
-    uint8_t hashead;
     struct fstate snap;
-    struct fstate head; /* snap + window, ids borrowed; valid when hashead */
+    struct fstate *head; /* snap + window, ids borrowed (pool memory), or NULL */
 };
 
 struct sinfo {
@@ -127,7 +129,7 @@ struct cm_fold_ctx {
     struct sinfo *si; /* by name number */
     size_t nsi;
     int32_t nat_xxx; /* ICAO's "unspecified nationality", for grants without one */
-    struct fstate tb; /* scratch: the fold after an arrival, swapped with head */
+    struct fstate ta, tb; /* scratch: the fold before (small windows) and after an arrival */
     int limit;            /* which CM_FOLD_LIMIT_* an apply returned -E2BIG for */
     struct cm_item *ca, *cb;
     size_t na, nb, capa, capb;
@@ -168,6 +170,7 @@ int cm_fstate_add_tomb(struct cm_pool *pl, struct fstate *fs, const char *id);
 int cm_mstate_advance(struct cm_fold_ctx *fc, struct cm_mstate *st);
 int cm_mstate_shed(struct cm_fold_ctx *fc, struct cm_mstate *st);
 int cm_mstate_max_window(const struct cm_fold_ctx *fc);
+struct fstate *cm_mstate_drop_head(struct cm_fold_ctx *fc, struct cm_mstate *st); /* NULL */
 int cm_mstate_known_id(const struct cm_mstate *st, uint64_t h);
 int cm_mstate_holds_permit(const struct cm_mstate *st, const char *id);
 

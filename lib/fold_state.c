@@ -137,6 +137,16 @@ int cm_fstate_add_tomb(struct cm_pool *pl, struct fstate *fs, const char *id)
 
 /* ---- the snapshot: events leave the window, what is final is dropped ---- */
 
+struct fstate *cm_mstate_drop_head(struct cm_fold_ctx *fc, struct cm_mstate *st)
+{
+    if (st->head) {
+        cm_fstate_free(fc->pool, st->head, 0);
+        cm_pool_release(fc->pool, st->head, sizeof(*st->head));
+        st->head = NULL;
+    }
+    return NULL;
+}
+
 int cm_mstate_max_window(const struct cm_fold_ctx *fc)
 {
     int n = fc->cfg->max_window_events;
@@ -213,7 +223,8 @@ int cm_mstate_advance(struct cm_fold_ctx *fc, struct cm_mstate *st)
     struct fstate *fs = &st->snap;
     /* head = snap + window: it keeps what the window adds */
     for (int i = 0; i < FQ__N; i++)
-        st->head.dq[i] -= fs->dq[i];
+        if (st->head)
+            st->head->dq[i] -= fs->dq[i];
     memset(fs->dq, 0, sizeof(fs->dq));
     uint32_t keep = 0, np0 = fs->np, nr0 = fs->nr;
     for (uint32_t i = 0; i < fs->np; i++) {
@@ -253,12 +264,9 @@ int cm_mstate_advance(struct cm_fold_ctx *fc, struct cm_mstate *st)
     }
     fs->nr = w;
     /* head's permits and runs are those of the snapshot before: fold again
-     * when next needed, and without window there is nothing to keep */
-    if (fs->np != np0 || fs->nr != nr0 || !st->nw) {
-        st->hashead = 0;
-        if (!st->nw)
-            cm_fstate_free(fc->pool, &st->head, 0);
-    }
+     * when next needed; a short window keeps none */
+    if (st->head && (fs->np != np0 || fs->nr != nr0 || st->nw < HEAD_MIN))
+        st->head = cm_mstate_drop_head(fc, st);
     return 0;
 }
 
@@ -298,7 +306,7 @@ struct cm_mstate *cm_mstate_free(struct cm_fold_ctx *fc, struct cm_mstate *st)
     if (!st)
         return NULL;
     cm_fstate_free(fc->pool, &st->snap, 1);
-    cm_fstate_free(fc->pool, &st->head, 0);
+    cm_mstate_drop_head(fc, st);
     for (uint32_t i = 0; i < st->nw; i++)
         cm_pid_free(fc->pool, &st->w[i].pid);
     cm_pool_release(fc->pool, st->w, st->capw * sizeof(*st->w));
@@ -335,8 +343,10 @@ size_t cm_mstate_size(const struct cm_mstate *st)
 {
     size_t s = sizeof(*st) + st->snap.capp * sizeof(struct permit) + st->snap.capsc * sizeof(struct sch) +
                st->snap.capr * sizeof(struct run) + st->capw * sizeof(struct wev) +
-               st->capring * sizeof(*st->ring) + st->head.capp * sizeof(struct permit) +
-               st->head.capsc * sizeof(struct sch) + st->head.capr * sizeof(struct run);
+               st->capring * sizeof(*st->ring);
+    if (st->head)
+        s += sizeof(*st->head) + st->head->capp * sizeof(struct permit) +
+             st->head->capsc * sizeof(struct sch) + st->head->capr * sizeof(struct run);
     for (uint32_t i = 0; i < st->snap.np; i++)
         s += st->snap.p[i].id.b[23] ? strlen(pid_str(&st->snap.p[i].id)) + 1 : 0;
     for (uint32_t i = 0; i < st->nw; i++)
