@@ -164,39 +164,201 @@ long cm_mstate_pack(struct cm_fold_ctx *fc, const struct cm_mstate *st, uint8_t 
     return len;
 }
 
+/* ---- unpacking: every value checked as wire input is ---- */
+
+#define DAY_MAX 2932896 /* day(253402300799): the last day of 9999, as step 1 allows */
+#define INSTANT_MAX INT64_C(253402300799)
+
+static int day_ok(int64_t d)
+{
+    return d >= 0 && d <= DAY_MAX;
+}
+
+/* A string of a state: NULL or empty only where allowed, at most CM_STR_MAX
+ * bytes, valid UTF-8 (protobuf-c checks neither). */
+static int str_ok(const char *s, int may_be_empty)
+{
+    if (!s || !*s)
+        return may_be_empty;
+    size_t n = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p, k = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2
+                                         : (c & 0xF8) == 0xF0 ? 3 : 4;
+        if (k == 4 || (k == 1 && c < 0xC2) || (c == 0xF4 && p[1] > 0x8F) || c > 0xF4)
+            return 0;
+        if (k == 2 && ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] > 0x9F)))
+            return 0;
+        if (k == 3 && c == 0xF0 && p[1] < 0x90)
+            return 0;
+        for (unsigned i = 1; i <= k; i++)
+            if ((p[i] & 0xC0) != 0x80)
+                return 0;
+        p += k + 1;
+        n += k + 1;
+        if (n > CM_STR_MAX)
+            return 0;
+    }
+    return 1;
+}
+
+/* The number of a name of a state, interned: -EINVAL for a string a state
+ * cannot hold, or when the table is full; -ENOMEM. */
+static int32_t state_name(struct cm_fold_ctx *fc, const char *s)
+{
+    if (!str_ok(s, 0))
+        return -EINVAL;
+    size_t len = strlen(s);
+    int32_t id = cm_names_find(fc->nm, s, len);
+    if (id >= 0)
+        return id;
+    if (cm_names_count(fc->nm) >= CM_FOLD_NAMES_MAX)
+        return -EINVAL;
+    return cm_names_intern(fc->nm, s, len);
+}
+
+/* Checks the runs of one scheme (start, end, checked, first breach), in
+ * order: what stay_begin, stay_end and cm_fold_scan_run make. */
+static int runs_ok(const int32_t *v, size_t n)
+{
+    if (n % 4)
+        return 0;
+    for (size_t j = 0; j < n; j += 4) {
+        int64_t start = v[j], end = v[j + 1], chk = v[j + 2], brk = v[j + 3];
+        int open = end == OPEN_END;
+        if (!day_ok(start) || (!open && (end < start || !day_ok(end))))
+            return 0;
+        if (open && j + 4 < n)
+            return 0; /* only the last run is open */
+        if (j && start <= (int64_t)v[j - 3] + 1)
+            return 0; /* runs are apart: a stay beginning the day after an end continues it */
+        /* scans stop at the run's end or start + N (N <= 3650) */
+        if (chk < start - 1 || chk > (open ? start + 3650 : end))
+            return 0;
+        if (brk != NO_BREACH && (brk != chk + 1 || brk > (open ? start + 3651 : end)))
+            return 0;
+    }
+    return 1;
+}
+
+static int ids_differ(const Circmon__V1__MigrantState *m)
+{
+    /* at most PERMITS_MAX permits and as many grants in the window */
+    for (size_t i = 0; i < m->n_permits; i++)
+        for (size_t j = i + 1; j < m->n_permits; j++)
+            if (!strcmp(m->permits[i]->id, m->permits[j]->id))
+                return 0;
+    for (size_t i = 0; i < m->n_window; i++) {
+        const Circmon__V1__StateEvent *e = m->window[i];
+        if (e->type != CM_EV_GRANTED)
+            continue;
+        for (size_t j = 0; j < m->n_permits; j++)
+            if (!strcmp(m->permits[j]->id, e->permit_id))
+                return 0;
+        for (size_t j = i + 1; j < m->n_window; j++)
+            if (m->window[j]->type == CM_EV_GRANTED && !strcmp(m->window[j]->permit_id, e->permit_id))
+                return 0;
+    }
+    return 1;
+}
+
+/* What can be checked on the message before anything is built. */
+static int message_ok(const Circmon__V1__MigrantState *m)
+{
+    if (m->mode > M_EXEMPT || m->n_recent_ids > RING || m->n_permits > PERMITS_MAX ||
+        m->n_schemes > PERMITS_MAX || m->n_window > 2 * (size_t)CM_MAX_WINDOW_EVENTS_MAX)
+        return 0;
+    if (m->latest < 0 || m->latest > INSTANT_MAX || m->snapshot_latest < 0 ||
+        m->snapshot_latest > m->latest)
+        return 0;
+    size_t nruns = 0, ngrants = 0;
+    for (size_t i = 0; i < m->n_permits; i++) {
+        const Circmon__V1__StatePermit *p = m->permits[i];
+        if (!str_ok(p->id, 0))
+            return 0;
+        if (p->flags & PF_PRUNED)
+            continue;
+        if (p->flags > (PF_OPEN | PF_EXITED | PF_USED | PF_ADJUSTED | PF_REVOKED | PF_REENTRY) ||
+            p->kind > 255 || !day_ok(p->valid_from_day) || !day_ok(p->end_day) ||
+            !day_ok(p->last_exit_day))
+            return 0;
+        /* the migrant is in a stay on exactly the current permit */
+        int on = m->mode == M_ON_PERMIT && (int64_t)m->current == (int64_t)i;
+        if (!!(p->flags & PF_OPEN) != on || (on && !(p->flags & PF_USED)))
+            return 0;
+    }
+    for (size_t i = 0; i < m->n_schemes; i++) {
+        const Circmon__V1__StateScheme *ss = m->schemes[i];
+        if (!runs_ok(ss->runs, ss->n_runs))
+            return 0;
+        nruns += ss->n_runs / 4;
+        for (size_t j = 0; j < i; j++)
+            if (ss->scheme && m->schemes[j]->scheme && !strcmp(ss->scheme, m->schemes[j]->scheme))
+                return 0;
+    }
+    if (nruns > RUNS_MAX)
+        return 0;
+    for (size_t i = 0; i < m->n_window; i++) {
+        const Circmon__V1__StateEvent *e = m->window[i];
+        /* in order of occurrence, after the snapshot, the last one is L */
+        if (e->occurred_at <= m->snapshot_latest || e->occurred_at > m->latest ||
+            (i && e->occurred_at < m->window[i - 1]->occurred_at) ||
+            (i + 1 == m->n_window && e->occurred_at != m->latest))
+            return 0;
+        if (e->type < CM_EV_ENTRY || e->type > CM_EV_STATUS || e->kind > 255 || e->status > 255)
+            return 0;
+        int with_pid = e->type == CM_EV_GRANTED || e->type == CM_EV_EXTENDED || e->type == CM_EV_REVOKED;
+        if (with_pid ? !str_ok(e->permit_id, 0) : !str_ok(e->permit_id, 1))
+            return 0;
+        if (e->type == CM_EV_GRANTED &&
+            (++ngrants, !day_ok(e->valid_from_day) || !day_ok(e->end_day)))
+            return 0;
+        if ((e->type == CM_EV_EXTENDED && !day_ok(e->end_day)) ||
+            (e->type == CM_EV_REVOKED && !day_ok(e->effective_day)))
+            return 0;
+    }
+    if (m->n_permits + ngrants > PERMITS_MAX)
+        return 0;
+    return ids_differ(m);
+}
+
 int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, struct cm_mstate **out)
 {
     cm_fold_codec_reset(fc);
     Circmon__V1__MigrantState *m = circmon__v1__migrant_state__unpack(&fc->alloc, len, buf);
     if (!m)
         return -EINVAL;
+    if (!message_ok(m)) {
+        cm_fold_codec_reset(fc);
+        return -EINVAL;
+    }
     int rc = -ENOMEM;
     struct cm_mstate *st = cm_mstate_new(fc);
     if (!st)
         goto out;
     struct fstate *fs = &st->snap;
-    rc = -EINVAL;
-    if (m->mode > M_EXEMPT || m->n_recent_ids > RING || m->n_permits > UINT32_MAX / 2)
-        goto fail;
-    rc = -ENOMEM;
     if (cm_fold_grow(fc->pool, (void **)&fs->p, &fs->capp, (uint32_t)m->n_permits, sizeof(*fs->p)) < 0)
         goto fail;
+    int32_t cur = -1;
     for (size_t i = 0; i < m->n_permits; i++) {
         Circmon__V1__StatePermit *sp = m->permits[i];
         if (sp->flags & PF_PRUNED) {
-            if (cm_fstate_add_tomb(fc->pool, fs, sp->id ? sp->id : "") < 0)
+            if (cm_fstate_add_tomb(fc->pool, fs, sp->id) < 0)
                 goto fail;
             continue;
         }
+        if (m->mode == M_ON_PERMIT && (int64_t)m->current == (int64_t)i)
+            cur = (int32_t)fs->np; /* tombs are packed after the permits, but who knows */
         struct permit *p = &fs->p[fs->np];
         memset(p, 0, sizeof(*p));
-        if (cm_pid_set(fc->pool, &p->id, sp->id ? sp->id : "") < 0)
+        if (cm_pid_set(fc->pool, &p->id, sp->id) < 0)
             goto fail;
         fs->np++;
         p->flags = (uint8_t)sp->flags;
-        const char *sch = sp->scheme ? sp->scheme : "", *nat = sp->nationality ? sp->nationality : "";
-        p->scheme = cm_names_intern(fc->nm, sch, strlen(sch));
-        p->nat = cm_names_intern(fc->nm, nat, strlen(nat));
+        p->scheme = state_name(fc, sp->scheme);
+        p->nat = state_name(fc, sp->nationality);
+        if (p->scheme == -EINVAL || p->nat == -EINVAL)
+            goto invalid;
         if (p->scheme < 0 || p->nat < 0 || !cm_fold_scheme_info(fc, p->scheme))
             goto fail;
         p->vf = sp->valid_from_day;
@@ -205,24 +367,19 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
         p->kind = (uint8_t)sp->kind;
     }
     fs->mode = (uint8_t)m->mode;
-    fs->cur = m->current;
-    if (fs->mode == M_ON_PERMIT && (fs->cur < 0 || (uint32_t)fs->cur >= fs->np)) {
-        rc = -EINVAL;
-        goto fail;
-    }
+    fs->cur = fs->mode == M_ON_PERMIT ? cur : 0;
+    if (fs->mode == M_ON_PERMIT && cur < 0)
+        goto invalid;
     for (size_t i = 0; i < m->n_schemes; i++) {
         Circmon__V1__StateScheme *ss = m->schemes[i];
-        const char *sch = ss->scheme ? ss->scheme : "", *nat = ss->nationality ? ss->nationality : "";
-        if (ss->n_runs % 4) {
-            rc = -EINVAL;
-            goto fail;
-        }
         if (cm_fold_grow(fc->pool, (void **)&fs->sc, &fs->capsc, fs->nsc + 1, sizeof(*fs->sc)) < 0 ||
             cm_fold_grow(fc->pool, (void **)&fs->r, &fs->capr, (uint32_t)(fs->nr + ss->n_runs / 4), sizeof(*fs->r)) < 0)
             goto fail;
         struct sch *sc = &fs->sc[fs->nsc];
-        sc->scheme = cm_names_intern(fc->nm, sch, strlen(sch));
-        sc->nat = cm_names_intern(fc->nm, nat, strlen(nat));
+        sc->scheme = state_name(fc, ss->scheme);
+        sc->nat = state_name(fc, ss->nationality);
+        if (sc->scheme == -EINVAL || sc->nat == -EINVAL)
+            goto invalid;
         if (sc->scheme < 0 || sc->nat < 0 || !cm_fold_scheme_info(fc, sc->scheme))
             goto fail;
         for (size_t j = 0; j < ss->n_runs; j += 4)
@@ -243,19 +400,16 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
         e->idh = se->id_hash;
         e->t = se->occurred_at;
         e->type = (uint8_t)se->type;
-        if (e->type < CM_EV_ENTRY || e->type > CM_EV_STATUS) {
-            rc = -EINVAL;
-            goto fail;
-        }
         if (e->type == CM_EV_GRANTED || e->type == CM_EV_EXTENDED || e->type == CM_EV_REVOKED) {
-            if (cm_pid_set(fc->pool, &e->pid, se->permit_id ? se->permit_id : "") < 0)
+            if (cm_pid_set(fc->pool, &e->pid, se->permit_id) < 0)
                 goto fail;
         }
         st->nw++;
         if (e->type == CM_EV_GRANTED) {
-            const char *sch = se->scheme ? se->scheme : "", *nat = se->nationality ? se->nationality : "";
-            e->scheme = cm_names_intern(fc->nm, sch, strlen(sch));
-            e->nat = cm_names_intern(fc->nm, nat, strlen(nat));
+            e->scheme = state_name(fc, se->scheme);
+            e->nat = state_name(fc, se->nationality);
+            if (e->scheme == -EINVAL || e->nat == -EINVAL)
+                goto invalid;
             if (e->scheme < 0 || e->nat < 0 || !cm_fold_scheme_info(fc, e->scheme))
                 goto fail;
         }
@@ -266,19 +420,37 @@ int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, str
         e->status = (uint8_t)se->status;
     }
     if (m->n_recent_ids) {
-        uint8_t nc = 4;
-        while (nc < m->n_recent_ids)
-            nc = (uint8_t)(nc * 2);
-        if (!(st->ring = cm_pool_alloc(fc->pool, nc * sizeof(*st->ring))))
+        uint32_t nc = 0;
+        if (cm_fold_grow(fc->pool, (void **)&st->ring, &nc, m->n_recent_ids < 4 ? 4 : (uint32_t)m->n_recent_ids,
+                         sizeof(*st->ring)) < 0)
             goto fail;
-        st->capring = nc;
+        st->capring = (uint8_t)nc;
         memcpy(st->ring, m->recent_ids, m->n_recent_ids * sizeof(*st->ring));
     }
     st->nring = (uint8_t)m->n_recent_ids;
     st->ringpos = (uint8_t)(m->n_recent_ids % RING);
+    /* what only the fold can tell: every scheme with runs is one of the
+     * migrant's stay-limit schemes, and the window folds onto the snapshot
+     * within the limits (a state past them would refuse every event) */
+    for (uint32_t i = 0; i < fs->nsc; i++) {
+        int held = 0;
+        for (uint32_t j = 0; j < fs->np && !held; j++)
+            held = fs->p[j].scheme == fs->sc[i].scheme;
+        for (uint32_t j = 0; j < st->nw && !held; j++)
+            held = st->w[j].type == CM_EV_GRANTED && st->w[j].scheme == fs->sc[i].scheme;
+        if (!held && fs->ntombs == 0)
+            goto invalid;
+    }
+    int r = cm_fold_refold(fc, st, &fc->ta);
+    if (r == -E2BIG)
+        goto invalid;
+    if (r < 0)
+        goto fail;
     *out = st;
     cm_fold_codec_reset(fc);
     return 0;
+invalid:
+    rc = -EINVAL;
 fail:
     cm_mstate_free(fc, st);
 out:
