@@ -10,6 +10,7 @@
 
 #include <errno.h>
 
+#include "circmon/fold.h"
 #include "circmon/indicators.h"
 
 #define SCHEMES "A:0 B:0 G:5 L:0:3/10 S:0:90/180"
@@ -432,6 +433,97 @@ START_TEST(test_max_window_events_default_256)
     json_t *d = doc_at(F, t + DAY);
     CHECK_DQ(d, "too_late=1 out_of_order=1 exits_without_entry=257");
     json_decref(d);
+}
+END_TEST
+
+/* ================= limits (README "Limits") ================= */
+
+static int fold_tev(struct fx *f, struct tev e)
+{
+    struct cm_event c;
+    tev_to_cm(&e, &c);
+    return cm_engine_fold(f->en, &c);
+}
+
+START_TEST(test_limit_permits_per_migrant)
+{
+    /* 256 permits (finished ones included) are kept; the 257th grant is set
+     * aside: dead letter limit_permits, counted over_limit, not folded */
+    char pid[16];
+    for (int i = 0; i < CM_FOLD_PERMITS_MAX; i++) {
+        snprintf(pid, sizeof pid, "p%d", i);
+        ck_assert_int_eq(fold_tev(F, ev_grant(NULL, "m1", T(B0 + i), pid, "A", "UKR", T(B0 + i),
+                                              T(B0 + i))),
+                         CM_FOLD_ACCEPTED);
+    }
+    ck_assert_int_eq(fold_tev(F, ev_grant(NULL, "m1", T(B0 + 300), "p-last", "A", "UKR", T(B0 + 300),
+                                          T(B0 + 300))),
+                     CM_FOLD_LIMIT_PERMITS);
+    ck_assert_str_eq(cm_fold_result_name(CM_FOLD_LIMIT_PERMITS), "limit_permits");
+    /* another migrant is not concerned */
+    ck_assert_int_eq(fold_tev(F, ev_grant(NULL, "m2", T(B0 + 300), "p-last", "A", "UKR", T(B0 + 300),
+                                          T(B0 + 300))),
+                     CM_FOLD_ACCEPTED);
+    /* 257 unused permits due as of b + 400: the refused one is not among them */
+    json_t *d = doc_at(F, T(B0 + 400));
+    CHECK_GROUP(d, "A", NULL, "no_shows=257");
+    ck_assert_int_eq(dq(d, "over_limit"), 1);
+    json_decref(d);
+}
+END_TEST
+
+START_TEST(test_limit_runs_per_migrant)
+{
+    /* L is 3/10: stays of 5 days a week apart, each with a breach: kept for
+     * ever. The first has breach days 4 and 5 (4 > 3 present days); in each
+     * later one, every day's window [D - 9, D] also holds the 5 days of the
+     * stay before: 5 breach days. The stay that would open run 1025 is set
+     * aside (limit_runs); its exit is then an exit without entry. */
+    GRANT("m1", B0, "P", "L", "UKR", B0, B0 + 20000);
+    for (int i = 0; i < CM_FOLD_RUNS_MAX; i++) {
+        ck_assert_int_eq(fold_tev(F, ev_entry(NULL, "m1", T(B0 + 7 * i))), CM_FOLD_ACCEPTED);
+        ck_assert_int_eq(fold_tev(F, ev_exit(NULL, "m1", T(B0 + 7 * i + 4))), CM_FOLD_ACCEPTED);
+    }
+    int64_t b = B0 + 7 * CM_FOLD_RUNS_MAX;
+    ck_assert_int_eq(fold_tev(F, ev_entry(NULL, "m1", T(b))), CM_FOLD_LIMIT_RUNS);
+    ck_assert_str_eq(cm_fold_result_name(CM_FOLD_LIMIT_RUNS), "limit_runs");
+    ck_assert_int_eq(fold_tev(F, ev_exit(NULL, "m1", T(b + 4))), CM_FOLD_ACCEPTED);
+    json_t *d = doc_at(F, T(b + 10));
+    ck_assert_int_eq(get(d, "L", NULL, "stay_limit_breaches"), CM_FOLD_RUNS_MAX);
+    ck_assert_int_eq(get(d, "L", NULL, "stay_limit_breach_days"), 2 + 5 * (CM_FOLD_RUNS_MAX - 1));
+    ck_assert_int_eq(dq(d, "over_limit"), 1);
+    ck_assert_int_eq(dq(d, "exits_without_entry"), 1);
+    json_decref(d);
+}
+END_TEST
+
+START_TEST(test_limit_names)
+{
+    /* the fold interns at most 65,536 scheme ids and nationalities ("XXX"
+     * and the fixture's are among them): a grant that needs one more is set
+     * aside (limit_names); one with known names still folds */
+    char mid[16], nat[16];
+    int i = 0, r;
+    for (;; i++) {
+        snprintf(mid, sizeof mid, "m%d", i);
+        snprintf(nat, sizeof nat, "N%d", i);
+        r = fold_tev(F, ev_grant(NULL, mid, T(B0), "p", "A", nat, T(B0), T(B0 + 10)));
+        if (r != CM_FOLD_ACCEPTED)
+            break;
+        ck_assert_int_lt(i, CM_FOLD_NAMES_MAX);
+    }
+    ck_assert_int_eq(r, CM_FOLD_LIMIT_NAMES);
+    ck_assert_str_eq(cm_fold_result_name(CM_FOLD_LIMIT_NAMES), "limit_names");
+    ck_assert_uint_eq(cm_names_count(cm_engine_names(F->en)), CM_FOLD_NAMES_MAX);
+    ck_assert_int_gt(i, CM_FOLD_NAMES_MAX - 10);
+    ck_assert_int_eq(fold_tev(F, ev_grant(NULL, "x", T(B0), "p", "A", "N7", T(B0), T(B0 + 10))),
+                     CM_FOLD_ACCEPTED);
+    json_t *d = doc_at(F, T(B0 + 20));
+    ck_assert_int_eq(dq(d, "over_limit"), 1);
+    ck_assert_int_eq(get(d, "A", NULL, "no_shows"), i + 1);
+    json_decref(d);
+    ck_assert_ptr_null(cm_fold_result_name(CM_FOLD_ACCEPTED));
+    ck_assert_str_eq(cm_fold_result_name(CM_FOLD_TOO_LATE), "too_late");
 }
 END_TEST
 
@@ -1611,6 +1703,9 @@ static Suite *suite(void)
     tcase_add_test(tc, test_max_window_events_ties_do_not_count);
     tcase_add_test(tc, test_max_window_events_bounds_state);
     tcase_add_test(tc, test_max_window_events_default_256);
+    tcase_add_test(tc, test_limit_permits_per_migrant);
+    tcase_add_test(tc, test_limit_runs_per_migrant);
+    tcase_add_test(tc, test_limit_names);
     tcase_add_test(tc, test_out_of_order_counted_and_refolded);
     tcase_add_test(tc, test_refold_counts_nothing_twice);
     tcase_add_test(tc, test_out_of_order_equal_time_is_not);
