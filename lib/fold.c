@@ -34,15 +34,10 @@ static int32_t clamp_day(int64_t t)
 const struct sinfo *cm_fold_scheme_info(struct cm_fold_ctx *fc, int32_t scheme)
 {
     if ((size_t)scheme >= fc->nsi) {
-        size_t nn = fc->nsi ? fc->nsi : 16;
-        while (nn <= (size_t)scheme)
-            nn *= 2;
-        struct sinfo *ns = realloc(fc->si, nn * sizeof(*ns));
-        if (!ns)
+        size_t n0 = fc->nsi;
+        if (cm_grow((void **)&fc->si, &fc->nsi, (size_t)scheme + 1, 16, sizeof(*fc->si)) < 0)
             return NULL;
-        memset(ns + fc->nsi, 0, (nn - fc->nsi) * sizeof(*ns));
-        fc->si = ns;
-        fc->nsi = nn;
+        memset(fc->si + n0, 0, (fc->nsi - n0) * sizeof(*fc->si));
     }
     struct sinfo *s = &fc->si[scheme];
     if (!s->set) {
@@ -260,14 +255,8 @@ void cm_fold_scan_run(const struct fstate *fs, struct run *r, const struct sinfo
 
 static int push(struct cm_item **v, size_t *n, size_t *cap, struct cm_item it)
 {
-    if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 64;
-        struct cm_item *nv = realloc(*v, nc * sizeof(*nv));
-        if (!nv)
-            return -ENOMEM;
-        *v = nv;
-        *cap = nc;
-    }
+    if (cm_grow((void **)v, cap, *n + 1, 64, sizeof(**v)) < 0)
+        return -ENOMEM;
     (*v)[(*n)++] = it;
     return 0;
 }

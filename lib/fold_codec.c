@@ -16,14 +16,8 @@ void *cm_fold_codec_alloc(void *ud, size_t size)
         fc->arena_used += a;
         return p;
     }
-    if (fc->nbigs == fc->capbigs) {
-        size_t nc = fc->capbigs ? fc->capbigs * 2 : 16;
-        void **nb = realloc(fc->bigs, nc * sizeof(*nb));
-        if (!nb)
-            return NULL;
-        fc->bigs = nb;
-        fc->capbigs = nc;
-    }
+    if (cm_grow((void **)&fc->bigs, &fc->capbigs, fc->nbigs + 1, 16, sizeof(*fc->bigs)) < 0)
+        return NULL;
     void *p = malloc(size);
     if (p)
         fc->bigs[fc->nbigs++] = p;

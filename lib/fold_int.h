@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "circmon/fold.h"
+#include "circmon/grow.h"
 #include "circmon/pool.h"
 #include "circmon/timeutil.h"
 #include "circmon/v1/state.pb-c.h"

@@ -39,14 +39,14 @@ int cm_fold_grow(struct cm_pool *pl, void **v, uint32_t *cap, uint32_t need, siz
 {
     if (need <= *cap)
         return 0;
-    uint32_t nc = *cap ? *cap : 1; /* most snapshots hold one permit */
-    while (nc < need)
-        nc *= 2;
+    size_t nc = cm_grow_cap(*cap, need, 1, size); /* most snapshots hold one permit */
+    if (!nc || nc > UINT32_MAX)
+        return -ENOMEM;
     void *nv = cm_pool_realloc(pl, *v, (size_t)*cap * size, (size_t)nc * size);
     if (!nv)
         return -ENOMEM;
     *v = nv;
-    *cap = nc;
+    *cap = (uint32_t)nc;
     return 0;
 }
 

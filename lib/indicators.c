@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "circmon/grow.h"
 #include "circmon/indicators.h"
 #include "circmon/timeutil.h"
 
@@ -51,28 +52,12 @@ static int add2(struct eval *e, int ctr, int32_t scheme, int64_t nat, int64_t da
     return 0;
 }
 
-/* Grows array *v of *cap elements of size bytes to room for need. */
-static int grow(void **v, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return 0;
-    size_t nc = *cap ? *cap : 64;
-    while (nc < need)
-        nc *= 2;
-    void *nv = realloc(*v, nc * size);
-    if (!nv)
-        return -ENOMEM;
-    *v = nv;
-    *cap = nc;
-    return 0;
-}
-
 /* A step of v at day for (scheme, nat): its share of the nationality's
  * total now (the steps of a breach sum to 0, so the total of its days is
  * the sum of -v * day over its steps), its months when swept. */
 static int step(struct eval *e, int32_t scheme, int64_t nat, int64_t day, int64_t v)
 {
-    if (grow((void **)&e->st, &e->capst, e->nst + 1, sizeof(*e->st)) < 0)
+    if (cm_grow((void **)&e->st, &e->capst, e->nst + 1, 64, sizeof(*e->st)) < 0)
         return -ENOMEM;
     e->st[e->nst++] = (struct step){.scheme = scheme, .day = day, .v = v};
     struct cm_agg_key k = {.kind = CM_AK_NAT, .ctr = CM_C_BREACH_DAYS, .scheme = scheme, .a = nat};
@@ -188,14 +173,8 @@ static int collect(const struct cm_agg_key *k, int64_t v, void *ud)
     struct cm_agg_key gk = {.kind = k->kind, .scheme = k->scheme, .a = k->a};
     int64_t gi = cm_agg_get(e->gidx, &gk);
     if (!gi) {
-        if (e->ng == e->capg) {
-            size_t nc = e->capg ? e->capg * 2 : 64;
-            struct group *ng = realloc(e->g, nc * sizeof(*ng));
-            if (!ng)
-                return -ENOMEM;
-            e->g = ng;
-            e->capg = nc;
-        }
+        if (cm_grow((void **)&e->g, &e->capg, e->ng + 1, 64, sizeof(*e->g)) < 0)
+            return -ENOMEM;
         memset(&e->g[e->ng], 0, sizeof(e->g[e->ng]));
         e->g[e->ng].kind = k->kind;
         e->g[e->ng].scheme = k->scheme;
