@@ -453,8 +453,10 @@ static int item_key_cmp(const void *x, const void *y)
 static int diff_sorted(struct cm_item *before, size_t nb, struct cm_item *after, size_t na,
                        struct cm_item **items, size_t *n, size_t *cap)
 {
-    qsort(before, nb, sizeof(*before), item_key_cmp);
-    qsort(after, na, sizeof(*after), item_key_cmp);
+    if (nb)
+        qsort(before, nb, sizeof(*before), item_key_cmp);
+    if (na)
+        qsort(after, na, sizeof(*after), item_key_cmp);
     size_t i = 0, j = 0;
     while (i < na || j < nb) {
         const struct cm_item *k = i < na && (j >= nb || item_key_cmp(&after[i], &before[j]) <= 0)

@@ -77,7 +77,8 @@ static int step_cmp(const void *x, const void *y)
  * months with breach days, not the days. */
 static int sweep(struct eval *e)
 {
-    qsort(e->st, e->nst, sizeof(*e->st), step_cmp);
+    if (e->nst)
+        qsort(e->st, e->nst, sizeof(*e->st), step_cmp);
     int64_t r = 0;
     for (size_t i = 0; i < e->nst; i++) {
         if (i && e->st[i].scheme != e->st[i - 1].scheme)

@@ -238,6 +238,7 @@ START_TEST(test_range_bounds_accepted) {
     ck_assert_int_eq(cfg.redis_db, 1000000);
     ck_assert_int_eq(cfg.connect_timeout_ms, 3600000);
     ck_assert_int_eq(cfg.command_timeout_ms, 1);
+    cm_config_free(&cfg);
     ck_assert_int_eq(load("[circmon]\nmax_window_events = 1\n"), 0);
     ck_assert_int_eq(cfg.max_window_events, 1);
     cm_config_free(&cfg);
