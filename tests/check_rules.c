@@ -527,6 +527,34 @@ START_TEST(test_limit_names)
 }
 END_TEST
 
+/* A late grant before 40 others: the migrant's contribution changes for
+ * every permit at once (the before/after lists are long and merged by
+ * sorting); the figures stay those of the fold in order: 41 unused permits,
+ * all with E = b + 11, due as of b + 20. */
+START_TEST(test_out_of_order_before_many_permits)
+{
+    char pid[16];
+    for (int i = 0; i < 40; i++) {
+        snprintf(pid, sizeof pid, "p%d", i);
+        FEED(F, ev_grant(NULL, "m1", T(B0 + 10) + i * 60, pid, i % 2 ? "A" : "B", i % 3 ? "UKR" : "MDA",
+                         T(B0 + 10), T(B0 + 11)));
+    }
+    FEED(F, ev_grant(NULL, "m1", T(B0 + 10) - 60, "late", "A", "GEO", T(B0 + 10), T(B0 + 11)));
+    json_t *d = doc_at(F, T(B0 + 20));
+    CHECK_GROUP(d, "A", NULL, "no_shows=21");
+    CHECK_GROUP(d, "B", NULL, "no_shows=20");
+    CHECK_GROUP(d, "A", "nat:GEO", "no_shows=1");
+    CHECK_GROUP(d, "A", "cohort:2024-03", "no_shows=21");
+    CHECK_DQ(d, "out_of_order=1");
+    json_decref(d);
+    /* and not yet due as of b + 11 (E + 0 < dS is false): nothing */
+    d = doc_at(F, T(B0 + 11));
+    CHECK_GROUP(d, "A", NULL, "");
+    CHECK_GROUP(d, "B", NULL, "");
+    json_decref(d);
+}
+END_TEST
+
 START_TEST(test_reorder_window_configurable)
 {
     struct fx *f = fx_new(5, SCHEMES);
@@ -1706,6 +1734,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_limit_permits_per_migrant);
     tcase_add_test(tc, test_limit_runs_per_migrant);
     tcase_add_test(tc, test_limit_names);
+    tcase_add_test(tc, test_out_of_order_before_many_permits);
     tcase_add_test(tc, test_out_of_order_counted_and_refolded);
     tcase_add_test(tc, test_refold_counts_nothing_twice);
     tcase_add_test(tc, test_out_of_order_equal_time_is_not);
