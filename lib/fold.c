@@ -2,10 +2,13 @@
  *
  * A migrant's state is a snapshot (the fold of its accepted events older than
  * the reorder window) plus the accepted events of the window, in order of
- * occurrence. Every arrival folds the window again on a scratch copy of the
- * snapshot, before and after the event, and emits the difference of the two
- * contributions (agg.h): so a late event changes the figures exactly as if it
- * had arrived in order, and nothing is counted twice. Events that leave the
+ * occurrence. Every arrival emits the difference of the migrant's
+ * contributions (agg.h) before and after it: the fold after an event in
+ * order is the fold before plus that event; after one that lands inside the
+ * window, the window is folded again from the snapshot. So a late event
+ * changes the figures exactly as if it had arrived in order, and nothing is
+ * counted twice. The fold before is kept in the state (its head) once the
+ * window holds HEAD_MIN events, else folded again (fold_state.c). Events that leave the
  * window are folded into the snapshot for good; what can no longer change a
  * figure is then dropped from it (its contribution stays in the aggregate). */
 #include <errno.h>
