@@ -224,8 +224,6 @@ FUZZ_BINS    := $(addprefix build/fuzz/,$(FUZZ_TARGETS))
 fobj = $(patsubst %.c,build/fuzz/obj/%.o,$(1))
 FLIB_OBJ := $(call fobj,$(LIB_SRC))
 FLIB     := build/fuzz/libcircmon.a
-# the messages' dictionary serves every target fed messages
-FUZZ_DICT = tests/fuzz/$(if $(filter fuzz_config,$(1)),fuzz_config,fuzz_decode).dict
 FUZZ_ENV := ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 \
             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
             $(if $(wildcard /usr/lib/llvm-14/bin/llvm-symbolizer),\
@@ -261,16 +259,18 @@ build/fuzz/corpus/.stamp: tests/fuzz/corpus.sh build/fuzz/mkseeds bin/circmon-ge
 fuzz-build: $(FUZZ_BINS)
 fuzz-corpus: build/fuzz/corpus/.stamp
 
-# Runs every target even after a crash, then fails if any did. Standard
-# input is /dev/null: no input may ever come from elsewhere.
+# Runs every target even after a crash, then fails if any did. A target
+# without its own dictionary (tests/fuzz/<target>.dict) takes that of the
+# messages. Standard input is /dev/null: no input may come from elsewhere.
 fuzz: $(FUZZ_BINS) build/fuzz/corpus/.stamp
 	@mkdir -p build/fuzz/artifacts; fail=0; \
 	for t in $(FUZZ_TARGETS); do \
 	    mkdir -p build/fuzz/work/$$t; \
+	    dict=tests/fuzz/$$t.dict; [ -f $$dict ] || dict=tests/fuzz/fuzz_decode.dict; \
 	    echo "== fuzz: $$t for $(FUZZ_SECONDS) s"; \
 	    if env $(FUZZ_ENV) build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) \
 	        -timeout=$(FUZZ_TIMEOUT) -rss_limit_mb=$(FUZZ_RSS_MB) -print_final_stats=1 \
-	        -dict=$(call FUZZ_DICT,$$t) -artifact_prefix=build/fuzz/artifacts/$$t- \
+	        -dict=$$dict -artifact_prefix=build/fuzz/artifacts/$$t- \
 	        build/fuzz/work/$$t build/fuzz/corpus/$$t </dev/null >build/fuzz/$$t.log 2>&1; \
 	    then grep -E '^(stat::|#[0-9]+ +DONE)' build/fuzz/$$t.log; \
 	    else echo "!! fuzz: $$t FAILED"; grep -v -E '^#[0-9]+ +(NEW|REDUCE|pulse)' build/fuzz/$$t.log | tail -60; \
