@@ -874,12 +874,16 @@ START_TEST(test_check_config_forced_kafka_settings)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const char *conf = write_conf("f.conf", "forced", 500, 4);
-        FILE *fp = fopen(conf, "a");
+        FILE *fp = fopen(conf, "a+");
         ck_assert_ptr_nonnull(fp);
+        int lines = 0, ch; /* the bad key goes on line lines + 2 */
+        rewind(fp);
+        while ((ch = fgetc(fp)) != EOF)
+            lines += ch == '\n';
         fprintf(fp, "[kafka]\n%s\n", bad[i][0]);
         fclose(fp);
         char want[512];
-        snprintf(want, sizeof(want), "%s:15: [kafka] %s", conf, bad[i][1]);
+        snprintf(want, sizeof(want), "%s:%d: [kafka] %s", conf, lines + 2, bad[i][1]);
         char *args[] = {"--config", (char *)conf, "--check-config", NULL};
         const char *log = path_in("check.log");
         ck_assert_int_eq(run_bin("circmond", args, NULL, log), 1);
