@@ -272,8 +272,9 @@ fuzz: $(FUZZ_BINS) build/fuzz/corpus/.stamp
 	        -timeout=$(FUZZ_TIMEOUT) -rss_limit_mb=$(FUZZ_RSS_MB) -print_final_stats=1 \
 	        -dict=$$dict -artifact_prefix=build/fuzz/artifacts/$$t- \
 	        build/fuzz/work/$$t build/fuzz/corpus/$$t </dev/null >build/fuzz/$$t.log 2>&1; \
-	    then grep -E '^(stat::|#[0-9]+ +DONE)' build/fuzz/$$t.log; \
-	    else echo "!! fuzz: $$t FAILED"; grep -v -E '^#[0-9]+ +(NEW|REDUCE|pulse)' build/fuzz/$$t.log | tail -60; \
+	    then grep -E '^#[0-9]+' build/fuzz/$$t.log | tail -1; grep -E '^stat::' build/fuzz/$$t.log; \
+	    else echo "!! fuzz: $$t FAILED"; \
+	        grep -v -E '^#[0-9]+[[:space:]]+(INITED|NEW|REDUCE|pulse)' build/fuzz/$$t.log | tail -60; \
 	        fail=$$((fail + 1)); fi; \
 	done; \
 	echo "== fuzz: $(words $(FUZZ_TARGETS)) targets, $$fail failed"; \
