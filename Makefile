@@ -4,6 +4,8 @@
 #                        bin/circmon-broker; each only once its main source exists)
 #   make check           every tests/check_*.c, plain and with ASan/UBSan
 #   make check-valgrind  the plain suites under valgrind (CK_FORK=no)
+#   make fuzz            the libFuzzer targets of tests/fuzz, FUZZ_SECONDS (60)
+#                        each; fails on any crash, leak, timeout or UB
 #   make bench | demo | deps | install | clean
 #
 # Every library comes from pkg-config. Generated protobuf-c code lives in build/gen.
@@ -94,7 +96,7 @@ ASAN_ENV := $(TEST_ENV) CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-3} \
             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
 .PHONY: FORCE all check check-plain check-asan check-valgrind tests tests-asan \
-        bench demo deps install uninstall clean
+        bench demo deps install uninstall clean fuzz fuzz-build fuzz-corpus
 .DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
 .SECONDARY:
@@ -201,6 +203,83 @@ build/bench/bench_fold: build/obj/tests/bench/bench_fold.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(PC_LIBS) -lm
 
+# --- fuzzing -------------------------------------------------------------------
+# libFuzzer targets (tests/fuzz/fuzz_*.c) built with clang, against the library
+# (and the generated protobuf-c code) compiled again, instrumented, into
+# build/fuzz. The system's libprotobuf-c, jansson and inih are not
+# instrumented. Seeds come from circmon-gen (tests/fuzz/corpus.sh) into
+# build/fuzz/corpus; what a run learns stays in build/fuzz/work; a crash is
+# saved as build/fuzz/artifacts/<target>-crash-<sha1>.
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 60
+FUZZ_TIMEOUT ?= 10
+FUZZ_RSS_MB  ?= 2048
+FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+              -fno-omit-frame-pointer
+FUZZ_CFLAGS := -O1 -g -std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L \
+               -Iinclude -Ibuild/gen $(PC_CFLAGS) $(FUZZ_SAN)
+FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(FUZZ_SRC))
+FUZZ_BINS    := $(addprefix build/fuzz/,$(FUZZ_TARGETS))
+fobj = $(patsubst %.c,build/fuzz/obj/%.o,$(1))
+FLIB_OBJ := $(call fobj,$(LIB_SRC))
+FLIB     := build/fuzz/libcircmon.a
+FUZZ_ENV := ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 \
+            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+            $(if $(wildcard /usr/lib/llvm-14/bin/llvm-symbolizer),\
+                ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer)
+
+build/fuzz/obj/%.o: %.c | $(GEN_H)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(EXTRA_CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(call fobj,$(GEN_C)): EXTRA_CFLAGS = $(GEN_CFLAGS)
+
+build/fuzz/lib.list: FORCE
+	@mkdir -p $(@D)
+	@echo '$(FLIB_OBJ)' | cmp -s - $@ || echo '$(FLIB_OBJ)' > $@
+
+$(FLIB): $(FLIB_OBJ) build/fuzz/lib.list
+	rm -f $@
+	$(AR) rcs $@ $(FLIB_OBJ)
+
+build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FLIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(FLIB) $(PC_LIBS) -lm
+
+# the seed maker is a plain program on the plain library
+build/fuzz/mkseeds: build/obj/tests/fuzz/mkseeds.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(PC_LIBS) -lm
+
+build/fuzz/corpus/.stamp: tests/fuzz/corpus.sh build/fuzz/mkseeds bin/circmon-gen \
+                          $(wildcard config/*.conf)
+	sh tests/fuzz/corpus.sh build/fuzz/corpus
+	@touch $@
+
+fuzz-build: $(FUZZ_BINS)
+fuzz-corpus: build/fuzz/corpus/.stamp
+
+# Runs every target even after a crash, then fails if any did. A target
+# without its own dictionary (tests/fuzz/<target>.dict) takes that of the
+# messages. Standard input is /dev/null: no input may come from elsewhere.
+fuzz: $(FUZZ_BINS) build/fuzz/corpus/.stamp
+	@mkdir -p build/fuzz/artifacts; fail=0; \
+	for t in $(FUZZ_TARGETS); do \
+	    mkdir -p build/fuzz/work/$$t; \
+	    dict=tests/fuzz/$$t.dict; [ -f $$dict ] || dict=tests/fuzz/fuzz_decode.dict; \
+	    echo "== fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	    if env $(FUZZ_ENV) build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) \
+	        -timeout=$(FUZZ_TIMEOUT) -rss_limit_mb=$(FUZZ_RSS_MB) -print_final_stats=1 \
+	        -dict=$$dict -artifact_prefix=build/fuzz/artifacts/$$t- \
+	        build/fuzz/work/$$t build/fuzz/corpus/$$t </dev/null >build/fuzz/$$t.log 2>&1; \
+	    then grep -E '^#[0-9]+' build/fuzz/$$t.log | tail -1; grep -E '^stat::' build/fuzz/$$t.log; \
+	    else echo "!! fuzz: $$t FAILED"; \
+	        grep -v -E '^#[0-9]+[[:space:]]+(INITED|NEW|REDUCE|pulse)' build/fuzz/$$t.log | tail -60; \
+	        fail=$$((fail + 1)); fi; \
+	done; \
+	echo "== fuzz: $(words $(FUZZ_TARGETS)) targets, $$fail failed"; \
+	test $$fail -eq 0
+
 # --- scripts written elsewhere ---------------------------------------------
 bench: all build/bench/bench_fold
 	@if [ -x tests/bench.sh ] || [ -f tests/bench.sh ]; then \
@@ -237,3 +316,4 @@ clean:
 	rm -rf build bin
 
 -include $(ALL_OBJ:.o=.d)
+-include $(patsubst %.o,%.d,$(FLIB_OBJ) $(call fobj,$(FUZZ_SRC)) build/obj/tests/fuzz/mkseeds.o)

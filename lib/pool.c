@@ -14,13 +14,79 @@
 #include <string.h>
 #include <sys/mman.h>
 
+/* Under AddressSanitizer and valgrind the pool stays the pool, so that both
+ * check the allocator the programs use: memory no live block covers (the
+ * unused rest of a chunk, a released block, the tail of a block past the
+ * bytes asked for) is poisoned, and a block is made addressable (valgrind:
+ * undefined) when handed out. The free-list link in a released block is
+ * written and read with the poison lifted for that word only. The leak
+ * checkers scan the chunks for pointers to malloc's blocks (LeakSanitizer
+ * through a root region; valgrind scans every addressable byte). */
 #if defined(__SANITIZE_ADDRESS__)
-#define CM_POOL_MALLOC 1
+#define CM_POOL_ASAN 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
-#define CM_POOL_MALLOC 1
+#define CM_POOL_ASAN 1
 #endif
 #endif
+#ifdef CM_POOL_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/lsan_interface.h>
+#endif
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define CM_POOL_VALGRIND 1
+#endif
+#endif
+
+/* [p, p + n) may not be touched. */
+static void no_access(void *p, size_t n)
+{
+#ifdef CM_POOL_ASAN
+    ASAN_POISON_MEMORY_REGION(p, n);
+#endif
+#ifdef CM_POOL_VALGRIND
+    (void)VALGRIND_MAKE_MEM_NOACCESS(p, n);
+#endif
+    (void)p;
+    (void)n;
+}
+
+/* [p, p + n) is handed out: addressable, contents undefined. */
+static void undefined(void *p, size_t n)
+{
+#ifdef CM_POOL_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(p, n);
+#endif
+#ifdef CM_POOL_VALGRIND
+    (void)VALGRIND_MAKE_MEM_UNDEFINED(p, n);
+#endif
+    (void)p;
+    (void)n;
+}
+
+/* The free-list link stored in released block b. */
+static void *link_get(void *b)
+{
+    void *next;
+#ifdef CM_POOL_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(b, sizeof(void *));
+#endif
+#ifdef CM_POOL_VALGRIND
+    (void)VALGRIND_MAKE_MEM_DEFINED(b, sizeof(void *));
+#endif
+    memcpy(&next, b, sizeof(void *));
+    no_access(b, sizeof(void *));
+    return next;
+}
+
+static void link_set(void *b, void *next)
+{
+    undefined(b, sizeof(void *));
+    memcpy(b, &next, sizeof(void *));
+    no_access(b, sizeof(void *));
+}
 
 #define CHUNK ((size_t)2 << 20)
 #define GRAIN 16
@@ -67,6 +133,10 @@ struct cm_pool *cm_pool_free(struct cm_pool *pl)
     while (pl->chunks) {
         struct chunk *c = pl->chunks;
         pl->chunks = c->next;
+#ifdef CM_POOL_ASAN
+        __lsan_unregister_root_region(c->base, CHUNK);
+        ASAN_UNPOISON_MEMORY_REGION(c->base, CHUNK); /* the addresses may be mapped again */
+#endif
         munmap(c->base, CHUNK);
         free(c);
     }
@@ -87,7 +157,6 @@ void cm_mem_hint_huge(void *p, size_t n)
 #endif
 }
 
-#ifndef CM_POOL_MALLOC
 /* The class of a block of n <= MAXBLK bytes. */
 static unsigned class_of(const struct cm_pool *pl, size_t n)
 {
@@ -110,6 +179,10 @@ static int add_chunk(struct cm_pool *pl)
         munmap(m, (size_t)(a - m));
     munmap(a + CHUNK, (size_t)(m + 2 * CHUNK - (a + CHUNK)));
     cm_mem_hint_huge(a, CHUNK);
+    no_access(a, CHUNK);
+#ifdef CM_POOL_ASAN
+    __lsan_register_root_region(a, CHUNK);
+#endif
     c->base = a;
     c->next = pl->chunks;
     pl->chunks = c;
@@ -118,20 +191,16 @@ static int add_chunk(struct cm_pool *pl)
     pl->end = a + CHUNK;
     return 0;
 }
-#endif
 
 void *cm_pool_alloc(struct cm_pool *pl, size_t n)
 {
-#ifdef CM_POOL_MALLOC
-    (void)pl;
-    return malloc(n);
-#else
     if (n > MAXBLK)
         return malloc(n);
     unsigned c = class_of(pl, n);
     void *b = pl->free[c];
     if (b) {
-        memcpy(&pl->free[c], b, sizeof(void *));
+        pl->free[c] = link_get(b);
+        undefined(b, n);
         return b;
     }
     size_t sz = class_size[c];
@@ -141,7 +210,7 @@ void *cm_pool_alloc(struct cm_pool *pl, size_t n)
             unsigned k = pl->cls[(size_t)(pl->end - pl->cur) / GRAIN];
             if (class_size[k] > (size_t)(pl->end - pl->cur))
                 k--;
-            memcpy(pl->cur, &pl->free[k], sizeof(void *));
+            link_set(pl->cur, pl->free[k]);
             pl->free[k] = pl->cur;
             pl->cur += class_size[k];
         }
@@ -150,17 +219,12 @@ void *cm_pool_alloc(struct cm_pool *pl, size_t n)
     }
     b = pl->cur;
     pl->cur += sz;
+    undefined(b, n);
     return b;
-#endif
 }
 
 void cm_pool_release(struct cm_pool *pl, void *p, size_t n)
 {
-#ifdef CM_POOL_MALLOC
-    (void)pl;
-    (void)n;
-    free(p);
-#else
     if (!p)
         return;
     if (n > MAXBLK) {
@@ -168,31 +232,30 @@ void cm_pool_release(struct cm_pool *pl, void *p, size_t n)
         return;
     }
     unsigned c = class_of(pl, n);
-    memcpy(p, &pl->free[c], sizeof(void *));
+    no_access(p, class_size[c]);
+    link_set(p, pl->free[c]);
     pl->free[c] = p;
-#endif
 }
 
 void *cm_pool_realloc(struct cm_pool *pl, void *p, size_t old, size_t n)
 {
-#ifdef CM_POOL_MALLOC
-    (void)pl;
-    (void)old;
-    return realloc(p, n);
-#else
     if (!p)
         return cm_pool_alloc(pl, n);
     if (old > MAXBLK && n > MAXBLK)
         return realloc(p, n);
-    if (old <= MAXBLK && n <= MAXBLK && class_of(pl, old) == class_of(pl, n))
+    if (old <= MAXBLK && n <= MAXBLK && class_of(pl, old) == class_of(pl, n)) {
+        if (n > old)
+            undefined((char *)p + old, n - old);
+        else
+            no_access((char *)p + n, old - n);
         return p;
+    }
     void *q = cm_pool_alloc(pl, n);
     if (!q)
         return NULL;
     memcpy(q, p, old < n ? old : n);
     cm_pool_release(pl, p, old);
     return q;
-#endif
 }
 
 size_t cm_pool_footprint(const struct cm_pool *pl)

@@ -87,16 +87,16 @@ if [ -s "$work/assigned" ]; then
 fi
 echo "circmond peak RSS: ${hwm:-?} KiB"
 
-used=$(redis-cli -p "$redis_port" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p')
-migrants=$(redis-cli -p "$redis_port" --scan --pattern '*:m:*' | wc -l)
+used=$(rcli info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p')
+migrants=$(rcli --scan --pattern '*:m:*' | wc -l)
 printf 'redis used_memory: %d bytes for %d migrant states: %.0f bytes per migrant (aggregates included)\n' \
     "$used" "$migrants" "$(echo "$used / $migrants" | bc -l)"
-sample=$(redis-cli -p "$redis_port" --scan --pattern '*:m:*' | head -1000 || true) # SIGPIPE
+sample=$(rcli --scan --pattern '*:m:*' | head -1000 || true) # SIGPIPE
 if [ -n "$sample" ]; then
     total=0
     cnt=0
     while read -r k; do
-        u=$(redis-cli -p "$redis_port" memory usage "$k")
+        u=$(rcli memory usage "$k")
         total=$((total + u))
         cnt=$((cnt + 1))
     done <<<"$sample"

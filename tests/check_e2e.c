@@ -1,7 +1,9 @@
 /* check_e2e.c - circmond end to end against a real redis-server and circmon-broker.
  *
- * Each test starts its own redis-server (free loopback port) and
- * circmon-broker, publishes a circmon-gen stream with circmonctl publish,
+ * Each test starts its own redis-server, on a unix socket in its directory
+ * (no port is picked, so none can be taken by another program in between),
+ * and circmon-broker, which binds a loopback port itself and prints it;
+ * publishes a circmon-gen stream with circmonctl publish,
  * runs bin/circmond and compares `circmonctl indicators` (read from Redis)
  * with `circmonctl replay` of the same events. Every child process gets
  * PR_SET_PDEATHSIG, so a test killed by its timeout takes its services with
@@ -11,14 +13,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -44,7 +44,7 @@
 static char dir[256];
 static pid_t pids[32];
 static int npids;
-static int redis_port;
+static char redis_sock[300]; /* dir/redis.sock */
 static pid_t redis_pid = -1;
 static pid_t broker_pid = -1;
 static char brokers[256];
@@ -173,22 +173,10 @@ static void kill_all(void)
     }
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof(a);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static redisContext *redis_conn(void)
 {
     struct timeval tv = {1, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
+    redisContext *c = redisConnectUnixWithTimeout(redis_sock, tv);
     if (c && c->err) {
         redisFree(c);
         return NULL;
@@ -196,15 +184,17 @@ static redisContext *redis_conn(void)
     return c;
 }
 
-/* Starts redis-server on redis_port (aof: persist to dir/redis). */
+/* Starts redis-server on the unix socket redis_sock, TCP off (aof: persist
+ * to dir/redis). */
 static void redis_start(int aof)
 {
-    char port[16], rdir[300], log[300];
-    snprintf(port, sizeof(port), "%d", redis_port);
+    char rdir[300], log[300];
+    ck_assert_msg(strlen(redis_sock) < 100, "socket path too long: %s", redis_sock);
     snprintf(rdir, sizeof(rdir), "%s/redis", dir);
     snprintf(log, sizeof(log), "%s/redis.log", dir);
     mkdir(rdir, 0755);
-    char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+    char *argv[] = {"redis-server", "--port", "0", "--unixsocket", redis_sock,
+                    "--unixsocketperm", "700", "--save", "",
                     "--appendonly", aof ? "yes" : "no", "--appendfsync", "always",
                     "--daemonize", "no", "--dir", rdir, NULL};
     redis_pid = spawn(argv, log, log, NULL, NULL);
@@ -278,7 +268,7 @@ static void setup(void)
     snprintf(dir, sizeof(dir), "%s/check_e2e.XXXXXX", t && *t ? t : "/tmp");
     ck_assert_ptr_nonnull(mkdtemp(dir));
     npids = 0;
-    redis_port = free_port();
+    snprintf(redis_sock, sizeof(redis_sock), "%s/redis.sock", dir);
     redis_start(0);
     broker_start();
 }
@@ -314,9 +304,9 @@ static const char *write_conf(const char *name, const char *group, int batch_siz
     fprintf(fp,
             "[circmon]\nbatch_size = %d\nmax_in_flight = %d\nlog_level = info\n"
             "[kafka]\nbrokers = %s\ngroup_id = %s\nrdkafka.session.timeout.ms = 6000\n"
-            "[redis]\nhost = 127.0.0.1\nport = %d\ncommand_timeout_ms = 3000\n"
+            "[redis]\nunix_socket = %s\ncommand_timeout_ms = 3000\n"
             "connect_timeout_ms = 1000\n",
-            batch_size, max_in_flight, brokers, group, redis_port);
+            batch_size, max_in_flight, brokers, group, redis_sock);
     fclose(fp);
     return p;
 }
@@ -885,12 +875,16 @@ START_TEST(test_check_config_forced_kafka_settings)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const char *conf = write_conf("f.conf", "forced", 500, 4);
-        FILE *fp = fopen(conf, "a");
+        FILE *fp = fopen(conf, "a+");
         ck_assert_ptr_nonnull(fp);
+        int lines = 0, ch; /* the bad key goes on line lines + 2 */
+        rewind(fp);
+        while ((ch = fgetc(fp)) != EOF)
+            lines += ch == '\n';
         fprintf(fp, "[kafka]\n%s\n", bad[i][0]);
         fclose(fp);
         char want[512];
-        snprintf(want, sizeof(want), "%s:15: [kafka] %s", conf, bad[i][1]);
+        snprintf(want, sizeof(want), "%s:%d: [kafka] %s", conf, lines + 2, bad[i][1]);
         char *args[] = {"--config", (char *)conf, "--check-config", NULL};
         const char *log = path_in("check.log");
         ck_assert_int_eq(run_bin("circmond", args, NULL, log), 1);
@@ -1018,7 +1012,7 @@ START_TEST(test_zombie)
     const char *t = getenv("TMPDIR");
     snprintf(dir, sizeof(dir), "%s/check_e2e.XXXXXX", t && *t ? t : "/tmp");
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    redis_port = free_port();
+    snprintf(redis_sock, sizeof(redis_sock), "%s/redis.sock", dir);
     redis_start(0);
     strcpy(brokers, "127.0.0.1:9"); /* unused here */
     const char *conf = write_conf("c.conf", "z", 10, 1);

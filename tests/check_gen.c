@@ -121,10 +121,36 @@ static int64_t *seen_slot(struct seen *s, const char *id)
     }
 }
 
+/* Records seen, by a 64-bit hash of their bytes: finds exact copies. */
+struct bytes_seen {
+    uint64_t *h; /* 0 = empty */
+    size_t cap;
+};
+
+/* 1 when the same bytes were seen before; remembers them otherwise. */
+static int seen_before(struct bytes_seen *s, const uint8_t *p, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    h |= 1;
+    for (size_t i = h & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
+        if (!s->h[i]) {
+            s->h[i] = h;
+            return 0;
+        }
+        if (s->h[i] == h)
+            return 1;
+    }
+}
+
 struct census {
     size_t records, undecodable, by_case[16];
     size_t no_event_id, no_migrant_id, no_body, zero_time, long_string, bad_range,
-        no_scheme, out_of_order, arrival_steps_back;
+        no_scheme, no_permit_id, no_valid_until, out_of_order, arrival_steps_back;
+    size_t copies;             /* records equal byte for byte to an earlier one */
+    size_t steps_back_not_copy; /* arrival steps back on a record that is not a copy */
+    size_t with_recorded;      /* decodable records with recorded_at set */
     size_t migrants;
     int64_t max_occ, max_recorded;
 };
@@ -145,7 +171,9 @@ static void take_census(const char *name, struct census *c)
     struct seen seen = {.cap = 1 << 16};
     seen.id = calloc(seen.cap, sizeof *seen.id);
     seen.occ = calloc(seen.cap, sizeof *seen.occ);
-    ck_assert(seen.id && seen.occ);
+    struct bytes_seen bs = {.cap = 1 << 18};
+    bs.h = calloc(bs.cap, sizeof *bs.h);
+    ck_assert(seen.id && seen.occ && bs.h);
     memset(c, 0, sizeof *c);
 
     const uint8_t *data;
@@ -154,6 +182,9 @@ static void take_census(const char *name, struct census *c)
     int64_t prev_rec = INT64_MIN;
     while ((rc = cm_frame_read(&r, &data, &len)) == 1) {
         c->records++;
+        ck_assert_uint_lt(c->records, bs.cap / 2);
+        int copy = seen_before(&bs, data, len);
+        c->copies += copy;
         Circmon__V1__Event *ev = circmon__v1__event__unpack(NULL, len, data);
         if (!ev) {
             c->undecodable++;
@@ -170,15 +201,25 @@ static void take_census(const char *name, struct census *c)
         if (ev->body_case == CIRCMON__V1__EVENT__BODY_PERMIT_GRANTED) {
             c->bad_range += ev->permit_granted->valid_until < ev->permit_granted->valid_from;
             c->no_scheme += !*ev->permit_granted->scheme_id;
+            c->no_permit_id += !*ev->permit_granted->permit_id;
         }
+        if (ev->body_case == CIRCMON__V1__EVENT__BODY_PERMIT_EXTENDED) {
+            c->no_valid_until += ev->permit_extended->valid_until == 0;
+            c->no_permit_id += !*ev->permit_extended->permit_id;
+        }
+        if (ev->body_case == CIRCMON__V1__EVENT__BODY_PERMIT_REVOKED)
+            c->no_permit_id += !*ev->permit_revoked->permit_id;
+        c->with_recorded += ev->recorded_at > 0;
         if (ev->occurred_at > c->max_occ)
             c->max_occ = ev->occurred_at;
         if (ev->recorded_at > c->max_recorded)
             c->max_recorded = ev->recorded_at;
         /* recorded_at is the arrival: the stream is in arrival order, but for
          * duplicates re-sent a little later. */
-        if (ev->recorded_at < prev_rec)
+        if (ev->recorded_at < prev_rec) {
             c->arrival_steps_back++;
+            c->steps_back_not_copy += !copy;
+        }
         prev_rec = ev->recorded_at;
         if (*ev->migrant_id && ev->occurred_at > 0 &&
             ev->body_case != CIRCMON__V1__EVENT__BODY__NOT_SET) {
@@ -200,6 +241,7 @@ static void take_census(const char *name, struct census *c)
         free(seen.id[i]);
     free(seen.id);
     free(seen.occ);
+    free(bs.h);
 }
 
 START_TEST(gen_stream_contents)
@@ -239,12 +281,26 @@ START_TEST(gen_stream_contents)
     ck_assert_uint_gt(c.long_string, 0);
     ck_assert_uint_lt(c.long_string, small);
     ck_assert_uint_gt(c.bad_range, 0);
+    ck_assert_uint_lt(c.bad_range, small);
     ck_assert_uint_gt(c.no_scheme, 0);
+    ck_assert_uint_lt(c.no_scheme, small);
+    ck_assert_uint_gt(c.no_permit_id, 0);
+    ck_assert_uint_lt(c.no_permit_id, small);
+    ck_assert_uint_gt(c.no_valid_until, 0);
+    ck_assert_uint_lt(c.no_valid_until, small);
 
-    /* Arrival order is not occurrence order, and duplicates step back a little. */
+    /* Every decodable record carries its arrival time: the checks on
+     * recorded_at below would hold vacuously otherwise. */
+    ck_assert_uint_eq(c.with_recorded, c.records - c.undecodable);
+
+    /* Arrival order is not occurrence order, and duplicates step back a
+     * little: exact copies are there, and they are what steps back. */
     ck_assert_uint_gt(c.out_of_order, c.records / 500);
+    ck_assert_uint_gt(c.copies, 0);
+    ck_assert_uint_lt(c.copies, c.records / 50);
     ck_assert_uint_gt(c.arrival_steps_back, 0);
     ck_assert_uint_lt(c.arrival_steps_back, c.records / 50);
+    ck_assert_uint_eq(c.steps_back_not_copy, 0);
 
     /* Default horizon: 2019 .. 2024, everything delivered by 2025-01-01. */
     int64_t end;
@@ -263,6 +319,7 @@ START_TEST(gen_horizon_options)
     int64_t end;
     ck_assert_int_eq(cm_time_parse("2023-01-01", &end), 0);
     ck_assert_uint_gt(c.records, 500);
+    ck_assert_uint_eq(c.with_recorded, c.records - c.undecodable); /* else vacuous below */
     ck_assert_int_lt(c.max_recorded, end);
     ck_assert_int_lt(c.max_occ, end);
     ck_assert_int_gt(c.max_occ, end - 60 * CM_DAY);

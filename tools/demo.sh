@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh - circmon end to end on the embedded defaults (make demo).
 #
-# Starts redis-server and circmon-broker (librdkafka's mock cluster) on free
-# loopback ports, publishes a synthetic multi-year stream from circmon-gen,
+# Starts redis-server (on a unix socket) and circmon-broker (librdkafka's mock
+# cluster, on a loopback port it binds itself), publishes a synthetic multi-year stream from circmon-gen,
 # runs circmond until it has caught up, prints the indicators read from Redis
 # and checks that they equal circmonctl replay's on the same stream. Stops
 # everything it started, also on Ctrl-C or failure.
@@ -23,7 +23,7 @@ make -s -j2 all
 
 start_redis
 start_broker "$PARTITIONS"
-say "redis-server on 127.0.0.1:$redis_port, circmon-broker on $brokers ($PARTITIONS partitions)"
+say "redis-server on $redis_sock, circmon-broker on $brokers ($PARTITIONS partitions)"
 conf=$work/circmond.conf
 write_config "$conf"
 

@@ -1,6 +1,9 @@
 #!/bin/sh
 # install-deps.sh - installs the Debian packages circmon needs to build, test and run.
 #
+# clang-14 and libclang-rt-14-dev (libFuzzer and the sanitizer runtimes) build
+# the fuzz targets (make fuzz); llvm-14 brings llvm-symbolizer for their stacks.
+#
 # Idempotent and fast when everything is present: only missing packages are
 # installed, and apt-get update runs only when something is missing. Uses sudo
 # when not root. Debian 12 (bookworm).
@@ -10,7 +13,8 @@ PKGS="build-essential pkg-config
 libevent-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler
 libhiredis-dev libsystemd-dev libinih-dev libjansson-dev
 check libsubunit-dev
-redis-server kcat valgrind bc time"
+redis-server kcat valgrind bc time
+clang-14 libclang-rt-14-dev llvm-14"
 
 # One dpkg-query for all; packages it has never heard of print nothing.
 # shellcheck disable=SC2086

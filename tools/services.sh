@@ -1,9 +1,14 @@
 # services.sh - start and stop the embedded services (sourced by demo.sh and bench.sh).
 #
-# Defines: say, free_port, start_redis PORT, start_broker PARTITIONS,
+# Defines: say, start_redis, rcli ARGS..., start_broker PARTITIONS,
 # write_config FILE, total_lag CONFIG, wait_caught_up CONFIG PID DEADLINE_S,
 # and a cleanup trap that stops every process started with `track` (in
 # reverse order) and removes $work, whatever happens.
+#
+# No port is ever picked here: redis-server listens on a unix socket in $work
+# only, and circmon-broker binds a port of its own choosing and reports it.
+# (A port found free and handed on can be taken by anyone before it is bound:
+# the ephemeral range, ip_local_port_range, is everybody's.)
 
 say() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
 
@@ -26,33 +31,23 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A loopback port nobody listens on.
-free_port() {
-    local p
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    return 1
-}
-
-# start_redis: sets redis_port.
+# start_redis: a redis-server on the unix socket $redis_sock (TCP off).
 start_redis() {
-    redis_port=$(free_port)
-    redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
-        --dir "$work" --logfile "$work/redis.log" &
+    redis_sock=$work/redis.sock
+    redis-server --port 0 --unixsocket "$redis_sock" --unixsocketperm 700 --save '' \
+        --appendonly no --dir "$work" --logfile "$work/redis.log" &
     track $!
     redis_pid=$!
     for _ in $(seq 1 100); do
-        redis-cli -p "$redis_port" ping >/dev/null 2>&1 && return 0
+        rcli ping >/dev/null 2>&1 && return 0
         kill -0 "$redis_pid" 2>/dev/null || break
         sleep 0.1
     done
     say "redis-server did not start"; cat "$work/redis.log" >&2; return 1
 }
+
+# rcli ARGS...: redis-cli against the redis-server of start_redis.
+rcli() { redis-cli -s "$redis_sock" "$@"; }
 
 # start_broker PARTITIONS: sets brokers.
 start_broker() {
@@ -81,8 +76,7 @@ group_id = circmon-$$-$RANDOM
 rdkafka.session.timeout.ms = 6000
 
 [redis]
-host = 127.0.0.1
-port = $redis_port
+unix_socket = $redis_sock
 CONF
 }
 

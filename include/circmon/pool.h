@@ -3,8 +3,14 @@
  *
  * Blocks are sized: whoever releases or resizes a block says how big it is,
  * so blocks carry no header. Release every block before the pool: blocks
- * over 4 KiB are malloc's own, and so is every block when built with
- * AddressSanitizer (so that the sanitizer sees each one). */
+ * over 4 KiB are malloc's own.
+ *
+ * Built with AddressSanitizer, or with valgrind's headers at hand and run
+ * under valgrind, the pool poisons what no live block covers: a released
+ * block, the unused rest of a chunk, the bytes of a block past the size
+ * asked for. Touching them is reported (ASan: use-after-poison). A released
+ * block is reused by the next block of its class at once, so a stale pointer
+ * touching a block given out again goes unnoticed. */
 #ifndef CIRCMON_POOL_H
 #define CIRCMON_POOL_H
 
