@@ -22,6 +22,7 @@
 #ifndef CIRCMOND_DAEMON_H
 #define CIRCMOND_DAEMON_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -116,6 +117,11 @@ struct daemon {
     int exit_code;
     int resync_backoff_ms;
     uint64_t crash_after; /* CIRCMOND_TEST_CRASH_AFTER_APPLIES, 0 = off */
+    int budget_ms;        /* start-up budget (CIRCMOND_TEST_STARTUP_BUDGET_MS) */
+    int64_t kafka_t0;     /* when asking Kafka for the topics began */
+    int kafka_ok;         /* both topics known */
+    struct cmd_meta *meta;
+    struct event *meta_retry;
 
     struct event *sig_term, *sig_int, *flush_timer, *stats_timer, *poll_timer, *startup_timer,
         *resync_timer, *stop_timer, *close_timer;
@@ -162,10 +168,39 @@ void cmd_drain_pipe(int fd);
 /* The consumer, wired to the loop. Returns 0 or a negative errno (logged). */
 int cmd_consumer_setup(struct daemon *d);
 
-/* The partition count of topic (> 0), or a negative error whose text
- * cmd_topic_errstr gives: the metadata request blocks up to 5 s. */
-int cmd_topic_partitions(rd_kafka_t *rk, const char *topic);
-const char *cmd_topic_errstr(int err);
+/* Topic metadata, asked off the loop: rd_kafka_metadata blocks for up to
+ * its timeout, so a thread of its own asks and hands the result back
+ * through a pipe. One query at a time. */
+struct cmd_meta_result {
+    const char *topic;     /* the topic the result is about (the failed one) */
+    int n;                 /* its partition count (> 0), or 0 on failure */
+    int n_topic;           /* the event topic's count, once known */
+    rd_kafka_resp_err_t err; /* why not: a broker's or librdkafka's error */
+};
+typedef void (*cmd_meta_fn)(struct daemon *d, const struct cmd_meta_result *res);
+struct cmd_meta {
+    struct daemon *d;
+    rd_kafka_t *rk;
+    const char *topics[2]; /* the event topic, then the dead-letter topic */
+    int timeout_ms;
+    cmd_meta_fn done;
+    int fds[2];
+    struct event *ev;
+    pthread_t th;
+    int running;
+    struct cmd_meta_result res; /* written by the thread, read after the join */
+};
+
+/* A metadata asker for topic then dlq_topic (borrowed) on d's consumer;
+ * done runs on the loop after each query. NULL when out of memory. */
+struct cmd_meta *cmd_meta_new(struct daemon *d, const char *topic, const char *dlq_topic,
+                              cmd_meta_fn done);
+/* Starts one query (each topic waits up to timeout_ms). Returns 0, -EBUSY
+ * while one runs, or a negative errno when no thread could start. */
+int cmd_meta_query(struct cmd_meta *mt, int timeout_ms);
+/* Waits for a running query (at most its timeout), frees mt. Accepts NULL;
+ * returns NULL. */
+struct cmd_meta *cmd_meta_free(struct cmd_meta *mt);
 
 /* --- intake.c */
 void cmd_on_kafka(evutil_socket_t fd, short what, void *arg);

@@ -130,41 +130,72 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 /* ------------------------------------------------------------ start */
 
-/* Waits (blocking) until the brokers answer and both topics exist, within
- * the start-up budget. */
+/* Kafka at start-up: the metadata of both topics, asked off the loop (a
+ * query blocks up to 5 s), retried every second within the budget. */
+static void meta_ask(struct daemon *d)
+{
+    int left = (int)(d->kafka_t0 + d->budget_ms - cmd_now_ms());
+    int r = cmd_meta_query(d->meta, left < 100 ? 100 : left > 5000 ? 5000 : left);
+    if (r < 0) {
+        cm_log_err("cannot start the kafka metadata thread: %s", strerror(-r));
+        d->exit_code = 1;
+        event_base_loopbreak(d->base);
+    }
+}
+
+static void on_meta_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    meta_ask(arg);
+}
+
+static void on_meta(struct daemon *d, const struct cmd_meta_result *res)
+{
+    if (d->stopping) {
+        event_base_loopbreak(d->base);
+        return;
+    }
+    if (res->n > 0) {
+        if (cmd_dlq_start(d, res->n) < 0) {
+            cm_log_err("out of memory for %d dead-letter partitions", res->n);
+            d->exit_code = 1;
+        } else {
+            d->kafka_ok = 1;
+            cm_log_info("kafka at %s: %s has %d partitions, %s %d", d->cfg->brokers,
+                        d->cfg->topic, res->n_topic, d->cfg->dlq_topic, res->n);
+        }
+        event_base_loopbreak(d->base);
+        return;
+    }
+    if (cmd_now_ms() - d->kafka_t0 >= d->budget_ms) {
+        cm_log_err("kafka at %s, topic %s: %s; giving up after %.1f s", d->cfg->brokers,
+                   res->topic, rd_kafka_err2str(res->err), d->budget_ms / 1000.0);
+        d->exit_code = 1;
+        event_base_loopbreak(d->base);
+        return;
+    }
+    cm_log_warn("kafka at %s, topic %s: %s; retrying", d->cfg->brokers, res->topic,
+                rd_kafka_err2str(res->err));
+    cmd_timer_in(d->meta_retry, 1000); /* SIGTERM is served meanwhile */
+}
+
+/* Runs the loop until both topics are known (0), the budget is spent or
+ * set-up failed (-ETIMEDOUT, logged), or a signal stops it (-ECANCELED). */
 static int kafka_wait(struct daemon *d)
 {
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        const char *topic = d->cfg->topic;
-        int n = cmd_topic_partitions(d->rk, topic);
-        if (n > 0) {
-            topic = d->cfg->dlq_topic;
-            n = cmd_topic_partitions(d->rk, topic);
-        }
-        if (n > 0) {
-            if (cmd_dlq_start(d, n) < 0) {
-                cm_log_err("out of memory for %d dead-letter partitions", n);
-                return -ENOMEM;
-            }
-            return 0;
-        }
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((t.tv_sec - t0.tv_sec) * 1000 > STARTUP_BUDGET_MS || d->stopping) {
-            cm_log_err("kafka at %s, topic %s: %s; giving up after %d s", d->cfg->brokers,
-                       topic, cmd_topic_errstr(n), STARTUP_BUDGET_MS / 1000);
-            return -ETIMEDOUT;
-        }
-        cm_log_warn("kafka at %s, topic %s: %s; retrying", d->cfg->brokers, topic,
-                    cmd_topic_errstr(n));
-        /* a second between tries, in the loop: SIGTERM is served meanwhile */
-        struct timeval sec = {1, 0};
-        event_base_loopexit(d->base, &sec);
-        event_base_dispatch(d->base);
-        if (d->stopping)
-            return -ECANCELED;
+    if (!(d->meta = cmd_meta_new(d, d->cfg->topic, d->cfg->dlq_topic, on_meta)) ||
+        !(d->meta_retry = evtimer_new(d->base, on_meta_retry, d))) {
+        cm_log_err("out of memory asking kafka for the topics");
+        return -ENOMEM;
     }
+    d->kafka_t0 = cmd_now_ms();
+    meta_ask(d);
+    event_base_dispatch(d->base);
+    evtimer_del(d->meta_retry);
+    if (d->kafka_ok)
+        return 0;
+    return d->stopping && !d->exit_code ? -ECANCELED : -ETIMEDOUT;
 }
 
 static void on_startup_timeout(evutil_socket_t fd, short what, void *arg)
@@ -172,7 +203,7 @@ static void on_startup_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct daemon *d = arg;
-    cm_log_err("redis unreachable for %d s: %s", STARTUP_BUDGET_MS / 1000,
+    cm_log_err("redis unreachable for %.1f s: %s", d->budget_ms / 1000.0,
                cm_store_errstr(d->st));
     d->exit_code = 1;
     d->stopping = 1;
@@ -200,6 +231,7 @@ static void teardown(struct daemon *d)
     /* A consumer whose close did not finish (Kafka gone) would block
      * rd_kafka_destroy in another close without end: leave the group to the
      * session timeout instead. */
+    d->meta = cmd_meta_free(d->meta); /* before the consumer it queries */
     if (d->rk)
         rd_kafka_destroy_flags(d->rk, rd_kafka_consumer_closed(d->rk)
                                           ? 0
@@ -207,7 +239,7 @@ static void teardown(struct daemon *d)
     cmd_dlq_free(d);
     struct event *evs[] = {d->kev,        d->sig_term,    d->sig_int,      d->flush_timer,
                            d->stats_timer, d->poll_timer, d->startup_timer, d->resync_timer,
-                           d->stop_timer, d->close_timer};
+                           d->stop_timer, d->close_timer, d->meta_retry};
     for (size_t i = 0; i < NELEM(evs); i++)
         if (evs[i])
             event_free(evs[i]);
@@ -234,6 +266,12 @@ int cmd_run(const struct cm_config *cfg)
         d->crash_after = strtoull(crash, NULL, 10);
         cm_log_warn("test hook: killing myself after %" PRIu64 " applies", d->crash_after);
     }
+    d->budget_ms = STARTUP_BUDGET_MS;
+    const char *budget = getenv("CIRCMOND_TEST_STARTUP_BUDGET_MS");
+    if (budget && *budget) {
+        d->budget_ms = atoi(budget) > 0 ? atoi(budget) : STARTUP_BUDGET_MS;
+        cm_log_warn("test hook: start-up budget %d ms", d->budget_ms);
+    }
 
     if (!(d->base = event_base_new()) || !(d->dec = cm_decoder_new()) ||
         !(d->nm = cm_names_new()) || !(d->fc = cm_fold_ctx_new(cfg, d->nm))) {
@@ -256,8 +294,11 @@ int cmd_run(const struct cm_config *cfg)
         teardown(d);
         return 1;
     }
-    event_add(d->sig_term, NULL);
-    event_add(d->sig_int, NULL);
+    if (event_add(d->sig_term, NULL) < 0 || event_add(d->sig_int, NULL) < 0) {
+        cm_log_err("cannot catch SIGTERM and SIGINT");
+        teardown(d);
+        return 1;
+    }
 
     /* Redis first, within the start-up budget. */
     const char *where = cfg->redis_unix_socket && *cfg->redis_unix_socket
@@ -269,7 +310,7 @@ int cmd_run(const struct cm_config *cfg)
         teardown(d);
         return 1;
     }
-    cmd_timer_in(d->startup_timer, STARTUP_BUDGET_MS);
+    cmd_timer_in(d->startup_timer, d->budget_ms);
     event_base_dispatch(d->base);
     evtimer_del(d->startup_timer);
     if (d->stopping) {
@@ -285,7 +326,7 @@ int cmd_run(const struct cm_config *cfg)
     }
     int kw = kafka_wait(d);
     if (kw < 0) {
-        int rc = kw == -ECANCELED ? d->exit_code : 1; /* stopped by a signal: 0 */
+        int rc = kw == -ECANCELED ? 0 : 1; /* stopped by a signal: 0 */
         teardown(d);
         return rc;
     }

@@ -393,7 +393,8 @@ static void schedule_retry(struct cm_store *s)
 {
     struct timeval tv;
     ms_to_tv(s->backoff_ms, &tv);
-    evtimer_add(s->retry_timer, &tv);
+    if (evtimer_add(s->retry_timer, &tv) < 0)
+        set_err(s, "cannot arm the redis reconnection timer");
     s->backoff_ms = s->backoff_ms * 2 > 5000 ? 5000 : s->backoff_ms * 2;
 }
 
@@ -679,6 +680,9 @@ static int send_argv(struct cm_store *s, struct req *q, int argc, const char **a
     if (!s->ac)
         return -ENOTCONN;
     redisCallbackFn *fn = q->kind == RQ_HANDSHAKE ? on_handshake : on_reply;
+    /* the deadline first: a command without one could wait forever */
+    if (q->kind != RQ_HANDSHAKE && !q->timer && !(q->timer = evtimer_new(s->base, on_timeout, q)))
+        return -ENOMEM;
     if (redisAsyncCommandArgv(s->ac, fn, q, argc, argv, lens) != REDIS_OK)
         return -ENOTCONN;
     if (q->kind == RQ_HANDSHAKE)
@@ -690,12 +694,13 @@ static int send_argv(struct cm_store *s, struct req *q, int argc, const char **a
         s->reqs->prev = q;
     s->reqs = q;
     s->n_reqs++;
-    if (!q->timer)
-        q->timer = evtimer_new(s->base, on_timeout, q);
-    if (q->timer) {
-        struct timeval tv;
-        ms_to_tv(s->cfg->command_timeout_ms, &tv);
-        evtimer_add(q->timer, &tv);
+    struct timeval tv;
+    ms_to_tv(s->cfg->command_timeout_ms, &tv);
+    if (evtimer_add(q->timer, &tv) < 0) {
+        /* sent without a deadline: its fate would be unknown, drop the
+         * connection (the reply callback fails q) */
+        set_err(s, "cannot arm the deadline of a redis command");
+        lose(s, s->ac, 1);
     }
     return 0;
 }
@@ -736,12 +741,16 @@ static void start_connect(struct cm_store *s)
     s->ac = ac;
     s->state = ST_CONNECTING;
     s->handshake_left = 0;
-    redisLibeventAttach(ac, s->base);
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
     struct timeval tv;
     ms_to_tv(cfg->connect_timeout_ms, &tv);
-    evtimer_add(s->connect_timer, &tv);
+    if (redisLibeventAttach(ac, s->base) != REDIS_OK ||
+        redisAsyncSetConnectCallback(ac, on_connect) != REDIS_OK ||
+        redisAsyncSetDisconnectCallback(ac, on_disconnect) != REDIS_OK ||
+        evtimer_add(s->connect_timer, &tv) < 0) {
+        set_err(s, "cannot attach the redis connection to the event loop");
+        lose(s, ac, 1);
+        return;
+    }
 
     /* Commands queue up before the socket is connected; hiredis writes them
      * once it is. */
