@@ -33,6 +33,7 @@
 #include "circmon/batch.h"
 #include "circmon/config.h"
 #include "circmon/log.h"
+#include "circmon/metrics.h"
 #include "circmon/store.h"
 #include "deadletter.h"
 
@@ -41,6 +42,10 @@
 #define STATS_S 10              /* operator log line period */
 #define POLL_TICK_MS 1000       /* polls even when idle: librdkafka's max.poll.interval.ms */
 #define RESYNC_BACKOFF_MAX_MS 5000
+#define LOOP_TICK_MS 10       /* the loop-latency probe's period */
+#define FOLD_SLICE_US 2000    /* a batch's fold yields to the loop after this long */
+#define FOLD_SLICE_EVENTS 16  /* events folded between looks at the clock */
+#define POLL_SLICE_US 2000    /* a pass of the consumer queue yields after this long */
 /* Messages held (queued and in batches) stop the polling past this many
  * bytes of keys and payloads, whatever their number. */
 #define MAX_BUFFERED_BYTES ((size_t)256 << 20)
@@ -63,7 +68,8 @@ struct batch {
     struct cm_batch *cb; /* the pure part: decode, fold, verdicts */
     int64_t expected, new_pos;
     struct cm_store_apply *ap;
-    int store_pending; /* a store request awaits its callback */
+    struct event *fold_ev; /* continues a fold that yielded to the loop */
+    int store_pending;     /* a store request awaits its callback */
     size_t bytes;      /* keys and payloads of its messages */
     struct cmd_dlq_batch dl;
 };
@@ -126,8 +132,14 @@ struct daemon {
     struct event *sig_term, *sig_int, *flush_timer, *stats_timer, *poll_timer, *startup_timer,
         *resync_timer, *stop_timer, *close_timer;
 
-    /* counters for the operator line */
-    uint64_t n_folded, n_dlq, n_applies, n_refused, last_folded, n_unreadable;
+    /* what the stats line (and later /metrics) reads */
+    struct cm_metrics *m;
+    struct cm_counter *c_folded, *c_dlq, *c_applies, *c_refused, *c_unreadable, *c_resyncs;
+    struct cm_hist *h_loop;     /* loop latency (us) since the start */
+    struct cm_hist h_loop_line; /* the same since the last stats line */
+    struct event *loop_timer;
+    int64_t loop_due_us; /* when the probe should fire */
+    uint64_t last_folded;
     struct timespec last_stats;
 };
 
@@ -240,6 +252,7 @@ void cmd_batch_dlq_done(struct batch *b, int failed);
 
 /* --- small helpers (clients.c) */
 int64_t cmd_now_ms(void);
+int64_t cmd_now_us(void);
 void cmd_timer_in(struct event *ev, int ms);
 
 #endif

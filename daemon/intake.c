@@ -101,8 +101,12 @@ void cmd_on_kafka(evutil_socket_t fd, short what, void *arg)
     if (d->stopping)
         return;
     int drained = 0;
-    /* A bounded pass, so that Redis replies and timers get their turn. */
+    /* A bounded pass (in messages and in time), so that Redis replies,
+     * folds and timers get their turn. */
+    int64_t t0 = cmd_now_us();
     for (int i = 0; i < 20000; i++) {
+        if ((i & 255) == 255 && cmd_now_us() - t0 >= POLL_SLICE_US)
+            break;
         if (d->buffered >= d->max_buffered || d->buffered_bytes >= MAX_BUFFERED_BYTES) {
             d->capped = 1; /* polling resumes when batches complete */
             break;

@@ -33,13 +33,58 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
             lag += hi > d->parts[id].pos ? hi - d->parts[id].pos : 0;
         nparts++;
     }
-    if (d->n_folded != d->last_folded || lag)
+    uint64_t folded = cm_counter_get(d->c_folded);
+    const struct cm_hist *h = &d->h_loop_line;
+    if (folded != d->last_folded || lag)
         cm_log_info("%.0f events/s, %" PRIu64 " folded, %" PRIu64 " dead letters, %" PRIu64
-                    " refused applies, %d partitions, lag %" PRId64,
-                    dt > 0 ? (double)(d->n_folded - d->last_folded) / dt : 0.0, d->n_folded,
-                    d->n_dlq, d->n_refused, nparts, lag);
-    d->last_folded = d->n_folded;
+                    " refused applies, %" PRIu64 " unreadable states, %d partitions, lag %" PRId64
+                    ", loop latency p50/p99/max %.1f/%.1f/%.1f ms",
+                    dt > 0 ? (double)(folded - d->last_folded) / dt : 0.0, folded,
+                    cm_counter_get(d->c_dlq), cm_counter_get(d->c_refused),
+                    cm_counter_get(d->c_unreadable), nparts, lag,
+                    (double)cm_hist_quantile(h, 0.5) / 1000, (double)cm_hist_quantile(h, 0.99) / 1000,
+                    (double)h->max / 1000);
+    cm_hist_reset(&d->h_loop_line);
+    d->last_folded = folded;
     d->last_stats = now;
+}
+
+/* The loop-latency probe: a timer that should fire every LOOP_TICK_MS; how
+ * late it fires is how long the loop was held by something else. */
+static void on_loop_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct daemon *d = arg;
+    int64_t now = cmd_now_us();
+    uint64_t late = now > d->loop_due_us ? (uint64_t)(now - d->loop_due_us) : 0;
+    cm_hist_observe(d->h_loop, late);
+    cm_hist_observe(&d->h_loop_line, late);
+    d->loop_due_us = now + LOOP_TICK_MS * 1000;
+    cmd_timer_in(d->loop_timer, LOOP_TICK_MS);
+}
+
+/* The daemon's metrics; 0 or -ENOMEM. */
+static int metrics_setup(struct daemon *d)
+{
+    if (!(d->m = cm_metrics_new()))
+        return -ENOMEM;
+    d->c_folded = cm_metrics_counter(d->m, "circmon_events_folded_total",
+                                     "events folded (accepted or dropped as duplicates)");
+    d->c_dlq = cm_metrics_counter(d->m, "circmon_dead_letters_total",
+                                  "dead letters produced and delivered before their apply");
+    d->c_applies = cm_metrics_counter(d->m, "circmon_applies_total", "batches applied to Redis");
+    d->c_refused = cm_metrics_counter(d->m, "circmon_applies_refused_total",
+                                      "applies refused: Redis held another position");
+    d->c_unreadable = cm_metrics_counter(d->m, "circmon_states_unreadable_total",
+                                         "stored migrant states that did not unpack");
+    d->h_loop = cm_metrics_hist(d->m, "circmon_loop_latency_us",
+                                "how late the loop's 10 ms probe timer fired, in microseconds");
+    cm_hist_init(&d->h_loop_line, NULL, NULL);
+    if (!d->c_folded || !d->c_dlq || !d->c_applies || !d->c_refused || !d->c_unreadable ||
+        !d->h_loop)
+        return -ENOMEM;
+    return 0;
 }
 
 /* ------------------------------------------------------------ stop */
@@ -239,7 +284,7 @@ static void teardown(struct daemon *d)
     cmd_dlq_free(d);
     struct event *evs[] = {d->kev,        d->sig_term,    d->sig_int,      d->flush_timer,
                            d->stats_timer, d->poll_timer, d->startup_timer, d->resync_timer,
-                           d->stop_timer, d->close_timer, d->meta_retry};
+                           d->stop_timer, d->close_timer, d->meta_retry, d->loop_timer};
     for (size_t i = 0; i < NELEM(evs); i++)
         if (evs[i])
             event_free(evs[i]);
@@ -249,6 +294,7 @@ static void teardown(struct daemon *d)
     cm_fold_ctx_free(d->fc);
     cm_names_free(d->nm);
     cm_decoder_free(d->dec);
+    cm_metrics_free(d->m);
     if (d->base)
         event_base_free(d->base);
 }
@@ -288,7 +334,8 @@ int cmd_run(const struct cm_config *cfg)
     d->resync_timer = evtimer_new(d->base, cmd_on_resync_timer, d);
     d->stop_timer = evtimer_new(d->base, on_stop_timer, d);
     d->close_timer = evtimer_new(d->base, on_close_timer, d);
-    if (!d->sig_term || !d->sig_int || !d->flush_timer || !d->stats_timer || !d->poll_timer ||
+    d->loop_timer = evtimer_new(d->base, on_loop_timer, d);
+    if (!d->loop_timer || metrics_setup(d) < 0 || !d->sig_term || !d->sig_int || !d->flush_timer || !d->stats_timer || !d->poll_timer ||
         !d->startup_timer || !d->resync_timer || !d->stop_timer || !d->close_timer) {
         cm_log_err("out of memory creating the loop's events");
         teardown(d);
@@ -346,10 +393,17 @@ int cmd_run(const struct cm_config *cfg)
     cmd_timer_in(d->stats_timer, STATS_S * 1000);
     cmd_timer_in(d->poll_timer, POLL_TICK_MS);
     clock_gettime(CLOCK_MONOTONIC, &d->last_stats);
+    d->loop_due_us = cmd_now_us() + LOOP_TICK_MS * 1000;
+    cmd_timer_in(d->loop_timer, LOOP_TICK_MS);
     event_active(d->kev, EV_READ, 0);
     event_base_dispatch(d->base);
-    cm_log_info("stopped: %" PRIu64 " events folded, %" PRIu64 " dead letters", d->n_folded,
-                d->n_dlq);
+    cm_log_info("stopped: %" PRIu64 " events folded, %" PRIu64
+                " dead letters; loop latency since the start p50/p99/max %.1f/%.1f/%.1f ms"
+                " (%" PRIu64 " probes)",
+                cm_counter_get(d->c_folded), cm_counter_get(d->c_dlq),
+                (double)cm_hist_quantile(d->h_loop, 0.5) / 1000,
+                (double)cm_hist_quantile(d->h_loop, 0.99) / 1000, (double)d->h_loop->max / 1000,
+                d->h_loop->count);
     teardown(d);
     return 0;
 }
