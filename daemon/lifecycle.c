@@ -179,8 +179,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
  * query blocks up to 5 s), retried every second within the budget. */
 static void meta_ask(struct daemon *d)
 {
+    /* a few tries fit in the budget: each waits at most a quarter of it */
     int left = (int)(d->kafka_t0 + d->budget_ms - cmd_now_ms());
-    int r = cmd_meta_query(d->meta, left < 100 ? 100 : left > 5000 ? 5000 : left);
+    int wait = d->budget_ms / 4 < 5000 ? d->budget_ms / 4 : 5000;
+    if (wait > left)
+        wait = left;
+    int r = cmd_meta_query(d->meta, wait < 100 ? 100 : wait);
     if (r < 0) {
         cm_log_err("cannot start the kafka metadata thread: %s", strerror(-r));
         d->exit_code = 1;
