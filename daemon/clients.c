@@ -5,31 +5,16 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "circmon/clock.h"
 #include "circmon/kafka.h"
 #include "daemon.h"
-
-int64_t cmd_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t cmd_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 void cmd_timer_in(struct event *ev, int ms)
 {
     struct timeval tv;
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
+    cm_clock_tv(ms, &tv);
     if (evtimer_add(ev, &tv) < 0)
         cm_log_err("cannot arm a timer of %d ms", ms); /* libevent fails only on bad input */
 }

@@ -31,6 +31,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "circmon/batch.h"
+#include "circmon/clock.h"
 #include "circmon/config.h"
 #include "circmon/log.h"
 #include "circmon/metrics.h"
@@ -140,7 +141,7 @@ struct daemon {
     struct event *loop_timer;
     int64_t loop_due_us; /* when the probe should fire */
     uint64_t last_folded;
-    struct timespec last_stats;
+    int64_t last_stats_us;
 };
 
 /* Runs the daemon until SIGTERM/SIGINT. Returns the process exit status:
@@ -251,8 +252,7 @@ void cmd_batch_free(struct batch *b);
 void cmd_batch_dlq_done(struct batch *b, int failed);
 
 /* --- small helpers (clients.c) */
-int64_t cmd_now_ms(void);
-int64_t cmd_now_us(void);
+/* Arms timer ev in ms milliseconds (logged if libevent refuses). */
 void cmd_timer_in(struct event *ev, int ms);
 
 #endif

@@ -19,10 +19,8 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
     struct daemon *d = arg;
     (void)fd;
     (void)what;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double dt = (double)(now.tv_sec - d->last_stats.tv_sec) +
-                (double)(now.tv_nsec - d->last_stats.tv_nsec) / 1e9;
+    int64_t now = cm_clock_us();
+    double dt = (double)(now - d->last_stats_us) / 1e6;
     int64_t lag = 0;
     int nparts = 0;
     for (size_t i = 0; d->want && i < (size_t)d->want->cnt; i++) {
@@ -46,7 +44,7 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
                     (double)h->max / 1000);
     cm_hist_reset(&d->h_loop_line);
     d->last_folded = folded;
-    d->last_stats = now;
+    d->last_stats_us = now;
 }
 
 /* The loop-latency probe: a timer that should fire every LOOP_TICK_MS; how
@@ -56,7 +54,7 @@ static void on_loop_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct daemon *d = arg;
-    int64_t now = cmd_now_us();
+    int64_t now = cm_clock_us();
     uint64_t late = now > d->loop_due_us ? (uint64_t)(now - d->loop_due_us) : 0;
     cm_hist_observe(d->h_loop, late);
     cm_hist_observe(&d->h_loop_line, late);
@@ -180,7 +178,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 static void meta_ask(struct daemon *d)
 {
     /* a few tries fit in the budget: each waits at most a quarter of it */
-    int left = (int)(d->kafka_t0 + d->budget_ms - cmd_now_ms());
+    int left = (int)(d->kafka_t0 + d->budget_ms - cm_clock_ms());
     int wait = d->budget_ms / 4 < 5000 ? d->budget_ms / 4 : 5000;
     if (wait > left)
         wait = left;
@@ -217,7 +215,7 @@ static void on_meta(struct daemon *d, const struct cmd_meta_result *res)
         event_base_loopbreak(d->base);
         return;
     }
-    if (cmd_now_ms() - d->kafka_t0 >= d->budget_ms) {
+    if (cm_clock_ms() - d->kafka_t0 >= d->budget_ms) {
         cm_log_err("kafka at %s, topic %s: %s; giving up after %.1f s", d->cfg->brokers,
                    res->topic, rd_kafka_err2str(res->err), d->budget_ms / 1000.0);
         d->exit_code = 1;
@@ -238,7 +236,7 @@ static int kafka_wait(struct daemon *d)
         cm_log_err("out of memory asking kafka for the topics");
         return -ENOMEM;
     }
-    d->kafka_t0 = cmd_now_ms();
+    d->kafka_t0 = cm_clock_ms();
     meta_ask(d);
     event_base_dispatch(d->base);
     evtimer_del(d->meta_retry);
@@ -396,8 +394,8 @@ int cmd_run(const struct cm_config *cfg)
     cmd_timer_in(d->flush_timer, FLUSH_TICK_MS);
     cmd_timer_in(d->stats_timer, STATS_S * 1000);
     cmd_timer_in(d->poll_timer, POLL_TICK_MS);
-    clock_gettime(CLOCK_MONOTONIC, &d->last_stats);
-    d->loop_due_us = cmd_now_us() + LOOP_TICK_MS * 1000;
+    d->last_stats_us = cm_clock_us();
+    d->loop_due_us = cm_clock_us() + LOOP_TICK_MS * 1000;
     cmd_timer_in(d->loop_timer, LOOP_TICK_MS);
     event_active(d->kev, EV_READ, 0);
     event_base_dispatch(d->base);

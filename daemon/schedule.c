@@ -85,7 +85,7 @@ static void batch_start(struct daemon *d, struct part *p)
     }
     memmove(p->q, p->q + n, (p->n - n) * sizeof(*p->q));
     p->n -= n;
-    p->since_ms = cmd_now_ms(); /* the rest lingers afresh: a conservative bound */
+    p->since_ms = cm_clock_ms(); /* the rest lingers afresh: a conservative bound */
     b->new_pos = b->msgs[n - 1]->offset + 1;
 
     /* Decode and validate; collect the migrants to read. */
@@ -193,11 +193,11 @@ static void fold_slice(struct batch *b)
 {
     struct daemon *d = b->d;
     const char *fail = NULL;
-    int64_t t0 = cmd_now_us();
+    int64_t t0 = cm_clock_us();
     int fr;
     do
         fr = cm_batch_fold(b->cb, FOLD_SLICE_EVENTS);
-    while (fr == 1 && cmd_now_us() - t0 < FOLD_SLICE_US);
+    while (fr == 1 && cm_clock_us() - t0 < FOLD_SLICE_US);
     if (fr == 1) {
         if (!b->fold_ev && !(b->fold_ev = event_new(d->base, -1, 0, on_fold_ev, b)))
             fail = "out of memory for the fold's continuation";
@@ -339,7 +339,7 @@ void cmd_schedule(struct daemon *d, int flush)
     if (d->phase != PH_RUNNING || d->stopping || !cm_store_ready(d->st))
         return;
     size_t np = d->n_parts;
-    int64_t old = cmd_now_ms() - d->cfg->batch_linger_ms;
+    int64_t old = cm_clock_ms() - d->cfg->batch_linger_ms;
     for (size_t k = 0; k < np && d->in_flight < (size_t)d->cfg->max_in_flight; k++) {
         struct part *p = &d->parts[(d->rr + k) % np];
         if (!p->active || p->b || !p->n)

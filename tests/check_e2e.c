@@ -1356,6 +1356,32 @@ START_TEST(test_heavy_migrant)
 }
 END_TEST
 
+/* The one reader of stored positions: absent is 0, a decimal >= 0 is the
+ * position, anything else is refused. */
+START_TEST(test_positions_read)
+{
+    SETUP();
+    const char *conf = write_conf("c.conf", "pos", 100, 1);
+    struct cm_config cfg = {0};
+    char err[512];
+    ck_assert_msg(cm_config_load(&cfg, conf, err, sizeof(err)) == 0, "%s", err);
+    redis_cmd_ok("SET circmon:{3}:pos 42");
+    redis_cmd_ok("SET circmon:{5}:pos -1");
+    redis_cmd_ok("SET circmon:{6}:pos 12x");
+    int32_t parts[] = {3, 4};
+    int64_t pos[2] = {-7, -7};
+    ck_assert_msg(cm_store_read_positions_of(&cfg, parts, 2, pos, err, sizeof(err)) == 0, "%s",
+                  err);
+    ck_assert_int_eq(pos[0], 42);
+    ck_assert_int_eq(pos[1], 0);
+    int32_t neg[] = {5}, bad[] = {6};
+    ck_assert_int_eq(cm_store_read_positions_of(&cfg, neg, 1, pos, err, sizeof(err)), -EPROTO);
+    ck_assert_msg(strstr(err, "circmon:{5}:pos") != NULL, "%s", err);
+    ck_assert_int_eq(cm_store_read_positions_of(&cfg, bad, 1, pos, err, sizeof(err)), -EPROTO);
+    cm_config_free(&cfg);
+}
+END_TEST
+
 /* A test case of s with the teardown that stops every process it started. */
 static TCase *new_case(Suite *s, const char *name, int timeout_s)
 {
@@ -1371,6 +1397,7 @@ static Suite *suite(void)
     Suite *s = suite_create("e2e");
     TCase *tc = new_case(s, "store", 60);
     tcase_add_test(tc, test_zombie);
+    tcase_add_test(tc, test_positions_read);
 
     tc = new_case(s, "daemon", 240);
     tcase_add_test(tc, test_end_to_end);
