@@ -125,6 +125,17 @@ static void batch_start(struct daemon *d, struct part *p)
     b->store_pending = 1;
 }
 
+/* b cannot go on (why: a static text): logged, abandoned, and the daemon
+ * resynchronises from Redis. */
+static void batch_fail(struct batch *b, const char *why)
+{
+    struct daemon *d = b->d;
+    cm_log_err("partition %" PRId32 ": batch at offset %" PRId64 ": %s; retrying", b->part_id,
+               b->expected, why);
+    cmd_batch_abandon(b);
+    cmd_resync(d, why);
+}
+
 static int add_state(const char *id, size_t id_len, const uint8_t *st, size_t len, void *ud)
 {
     return cm_store_apply_state(ud, id, id_len, st, len);
@@ -147,17 +158,15 @@ static void on_states(int err, const struct cm_store_val *vals, size_t nv, void 
             cmd_resync(d, "reading states failed");
         return;
     }
-    const char *fail = nv == cm_batch_migrants(b->cb) ? NULL : "redis answered a wrong number of states";
+    const char *fail =
+        nv == cm_batch_migrants(b->cb) ? NULL : "redis answered a wrong number of states";
     /* copied now (the reply is valid only during this call), unpacked by
      * the fold */
     for (size_t i = 0; i < nv && !fail; i++)
         if (cm_batch_set_state(b->cb, i, vals[i].data, vals[i].len) < 0)
             fail = "out of memory copying the states";
     if (fail) {
-        cm_log_err("partition %" PRId32 ": batch at offset %" PRId64 ": %s; retrying",
-                   b->part_id, b->expected, fail);
-        cmd_batch_abandon(b);
-        cmd_resync(d, fail);
+        batch_fail(b, fail);
         return;
     }
     fold_slice(b);
@@ -237,10 +246,7 @@ static void fold_slice(struct batch *b)
     if (!fail && cm_store_apply_agg(b->ap, cm_batch_agg(b->cb), d->nm) < 0)
         fail = "cannot format the aggregate";
     if (fail) {
-        cm_log_err("partition %" PRId32 ": batch at offset %" PRId64 ": %s; retrying",
-                   b->part_id, b->expected, fail);
-        cmd_batch_abandon(b);
-        cmd_resync(d, fail);
+        batch_fail(b, fail);
         return;
     }
 
