@@ -76,11 +76,13 @@ static int metrics_setup(struct daemon *d)
                                       "applies refused: Redis held another position");
     d->c_unreadable = cm_metrics_counter(d->m, "circmon_states_unreadable_total",
                                          "stored migrant states that did not unpack");
+    d->c_resyncs = cm_metrics_counter(d->m, "circmon_resyncs_total",
+                                      "resynchronisations from the positions in Redis");
     d->h_loop = cm_metrics_hist(d->m, "circmon_loop_latency_us",
                                 "how late the loop's 10 ms probe timer fired, in microseconds");
     cm_hist_init(&d->h_loop_line, NULL, NULL);
     if (!d->c_folded || !d->c_dlq || !d->c_applies || !d->c_refused || !d->c_unreadable ||
-        !d->h_loop)
+        !d->c_resyncs || !d->h_loop)
         return -ENOMEM;
     return 0;
 }

@@ -213,6 +213,7 @@ void cmd_resync(struct daemon *d, const char *why)
     if (!d->want)
         return;
     d->phase = PH_SYNCING;
+    cm_counter_add(d->c_resyncs, 1);
     sd_notify(0, "STATUS=resynchronising from Redis");
     cm_log_info("resynchronising from the positions in Redis (%s)", why);
     int ms = d->resync_backoff_ms;
