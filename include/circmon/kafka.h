@@ -37,12 +37,13 @@ int cm_kafka_conf_default(rd_kafka_conf_t *conf, const struct cm_config *cfg,
  * never be printed. */
 int cm_kafka_prop_is_secret(const char *name);
 
-/* The log callback installed by cm_kafka_conf_new: one line per log on
- * stderr, "<level> rdkafka <client>: <facility>: <message>", with the syslog
- * level as a word (error, warning, notice, info, debug), except librdkafka's
- * warnings that a property is for the other kind of client (rdkafka.*
- * properties go to every client). Thread-safe; may be
- * installed on any configuration with rd_kafka_conf_set_log_cb. */
+/* The log callback installed by cm_kafka_conf_new: one line per log through
+ * the log sink (log.h), "rdkafka <client>: <facility>: <message>", at error
+ * (syslog levels 0-3), warning (4) or info (5-7, debug lines appearing only
+ * with rdkafka.debug), except librdkafka's warnings that a property is for
+ * the other kind of client (rdkafka.* properties go to every client).
+ * Thread-safe; may be installed on any configuration with
+ * rd_kafka_conf_set_log_cb. */
 void cm_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 
 /* Produces one dead-letter message to topic on producer rk, to partition
@@ -80,7 +81,8 @@ typedef int (*cm_dlq_seen_cb)(int32_t partition, int64_t offset, void *ud);
  * without them are skipped. Sets *end to the high watermark read up to.
  * Blocks while messages come; gives up when the watermark query or the
  * next message takes longer than timeout_ms. Returns 0, cb's nonzero result, or a
- * negative errno-style code with a message in err: -ETIMEDOUT, -EIO. */
+ * negative errno-style code with a message in err: -ETIMEDOUT, -EIO (also
+ * when the assignment could not be cleared afterwards). */
 int cm_dlq_scan(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partition, int64_t from,
                 const char *src_topic, int timeout_ms, cm_dlq_seen_cb cb, void *ud,
                 int64_t *end, char *err, size_t errlen);
