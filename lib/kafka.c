@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "circmon/kafka.h"
+#include "circmon/log.h"
 
 int cm_kafka_prop_is_secret(const char *name)
 {
@@ -86,18 +87,16 @@ int cm_kafka_conf_default(rd_kafka_conf_t *conf, const struct cm_config *cfg,
 
 void cm_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    static const char *const names[] = {"error", "error",  "error", "error",
-                                        "warning", "notice", "info", "debug"};
-    const char *lvl = level >= 0 && level <= 7 ? names[level] : "debug";
+    /* syslog levels: emerg..err are errors; notice, info and debug (the
+     * latter only when the operator sets rdkafka.debug) are info */
+    enum cm_log_level lvl = level <= 3 ? CM_LOG_ERROR : level == 4 ? CM_LOG_WARNING : CM_LOG_INFO;
 
     /* rdkafka.* properties go to every client of a program, so a consumer
      * property on a producer (and the reverse) is expected, not news. */
     if (!strcmp(fac, "CONFWARN") && (strstr(buf, "is a consumer property and will be ignored") ||
                                      strstr(buf, "is a producer property and will be ignored")))
         return;
-
-    /* one fprintf per line: stdio locks the stream, so lines never interleave */
-    fprintf(stderr, "%s rdkafka %s: %s: %s\n", lvl, rk ? rd_kafka_name(rk) : "-", fac, buf);
+    cm_log(lvl, "rdkafka %s: %s: %s", rk ? rd_kafka_name(rk) : "-", fac, buf);
 }
 
 int cm_dlq_send_opaque(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
