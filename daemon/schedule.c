@@ -254,6 +254,17 @@ static void on_applied(int err, int applied, int64_t stored, void *ud)
             cmd_resync(d, "apply failed");
         return;
     }
+    if (applied < 0) {
+        /* deposed: the group revokes soon, let it before taking again */
+        d->n_refused++;
+        cm_log_warn("partition %" PRId32 ": apply refused: owner epoch %" PRId64
+                    " in Redis is newer than ours (%" PRId64 "): another daemon owns it",
+                    b->part_id, stored, b->p->dl.epoch);
+        cmd_batch_abandon(b);
+        d->resync_backoff_ms = RESYNC_BACKOFF_MAX_MS;
+        cmd_resync(d, "apply refused: deposed");
+        return;
+    }
     if (!applied) {
         d->n_refused++;
         cm_log_warn("partition %" PRId32 ": apply refused: Redis holds position %" PRId64
