@@ -204,6 +204,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
                     " epoch %" PRId64 ": dead letters delivered, apply not sent",
                     b->part_id, b->expected, b->p->dl.epoch);
         raise(SIGSTOP);
+        /* libevent's time is the loop iteration's, from before the freeze:
+         * deadlines set from it now would be past at once */
+        event_base_update_cache_time(b->d->base);
     }
     cmd_batch_dlq_done(b, b->dl.failed != 0);
 }
@@ -551,6 +554,7 @@ int cmd_dlq_send(struct batch *b)
                     " epoch %" PRId64 ": %zu dead letters produced, not delivered",
                     b->part_id, b->expected, b->p->dl.epoch, b->dl.pending);
         raise(SIGSTOP);
+        event_base_update_cache_time(d->base); /* as above */
     }
     return b->dl.pending > 0;
 }

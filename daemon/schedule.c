@@ -242,6 +242,10 @@ static void on_applied(int err, int applied, int64_t stored, void *ud)
     struct daemon *d = b->d;
     b->store_pending = 0;
     if (!b->p) {
+        if (!err && applied < 0)
+            cm_log_warn("partition %" PRId32 ": apply refused: owner epoch %" PRId64
+                        " in Redis is newer than ours: another daemon owns it",
+                        b->part_id, stored);
         if (!b->dl.pending)
             cmd_batch_free(b);
         return;
