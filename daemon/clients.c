@@ -1,27 +1,22 @@
 /* clients.c - circmond's librdkafka configurations and consumer, loop wake-ups, topic metadata. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "circmon/clock.h"
 #include "circmon/kafka.h"
 #include "daemon.h"
-
-int64_t cmd_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void cmd_timer_in(struct event *ev, int ms)
 {
     struct timeval tv;
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
-    evtimer_add(ev, &tv);
+    cm_clock_tv(ms, &tv);
+    if (evtimer_add(ev, &tv) < 0)
+        cm_log_err("cannot arm a timer of %d ms", ms); /* libevent fails only on bad input */
 }
 
 rd_kafka_conf_t *cmd_conf_build(const struct cm_config *cfg, const char *const (*defaults)[2],
@@ -134,7 +129,12 @@ int cmd_consumer_setup(struct daemon *d)
     rd_kafka_conf_set_opaque(conf, d);
     if (!(d->rk = cmd_client_new(RD_KAFKA_CONSUMER, conf, "consumer")))
         return -EINVAL;
-    rd_kafka_poll_set_consumer(d->rk);
+    rd_kafka_resp_err_t e = rd_kafka_poll_set_consumer(d->rk);
+    if (e) {
+        cm_log_err("kafka consumer: serving its events from the consumer queue: %s",
+                   rd_kafka_err2str(e));
+        return -EIO;
+    }
     d->rkq = rd_kafka_queue_get_consumer(d->rk);
     int r = d->rkq ? cmd_wake_on(d, d->rkq, d->kpipe, &d->kev, cmd_on_kafka, "k") : -ENOMEM;
     if (r < 0) {
@@ -144,25 +144,106 @@ int cmd_consumer_setup(struct daemon *d)
     return 0;
 }
 
-int cmd_topic_partitions(rd_kafka_t *rk, const char *topic)
+/* The partition count of topic (> 0), or 0 with *err set: a broker's
+ * error for the topic, or librdkafka's own (negative) one, such as
+ * __TIMED_OUT when no broker answers within timeout_ms. Blocks: called
+ * from the metadata thread only. */
+static int topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                            rd_kafka_resp_err_t *err)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    if (!rkt)
-        return -RD_KAFKA_RESP_ERR__FAIL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+    if (!rkt) {
+        *err = rd_kafka_last_error();
+        if (!*err)
+            *err = RD_KAFKA_RESP_ERR__FAIL;
+        return 0;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
     if (!e && md->topic_cnt == 1 && md->topics[0].err)
         e = md->topics[0].err;
     if (!e && (md->topic_cnt != 1 || md->topics[0].partition_cnt < 1))
         e = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
-    int n = e ? -(int)e : md->topics[0].partition_cnt;
+    int n = e ? 0 : md->topics[0].partition_cnt;
     if (md)
         rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
+    *err = e;
     return n;
 }
 
-const char *cmd_topic_errstr(int err)
+/* The metadata thread: one query of each topic, then a byte on the pipe. */
+static void *meta_main(void *arg)
 {
-    return rd_kafka_err2str((rd_kafka_resp_err_t)-err);
+    struct cmd_meta *mt = arg;
+    mt->res.topic = mt->topics[0];
+    mt->res.n = topic_partitions(mt->rk, mt->topics[0], mt->timeout_ms, &mt->res.err);
+    if (mt->res.n > 0) {
+        mt->res.n_topic = mt->res.n;
+        mt->res.topic = mt->topics[1];
+        mt->res.n = topic_partitions(mt->rk, mt->topics[1], mt->timeout_ms, &mt->res.err);
+    }
+    char c = 'm';
+    while (write(mt->fds[1], &c, 1) < 0 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+static void on_meta(evutil_socket_t fd, short what, void *arg)
+{
+    struct cmd_meta *mt = arg;
+    (void)what;
+    cmd_drain_pipe(fd);
+    if (!mt->running)
+        return;
+    pthread_join(mt->th, NULL); /* it has written its byte: it is ending */
+    mt->running = 0;
+    mt->done(mt->d, &mt->res);
+}
+
+struct cmd_meta *cmd_meta_new(struct daemon *d, const char *topic, const char *dlq_topic,
+                              cmd_meta_fn done)
+{
+    struct cmd_meta *mt = calloc(1, sizeof(*mt));
+    if (!mt)
+        return NULL;
+    mt->fds[0] = mt->fds[1] = -1;
+    mt->d = d;
+    mt->rk = d->rk;
+    mt->topics[0] = topic;
+    mt->topics[1] = dlq_topic;
+    mt->done = done;
+    if (make_pipe(mt->fds) < 0 ||
+        !(mt->ev = event_new(d->base, mt->fds[0], EV_READ | EV_PERSIST, on_meta, mt)) ||
+        event_add(mt->ev, NULL) < 0)
+        return cmd_meta_free(mt);
+    return mt;
+}
+
+int cmd_meta_query(struct cmd_meta *mt, int timeout_ms)
+{
+    if (mt->running)
+        return -EBUSY;
+    memset(&mt->res, 0, sizeof(mt->res));
+    mt->timeout_ms = timeout_ms;
+    int e = pthread_create(&mt->th, NULL, meta_main, mt);
+    if (e)
+        return -e;
+    mt->running = 1;
+    return 0;
+}
+
+struct cmd_meta *cmd_meta_free(struct cmd_meta *mt)
+{
+    if (!mt)
+        return NULL;
+    if (mt->running)
+        pthread_join(mt->th, NULL); /* at most its query's timeout */
+    if (mt->ev)
+        event_free(mt->ev);
+    for (int i = 0; i < 2; i++)
+        if (mt->fds[i] >= 0)
+            close(mt->fds[i]);
+    free(mt);
+    return NULL;
 }

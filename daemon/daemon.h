@@ -22,6 +22,7 @@
 #ifndef CIRCMOND_DAEMON_H
 #define CIRCMOND_DAEMON_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -30,8 +31,10 @@
 #include <librdkafka/rdkafka.h>
 
 #include "circmon/batch.h"
+#include "circmon/clock.h"
 #include "circmon/config.h"
 #include "circmon/log.h"
+#include "circmon/metrics.h"
 #include "circmon/store.h"
 #include "deadletter.h"
 
@@ -40,6 +43,10 @@
 #define STATS_S 10              /* operator log line period */
 #define POLL_TICK_MS 1000       /* polls even when idle: librdkafka's max.poll.interval.ms */
 #define RESYNC_BACKOFF_MAX_MS 5000
+#define LOOP_TICK_MS 10       /* the loop-latency probe's period */
+#define FOLD_SLICE_US 2000    /* a batch's fold yields to the loop after this long */
+#define FOLD_SLICE_EVENTS 16  /* events folded between looks at the clock */
+#define POLL_SLICE_US 2000    /* a pass of the consumer queue yields after this long */
 /* Messages held (queued and in batches) stop the polling past this many
  * bytes of keys and payloads, whatever their number. */
 #define MAX_BUFFERED_BYTES ((size_t)256 << 20)
@@ -62,7 +69,8 @@ struct batch {
     struct cm_batch *cb; /* the pure part: decode, fold, verdicts */
     int64_t expected, new_pos;
     struct cm_store_apply *ap;
-    int store_pending; /* a store request awaits its callback */
+    struct event *fold_ev; /* continues a fold that yielded to the loop */
+    int store_pending;     /* a store request awaits its callback */
     size_t bytes;      /* keys and payloads of its messages */
     struct cmd_dlq_batch dl;
 };
@@ -116,13 +124,24 @@ struct daemon {
     int exit_code;
     int resync_backoff_ms;
     uint64_t crash_after; /* CIRCMOND_TEST_CRASH_AFTER_APPLIES, 0 = off */
+    int budget_ms;        /* start-up budget (CIRCMOND_TEST_STARTUP_BUDGET_MS) */
+    int64_t kafka_t0;     /* when asking Kafka for the topics began */
+    int kafka_ok;         /* both topics known */
+    struct cmd_meta *meta;
+    struct event *meta_retry;
 
     struct event *sig_term, *sig_int, *flush_timer, *stats_timer, *poll_timer, *startup_timer,
         *resync_timer, *stop_timer, *close_timer;
 
-    /* counters for the operator line */
-    uint64_t n_folded, n_dlq, n_applies, n_refused, last_folded, n_unreadable;
-    struct timespec last_stats;
+    /* what the stats line (and later /metrics) reads */
+    struct cm_metrics *m;
+    struct cm_counter *c_folded, *c_dlq, *c_applies, *c_refused, *c_unreadable, *c_resyncs;
+    struct cm_hist *h_loop;     /* loop latency (us) since the start */
+    struct cm_hist h_loop_line; /* the same since the last stats line */
+    struct event *loop_timer;
+    int64_t loop_due_us; /* when the probe should fire */
+    uint64_t last_folded;
+    int64_t last_stats_us;
 };
 
 /* Runs the daemon until SIGTERM/SIGINT. Returns the process exit status:
@@ -162,10 +181,39 @@ void cmd_drain_pipe(int fd);
 /* The consumer, wired to the loop. Returns 0 or a negative errno (logged). */
 int cmd_consumer_setup(struct daemon *d);
 
-/* The partition count of topic (> 0), or a negative error whose text
- * cmd_topic_errstr gives: the metadata request blocks up to 5 s. */
-int cmd_topic_partitions(rd_kafka_t *rk, const char *topic);
-const char *cmd_topic_errstr(int err);
+/* Topic metadata, asked off the loop: rd_kafka_metadata blocks for up to
+ * its timeout, so a thread of its own asks and hands the result back
+ * through a pipe. One query at a time. */
+struct cmd_meta_result {
+    const char *topic;     /* the topic the result is about (the failed one) */
+    int n;                 /* its partition count (> 0), or 0 on failure */
+    int n_topic;           /* the event topic's count, once known */
+    rd_kafka_resp_err_t err; /* why not: a broker's or librdkafka's error */
+};
+typedef void (*cmd_meta_fn)(struct daemon *d, const struct cmd_meta_result *res);
+struct cmd_meta {
+    struct daemon *d;
+    rd_kafka_t *rk;
+    const char *topics[2]; /* the event topic, then the dead-letter topic */
+    int timeout_ms;
+    cmd_meta_fn done;
+    int fds[2];
+    struct event *ev;
+    pthread_t th;
+    int running;
+    struct cmd_meta_result res; /* written by the thread, read after the join */
+};
+
+/* A metadata asker for topic then dlq_topic (borrowed) on d's consumer;
+ * done runs on the loop after each query. NULL when out of memory. */
+struct cmd_meta *cmd_meta_new(struct daemon *d, const char *topic, const char *dlq_topic,
+                              cmd_meta_fn done);
+/* Starts one query (each topic waits up to timeout_ms). Returns 0, -EBUSY
+ * while one runs, or a negative errno when no thread could start. */
+int cmd_meta_query(struct cmd_meta *mt, int timeout_ms);
+/* Waits for a running query (at most its timeout), frees mt. Accepts NULL;
+ * returns NULL. */
+struct cmd_meta *cmd_meta_free(struct cmd_meta *mt);
 
 /* --- intake.c */
 void cmd_on_kafka(evutil_socket_t fd, short what, void *arg);
@@ -204,7 +252,7 @@ void cmd_batch_free(struct batch *b);
 void cmd_batch_dlq_done(struct batch *b, int failed);
 
 /* --- small helpers (clients.c) */
-int64_t cmd_now_ms(void);
+/* Arms timer ev in ms milliseconds (logged if libevent refuses). */
 void cmd_timer_in(struct event *ev, int ms);
 
 #endif

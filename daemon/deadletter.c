@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "circmon/clock.h"
 #include "circmon/dlq.h"
 #include "circmon/kafka.h"
 #include "daemon.h"
@@ -609,7 +610,7 @@ static void on_revoke_timer(evutil_socket_t fd, short what, void *arg)
     if (!q->revoking)
         return;
     if (rd_kafka_outq_len(q->prod) > 0) {
-        if (cmd_now_ms() - q->revoke_since < q->revoke_max_ms) {
+        if (cm_clock_ms() - q->revoke_since < q->revoke_max_ms) {
             cmd_timer_in(q->revoke_timer, REVOKE_TICK_MS);
             return;
         }
@@ -638,7 +639,7 @@ void cmd_dlq_revoke(struct daemon *d)
      * the next owner reads the topic back, within message.timeout.ms. */
     if (!q->revoking) {
         q->revoking = 1;
-        q->revoke_since = cmd_now_ms();
+        q->revoke_since = cm_clock_ms();
         cm_log_info("revoke acknowledged once %d dead letters in flight are settled",
                     rd_kafka_outq_len(q->prod));
     }

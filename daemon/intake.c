@@ -2,6 +2,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
+#include "circmon/grow.h"
 #include "daemon.h"
 
 static size_t msg_bytes(const rd_kafka_message_t *m)
@@ -63,21 +64,15 @@ static void take_message(struct daemon *d, rd_kafka_message_t *m)
                     " are no longer in the topic (retention?) and were never folded",
                     m->partition, p->next, m->offset - 1);
     p->fresh = 0;
-    if (p->n == p->cap) {
-        size_t c = p->cap ? p->cap * 2 : 256;
-        rd_kafka_message_t **q = realloc(p->q, c * sizeof(*q));
-        if (!q) {
-            rd_kafka_message_destroy(m);
-            cm_log_err("partition %" PRId32 ": out of memory queueing %zu messages", p->id,
-                       c);
-            cmd_resync(d, "out of memory");
-            return;
-        }
-        p->q = q;
-        p->cap = c;
+    if (cm_grow(&p->q, &p->cap, p->n + 1, sizeof(*p->q), 256) < 0) {
+        rd_kafka_message_destroy(m);
+        cm_log_err("partition %" PRId32 ": out of memory queueing %zu messages", p->id,
+                   p->n + 1);
+        cmd_resync(d, "out of memory");
+        return;
     }
     if (p->n == 0)
-        p->since_ms = cmd_now_ms();
+        p->since_ms = cm_clock_ms();
     p->q[p->n++] = m;
     p->next = m->offset + 1;
     d->buffered++;
@@ -101,8 +96,12 @@ void cmd_on_kafka(evutil_socket_t fd, short what, void *arg)
     if (d->stopping)
         return;
     int drained = 0;
-    /* A bounded pass, so that Redis replies and timers get their turn. */
+    /* A bounded pass (in messages and in time), so that Redis replies,
+     * folds and timers get their turn. */
+    int64_t t0 = cm_clock_us();
     for (int i = 0; i < 20000; i++) {
+        if ((i & 255) == 255 && cm_clock_us() - t0 >= POLL_SLICE_US)
+            break;
         if (d->buffered >= d->max_buffered || d->buffered_bytes >= MAX_BUFFERED_BYTES) {
             d->capped = 1; /* polling resumes when batches complete */
             break;

@@ -96,11 +96,17 @@ static void on_read_back(struct daemon *d, int err, void *ud)
     rd_kafka_resp_err_t e = rd_kafka_assign(d->rk, l);
     if (e)
         cm_log_err("assigning %d partitions: %s", l->cnt, rd_kafka_err2str(e));
-    rd_kafka_resume_partitions(d->rk, l); /* paused during an outage */
+    /* paused during an outage; a partition that stays paused would never
+     * deliver again */
+    rd_kafka_resp_err_t er = e ? e : rd_kafka_resume_partitions(d->rk, l);
+    for (int i = 0; !er && i < l->cnt; i++)
+        er = l->elems[i].err;
+    if (!e && er)
+        cm_log_err("resuming %d partitions: %s", l->cnt, rd_kafka_err2str(er));
     rd_kafka_topic_partition_list_destroy(l);
     pos_req_free(pr);
-    if (e) {
-        cmd_resync(d, "assign failed");
+    if (e || er) {
+        cmd_resync(d, e ? "assign failed" : "resume failed");
         return;
     }
     d->phase = PH_RUNNING;
@@ -148,7 +154,12 @@ static void read_positions(struct daemon *d)
     }
     if (d->want->cnt == 0) {
         /* More daemons than partitions: idle, but up (systemd waits for READY). */
-        rd_kafka_assign(d->rk, d->want);
+        rd_kafka_resp_err_t e = rd_kafka_assign(d->rk, d->want);
+        if (e) {
+            cm_log_err("assigning 0 partitions: %s", rd_kafka_err2str(e));
+            cmd_resync(d, "assign failed");
+            return;
+        }
         d->phase = PH_RUNNING;
         cm_log_info("assigned 0 partitions: standing by");
         sd_notify(0, "READY=1\nSTATUS=running, no partitions assigned");
@@ -225,7 +236,11 @@ void cmd_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_topic_partition_list_destroy(d->want);
         d->want = rd_kafka_topic_partition_list_copy(parts);
         if (d->stopping) {
-            rd_kafka_assign(rk, parts); /* messages are dropped; close revokes */
+            /* messages are dropped; close revokes */
+            rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
+            if (e)
+                cm_log_warn("assigning %d partitions while stopping: %s", parts->cnt,
+                            rd_kafka_err2str(e));
             return;
         }
         d->phase = PH_SYNCING;
@@ -265,10 +280,14 @@ void cmd_on_store(struct cm_store *s, int up, void *ud)
         cmd_drop_all(d);
         /* paused also when the outage starts during a resync: the partitions
          * may still be assigned from before it (principle 5) */
-        if (d->want)
-            rd_kafka_pause_partitions(d->rk, d->want);
-        if (d->want)
+        if (d->want) {
+            rd_kafka_resp_err_t e = rd_kafka_pause_partitions(d->rk, d->want);
+            if (e)
+                cm_log_warn("pausing %d partitions: %s (their messages are dropped until"
+                            " Redis is back)",
+                            d->want->cnt, rd_kafka_err2str(e));
             d->phase = PH_SYNCING;
+        }
         if (d->stopping)
             cmd_maybe_finish_stop(d);
         return;

@@ -21,6 +21,8 @@ void cmd_batch_free(struct batch *b)
     for (size_t i = 0; i < b->n; i++)
         rd_kafka_message_destroy(b->msgs[i]);
     free(b->msgs);
+    if (b->fold_ev)
+        event_free(b->fold_ev); /* a pending continuation never runs */
     cm_batch_free(b->cb);
     cm_store_apply_free(b->ap);
     free(b);
@@ -49,6 +51,7 @@ static void batch_done(struct batch *b)
 }
 
 static void on_states(int err, const struct cm_store_val *vals, size_t n, void *ud);
+static void fold_slice(struct batch *b);
 
 /* Starts a batch of up to batch_size queued messages of p. */
 static void batch_start(struct daemon *d, struct part *p)
@@ -82,7 +85,7 @@ static void batch_start(struct daemon *d, struct part *p)
     }
     memmove(p->q, p->q + n, (p->n - n) * sizeof(*p->q));
     p->n -= n;
-    p->since_ms = cmd_now_ms(); /* the rest lingers afresh: a conservative bound */
+    p->since_ms = cm_clock_ms(); /* the rest lingers afresh: a conservative bound */
     b->new_pos = b->msgs[n - 1]->offset + 1;
 
     /* Decode and validate; collect the migrants to read. */
@@ -150,7 +153,7 @@ static void on_states(int err, const struct cm_store_val *vals, size_t nv, void 
         if (r == -EINVAL) {
             size_t ml;
             const char *mid = cm_batch_migrant(b->cb, i, &ml);
-            d->n_unreadable++;
+            cm_counter_add(d->c_unreadable, 1);
             cm_log_err("partition %" PRId32 ": the state of migrant '%.*s' in Redis (%zu bytes)"
                        " does not unpack: its events go to the dead-letter topic as %s;"
                        " rebuild the partition from Kafka (README, Operations)",
@@ -160,9 +163,51 @@ static void on_states(int err, const struct cm_store_val *vals, size_t nv, void 
             fail = "out of memory unpacking the states";
         }
     }
-    int fr = fail ? 0 : cm_batch_fold(b->cb, 0);
-    if (fr < 0)
+    if (fail) {
+        cm_log_err("partition %" PRId32 ": batch at offset %" PRId64 ": %s; retrying",
+                   b->part_id, b->expected, fail);
+        cmd_batch_abandon(b);
+        cmd_resync(d, fail);
+        return;
+    }
+    fold_slice(b);
+}
+
+static void on_fold_ev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct batch *b = arg;
+    if (!b->p) {
+        cmd_batch_free(b); /* abandoned meanwhile; nothing else refers to it */
+        return;
+    }
+    fold_slice(b);
+}
+
+/* Folds the batch for up to FOLD_SLICE_US, then yields to the loop (the
+ * rest follows from fold_ev) so that one heavy batch never holds the other
+ * partitions, the timers and the Redis replies; once folded, builds the
+ * apply and sends the dead letters. */
+static void fold_slice(struct batch *b)
+{
+    struct daemon *d = b->d;
+    const char *fail = NULL;
+    int64_t t0 = cm_clock_us();
+    int fr;
+    do
+        fr = cm_batch_fold(b->cb, FOLD_SLICE_EVENTS);
+    while (fr == 1 && cm_clock_us() - t0 < FOLD_SLICE_US);
+    if (fr == 1) {
+        if (!b->fold_ev && !(b->fold_ev = event_new(d->base, -1, 0, on_fold_ev, b)))
+            fail = "out of memory for the fold's continuation";
+        else {
+            event_active(b->fold_ev, 0, 0);
+            return;
+        }
+    } else if (fr < 0) {
         fail = fr == -ENOMEM ? "out of memory in the fold" : "decoder is not deterministic";
+    }
 
     /* The apply: changed states, the aggregate delta, the position. */
     if (!fail && !(b->ap = cm_store_apply_new(d->cfg->key_prefix, b->part_id, b->expected,
@@ -260,7 +305,7 @@ static void on_applied(int err, int applied, int64_t stored, void *ud)
     }
     if (applied < 0) {
         /* deposed: the group revokes soon, let it before taking again */
-        d->n_refused++;
+        cm_counter_add(d->c_refused, 1);
         cm_log_warn("partition %" PRId32 ": apply refused: owner epoch %" PRId64
                     " in Redis is newer than ours (%" PRId64 "): another daemon owns it",
                     b->part_id, stored, b->p->dl.epoch);
@@ -270,7 +315,7 @@ static void on_applied(int err, int applied, int64_t stored, void *ud)
         return;
     }
     if (!applied) {
-        d->n_refused++;
+        cm_counter_add(d->c_refused, 1);
         cm_log_warn("partition %" PRId32 ": apply refused: Redis holds position %" PRId64
                     ", this batch starts at %" PRId64 " (another writer?); resuming from Redis",
                     b->part_id, stored, b->expected);
@@ -279,15 +324,15 @@ static void on_applied(int err, int applied, int64_t stored, void *ud)
         return;
     }
     /* Test hook: die like SIGKILL right after the Nth apply landed. */
-    if (d->crash_after && d->n_applies + 1 >= d->crash_after)
+    if (d->crash_after && cm_counter_get(d->c_applies) + 1 >= d->crash_after)
         raise(SIGKILL);
     struct part *p = b->p;
     p->pos = b->new_pos;
     cmd_mirror_position(d, p);
     cmd_dlq_applied(b);
-    d->n_folded += cm_batch_folded(b->cb);
-    d->n_dlq += b->dl.sent;
-    d->n_applies++;
+    cm_counter_add(d->c_folded, cm_batch_folded(b->cb));
+    cm_counter_add(d->c_dlq, b->dl.sent);
+    cm_counter_add(d->c_applies, 1);
     d->resync_backoff_ms = 0;
     batch_done(b);
     cmd_intake_uncap(d);
@@ -309,7 +354,7 @@ void cmd_schedule(struct daemon *d, int flush)
     if (d->phase != PH_RUNNING || d->stopping || !cm_store_ready(d->st))
         return;
     size_t np = d->n_parts;
-    int64_t old = cmd_now_ms() - d->cfg->batch_linger_ms;
+    int64_t old = cm_clock_ms() - d->cfg->batch_linger_ms;
     for (size_t k = 0; k < np && d->in_flight < (size_t)d->cfg->max_in_flight; k++) {
         struct part *p = &d->parts[(d->rr + k) % np];
         if (!p->active || p->b || !p->n)

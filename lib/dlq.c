@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <sys/types.h>
 
+#include "circmon/clock.h"
 #include "circmon/dlq.h"
 #include "circmon/kafka.h"
 
@@ -82,13 +82,6 @@ static int64_t header_i64(rd_kafka_headers_t *h, const char *name)
     return errno || *e || x < 0 ? -1 : (int64_t)x;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The record of m when it is a dead letter of src_topic (stl bytes). */
 static int rec_of(rd_kafka_message_t *m, const char *src_topic, size_t stl,
                   struct cm_dlq_rec *r)
@@ -124,7 +117,7 @@ int cm_dlq_scan_recs(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partitio
                      const atomic_int *cancel, cm_dlq_rec_cb cb, void *ud, int64_t *end,
                      char *err, size_t errlen)
 {
-    int64_t lo, hi, deadline = mono_ms() + timeout_ms;
+    int64_t lo, hi, deadline = cm_clock_ms() + timeout_ms;
     rd_kafka_resp_err_t e =
         rd_kafka_query_watermark_offsets(rk, dlq_topic, dlq_partition, &lo, &hi, timeout_ms);
     if (e) {
@@ -160,7 +153,7 @@ int cm_dlq_scan_recs(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partitio
             r = -ECANCELED;
             break;
         }
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - cm_clock_ms();
         if (left <= 0) {
             snprintf(err, errlen,
                      "%s [%" PRId32 "]: stuck at offset %" PRId64 " of %" PRId64 " for %d ms",
@@ -181,7 +174,7 @@ int cm_dlq_scan_recs(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partitio
             r = -EIO;
         } else if (m->partition == dlq_partition && m->offset >= next) {
             next = m->offset + 1;
-            deadline = mono_ms() + timeout_ms; /* progress: a long range is no failure */
+            deadline = cm_clock_ms() + timeout_ms; /* progress: a long range is no failure */
             struct cm_dlq_rec rec;
             if (rec_of(m, src_topic, stl, &rec))
                 r = cb(&rec, ud);
