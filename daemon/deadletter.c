@@ -438,7 +438,7 @@ static int read_back_apply(struct daemon *d, const struct cm_dlq_result *res)
                 p->dl.seen[k++] = p->dl.seen[j];
         p->dl.n_seen = k;
         cm_log_info("partition %" PRId32 ": %zu dead letters past offset %" PRId64
-                    " already on %s [%" PRId32 "] (%zu copies): not sent again",
+                    " already on %s [%" PRId32 "] (%zu records read): not sent again",
                     p->id, k, p->pos, d->cfg->dlq_topic, p->dl.dp, read);
     }
     return 0;
