@@ -44,6 +44,7 @@
 #define POLL_TICK_MS 1000       /* polls even when idle: librdkafka's max.poll.interval.ms */
 #define RESYNC_BACKOFF_MAX_MS 5000
 #define LOOP_TICK_MS 10       /* the loop-latency probe's period */
+#define LOOP_BUDGET_MS 2      /* callbacks in a row before the loop polls again */
 #define FOLD_SLICE_US 2000    /* a batch's fold yields to the loop after this long */
 #define FOLD_SLICE_EVENTS 4   /* events folded between looks at the clock */
 #define POLL_SLICE_US 2000    /* a pass of the consumer queue yields after this long */
@@ -70,6 +71,7 @@ struct batch {
     int64_t expected, new_pos;
     struct cm_store_apply *ap;
     struct event *fold_ev; /* continues a fold that yielded to the loop */
+    int folded;            /* the fold is complete: packing */
     int store_pending;     /* a store request awaits its callback */
     size_t bytes;      /* keys and payloads of its messages */
     struct cmd_dlq_batch dl;
@@ -139,6 +141,8 @@ struct daemon {
     struct cm_hist *h_loop;     /* loop latency (us) since the start */
     struct cm_hist h_loop_line; /* the same since the last stats line */
     struct event *loop_timer;
+    struct event *sched_ev; /* continues a scheduling pass that yielded */
+    int sched_flush;        /* its flush argument */
     int64_t loop_due_us; /* when the probe should fire */
     uint64_t last_folded;
     int64_t last_stats_us;
@@ -244,6 +248,8 @@ void cmd_mirror_position(struct daemon *d, const struct part *p);
  * ones of every partition). */
 void cmd_schedule(struct daemon *d, int flush);
 void cmd_on_flush(evutil_socket_t fd, short what, void *arg);
+/* Continues a cmd_schedule that yielded to the loop. */
+void cmd_on_sched(evutil_socket_t fd, short what, void *arg);
 /* Detaches b from its partition; freed once no callback refers to it. */
 void cmd_batch_abandon(struct batch *b);
 void cmd_batch_free(struct batch *b);

@@ -286,7 +286,7 @@ static void teardown(struct daemon *d)
     cmd_dlq_free(d);
     struct event *evs[] = {d->kev,        d->sig_term,    d->sig_int,      d->flush_timer,
                            d->stats_timer, d->poll_timer, d->startup_timer, d->resync_timer,
-                           d->stop_timer, d->close_timer, d->meta_retry, d->loop_timer};
+                           d->stop_timer, d->close_timer, d->meta_retry, d->loop_timer, d->sched_ev};
     for (size_t i = 0; i < NELEM(evs); i++)
         if (evs[i])
             event_free(evs[i]);
@@ -299,6 +299,24 @@ static void teardown(struct daemon *d)
     cm_metrics_free(d->m);
     if (d->base)
         event_base_free(d->base);
+}
+
+/* The loop. Callbacks that activate others (a fold that yields, the
+ * consumer pass that re-arms itself) would otherwise run back to back in one
+ * iteration of the loop, holding its timers and sockets: after LOOP_BUDGET_MS
+ * of callbacks, libevent polls again. NULL when out of memory. */
+static struct event_base *loop_new(void)
+{
+    struct event_config *ec = event_config_new();
+    if (!ec)
+        return NULL;
+    struct timeval budget;
+    cm_clock_tv(LOOP_BUDGET_MS, &budget);
+    struct event_base *base = NULL;
+    if (event_config_set_max_dispatch_interval(ec, &budget, -1, 0) == 0)
+        base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    return base;
 }
 
 int cmd_run(const struct cm_config *cfg)
@@ -321,7 +339,7 @@ int cmd_run(const struct cm_config *cfg)
         cm_log_warn("test hook: start-up budget %d ms", d->budget_ms);
     }
 
-    if (!(d->base = event_base_new()) || !(d->dec = cm_decoder_new()) ||
+    if (!(d->base = loop_new()) || !(d->dec = cm_decoder_new()) ||
         !(d->nm = cm_names_new()) || !(d->fc = cm_fold_ctx_new(cfg, d->nm))) {
         cm_log_err("out of memory setting up the loop, the decoder and the fold");
         teardown(d);
@@ -337,7 +355,8 @@ int cmd_run(const struct cm_config *cfg)
     d->stop_timer = evtimer_new(d->base, on_stop_timer, d);
     d->close_timer = evtimer_new(d->base, on_close_timer, d);
     d->loop_timer = evtimer_new(d->base, on_loop_timer, d);
-    if (!d->loop_timer || metrics_setup(d) < 0 || !d->sig_term || !d->sig_int || !d->flush_timer || !d->stats_timer || !d->poll_timer ||
+    d->sched_ev = event_new(d->base, -1, 0, cmd_on_sched, d);
+    if (!d->loop_timer || !d->sched_ev || metrics_setup(d) < 0 || !d->sig_term || !d->sig_int || !d->flush_timer || !d->stats_timer || !d->poll_timer ||
         !d->startup_timer || !d->resync_timer || !d->stop_timer || !d->close_timer) {
         cm_log_err("out of memory creating the loop's events");
         teardown(d);

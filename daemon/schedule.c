@@ -125,6 +125,17 @@ static void batch_start(struct daemon *d, struct part *p)
     b->store_pending = 1;
 }
 
+/* b cannot go on (why: a static text): logged, abandoned, and the daemon
+ * resynchronises from Redis. */
+static void batch_fail(struct batch *b, const char *why)
+{
+    struct daemon *d = b->d;
+    cm_log_err("partition %" PRId32 ": batch at offset %" PRId64 ": %s; retrying", b->part_id,
+               b->expected, why);
+    cmd_batch_abandon(b);
+    cmd_resync(d, why);
+}
+
 static int add_state(const char *id, size_t id_len, const uint8_t *st, size_t len, void *ud)
 {
     return cm_store_apply_state(ud, id, id_len, st, len);
@@ -147,27 +158,15 @@ static void on_states(int err, const struct cm_store_val *vals, size_t nv, void 
             cmd_resync(d, "reading states failed");
         return;
     }
-    const char *fail = nv == cm_batch_migrants(b->cb) ? NULL : "redis answered a wrong number of states";
-    for (size_t i = 0; i < nv && !fail; i++) {
-        int r = cm_batch_set_state(b->cb, i, vals[i].data, vals[i].len);
-        if (r == -EINVAL) {
-            size_t ml;
-            const char *mid = cm_batch_migrant(b->cb, i, &ml);
-            cm_counter_add(d->c_unreadable, 1);
-            cm_log_err("partition %" PRId32 ": the state of migrant '%.*s' in Redis (%zu bytes)"
-                       " does not unpack: its events go to the dead-letter topic as %s;"
-                       " rebuild the partition from Kafka (README, Operations)",
-                       b->part_id, (int)(ml > 200 ? 200 : ml), mid, vals[i].len,
-                       CM_BATCH_REASON_STATE_UNREADABLE);
-        } else if (r < 0) {
-            fail = "out of memory unpacking the states";
-        }
-    }
+    const char *fail =
+        nv == cm_batch_migrants(b->cb) ? NULL : "redis answered a wrong number of states";
+    /* copied now (the reply is valid only during this call), unpacked by
+     * the fold */
+    for (size_t i = 0; i < nv && !fail; i++)
+        if (cm_batch_set_state(b->cb, i, vals[i].data, vals[i].len) < 0)
+            fail = "out of memory copying the states";
     if (fail) {
-        cm_log_err("partition %" PRId32 ": batch at offset %" PRId64 ": %s; retrying",
-                   b->part_id, b->expected, fail);
-        cmd_batch_abandon(b);
-        cmd_resync(d, fail);
+        batch_fail(b, fail);
         return;
     }
     fold_slice(b);
@@ -185,50 +184,76 @@ static void on_fold_ev(evutil_socket_t fd, short what, void *arg)
     fold_slice(b);
 }
 
-/* Folds the batch for up to FOLD_SLICE_US, then yields to the loop (the
- * rest follows from fold_ev) so that one heavy batch never holds the other
- * partitions, the timers and the Redis replies; once folded, builds the
- * apply and sends the dead letters. */
+/* Reports the migrants of b whose stored state did not unpack. */
+static void report_unreadable(struct batch *b)
+{
+    struct daemon *d = b->d;
+    for (size_t i = 0; cm_batch_unreadable(b->cb) && i < cm_batch_migrants(b->cb); i++) {
+        size_t ml, len;
+        if (!cm_batch_migrant_unreadable(b->cb, i, &len))
+            continue;
+        const char *mid = cm_batch_migrant(b->cb, i, &ml);
+        cm_counter_add(d->c_unreadable, 1);
+        cm_log_err("partition %" PRId32 ": the state of migrant '%.*s' in Redis (%zu bytes)"
+                   " does not unpack: its events go to the dead-letter topic as %s;"
+                   " rebuild the partition from Kafka (README, Operations)",
+                   b->part_id, (int)(ml > 200 ? 200 : ml), mid, len,
+                   CM_BATCH_REASON_STATE_UNREADABLE);
+    }
+}
+
+/* Works on the batch (unpack and fold, then pack) for up to FOLD_SLICE_US,
+ * then yields to the loop (the rest follows from fold_ev) so that one heavy
+ * batch never holds the other partitions, the timers and the Redis
+ * replies; once done, sends the apply's dead letters. */
 static void fold_slice(struct batch *b)
 {
     struct daemon *d = b->d;
     const char *fail = NULL;
     int64_t t0 = cm_clock_us();
-    int fr;
-    do
-        fr = cm_batch_fold(b->cb, FOLD_SLICE_EVENTS);
-    while (fr == 1 && cm_clock_us() - t0 < FOLD_SLICE_US);
-    if (fr == 1) {
+    int r = 1;
+    while (!b->folded && r == 1 && !fail) {
+        r = cm_batch_fold(b->cb, FOLD_SLICE_EVENTS);
+        if (r < 0)
+            fail = r == -ENOMEM ? "out of memory in the fold" : "decoder is not deterministic";
+        else if (r == 0) {
+            b->folded = 1;
+            report_unreadable(b);
+            if (!(b->ap = cm_store_apply_new(d->cfg->key_prefix, b->part_id, b->expected,
+                                             b->new_pos)))
+                fail = "out of memory for the apply";
+            r = 1;
+        } else if (cm_clock_us() - t0 >= FOLD_SLICE_US)
+            break;
+    }
+    while (b->folded && r == 1 && !fail) {
+        /* the changed states, packed */
+        r = cm_batch_each_changed(b->cb, FOLD_SLICE_EVENTS, add_state, b->ap);
+        if (r < 0)
+            fail = "out of memory packing the states";
+        else if (r == 1 && cm_clock_us() - t0 >= FOLD_SLICE_US)
+            break;
+    }
+    if (r == 1 && !fail) {
         if (!b->fold_ev && !(b->fold_ev = event_new(d->base, -1, 0, on_fold_ev, b)))
             fail = "out of memory for the fold's continuation";
         else {
             event_active(b->fold_ev, 0, 0);
             return;
         }
-    } else if (fr < 0) {
-        fail = fr == -ENOMEM ? "out of memory in the fold" : "decoder is not deterministic";
     }
-
-    /* The apply: changed states, the aggregate delta, the position. */
-    if (!fail && !(b->ap = cm_store_apply_new(d->cfg->key_prefix, b->part_id, b->expected,
-                                             b->new_pos)))
-        fail = "out of memory";
-    if (!fail && cm_batch_each_changed(b->cb, add_state, b->ap) < 0)
-        fail = "out of memory packing the states";
+    /* the aggregate delta (the position is in the apply already) */
     if (!fail && cm_store_apply_agg(b->ap, cm_batch_agg(b->cb), d->nm) < 0)
         fail = "cannot format the aggregate";
     if (fail) {
-        cm_log_err("partition %" PRId32 ": batch at offset %" PRId64 ": %s; retrying",
-                   b->part_id, b->expected, fail);
-        cmd_batch_abandon(b);
-        cmd_resync(d, fail);
+        batch_fail(b, fail);
         return;
     }
 
     /* Dead letters first: the apply moves the position past them, so they
      * must be delivered before it (a crash in between re-sends them). */
     b->stage = B_DLQ;
-    int r = cmd_dlq_send(b);
+    r = cmd_dlq_send(b);
     if (r < 0) {
         cmd_batch_abandon(b);
         cmd_resync(d, "dead-letter producer failed");
@@ -354,13 +379,20 @@ void cmd_schedule(struct daemon *d, int flush)
     if (d->phase != PH_RUNNING || d->stopping || !cm_store_ready(d->st))
         return;
     size_t np = d->n_parts;
-    int64_t old = cm_clock_ms() - d->cfg->batch_linger_ms;
+    int64_t old = cm_clock_ms() - d->cfg->batch_linger_ms, t0 = cm_clock_us();
     for (size_t k = 0; k < np && d->in_flight < (size_t)d->cfg->max_in_flight; k++) {
         struct part *p = &d->parts[(d->rr + k) % np];
         if (!p->active || p->b || !p->n)
             continue;
         if (!flush && p->n < (size_t)d->cfg->batch_size && p->since_ms > old)
             continue;
+        if (cm_clock_us() - t0 >= FOLD_SLICE_US) {
+            /* starting a big batch decodes it: the next ones after a turn
+             * of the loop */
+            d->sched_flush |= flush;
+            event_active(d->sched_ev, 0, 0);
+            break;
+        }
         batch_start(d, p);
         if (d->phase != PH_RUNNING)
             return; /* batch_start resynced */
@@ -373,4 +405,14 @@ void cmd_on_flush(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     cmd_schedule(arg, 0);
+}
+
+void cmd_on_sched(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct daemon *d = arg;
+    int flush = d->sched_flush;
+    d->sched_flush = 0;
+    cmd_schedule(d, flush);
 }

@@ -11,10 +11,11 @@ struct bmig {
     char *id; /* owned copy, NUL-terminated */
     size_t len;
     uint64_t hash;
-    struct cm_mstate *st; /* NULL while not given, or when unreadable */
+    struct cm_mstate *st; /* NULL until the first event, or when unreadable */
     uint8_t *orig;        /* the stored bytes, to skip unchanged states */
     size_t olen;
-    int unreadable;
+    int given;      /* cm_batch_set_state was called */
+    int unreadable; /* orig did not unpack */
 };
 
 /* One message and its verdict. */
@@ -38,7 +39,8 @@ struct cm_batch {
     struct cm_agg *ag;
     struct cm_item *items;
     size_t n_items, cap_items;
-    size_t next; /* the next message to fold */
+    size_t next;      /* the next message to fold */
+    size_t next_pack; /* the next migrant to pack */
     size_t n_folded, n_rejected, n_unreadable;
 };
 
@@ -158,19 +160,41 @@ int cm_batch_set_state(struct cm_batch *b, size_t i, const uint8_t *data, size_t
     if (i >= b->n_migs)
         return -EINVAL;
     struct bmig *m = &b->migs[i];
+    m->given = 1;
     if (!data)
-        return (m->st = cm_mstate_new(b->fc)) ? 0 : -ENOMEM;
+        return 0;
     if (!(m->orig = malloc(len ? len : 1)))
         return -ENOMEM;
     memcpy(m->orig, data, len);
     m->olen = len;
-    int r = cm_mstate_unpack(b->fc, data, len, &m->st);
+    return 0;
+}
+
+/* The state of m, unpacked (or made empty) at its first event. Returns 0
+ * (m->st set, or m->unreadable), or -ENOMEM. */
+static int mig_state(struct cm_batch *b, struct bmig *m)
+{
+    if (m->st || m->unreadable)
+        return 0;
+    if (!m->orig)
+        return (m->st = cm_mstate_new(b->fc)) ? 0 : -ENOMEM;
+    int r = cm_mstate_unpack(b->fc, m->orig, m->olen, &m->st);
     if (r == -EINVAL) {
         m->st = NULL;
         m->unreadable = 1;
         b->n_unreadable++;
+        return 0;
     }
     return r;
+}
+
+int cm_batch_migrant_unreadable(const struct cm_batch *b, size_t i, size_t *len)
+{
+    if (i >= b->n_migs || !b->migs[i].unreadable)
+        return 0;
+    if (len)
+        *len = b->migs[i].olen;
+    return 1;
 }
 
 /* The dead-letter reason of a fold result that neither accepts nor drops
@@ -195,12 +219,15 @@ static int fold_one(struct cm_batch *b, struct bmsg *r)
         return cm_agg_add_items(b->ag, &it, 1) < 0 ? -ENOMEM : 0;
     }
     struct bmig *m = &b->migs[r->mig];
+    if (!m->given)
+        return -EINVAL; /* cm_batch_set_state was not called: a caller's error */
+    int e = mig_state(b, m);
+    if (e < 0)
+        return e;
     if (m->unreadable) {
         r->reason = CM_BATCH_REASON_STATE_UNREADABLE;
         return 0;
     }
-    if (!m->st)
-        return -EINVAL; /* cm_batch_set_state was not called: a caller's error */
     if (cm_decode(b->dec, r->payload, r->len, &ev) != CM_OK)
         return -EIO;
     int fr = cm_fold_event(b->fc, m->st, &ev, &b->items, &b->n_items, &b->cap_items);
@@ -235,10 +262,12 @@ const struct cm_agg *cm_batch_agg(const struct cm_batch *b)
     return b->ag;
 }
 
-int cm_batch_each_changed(struct cm_batch *b, cm_batch_state_cb cb, void *ud)
+int cm_batch_each_changed(struct cm_batch *b, size_t max, cm_batch_state_cb cb, void *ud)
 {
-    for (size_t i = 0; i < b->n_migs; i++) {
+    size_t end = max && b->n_migs - b->next_pack > max ? b->next_pack + max : b->n_migs;
+    for (size_t i = b->next_pack; i < end; i++) {
         struct bmig *m = &b->migs[i];
+        b->next_pack = i + 1;
         if (!m->st)
             continue; /* unreadable: left as it is */
         uint8_t *buf = NULL;
@@ -252,7 +281,7 @@ int cm_batch_each_changed(struct cm_batch *b, cm_batch_state_cb cb, void *ud)
         if (r < 0)
             return r;
     }
-    return 0;
+    return b->next_pack < b->n_migs;
 }
 
 const char *cm_batch_verdict(const struct cm_batch *b, size_t i)

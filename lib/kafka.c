@@ -239,6 +239,12 @@ int cm_dlq_scan(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partition, in
         }
         rd_kafka_message_destroy(m);
     }
-    rd_kafka_assign(rk, NULL);
+    /* a reader left assigned would go on fetching the partition */
+    e = rd_kafka_assign(rk, NULL);
+    if (e && !r) {
+        snprintf(err, errlen, "%s [%" PRId32 "]: clearing the assignment: %s", dlq_topic,
+                 dlq_partition, rd_kafka_err2str(e));
+        r = -EIO;
+    }
     return r;
 }

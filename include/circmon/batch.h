@@ -10,8 +10,10 @@
  *
  * Use: cm_batch_new, cm_batch_add for every message, cm_batch_set_state for
  * every migrant (cm_batch_migrant names them), cm_batch_fold until it
- * returns 0, then cm_batch_agg, cm_batch_each_changed and cm_batch_verdict.
- * A batch is used once. Errors are negative errno-style codes; after
+ * returns 0, cm_batch_each_changed until it returns 0, then cm_batch_agg
+ * and cm_batch_verdict. The costly steps (unpack, fold, pack) can be done
+ * in slices of a few messages or migrants, so that a caller on an event
+ * loop never holds it long, however big the batch. A batch is used once. Errors are negative errno-style codes; after
  * -ENOMEM the batch is unusable (free it). */
 #ifndef CIRCMON_BATCH_H
 #define CIRCMON_BATCH_H
@@ -53,30 +55,37 @@ size_t cm_batch_migrants(const struct cm_batch *b);
  * length; valid until the batch is freed. */
 const char *cm_batch_migrant(const struct cm_batch *b, size_t i, size_t *len);
 
-/* Gives migrant i its stored state: data (len bytes, copied), or NULL for a
- * migrant never stored. Call it once per migrant before cm_batch_fold.
- * Returns 0; -EINVAL when data does not unpack (cm_mstate_unpack refuses it):
- * the migrant is then unreadable, its events are not folded, their verdict
- * is CM_BATCH_REASON_STATE_UNREADABLE, its state is not written back, and
- * the batch goes on; or -ENOMEM. */
+/* Gives migrant i its stored state: data (len bytes, copied; unpacked when
+ * the fold first needs it), or NULL for a migrant never stored. Call it once
+ * per migrant before cm_batch_fold. Returns 0, -EINVAL for a bad i, or
+ * -ENOMEM. */
 int cm_batch_set_state(struct cm_batch *b, size_t i, const uint8_t *data, size_t len);
 
-/* Folds up to max messages (0: all that remain), in offset order, so that
- * a caller on an event loop can fold a heavy batch in slices. Returns 1
- * when messages remain, 0 when the fold is complete, -ENOMEM, or -EIO when
- * a message decodes differently the second time (cannot happen). */
+/* Folds up to max messages (0: all that remain), in offset order, each
+ * migrant's stored state unpacked at its first event. A state that
+ * cm_mstate_unpack refuses (-EINVAL) makes its migrant unreadable: its
+ * events are not folded, their verdict is CM_BATCH_REASON_STATE_UNREADABLE,
+ * its state is not written back, and the batch goes on (see
+ * cm_batch_migrant_unreadable). Returns 1 when messages remain, 0 when the
+ * fold is complete, -ENOMEM, or -EIO when a message decodes differently the
+ * second time (cannot happen). */
 int cm_batch_fold(struct cm_batch *b, size_t max);
+
+/* After the fold: 1 when the stored state of migrant i did not unpack
+ * (its length in *len, when len is not NULL), else 0. */
+int cm_batch_migrant_unreadable(const struct cm_batch *b, size_t i, size_t *len);
 
 /* After the fold: the aggregate delta of the batch (owned by b). */
 const struct cm_agg *cm_batch_agg(const struct cm_batch *b);
 
-/* After the fold: calls cb for each readable migrant whose packed state
- * differs from the one stored (in migrant order), with the packed bytes
- * (valid during the call). Returns 0, cb's negative
- * result (which stops the walk), or -ENOMEM. */
+/* After the fold: packs up to max more migrants (0: all that remain), in
+ * migrant order, and calls cb for each readable one whose packed state
+ * differs from the one stored, with the packed bytes (valid during the
+ * call). Returns 1 while migrants remain, 0 once all are done, cb's
+ * negative result (which stops the walk), or -ENOMEM. */
 typedef int (*cm_batch_state_cb)(const char *id, size_t id_len, const uint8_t *state,
                                  size_t len, void *ud);
-int cm_batch_each_changed(struct cm_batch *b, cm_batch_state_cb cb, void *ud);
+int cm_batch_each_changed(struct cm_batch *b, size_t max, cm_batch_state_cb cb, void *ud);
 
 /* The verdict of message i (i < cm_batch_size), final after the fold: NULL
  * when the message was accepted or dropped as a duplicate, else the
