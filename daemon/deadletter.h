@@ -7,7 +7,11 @@
  * partition's mark (written with each apply) so as not to send it twice.
  * The dead letters of one source partition all go to one dead-letter
  * partition (the marked one, else id % count), so that they read back in
- * order. Everything here runs on the loop. */
+ * order. Each carries the owner epoch its sender took with the partition
+ * (store.h, dlq.h): a deposed owner's late copies carry a lower one, and its
+ * applies are refused. Everything here runs on the loop and returns at once:
+ * the read-back runs in a thread (cm_dlq_reader), the revoke waits from a
+ * timer. */
 #ifndef CIRCMOND_DEADLETTER_H
 #define CIRCMOND_DEADLETTER_H
 
@@ -35,6 +39,7 @@ struct cmd_dlq_part {
     int64_t mark_from;
     int32_t dp;    /* its dead-letter partition: the marked one, else id % count */
     int assigning; /* positions read, dead letters being read back */
+    int64_t epoch; /* the owner epoch taken with the partition (0: none) */
 };
 
 /* Per batch (in struct batch). */
@@ -50,8 +55,12 @@ struct cmd_dlq_batch {
 rd_kafka_conf_t *cmd_producer_conf(const struct cm_config *cfg, char *err, size_t errlen);
 rd_kafka_conf_t *cmd_scanner_conf(const struct cm_config *cfg, char *err, size_t errlen);
 
-/* Creates d->dlq: the producer (wired to d's loop) and the reader; reads
- * the CIRCMOND_TEST_CRASH_AFTER_DLQ hook. Returns 0 or a negative errno
+/* Creates d->dlq: the producer (wired to d's loop) and the reader thread;
+ * reads the test hooks CIRCMOND_TEST_CRASH_AFTER_DLQ=N (SIGKILL once the
+ * dead letters of the Nth batch are delivered) and
+ * CIRCMOND_TEST_STOP_AFTER_DLQ=N (SIGSTOP right after producing the dead
+ * letters of the Nth batch that has some; N:delivered: once they are
+ * delivered, before the apply). Returns 0 or a negative errno
  * (logged); cmd_dlq_free cleans up in every case. */
 int cmd_dlq_setup(struct daemon *d);
 
@@ -71,15 +80,18 @@ void cmd_dlq_part_free(struct cmd_dlq_part *dl);
  * must not be read back before they land (they would be sent again). */
 int cmd_dlq_busy(const struct daemon *d);
 
-/* p is being assigned with what Redis holds for it (its mark). */
+/* p is being assigned with what Redis holds for it (its mark, the owner
+ * epoch just taken). */
 void cmd_dlq_assigning(struct daemon *d, struct part *p, const struct cm_store_pos *pos);
 
 /* Reads back, from the dead-letter partitions of the n partitions ids being
  * assigned (cmd_dlq_assigning called for each), the dead letters sent past
  * their marks, then calls done(d, err, ud): err 0, or negative when the
- * topic could not be read (the caller resyncs). done may run before this
- * returns (today it always does: the read blocks) or later from the loop;
- * ids must stay valid until then. */
+ * topic could not be read (the caller resyncs), -ECANCELED when a newer
+ * read-back, a revoke or the teardown overtook it. done is called exactly
+ * once: before this returns when there is nothing to read or it could not
+ * start, else later from the loop (the reading runs in a thread, the loop
+ * goes on meanwhile). ids is copied. */
 typedef void (*cmd_dlq_done_fn)(struct daemon *d, int err, void *ud);
 void cmd_dlq_read_back(struct daemon *d, const int32_t *ids, size_t n, cmd_dlq_done_fn done,
                        void *ud);
@@ -90,15 +102,18 @@ void cmd_dlq_read_back(struct daemon *d, const int32_t *ids, size_t n, cmd_dlq_d
  * be queued and none is pending (logged; the caller resyncs). */
 int cmd_dlq_send(struct batch *b);
 
-/* Adds b's partition's dead-letter mark to ap when it moved. Returns 0 or
- * -ENOMEM. */
+/* Adds b's partition's owner epoch and, when it moved, its dead-letter mark
+ * to ap. Returns 0 or -ENOMEM. */
 int cmd_dlq_mark(struct batch *b, struct cm_store_apply *ap);
 
 /* b's apply landed: its partition's mark is what it wrote. */
 void cmd_dlq_applied(struct batch *b);
 
-/* The group revokes the partitions: dead letters in flight land before the
- * next owner reads them back (bounded; logged when not). */
+/* The group revokes the partitions (already dropped): acknowledges it with
+ * rd_kafka_assign(NULL) at once when no dead letter is in flight, else from
+ * a timer once their reports are in, so that they land before the next
+ * owner reads them back; never longer than message.timeout.ms + 1 s (then
+ * purged, logged). Calls cmd_maybe_finish_stop after acknowledging. */
 void cmd_dlq_revoke(struct daemon *d);
 
 #endif

@@ -187,7 +187,7 @@ static void read_positions(struct daemon *d)
             return;
         }
     }
-    int r = cm_store_get_positions(d->st, pr->ids, pr->n, on_positions, pr);
+    int r = cm_store_take_positions(d->st, pr->ids, pr->n, on_positions, pr);
     if (r < 0) {
         pos_req_free(pr);
         if (r != -ENOTCONN)
@@ -257,16 +257,11 @@ void cmd_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     /* In-flight applies are abandoned: the next owner's CAS settles them.
      * Dead letters in flight land before the next owner reads them back. */
     cmd_drop_all(d);
-    cmd_dlq_revoke(d);
     if (d->want)
         d->want = (rd_kafka_topic_partition_list_destroy(d->want), NULL);
     d->phase = PH_IDLE;
     evtimer_del(d->resync_timer);
-    rd_kafka_resp_err_t e = rd_kafka_assign(rk, NULL);
-    if (e)
-        cm_log_err("giving the partitions back to the group: %s", rd_kafka_err2str(e));
-    if (d->stopping)
-        cmd_maybe_finish_stop(d);
+    cmd_dlq_revoke(d); /* rd_kafka_assign(NULL) now or from the loop; never blocks */
 }
 
 void cmd_on_store(struct cm_store *s, int up, void *ud)

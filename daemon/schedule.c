@@ -312,6 +312,10 @@ static void on_applied(int err, int applied, int64_t stored, void *ud)
     struct daemon *d = b->d;
     b->store_pending = 0;
     if (!b->p) {
+        if (!err && applied < 0)
+            cm_log_warn("partition %" PRId32 ": apply refused: owner epoch %" PRId64
+                        " in Redis is newer than ours: another daemon owns it",
+                        b->part_id, stored);
         if (!b->dl.pending)
             cmd_batch_free(b);
         return;
@@ -322,6 +326,17 @@ static void on_applied(int err, int applied, int64_t stored, void *ud)
         cmd_batch_abandon(b);
         if (err != -ECONNRESET && err != -ETIMEDOUT)
             cmd_resync(d, "apply failed");
+        return;
+    }
+    if (applied < 0) {
+        /* deposed: the group revokes soon, let it before taking again */
+        cm_counter_add(d->c_refused, 1);
+        cm_log_warn("partition %" PRId32 ": apply refused: owner epoch %" PRId64
+                    " in Redis is newer than ours (%" PRId64 "): another daemon owns it",
+                    b->part_id, stored, b->p->dl.epoch);
+        cmd_batch_abandon(b);
+        d->resync_backoff_ms = RESYNC_BACKOFF_MAX_MS;
+        cmd_resync(d, "apply refused: deposed");
         return;
     }
     if (!applied) {

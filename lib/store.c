@@ -20,8 +20,17 @@
  * measured, HMGET + add in Lua + HSET per chunk costs ~35% more. Positions
  * are compared as the decimal strings we write. Redis does not roll back a
  * script that fails half-way, so the one write that can fail (HINCRBY on a
- * key of another type, put there by hand) is checked before any write. */
+ * key of another type, put there by hand) is checked before any write.
+ * The owner epoch is checked first: a deposed owner's apply is refused
+ * even before its successor's first apply has moved the position. */
 const char cm_store_lua_apply[] =
+    "if ARGV[4] ~= '' then\n"
+    "  local ep = redis.call('GET', KEYS[4]) or '0'\n"
+    "  if not tonumber(ep) then\n"
+    "    return redis.error_reply('owner epoch ' .. KEYS[4] .. ' is not a number')\n"
+    "  end\n"
+    "  if tonumber(ep) > tonumber(ARGV[4]) then return {-1, ep} end\n"
+    "end\n"
     "local cur = redis.call('GET', KEYS[1])\n"
     "if not cur then cur = '0' end\n"
     "if cur ~= ARGV[1] then return {0, cur} end\n"
@@ -38,7 +47,7 @@ const char cm_store_lua_apply[] =
     "  if #del > 0 then redis.call('DEL', unpack(del)); del = {} end\n"
     "end\n"
     "if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end\n"
-    "for i = 4, nk do\n"
+    "for i = 5, nk do\n"
     "  local v = ARGV[i]\n"
     "  if v == '' then\n"
     "    del[#del + 1] = KEYS[i]\n"
@@ -94,6 +103,11 @@ char *cm_store_key_agg(const char *prefix, int32_t part)
 char *cm_store_key_dlq(const char *prefix, int32_t part)
 {
     return xasprintf("%s:{%" PRId32 "}:dlq", prefix, part);
+}
+
+char *cm_store_key_epoch(const char *prefix, int32_t part)
+{
+    return xasprintf("%s:{%" PRId32 "}:epoch", prefix, part);
 }
 
 /* Migrant ids may hold any byte (NUL included), hence the explicit length. */
@@ -227,8 +241,9 @@ struct cm_store_apply {
     char *prefix;
     int32_t part;
     int64_t new_pos;
-    struct strv keys; /* pos, agg, dlq mark, state keys */
-    struct strv args; /* expected, new, mark ('' = unchanged), state values, agg pairs */
+    struct strv keys; /* pos, agg, dlq mark, epoch, state keys */
+    struct strv args; /* expected, new, mark ('' = unchanged), epoch ('' = unchecked),
+                         state values, agg pairs */
     int agg_done;
 };
 
@@ -242,14 +257,17 @@ struct cm_store_apply *cm_store_apply_new(const char *prefix, int32_t part, int6
     ap->part = part;
     ap->new_pos = new_pos;
     char *kp = cm_store_key_pos(prefix, part), *ka = cm_store_key_agg(prefix, part),
-         *kd = cm_store_key_dlq(prefix, part);
-    int bad = !ap->prefix || !kp || !ka || !kd || strv_push(&ap->keys, kp, strlen(kp)) ||
+         *kd = cm_store_key_dlq(prefix, part), *ke = cm_store_key_epoch(prefix, part);
+    int bad = !ap->prefix || !kp || !ka || !kd || !ke || strv_push(&ap->keys, kp, strlen(kp)) ||
               strv_push(&ap->keys, ka, strlen(ka)) || strv_push(&ap->keys, kd, strlen(kd)) ||
+              strv_push(&ap->keys, ke, strlen(ke)) ||
               strv_pushf(&ap->args, "%" PRId64, expected) ||
-              strv_pushf(&ap->args, "%" PRId64, new_pos) || strv_push(&ap->args, "", 0);
+              strv_pushf(&ap->args, "%" PRId64, new_pos) || strv_push(&ap->args, "", 0) ||
+              strv_push(&ap->args, "", 0);
     free(kp);
     free(ka);
     free(kd);
+    free(ke);
     if (bad)
         return cm_store_apply_free(ap);
     return ap;
@@ -279,6 +297,17 @@ int cm_store_apply_dlq_mark(struct cm_store_apply *ap, int32_t dlq_part, int64_t
     free(ap->args.s[2]);
     ap->args.s[2] = v;
     ap->args.len[2] = strlen(v);
+    return 0;
+}
+
+int cm_store_apply_epoch(struct cm_store_apply *ap, int64_t epoch)
+{
+    char *v = xasprintf("%" PRId64, epoch);
+    if (!v)
+        return -ENOMEM;
+    free(ap->args.s[3]);
+    ap->args.s[3] = v;
+    ap->args.len[3] = strlen(v);
     return 0;
 }
 
@@ -329,7 +358,7 @@ struct cm_store_apply *cm_store_apply_free(struct cm_store_apply *ap)
 
 /* ---------------------------------------------------------------- async */
 
-enum req_kind { RQ_POS, RQ_MGET, RQ_APPLY };
+enum req_kind { RQ_POS, RQ_EPOCH, RQ_MGET, RQ_APPLY };
 
 /* A read of positions: one MGET per partition (its keys share one hash
  * slot, as Redis Cluster wants), answered together. */
@@ -422,6 +451,21 @@ static int parse_mark(const redisReply *m, struct cm_store_pos *p)
     return 0;
 }
 
+/* One reply of a read of positions: the group's callback after the last. */
+static void pos_group_reply(struct cm_store *s, struct pos_group *g, int err, redisReply *rep)
+{
+    if (err && !g->err) {
+        g->err = err;
+        cm_rconn_set_err(s->c, "redis: reading positions failed (%s)",
+                         rep && rep->type == REDIS_REPLY_ERROR ? rep->str : strerror(-err));
+    }
+    if (--g->left == 0) {
+        g->cb(g->err, g->err ? NULL : g->pos, g->err ? 0 : g->n, g->ud);
+        free(g->pos);
+        free(g);
+    }
+}
+
 /* Interprets a reply to q (rep NULL: err) and calls the user's callback. */
 static void deliver(struct req *q, redisReply *rep, int err)
 {
@@ -442,16 +486,16 @@ static void deliver(struct req *q, redisReply *rep, int err)
             if (!err && m->type != REDIS_REPLY_NIL && parse_mark(m, p) < 0)
                 err = -EPROTO;
         }
-        if (err && !g->err) {
-            g->err = err;
-            cm_rconn_set_err(s->c, "redis: reading positions failed (%s)",
-                             rep && rep->type == REDIS_REPLY_ERROR ? rep->str : strerror(-err));
-        }
-        if (--g->left == 0) {
-            g->cb(g->err, g->err ? NULL : g->pos, g->err ? 0 : g->n, g->ud);
-            free(g->pos);
-            free(g);
-        }
+        pos_group_reply(s, g, err, rep);
+        break;
+    }
+    case RQ_EPOCH: {
+        struct pos_group *g = q->cb.pos;
+        if (!err && (rep->type != REDIS_REPLY_INTEGER || rep->integer < 1))
+            err = -EPROTO;
+        if (!err)
+            g->pos[q->n].epoch = rep->integer;
+        pos_group_reply(s, g, err, rep);
         break;
     }
     case RQ_MGET: {
@@ -608,8 +652,45 @@ static int send_mget(struct cm_store *s, struct req *q, struct strv *keys)
     return r;
 }
 
+/* Sends INCR of partition part's owner epoch as reply i of group g. */
+static int send_epoch_incr(struct cm_store *s, struct pos_group *g, size_t i, int32_t part)
+{
+    struct req *q = req_new(s, RQ_EPOCH, NULL);
+    char *ke = cm_store_key_epoch(s->cfg->key_prefix, part);
+    int r = -ENOMEM;
+    if (q && ke) {
+        const char *argv[] = {"INCR", ke};
+        const size_t lens[] = {4, strlen(ke)};
+        q->cb.pos = g;
+        q->n = i;
+        g->left++;
+        r = cm_rconn_send(s->c, 2, argv, lens, on_reply, q);
+        if (r)
+            g->left--;
+    }
+    free(ke);
+    if (r && q)
+        req_free(q);
+    return r;
+}
+
+static int get_positions(struct cm_store *s, const int32_t *parts, size_t n, int take,
+                         cm_store_pos_cb cb, void *ud);
+
 int cm_store_get_positions(struct cm_store *s, const int32_t *parts, size_t n,
                            cm_store_pos_cb cb, void *ud)
+{
+    return get_positions(s, parts, n, 0, cb, ud);
+}
+
+int cm_store_take_positions(struct cm_store *s, const int32_t *parts, size_t n,
+                            cm_store_pos_cb cb, void *ud)
+{
+    return get_positions(s, parts, n, 1, cb, ud);
+}
+
+static int get_positions(struct cm_store *s, const int32_t *parts, size_t n, int take,
+                         cm_store_pos_cb cb, void *ud)
 {
     if (!cm_store_ready(s))
         return -ENOTCONN;
@@ -624,6 +705,18 @@ int cm_store_get_positions(struct cm_store *s, const int32_t *parts, size_t n,
     g->ud = ud;
     g->n = n;
     for (size_t i = 0; i < n; i++) {
+        /* the INCR goes first on the connection: Redis runs it before the
+         * read, and before any later apply of a deposed owner */
+        int r0 = take ? send_epoch_incr(s, g, i, parts[i]) : 0;
+        if (r0) {
+            if (!g->left) {
+                free(g->pos);
+                free(g);
+                return r0;
+            }
+            g->err = r0;
+            return 0;
+        }
         struct req *q = req_new(s, RQ_POS, NULL);
         struct strv keys = {0};
         char *kp = cm_store_key_pos(s->cfg->key_prefix, parts[i]);

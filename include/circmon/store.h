@@ -4,7 +4,9 @@
  *   <prefix>:{P}:pos           next offset to fold (the committed position)
  *   <prefix>:{P}:m:<migrant>   packed migrant state (cm_mstate_pack)
  *   <prefix>:{P}:agg           hash: aggregate entries, fields by cm_agg_key_format
- * One batch is one Lua call: compare-and-set of pos, SET/DEL of states,
+ *   <prefix>:{P}:dlq           the dead-letter mark (see struct cm_store_pos)
+ *   <prefix>:{P}:epoch         owner epoch: INCR by each daemon that takes P
+ * One batch is one Lua call: check of the owner epoch, compare-and-set of pos, SET/DEL of states,
  * HINCRBY of the aggregate delta (fields reaching 0 are deleted), new pos.
  * An absent pos reads as 0: the partition was never folded and starts from
  * the beginning of the topic.
@@ -40,17 +42,22 @@
 struct event_base;
 
 /* The Lua apply script (for tests and tools that want to call it by hand).
- * KEYS[1] = pos key, KEYS[2] = agg key, KEYS[3..] = migrant state keys.
- * ARGV[1] = expected pos, ARGV[2] = new pos, ARGV[i] for 3 <= i <= #KEYS =
- * the state of KEYS[i] ("" = DEL), then field/increment pairs for the agg
- * hash. Returns {1, new pos} when applied, {0, stored pos} when refused
- * (stored pos != expected): a refused call changes nothing. */
+ * KEYS[1] = pos key, KEYS[2] = agg key, KEYS[3] = dead-letter mark key,
+ * KEYS[4] = owner epoch key, KEYS[5..] = migrant state keys.
+ * ARGV[1] = expected pos, ARGV[2] = new pos, ARGV[3] = the mark ("" =
+ * unchanged), ARGV[4] = the applier's owner epoch ("" = not checked),
+ * ARGV[i] for 5 <= i <= #KEYS = the state of KEYS[i] ("" = DEL), then
+ * field/increment pairs for the agg hash. Returns {1, new pos} when
+ * applied, {-1, stored epoch} when refused because the stored epoch is
+ * higher than ARGV[4] (checked first), {0, stored pos} when refused because
+ * stored pos != expected: a refused call changes nothing. */
 extern const char cm_store_lua_apply[];
 
 /* Key names; each returns a malloc'd NUL-terminated string or NULL. */
 char *cm_store_key_pos(const char *prefix, int32_t part);
 char *cm_store_key_agg(const char *prefix, int32_t part);
 char *cm_store_key_dlq(const char *prefix, int32_t part);
+char *cm_store_key_epoch(const char *prefix, int32_t part);
 char *cm_store_key_state(const char *prefix, int32_t part, const char *mid, size_t len);
 
 /* ---------------------------------------------------------------- async */
@@ -95,6 +102,7 @@ struct cm_store_pos {
     int64_t pos; /* 0 when absent */
     int32_t dlq_part;
     int64_t dlq_from;
+    int64_t epoch; /* cm_store_take_positions: the owner epoch taken; else 0 */
 };
 
 /* Positions and marks of parts[0..n-1] (n > 0), each partition read by a
@@ -105,6 +113,13 @@ struct cm_store_pos {
 typedef void (*cm_store_pos_cb)(int err, const struct cm_store_pos *pos, size_t n, void *ud);
 int cm_store_get_positions(struct cm_store *s, const int32_t *parts, size_t n,
                            cm_store_pos_cb cb, void *ud);
+
+/* cm_store_get_positions for a new owner of parts: each partition's owner
+ * epoch is first incremented (INCR, sent before the read on the same
+ * connection) and pos[i].epoch is the new value. From then on, an apply
+ * carrying an older epoch is refused (cm_store_apply_epoch). */
+int cm_store_take_positions(struct cm_store *s, const int32_t *parts, size_t n,
+                            cm_store_pos_cb cb, void *ud);
 
 /* One value of an MGET: data == NULL when the key is absent. */
 struct cm_store_val {
@@ -138,6 +153,11 @@ int cm_store_apply_state(struct cm_store_apply *ap, const char *mid, size_t len,
  * replace the mark. Returns 0 or -ENOMEM (the apply is then unusable). */
 int cm_store_apply_dlq_mark(struct cm_store_apply *ap, int32_t dlq_part, int64_t dlq_from);
 
+/* Makes the apply conditional on the partition's owner epoch: refused when
+ * Redis holds a higher one (the partition was taken by another owner since
+ * epoch was taken). Returns 0 or -ENOMEM (the apply is then unusable). */
+int cm_store_apply_epoch(struct cm_store_apply *ap, int64_t epoch);
+
 /* Adds every entry of ag (names in nm) as a HINCRBY. Call at most once.
  * Returns 0, -ENOENT for a name missing from nm, or -ENOMEM. */
 int cm_store_apply_agg(struct cm_store_apply *ap, const struct cm_agg *ag,
@@ -150,7 +170,8 @@ struct cm_store_apply *cm_store_apply_free(struct cm_store_apply *ap);
  * restarted, script cache flushed) it is sent again as EVAL, transparently.
  * cb gets err = 0 with applied = 1 and stored = new pos, or applied = 0 and
  * stored = the position Redis holds (the apply was refused and changed
- * nothing), or err < 0 (-ECONNRESET/-ETIMEDOUT: it may or may not have been
+ * nothing), or applied = -1 and stored = the owner epoch Redis holds (refused
+ * by cm_store_apply_epoch's check, changed nothing), or err < 0 (-ECONNRESET/-ETIMEDOUT: it may or may not have been
  * applied; read the position to know). Same return contract as
  * cm_store_get_positions. */
 typedef void (*cm_store_apply_cb)(int err, int applied, int64_t stored, void *ud);
