@@ -794,7 +794,7 @@ END_TEST
 /* Frozen with its dead letters delivered and its apply not yet sent: as
  * soon as B has taken the partition (its epoch in Redis), A is thawed and
  * sends the apply at once, maybe before B's first apply: it is refused for
- * its epoch. */
+ * its epoch (or, when the revoke reaches it first, it drops the batch). */
 START_TEST(test_freeze_before_the_apply)
 {
     setup();
@@ -815,8 +815,12 @@ START_TEST(test_freeze_before_the_apply)
         nap_ms(5);
     }
     thaw_and_leave(a, conf, loga, n, b);
-    ck_assert_msg(count_in_file(loga, "apply refused: owner epoch") >= 1,
-                  "the deposed owner's apply was not refused for its epoch (%s)", loga);
+    /* On waking, A either sends its apply first (refused for its epoch) or
+     * meets the group's revoke first and drops the batch: which comes first
+     * is the scheduler's. Either way it applied nothing. */
+    ck_assert_msg(count_in_file(loga, "apply refused: owner epoch") >= 1 ||
+                      count_in_file(loga, "stopped: 0 events folded") == 1,
+                  "the deposed owner applied its batch (%s)", loga);
     long want = compare(conf, ev);
     kill(b, SIGTERM);
     ck_assert_int_ge(wait_pid(b, 30), 0);
