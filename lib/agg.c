@@ -33,6 +33,7 @@ static const char *const dq_names[CM_DQ__COUNT] = {
     [CM_DQ_ENTRIES_WITHOUT_PERMIT] = "entries_without_permit",
     [CM_DQ_UNKNOWN_PERMIT] = "unknown_permit",
     [CM_DQ_LATE_ADMIN] = "late_admin_events",
+    [CM_DQ_OVER_LIMIT] = "over_limit",
 };
 
 const char *cm_ctr_name(enum cm_ctr c)
@@ -69,7 +70,7 @@ struct cm_agg {
 static struct table *table_of(struct cm_agg *ag, uint64_t w2)
 {
     unsigned kind = (unsigned)(w2 >> 48) & 0xff;
-    return &ag->t[kind == CM_AK_PEND || kind == CM_AK_BREACH];
+    return &ag->t[kind == CM_AK_PEND || kind == CM_AK_BREACH || kind == CM_AK_BDAYS];
 }
 
 /* Keys are packed: a and b fit 32 bits (numbers of names, months, days
@@ -229,9 +230,10 @@ int cm_agg_foreach(const struct cm_agg *ag,
     return 0;
 }
 
-/* The aggregate keys of item it (one or two); returns how many. */
-static int item_keys(const struct cm_item *it, struct cm_agg_key *k)
+/* The aggregate keys of item it (one or two) and their values; returns how many. */
+static int item_keys(const struct cm_item *it, struct cm_agg_key *k, int64_t *v)
 {
+    v[0] = v[1] = it->v;
     k[0] = (struct cm_agg_key){.ctr = it->ctr, .scheme = it->scheme};
     switch (it->kind) {
     case CM_IT_CTR:
@@ -260,6 +262,15 @@ static int item_keys(const struct cm_item *it, struct cm_agg_key *k)
         k[0].kind = CM_AK_DQ;
         k[0].scheme = 0;
         return 1;
+    case CM_IT_BDAYS:
+        k[0].kind = CM_AK_BDAYS;
+        k[0].ctr = 0;
+        k[0].a = it->nat;
+        k[0].b = it->day;
+        k[1] = k[0];
+        k[1].b = (int64_t)it->day2 + 1;
+        v[1] = -it->v;
+        return 2;
     default:
         return 0;
     }
@@ -278,10 +289,11 @@ int cm_agg_add_items(struct cm_agg *ag, const struct cm_item *it, size_t n)
         size_t m = n - base < ITEM_RUN ? n - base : ITEM_RUN, nk = 0;
         for (size_t i = 0; i < m; i++) {
             struct cm_agg_key k[2];
-            int c = item_keys(&it[base + i], k);
+            int64_t kv[2];
+            int c = item_keys(&it[base + i], k, kv);
             for (int j = 0; j < c; j++, nk++) {
                 pack_key(&k[j], &w1[nk], &w2[nk]);
-                v[nk] = it[base + i].v;
+                v[nk] = kv[j];
                 h[nk] = hash2(w1[nk], w2[nk]);
                 t[nk] = table_of(ag, w2[nk]);
                 __builtin_prefetch(&t[nk]->s[h[nk] & (t[nk]->cap - 1)]);
@@ -299,6 +311,7 @@ int cm_agg_add_items(struct cm_agg *ag, const struct cm_item *it, size_t n)
  *   m:<counter>:<YYYY-MM>:<scheme>         per cohort month
  *   p:<class>:<E>:<len>:<scheme><nat>      permit not yet due, E its end day
  *   b:<day>:<len>:<scheme><nat>            open stay-limit breach from day
+ *   d:<day>:<len>:<scheme><nat>            change of closed breaches from day (BDAYS)
  *   r:<scheme>                             present
  *   q:<counter>                            data quality */
 int cm_agg_key_format(const struct cm_agg_key *k, const struct cm_names *nm, char *buf, size_t cap)
@@ -311,7 +324,8 @@ int cm_agg_key_format(const struct cm_agg_key *k, const struct cm_names *nm, cha
         if (!s)
             return -ENOENT;
     }
-    if (k->kind == CM_AK_NAT || k->kind == CM_AK_PEND || k->kind == CM_AK_BREACH) {
+    if (k->kind == CM_AK_NAT || k->kind == CM_AK_PEND || k->kind == CM_AK_BREACH ||
+        k->kind == CM_AK_BDAYS) {
         nat = cm_names_get(nm, (int32_t)k->a, &nl);
         if (!nat)
             return -ENOENT;
@@ -330,6 +344,9 @@ int cm_agg_key_format(const struct cm_agg_key *k, const struct cm_names *nm, cha
         break;
     case CM_AK_BREACH:
         h = snprintf(buf, cap, "b:%" PRId64 ":%zu:", k->b, sl);
+        break;
+    case CM_AK_BDAYS:
+        h = snprintf(buf, cap, "d:%" PRId64 ":%zu:", k->b, sl);
         break;
     case CM_AK_PRESENT:
         h = snprintf(buf, cap, "r:");
@@ -460,7 +477,8 @@ int cm_agg_key_parse(const char *s, size_t len, struct cm_names *nm, struct cm_a
         k->ctr = (uint8_t)x;
         return intern2(nm, p, end, sl, k, 1);
     case 'b':
-        k->kind = CM_AK_BREACH;
+    case 'd':
+        k->kind = s[0] == 'b' ? CM_AK_BREACH : CM_AK_BDAYS;
         if (read_int(&p, end, &k->b) < 0 || k->b < INT32_MIN || k->b > INT32_MAX ||
             read_int(&p, end, &sl) < 0)
             return -EINVAL;

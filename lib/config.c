@@ -233,6 +233,8 @@ static int handle_circmon(struct parser *ps, const char *key, const char *value)
 
     if (strcmp(key, "reorder_window_days") == 0)
         return set_int(ps, key, value, 0, 3650, &cfg->reorder_window_days);
+    if (strcmp(key, "max_window_events") == 0)
+        return set_int(ps, key, value, 1, CM_MAX_WINDOW_EVENTS_MAX, &cfg->max_window_events);
     if (strcmp(key, "batch_size") == 0)
         return set_int(ps, key, value, 1, 100000, &cfg->batch_size);
     if (strcmp(key, "max_in_flight") == 0)
@@ -541,6 +543,7 @@ static char *reader(char *buf, int size, void *user) {
 int cm_config_defaults(struct cm_config *cfg) {
     *cfg = (struct cm_config){
         .reorder_window_days = 30,
+        .max_window_events = 256,
         .batch_size = 10000,
         .max_in_flight = 8,
         .batch_linger_ms = 20,

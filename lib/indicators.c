@@ -1,8 +1,11 @@
 /* indicators.c - the read side: an aggregate evaluated as of a time. */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "circmon/grow.h"
 #include "circmon/indicators.h"
 #include "circmon/timeutil.h"
 
@@ -14,6 +17,13 @@ struct group {
     int64_t c[CM_C__COUNT];
 };
 
+/* A change, from day on, of the number of breaches a day is a breach day of. */
+struct step {
+    int32_t scheme;
+    int64_t day;
+    int64_t v;
+};
+
 struct eval {
     const struct cm_config *cfg;
     const struct cm_names *nm;
@@ -22,6 +32,8 @@ struct eval {
     struct cm_agg *gidx; /* (kind, 0, scheme, a) -> group number + 1 */
     struct group *g;
     size_t ng, capg;
+    struct step *st; /* breach-day steps of every scheme, swept by month */
+    size_t nst, capst;
     int err;
 };
 
@@ -37,6 +49,53 @@ static int add2(struct eval *e, int ctr, int32_t scheme, int64_t nat, int64_t da
     if (add(e, CM_AK_NAT, ctr, scheme, nat, v) < 0 ||
         add(e, CM_AK_MONTH, ctr, scheme, cm_month_of_day(day), v) < 0)
         return -ENOMEM;
+    return 0;
+}
+
+/* A step of v at day for (scheme, nat): its share of the nationality's
+ * total now (the steps of a breach sum to 0, so the total of its days is
+ * the sum of -v * day over its steps), its months when swept. */
+static int step(struct eval *e, int32_t scheme, int64_t nat, int64_t day, int64_t v)
+{
+    if (cm_grow((void **)&e->st, &e->capst, e->nst + 1, 64, sizeof(*e->st)) < 0)
+        return -ENOMEM;
+    e->st[e->nst++] = (struct step){.scheme = scheme, .day = day, .v = v};
+    struct cm_agg_key k = {.kind = CM_AK_NAT, .ctr = CM_C_BREACH_DAYS, .scheme = scheme, .a = nat};
+    return cm_agg_add(e->res, &k, -v * day);
+}
+
+static int step_cmp(const void *x, const void *y)
+{
+    const struct step *a = x, *b = y;
+    if (a->scheme != b->scheme)
+        return a->scheme < b->scheme ? -1 : 1;
+    return a->day < b->day ? -1 : a->day > b->day;
+}
+
+/* Breach days: the steps of each scheme in order of day, a running count,
+ * and each month that count covers gets its days. Costs the steps and the
+ * months with breach days, not the days. */
+static int sweep(struct eval *e)
+{
+    if (e->nst)
+        qsort(e->st, e->nst, sizeof(*e->st), step_cmp);
+    int64_t r = 0;
+    for (size_t i = 0; i < e->nst; i++) {
+        if (i && e->st[i].scheme != e->st[i - 1].scheme)
+            r = 0; /* steps that do not sum to 0: only an altered aggregate has them */
+        r += e->st[i].v;
+        if (!r || i + 1 == e->nst || e->st[i + 1].scheme != e->st[i].scheme)
+            continue;
+        int64_t a = e->st[i].day, b = e->st[i + 1].day - 1;
+        for (int32_t m = cm_month_of_day(a); a <= b; m++) {
+            int64_t to = cm_month_first_day(m + 1) - 1;
+            if (to > b)
+                to = b;
+            if (add(e, CM_AK_MONTH, CM_C_BREACH_DAYS, e->st[i].scheme, m, r * (to - a + 1)) < 0)
+                return -ENOMEM;
+            a = to + 1;
+        }
+    }
     return 0;
 }
 
@@ -94,20 +153,14 @@ static int resolve(const struct cm_agg_key *k, int64_t v, void *ud)
         int64_t a = k->b;
         if (a > e->ds)
             return 0;
-        if (add2(e, CM_C_BREACHES, k->scheme, k->a, a, v) < 0 ||
-            add(e, CM_AK_NAT, CM_C_BREACH_DAYS, k->scheme, k->a, v * (e->ds - a + 1)) < 0)
+        if (add2(e, CM_C_BREACHES, k->scheme, k->a, a, v) < 0 || step(e, k->scheme, k->a, a, v) < 0 ||
+            step(e, k->scheme, k->a, e->ds + 1, -v) < 0)
             return -ENOMEM;
-        while (a <= e->ds) {
-            int32_t m = cm_month_of_day(a);
-            int64_t to = cm_month_first_day(m + 1) - 1;
-            if (to > e->ds)
-                to = e->ds;
-            if (add(e, CM_AK_MONTH, CM_C_BREACH_DAYS, k->scheme, m, v * (to - a + 1)) < 0)
-                return -ENOMEM;
-            a = to + 1;
-        }
         return 0;
     }
+    case CM_AK_BDAYS:
+        /* closed breaches: their days are final, whatever ds */
+        return step(e, k->scheme, k->a, k->b, v);
     default:
         return 0;
     }
@@ -121,14 +174,8 @@ static int collect(const struct cm_agg_key *k, int64_t v, void *ud)
     struct cm_agg_key gk = {.kind = k->kind, .scheme = k->scheme, .a = k->a};
     int64_t gi = cm_agg_get(e->gidx, &gk);
     if (!gi) {
-        if (e->ng == e->capg) {
-            size_t nc = e->capg ? e->capg * 2 : 64;
-            struct group *ng = realloc(e->g, nc * sizeof(*ng));
-            if (!ng)
-                return -ENOMEM;
-            e->g = ng;
-            e->capg = nc;
-        }
+        if (cm_grow((void **)&e->g, &e->capg, e->ng + 1, 64, sizeof(*e->g)) < 0)
+            return -ENOMEM;
         memset(&e->g[e->ng], 0, sizeof(e->g[e->ng]));
         e->g[e->ng].kind = k->kind;
         e->g[e->ng].scheme = k->scheme;
@@ -206,9 +253,23 @@ static int present_dq(const struct cm_agg_key *k, int64_t v, void *ud)
     return 0;
 }
 
+int cm_indicators_as_of_check(int64_t as_of, char *err, size_t errlen)
+{
+    if (as_of >= 0 && as_of <= CM_AS_OF_MAX)
+        return 0;
+    if (err && errlen)
+        snprintf(err, errlen,
+                 "as-of %" PRId64 " is outside the instants the indicators are defined for "
+                 "(0 .. %" PRId64 ", 1970-01-01 .. 9999-12-31T23:59:59Z)",
+                 as_of, (int64_t)CM_AS_OF_MAX);
+    return -ERANGE;
+}
+
 json_t *cm_indicators_json(const struct cm_agg *ag, const struct cm_names *nm,
                            const struct cm_config *cfg, int64_t as_of)
 {
+    if (cm_indicators_as_of_check(as_of, NULL, 0) < 0)
+        return NULL;
     struct eval e = {.cfg = cfg, .nm = nm, .ds = cm_day(as_of)};
     json_t *doc = NULL, *schemes = NULL, *dq = NULL, *ret = NULL;
     struct totals *tot = NULL;
@@ -217,7 +278,7 @@ json_t *cm_indicators_json(const struct cm_agg *ag, const struct cm_names *nm,
     e.gidx = cm_agg_new();
     if (!e.res || !e.gidx)
         goto fail;
-    if (cm_agg_foreach(ag, resolve, &e) || cm_agg_foreach(e.res, collect, &e))
+    if (cm_agg_foreach(ag, resolve, &e) || sweep(&e) || cm_agg_foreach(e.res, collect, &e))
         goto fail;
 
     doc = json_object();
@@ -225,8 +286,8 @@ json_t *cm_indicators_json(const struct cm_agg *ag, const struct cm_names *nm,
     dq = json_object();
     if (!doc || !schemes || !dq)
         goto fail;
-    for (int i = 0; i < CM_DQ__COUNT; i++)
-        if (json_object_set_new(dq, cm_dq_name(i), json_integer(0)) < 0)
+    for (int i = 0; i < CM_DQ__COUNT; i++) /* over_limit only when not 0: not in the contract */
+        if (i != CM_DQ_OVER_LIMIT && json_object_set_new(dq, cm_dq_name(i), json_integer(0)) < 0)
             goto fail;
     json_t *ud[3] = {schemes, dq, (json_t *)&e};
     if (cm_agg_foreach(e.res, present_dq, ud))
@@ -292,6 +353,7 @@ fail:
     json_decref(dq);
     free(tot);
     free(e.g);
+    free(e.st);
     cm_agg_free(e.res);
     cm_agg_free(e.gidx);
     return ret;

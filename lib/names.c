@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "circmon/grow.h"
 #include "circmon/names.h"
 
 struct cm_name {
@@ -30,12 +31,7 @@ uint64_t cm_hash_bytes(const char *s, size_t len)
 
 uint64_t cm_hash_str(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h ^ (h >> 32);
+    return cm_hash_bytes(s, strlen(s));
 }
 
 struct cm_names *cm_names_new(void)
@@ -70,6 +66,17 @@ static int grow_slots(struct cm_names *nm)
     return 0;
 }
 
+int32_t cm_names_find(const struct cm_names *nm, const char *s, size_t len)
+{
+    uint64_t h = cm_hash_bytes(s, len);
+    for (size_t j = h & (nm->nslots - 1); nm->slots[j]; j = (j + 1) & (nm->nslots - 1)) {
+        const struct cm_name *e = &nm->v[nm->slots[j] - 1];
+        if (e->hash == h && e->len == len && !memcmp(e->s, s, len))
+            return nm->slots[j] - 1;
+    }
+    return -ENOENT;
+}
+
 int32_t cm_names_intern(struct cm_names *nm, const char *s, size_t len)
 {
     uint64_t h = cm_hash_bytes(s, len);
@@ -89,14 +96,8 @@ int32_t cm_names_intern(struct cm_names *nm, const char *s, size_t len)
         while (nm->slots[j])
             j = (j + 1) & (nm->nslots - 1);
     }
-    if (nm->n == nm->cap) {
-        size_t nc = nm->cap ? nm->cap * 2 : 16;
-        struct cm_name *nv = realloc(nm->v, nc * sizeof(*nv));
-        if (!nv)
-            return -ENOMEM;
-        nm->v = nv;
-        nm->cap = nc;
-    }
+    if (cm_grow((void **)&nm->v, &nm->cap, nm->n + 1, 16, sizeof(*nm->v)) < 0)
+        return -ENOMEM;
     char *copy = malloc(len + 1);
     if (!copy)
         return -ENOMEM;

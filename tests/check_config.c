@@ -84,6 +84,7 @@ START_TEST(test_builtin_defaults) {
     ck_assert_int_eq(cm_config_defaults(&cfg), 0);
     ck_assert_ptr_null(cfg.path);
     ck_assert_int_eq(cfg.reorder_window_days, 30);
+    ck_assert_int_eq(cfg.max_window_events, 256);
     ck_assert_int_eq(cfg.batch_size, 10000);
     ck_assert_int_eq(cfg.max_in_flight, 8);
     ck_assert_int_eq(cfg.batch_linger_ms, 20);
@@ -237,6 +238,12 @@ START_TEST(test_range_bounds_accepted) {
     ck_assert_int_eq(cfg.redis_db, 1000000);
     ck_assert_int_eq(cfg.connect_timeout_ms, 3600000);
     ck_assert_int_eq(cfg.command_timeout_ms, 1);
+    cm_config_free(&cfg);
+    ck_assert_int_eq(load("[circmon]\nmax_window_events = 1\n"), 0);
+    ck_assert_int_eq(cfg.max_window_events, 1);
+    cm_config_free(&cfg);
+    ck_assert_int_eq(load("[circmon]\nmax_window_events = 65536\n"), 0);
+    ck_assert_int_eq(cfg.max_window_events, 65536);
 }
 END_TEST
 
@@ -453,6 +460,10 @@ END_TEST
 START_TEST(test_error_out_of_range) {
     ASSERT_ERR("[circmon]\nreorder_window_days = 3651\n", -ERANGE,
                "F:2: [circmon] reorder_window_days: out of range 0..3650: \"3651\"");
+    ASSERT_ERR("[circmon]\nmax_window_events = 0\n", -ERANGE,
+               "F:2: [circmon] max_window_events: out of range 1..65536: \"0\"");
+    ASSERT_ERR("[circmon]\nmax_window_events = 65537\n", -ERANGE,
+               "F:2: [circmon] max_window_events: out of range 1..65536: \"65537\"");
     ASSERT_ERR("[circmon]\nbatch_size = 0\n", -ERANGE,
                "F:2: [circmon] batch_size: out of range 1..100000: \"0\"");
     ASSERT_ERR("[circmon]\nmax_in_flight = 65\n", -ERANGE,

@@ -19,6 +19,9 @@
 #include "circmon/indicators.h"
 #include "circmon/names.h"
 #include "circmon/pool.h"
+#include "circmon/v1/state.pb-c.h"
+
+#include <sys/resource.h>
 
 struct packed {
     char *id;
@@ -220,6 +223,280 @@ START_TEST(test_unpack_garbage_is_refused)
 }
 END_TEST
 
+/* ---- mutated valid states ---- */
+
+#define DAYS 86400LL
+#define T0 1709294400LL /* 2024-03-01T12:00:00Z */
+
+struct sample {
+    uint8_t *buf[64];
+    long len[64];
+    int n;
+};
+
+static void fold1(struct cm_fold_ctx *fc, struct cm_mstate *st, int type, int64_t t, const char *pid,
+                  const char *scheme, const char *nat, int64_t vf, int64_t vu)
+{
+    static int k;
+    char eid[32];
+    snprintf(eid, sizeof eid, "ev%d", k++);
+    struct cm_event ev = {.type = type, .event_id = eid, .migrant_id = "m", .occurred_at = t,
+                          .permit_id = pid ? pid : "", .scheme_id = scheme ? scheme : "",
+                          .nationality = nat ? nat : "", .valid_from = vf, .valid_until = vu};
+    struct cm_item *items = NULL;
+    size_t n = 0, cap = 0;
+    ck_assert_int_ge(cm_fold_event(fc, st, &ev, &items, &n, &cap), 0);
+    free(items);
+}
+
+static void keep(struct cm_fold_ctx *fc, struct cm_mstate *st, struct sample *s)
+{
+    ck_assert_int_lt(s->n, 64);
+    s->len[s->n] = cm_mstate_pack(fc, st, &s->buf[s->n]);
+    ck_assert_int_gt(s->len[s->n], 0);
+    s->n++;
+}
+
+/* Real states of the fold: stays under a stay limit with breaches, open and
+ * closed runs, pruned permits, a transfer, a heavy migrant whose events
+ * joined the snapshot by max_window_events, a window of many events. */
+static void sample_states(struct cm_fold_ctx *fc, struct sample *s)
+{
+    struct cm_mstate *st = cm_mstate_new(fc);
+    fold1(fc, st, CM_EV_GRANTED, T0, "p1", "SHORTSTAY", "UKR", T0, T0 + 900 * DAYS);
+    keep(fc, st, s);
+    fold1(fc, st, CM_EV_ENTRY, T0 + DAYS, NULL, NULL, NULL, 0, 0);
+    keep(fc, st, s);
+    fold1(fc, st, CM_EV_EXIT, T0 + 120 * DAYS, NULL, NULL, NULL, 0, 0); /* 29 breach days */
+    fold1(fc, st, CM_EV_ENTRY, T0 + 150 * DAYS, NULL, NULL, NULL, 0, 0);
+    keep(fc, st, s);
+    fold1(fc, st, CM_EV_GRANTED, T0 + 200 * DAYS, "p2", "SHORTSTAY", "MDA", T0 + 200 * DAYS,
+          T0 + 400 * DAYS); /* a transfer */
+    fold1(fc, st, CM_EV_EXTENDED, T0 + 201 * DAYS, "p2", NULL, NULL, 0, T0 + 500 * DAYS);
+    keep(fc, st, s);
+    fold1(fc, st, CM_EV_EXIT, T0 + 300 * DAYS, NULL, NULL, NULL, 0, 0);
+    fold1(fc, st, CM_EV_GRANTED, T0 + 310 * DAYS, "p3", "SAWP-ES", "", T0 + 320 * DAYS,
+          T0 + 330 * DAYS);
+    fold1(fc, st, CM_EV_ENTRY, T0 + 321 * DAYS, NULL, NULL, NULL, 0, 0);
+    fold1(fc, st, CM_EV_STATUS, T0 + 325 * DAYS, NULL, NULL, NULL, 0, 0);
+    keep(fc, st, s);
+    fold1(fc, st, CM_EV_EXIT, T0 + 900 * DAYS, NULL, NULL, NULL, 0, 0);
+    fold1(fc, st, CM_EV_REVOKED, T0 + 1500 * DAYS, "p1", NULL, NULL, 0, 0); /* late admin */
+    keep(fc, st, s); /* pruned permits */
+    /* many events: some join the snapshot by max_window_events (4 here) */
+    for (int i = 0; i < 40; i++)
+        fold1(fc, st, i % 2 ? CM_EV_EXIT : CM_EV_ENTRY, T0 + 1600 * DAYS + i * 60, NULL, NULL, NULL,
+              0, 0);
+    keep(fc, st, s);
+    fold1(fc, st, CM_EV_EXIT, T0 + 1600 * DAYS + 37 * 60 + 1, NULL, NULL, NULL, 0, 0); /* out of order */
+    keep(fc, st, s);
+    cm_mstate_free(fc, st);
+}
+
+/* Unpacks buf; a state that is not refused must take one more event of each
+ * kind and pack into a state that unpacks again. Returns 1 when refused. */
+static int try_state(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len)
+{
+    struct cm_mstate *st = NULL;
+    int rc = cm_mstate_unpack(fc, buf, len, &st);
+    ck_assert_msg(rc == 0 || rc == -EINVAL, "cm_mstate_unpack: %d", rc);
+    if (rc)
+        return 1;
+    static const int types[] = {CM_EV_ENTRY, CM_EV_EXIT, CM_EV_EXTENDED, CM_EV_REVOKED,
+                                CM_EV_GRANTED, CM_EV_STATUS};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        fold1(fc, st, types[i], T0 + 1700 * DAYS + (int64_t)i, "p1", "SHORTSTAY", "UKR",
+              T0 + 1650 * DAYS, T0 + 1900 * DAYS);
+        ck_assert_uint_lt(cm_mstate_size(st), 1 << 20);
+    }
+    uint8_t *out = NULL;
+    long n = cm_mstate_pack(fc, st, &out);
+    ck_assert_int_gt(n, 0);
+    cm_mstate_free(fc, st);
+    st = NULL;
+    ck_assert_int_eq(cm_mstate_unpack(fc, out, (size_t)n, &st), 0);
+    cm_mstate_free(fc, st);
+    free(out);
+    return 0;
+}
+
+/* A mutation of field f (a numbered value in message order) to value k of
+ * a list of extremes; returns 0 when m has no such field. */
+static const int64_t EXT[] = {INT64_MIN, INT32_MIN, -1, 0, 1, 2932896, 2932897, INT32_MAX - 1,
+                              INT32_MAX, UINT32_MAX, 253402300799LL, 253402300800LL, INT64_MAX};
+#define NEXT (sizeof(EXT) / sizeof(EXT[0]))
+
+static int set_i32(int32_t *p, int64_t v) { *p = (int32_t)v; return 1; }
+static int set_u32(uint32_t *p, int64_t v) { *p = (uint32_t)v; return 1; }
+
+static int mutate_num(Circmon__V1__MigrantState *m, int f, int64_t v)
+{
+    int i = f / 16, g = f % 16;
+    switch (g) {
+    case 0: m->latest = v; return f == 0;
+    case 1: m->snapshot_latest = v; return f == 1;
+    case 2: m->mode = (uint32_t)v; return f == 2;
+    case 3: m->current = (int32_t)v; return f == 3;
+    }
+    if (g >= 4 && g <= 8) {
+        if ((size_t)i >= m->n_permits)
+            return 0;
+        Circmon__V1__StatePermit *p = m->permits[i];
+        int32_t *d[] = {&p->valid_from_day, &p->end_day, &p->last_exit_day};
+        if (g < 7)
+            return set_i32(d[g - 4], v);
+        return set_u32(g == 7 ? &p->flags : &p->kind, v);
+    }
+    if (g >= 9 && g <= 14) {
+        if ((size_t)i >= m->n_window)
+            return 0;
+        Circmon__V1__StateEvent *e = m->window[i];
+        switch (g) {
+        case 9: e->occurred_at = v; return 1;
+        case 10: return set_u32(&e->type, v);
+        case 11: return set_i32(&e->valid_from_day, v);
+        case 12: return set_i32(&e->end_day, v);
+        case 13: return set_i32(&e->effective_day, v);
+        default: return set_u32(&e->kind, v);
+        }
+    }
+    /* g == 15: one value of the runs */
+    size_t k = (size_t)i;
+    for (size_t s = 0; s < m->n_schemes; s++) {
+        if (k < m->schemes[s]->n_runs) {
+            m->schemes[s]->runs[k] = (int32_t)v;
+            return 1;
+        }
+        k -= m->schemes[s]->n_runs;
+    }
+    return 0;
+}
+
+static void repack_try(struct cm_fold_ctx *fc, Circmon__V1__MigrantState *m, int *refused, int *taken)
+{
+    size_t sz = circmon__v1__migrant_state__get_packed_size(m);
+    uint8_t *b = malloc(sz ? sz : 1);
+    ck_assert_ptr_nonnull(b);
+    circmon__v1__migrant_state__pack(m, b);
+    if (try_state(fc, b, sz))
+        (*refused)++;
+    else
+        (*taken)++;
+    free(b);
+}
+
+START_TEST(test_unpack_mutated_valid_states)
+{
+#if !defined(__SANITIZE_ADDRESS__)
+    /* an allocation of gigabytes fails instead of succeeding slowly (the
+     * sanitizers reserve terabytes of address space: not with them) */
+    struct rlimit rl = {.rlim_cur = 1ULL << 30, .rlim_max = 1ULL << 30};
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
+#endif
+    struct cm_config cfg;
+    config_demo(&cfg);
+    cfg.max_window_events = 4;
+    struct cm_names *nm = cm_names_new();
+    struct cm_fold_ctx *fc = cm_fold_ctx_new(&cfg, nm);
+    ck_assert(nm && fc);
+    static struct sample s;
+    sample_states(fc, &s);
+    int refused = 0, taken = 0;
+    for (int i = 0; i < s.n; i++) {
+        ck_assert_int_eq(try_state(fc, s.buf[i], (size_t)s.len[i]), 0); /* the real ones */
+        for (int f = 0; f < 16 * 48; f++)
+            for (size_t k = 0; k < NEXT; k++) {
+                Circmon__V1__MigrantState *m =
+                    circmon__v1__migrant_state__unpack(NULL, (size_t)s.len[i], s.buf[i]);
+                ck_assert_ptr_nonnull(m);
+                if (mutate_num(m, f, EXT[k]))
+                    repack_try(fc, m, &refused, &taken);
+                circmon__v1__migrant_state__free_unpacked(m, NULL);
+            }
+        /* strings and counts */
+        for (int f = 0; f < 12; f++) {
+            Circmon__V1__MigrantState *m =
+                circmon__v1__migrant_state__unpack(NULL, (size_t)s.len[i], s.buf[i]);
+            static char longs[300], bad[] = "\xff\xfe", empty[] = "";
+            memset(longs, 'x', sizeof longs - 1);
+            int done = 1;
+            char **str = NULL, *orig = NULL; /* a string swapped in, put back before the free */
+            size_t nw = m->n_window, np = m->n_permits, ns = m->n_schemes;
+            size_t nr = ns ? m->schemes[0]->n_runs : 0;
+            switch (f) {
+            case 0: if (np) { str = &m->permits[0]->id; orig = *str; *str = empty; } else done = 0; break;
+            case 1: if (np) { str = &m->permits[0]->id; orig = *str; *str = longs; } else done = 0; break;
+            case 2: if (np) { str = &m->permits[0]->scheme; orig = *str; *str = bad; } else done = 0; break;
+            case 3: if (np > 1) { str = &m->permits[1]->id; orig = *str; *str = m->permits[0]->id; } else done = 0; break;
+            case 4: if (ns) m->schemes[0]->n_runs--; else done = 0; break;
+            case 5: if (ns) { str = &m->schemes[0]->nationality; orig = *str; *str = empty; } else done = 0; break;
+            case 6: if (nw) { str = &m->window[0]->permit_id; orig = *str; *str = empty; } else done = 0; break;
+            case 7: if (m->n_window) m->window[m->n_window - 1]->occurred_at++; else done = 0; break;
+            case 8: if (m->n_window > 1) m->n_window--; else done = 0; break;
+            case 9: m->n_permits = 0; break;
+            case 10: m->n_schemes = 0; break;
+            case 11: if (m->n_schemes && m->schemes[0]->n_runs >= 4) {
+                         m->schemes[0]->runs[0] = 0; /* the run of (0, 2^31 - 2, ...) */
+                         m->schemes[0]->runs[1] = INT32_MAX - 1;
+                     } else done = 0;
+                     break;
+            }
+            if (done)
+                repack_try(fc, m, &refused, &taken);
+            if (str)
+                *str = orig;
+            m->n_window = nw, m->n_permits = np, m->n_schemes = ns;
+            if (ns)
+                m->schemes[0]->n_runs = nr;
+            circmon__v1__migrant_state__free_unpacked(m, NULL);
+        }
+    }
+    fprintf(stderr, "mutated states: %d refused, %d taken (from %d real states)\n", refused, taken, s.n);
+    /* both outcomes occurred, often */
+    ck_assert_int_gt(refused, 500);
+    ck_assert_int_gt(taken, 500);
+    for (int i = 0; i < s.n; i++)
+        free(s.buf[i]);
+    cm_fold_ctx_free(fc);
+    cm_names_free(nm);
+    cm_config_free(&cfg);
+}
+END_TEST
+
+/* The two states of the fuzz run, as such. */
+START_TEST(test_unpack_refuses_far_run_and_latest_int64_min)
+{
+    struct cm_config cfg;
+    config_demo(&cfg);
+    struct cm_names *nm = cm_names_new();
+    struct cm_fold_ctx *fc = cm_fold_ctx_new(&cfg, nm);
+    static struct sample s;
+    sample_states(fc, &s);
+    Circmon__V1__MigrantState *m = circmon__v1__migrant_state__unpack(NULL, (size_t)s.len[2], s.buf[2]);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_uint_gt(m->n_schemes, 0);
+    ck_assert_uint_ge(m->schemes[0]->n_runs, 4);
+    int32_t r0 = m->schemes[0]->runs[0], r1 = m->schemes[0]->runs[1];
+    m->schemes[0]->runs[0] = 0;
+    m->schemes[0]->runs[1] = INT32_MAX - 1;
+    uint8_t b[4096];
+    size_t n = circmon__v1__migrant_state__pack(m, b);
+    struct cm_mstate *st = NULL;
+    ck_assert_int_eq(cm_mstate_unpack(fc, b, n, &st), -EINVAL);
+    m->schemes[0]->runs[0] = r0;
+    m->schemes[0]->runs[1] = r1;
+    m->latest = INT64_MIN;
+    n = circmon__v1__migrant_state__pack(m, b);
+    ck_assert_int_eq(cm_mstate_unpack(fc, b, n, &st), -EINVAL);
+    circmon__v1__migrant_state__free_unpacked(m, NULL);
+    for (int i = 0; i < s.n; i++)
+        free(s.buf[i]);
+    cm_fold_ctx_free(fc);
+    cm_names_free(nm);
+    cm_config_free(&cfg);
+}
+END_TEST
+
 /* ---- the memory of the states (pool.h) ---- */
 
 /* Whether block b of block number i holds its pattern in its first n bytes. */
@@ -313,6 +590,8 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_pack_every_event_equals_memory);
     tcase_add_test(tc, test_unpack_garbage_is_refused);
+    tcase_add_test(tc, test_unpack_mutated_valid_states);
+    tcase_add_test(tc, test_unpack_refuses_far_run_and_latest_int64_min);
     suite_add_tcase(s, tc);
     tc = tcase_create("pool");
     tcase_add_test(tc, test_pool_blocks_keep_their_bytes);

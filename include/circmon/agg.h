@@ -42,6 +42,8 @@ enum cm_dq {
     CM_DQ_ENTRIES_WITHOUT_PERMIT,
     CM_DQ_UNKNOWN_PERMIT,
     CM_DQ_LATE_ADMIN,
+    CM_DQ_OVER_LIMIT, /* not a contract counter: events past a limit (README "Limits");
+                       * published only when not zero */
     CM_DQ__COUNT
 };
 
@@ -65,6 +67,7 @@ enum cm_item_kind {
     CM_IT_BREACH,  /* open stay-limit breach (scheme, nat, first breach day = day) += v */
     CM_IT_PRESENT, /* present on a permit of scheme += v */
     CM_IT_DQ,      /* data-quality counter ctr += v */
+    CM_IT_BDAYS,   /* breach days of a closed run: each day of [day, day2] of (scheme, nat) += v */
 };
 
 /* scheme and nat are numbers of the cm_names table the fold was given. */
@@ -73,7 +76,8 @@ struct cm_item {
     uint8_t ctr;
     int32_t scheme;
     int32_t nat;
-    int64_t day; /* CTR: month index; PEND: E; BREACH: first breach day */
+    int32_t day2; /* BDAYS: last breach day; 0 otherwise */
+    int64_t day;  /* CTR: month index; PEND: E; BREACH, BDAYS: first breach day */
     int64_t v;
 };
 
@@ -86,6 +90,10 @@ enum cm_agg_kind {
     CM_AK_BREACH,   /* (scheme, a = nat, b = first breach day) */
     CM_AK_PRESENT,  /* (scheme) */
     CM_AK_DQ,       /* (ctr) */
+    CM_AK_BDAYS,    /* (scheme, a = nat, b = day): change, from day b on, of the number of
+                     * closed breaches of (scheme, nat) that day is a breach day of: a
+                     * BDAYS item [f, l] += v is b = f += v and b = l + 1 += -v. The read
+                     * side sweeps them into stay_limit_breach_days by month and nationality */
 };
 
 /* a and b hold 32-bit values (numbers of names, months, days). */

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #define CM_ID_MAX 256 /* longest scheme id, like every contract string */
+#define CM_MAX_WINDOW_EVENTS_MAX 65536 /* upper bound of max_window_events */
 
 struct cm_scheme_conf {
     char id[CM_ID_MAX + 1]; /* "" for the [scheme *] defaults */
@@ -23,6 +24,7 @@ struct cm_config {
 
     /* [circmon] */
     int reorder_window_days; /* default 30 */
+    int max_window_events;   /* too late behind this many later events, default 256 */
     int batch_size;          /* events per atomic apply, default 10000 */
     int max_in_flight;       /* batches in flight, default 8 */
     int batch_linger_ms;     /* a partial batch waits at most this, default 20 */

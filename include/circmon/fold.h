@@ -38,17 +38,34 @@ struct cm_fold_ctx *cm_fold_ctx_free(struct cm_fold_ctx *fc);
 struct cm_mstate *cm_mstate_new(struct cm_fold_ctx *fc);
 struct cm_mstate *cm_mstate_free(struct cm_fold_ctx *fc, struct cm_mstate *st);
 
+/* What became of an arriving event. Every value but ACCEPTED and DUPLICATE
+ * sends the event to the dead-letter topic with reason cm_fold_result_name(r)
+ * and counts it (too_late, or over_limit for the CM_FOLD_LIMIT_* ones). */
 enum cm_fold_result {
     CM_FOLD_ACCEPTED = 0,
     CM_FOLD_DUPLICATE,
-    CM_FOLD_TOO_LATE, /* goes to the dead-letter topic */
+    CM_FOLD_TOO_LATE,          /* "too_late": reorder window or max_window_events */
+    CM_FOLD_LIMIT_NAMES,       /* "limit_names": a new scheme id or nationality, table full */
+    CM_FOLD_LIMIT_PERMITS,     /* "limit_permits": a grant beyond CM_FOLD_PERMITS_MAX */
+    CM_FOLD_LIMIT_RUNS,        /* "limit_runs": a stay beyond CM_FOLD_RUNS_MAX stay-limit runs */
+    CM_FOLD__COUNT
 };
+
+/* Bounds of one migrant's state (README "Limits"). */
+#define CM_FOLD_PERMITS_MAX 256 /* permits granted to one migrant, finished ones included */
+#define CM_FOLD_RUNS_MAX 1024   /* stay-limit runs kept (those with a breach are kept for ever) */
+#define CM_FOLD_NAMES_MAX 65536 /* distinct scheme ids + nationalities one fold context interns */
+
+/* The dead-letter reason of a result ("too_late", "limit_names", ...), NULL
+ * for ACCEPTED and DUPLICATE (not dead-lettered) and unknown values. */
+const char *cm_fold_result_name(int r);
 
 /* Folds one arriving, valid event of this migrant into st. Appends to *items
  * (a growable array given as items, n and cap; realloc'd as needed; free it yourself)
  * the data-quality items of the arrival and the change of the migrant's
  * contribution. Returns a cm_fold_result, or -ENOMEM, in which case st and
- * the items already in the array are unchanged. */
+ * the items already in the array are unchanged. A result other than
+ * ACCEPTED leaves st unchanged and appends only its data-quality item. */
 int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_event *ev,
                   struct cm_item **items, size_t *n, size_t *cap);
 
@@ -56,8 +73,13 @@ int cm_fold_event(struct cm_fold_ctx *fc, struct cm_mstate *st, const struct cm_
  * protobuf) in *buf (malloc'd, caller frees). Returns the length or -ENOMEM. */
 long cm_mstate_pack(struct cm_fold_ctx *fc, const struct cm_mstate *st, uint8_t **buf);
 
-/* Unpacks a string made by cm_mstate_pack. Returns 0 with *st set, -EINVAL
- * when buf is not a valid state, or -ENOMEM. */
+/* Unpacks a string made by cm_mstate_pack, validating every value as wire
+ * input is validated: every count, index, day, instant and string is range-
+ * and consistency-checked, so that folding more events onto the state is
+ * safe and costs what a state made by the fold costs. Returns 0 with *st
+ * set, -EINVAL when buf is not a valid state (also when the name table is
+ * full and the state names a scheme or nationality it does not hold), or
+ * -ENOMEM. */
 int cm_mstate_unpack(struct cm_fold_ctx *fc, const uint8_t *buf, size_t len, struct cm_mstate **st);
 
 /* A hint that st will be folded soon: stage 0 asks for the state itself,

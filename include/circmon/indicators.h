@@ -11,11 +11,21 @@
 #include "circmon/config.h"
 #include "circmon/names.h"
 
+/* Latest as-of the indicators are defined for: 9999-12-31T23:59:59Z, the
+ * contract's latest instant (INDICATORS.md section 2, step 1). */
+#define CM_AS_OF_MAX INT64_C(253402300799)
+
+/* 0 when as_of is in [0, CM_AS_OF_MAX]; otherwise -ERANGE, with a message
+ * saying so in err (errlen bytes, NUL-terminated; err may be NULL). */
+int cm_indicators_as_of_check(int64_t as_of, char *err, size_t errlen);
+
 /* The indicators document of INDICATORS.md as of instant as_of:
  * {"as_of", "schemes": {id: {counters, rates, "present", "by_nationality",
  * "by_cohort"}}, "data_quality": {...}}. Groups where nothing was counted are
- * left out. Returns a new reference, or NULL when out of memory. The
- * aggregate is not changed. */
+ * left out. Returns a new reference, or NULL when as_of is outside
+ * [0, CM_AS_OF_MAX] (see cm_indicators_as_of_check) or out of memory. The
+ * aggregate is not changed. Costs the aggregate's entries and the groups
+ * printed, whatever the distance between as_of and the events. */
 json_t *cm_indicators_json(const struct cm_agg *ag, const struct cm_names *nm,
                            const struct cm_config *cfg, int64_t as_of);
 

@@ -21,6 +21,9 @@ struct cm_names *cm_names_new(void);
  * Numbers start at 0 and are dense. Returns -ENOMEM on failure. */
 int32_t cm_names_intern(struct cm_names *nm, const char *s, size_t len);
 
+/* The number of s (len bytes) when the table holds it, else -ENOENT. */
+int32_t cm_names_find(const struct cm_names *nm, const char *s, size_t len);
+
 /* The string of number id (NUL-terminated) and its length, or NULL when id
  * is not in the table. */
 const char *cm_names_get(const struct cm_names *nm, int32_t id, size_t *len);

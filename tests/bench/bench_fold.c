@@ -1,6 +1,7 @@
 /* bench_fold.c - replay throughput: decode only, decode + fold, fold only.
  *
  * usage: bench_fold CONFIG EVENTS_FILE
+ *        bench_fold --heavy N OUT   writes a heavy migrant's stream (see heavy())
  * Reads the whole file into memory first, so that no figure includes I/O.
  * Prints one line per measure: events per second on one core (CPU time of
  * this process), then peak RSS and state bytes per migrant. */
@@ -15,6 +16,7 @@
 #include "circmon/engine.h"
 #include "circmon/event.h"
 #include "circmon/framing.h"
+#include "circmon/v1/events.pb-c.h"
 
 struct rec {
     const uint8_t *p;
@@ -38,8 +40,78 @@ static char *dup_or_die(const char *s)
     return d;
 }
 
+/* Writes n events of one migrant "heavy", 50 s apart from 2024-03-01 (16,000
+ * span 9 days: all in a 30-day reorder window): a grant valid for the whole
+ * span, then entries and exits by turns; every eighth event arrives after
+ * the next three (out of order, behind 3 later events), the rest in order.
+ * Returns 0, or 1 with a message. */
+static int heavy(long n, const char *out)
+{
+    FILE *fp = fopen(out, "wb");
+    if (!fp) {
+        fprintf(stderr, "bench_fold: %s: %s\n", out, strerror(errno));
+        return 1;
+    }
+    const int64_t t0 = 1709251200; /* 2024-03-01T00:00:00Z */
+    int rc = 0;
+    for (long k = 0; k <= n && !rc; k++) {
+        long i = k; /* arrival k carries event i */
+        if (k > 0 && k % 8 == 5)
+            i = k - 3; /* late by three */
+        else if (k > 0 && k % 8 >= 2 && k % 8 <= 4)
+            i = k + 1;
+        if (k == n)
+            break;
+        char eid[32];
+        snprintf(eid, sizeof(eid), "h%ld", i);
+        Circmon__V1__Event ev = CIRCMON__V1__EVENT__INIT;
+        Circmon__V1__Entry en = CIRCMON__V1__ENTRY__INIT;
+        Circmon__V1__Exit ex = CIRCMON__V1__EXIT__INIT;
+        Circmon__V1__PermitGranted pg = CIRCMON__V1__PERMIT_GRANTED__INIT;
+        ev.event_id = eid;
+        ev.migrant_id = "heavy";
+        ev.occurred_at = t0 + 50 * (int64_t)i;
+        if (i == 0) {
+            pg.permit_id = "p1";
+            pg.scheme_id = "SHORTSTAY";
+            pg.nationality = "UKR";
+            pg.valid_from = t0;
+            pg.valid_until = t0 + 50 * (int64_t)n + 86400;
+            ev.body_case = CIRCMON__V1__EVENT__BODY_PERMIT_GRANTED;
+            ev.permit_granted = &pg;
+        } else if (i % 2) {
+            ev.body_case = CIRCMON__V1__EVENT__BODY_ENTRY;
+            ev.entry = &en;
+        } else {
+            ev.body_case = CIRCMON__V1__EVENT__BODY_EXIT;
+            ev.exit = &ex;
+        }
+        uint8_t buf[256], hdr[10];
+        size_t len = circmon__v1__event__get_packed_size(&ev), h = 0;
+        if (len > sizeof(buf)) {
+            rc = 1;
+            break;
+        }
+        circmon__v1__event__pack(&ev, buf);
+        for (size_t v = len; ; v >>= 7) {
+            hdr[h++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+            if (v <= 0x7f)
+                break;
+        }
+        if (fwrite(hdr, 1, h, fp) != h || fwrite(buf, 1, len, fp) != len)
+            rc = 1;
+    }
+    if (fclose(fp) != 0)
+        rc = 1;
+    if (rc)
+        fprintf(stderr, "bench_fold: %s: cannot write\n", out);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 4 && !strcmp(argv[1], "--heavy"))
+        return heavy(atol(argv[2]), argv[3]);
     if (argc != 3) {
         fprintf(stderr, "usage: bench_fold CONFIG EVENTS_FILE\n");
         return 2;
