@@ -7,7 +7,6 @@
 
 #include "circmon/config.h"
 #include "daemon.h"
-#include "log.h"
 
 #ifndef CIRCMON_VERSION
 #define CIRCMON_VERSION "0.1.0"
@@ -63,6 +62,7 @@ int main(int argc, char **argv)
     };
     const char *path = NULL;
     int check = 0, c, rc;
+    cm_log_set_ident("circmond");
     struct cm_config cfg = {0};
     char err[512];
 
@@ -103,8 +103,8 @@ int main(int argc, char **argv)
         cm_config_free(&cfg);
         return rc;
     }
-    if (cmd_log_set_level(cfg.log_level) < 0)
-        cmd_warn("unknown log_level '%s'; using info", cfg.log_level);
+    if (cm_log_set_level(cfg.log_level) < 0)
+        cm_log_warn("unknown log_level '%s'; using info", cfg.log_level);
     rc = check_config(&cfg);
     if (!rc)
         rc = cmd_run(&cfg);

@@ -38,7 +38,7 @@ const struct sinfo *cm_fold_scheme_info(struct cm_fold_ctx *fc, int32_t scheme)
 {
     if ((size_t)scheme >= fc->nsi) {
         size_t n0 = fc->nsi;
-        if (cm_grow((void **)&fc->si, &fc->nsi, (size_t)scheme + 1, 16, sizeof(*fc->si)) < 0)
+        if (cm_grow(&fc->si, &fc->nsi, (size_t)scheme + 1, sizeof(*fc->si), 16) < 0)
             return NULL;
         memset(fc->si + n0, 0, (fc->nsi - n0) * sizeof(*fc->si));
     }
@@ -258,7 +258,7 @@ void cm_fold_scan_run(const struct fstate *fs, struct run *r, const struct sinfo
 
 static int push(struct cm_item **v, size_t *n, size_t *cap, struct cm_item it)
 {
-    if (cm_grow((void **)v, cap, *n + 1, 64, sizeof(**v)) < 0)
+    if (cm_grow(v, cap, *n + 1, sizeof(**v), 64) < 0)
         return -ENOMEM;
     (*v)[(*n)++] = it;
     return 0;

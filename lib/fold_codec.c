@@ -16,7 +16,7 @@ void *cm_fold_codec_alloc(void *ud, size_t size)
         fc->arena_used += a;
         return p;
     }
-    if (cm_grow((void **)&fc->bigs, &fc->capbigs, fc->nbigs + 1, 16, sizeof(*fc->bigs)) < 0)
+    if (cm_grow(&fc->bigs, &fc->capbigs, fc->nbigs + 1, sizeof(*fc->bigs), 16) < 0)
         return NULL;
     void *p = malloc(size);
     if (p)

@@ -1,34 +1,37 @@
-/* grow.c - the one growth rule of circmon's arrays: double until it fits. */
-#include "circmon/grow.h"
-
+/* grow.c - the one growth rule for arrays: doubling, from a first size. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "circmon/grow.h"
 
 size_t cm_grow_cap(size_t cap, size_t need, size_t first, size_t size)
 {
     if (need <= cap)
         return cap;
-    size_t nc = cap ? cap : (first ? first : 1);
-    while (nc < need) {
-        if (nc > SIZE_MAX / 2)
+    size_t c = cap ? cap : (first ? first : 1);
+    while (c < need) {
+        if (c > SIZE_MAX / 2)
             return 0;
-        nc *= 2;
+        c *= 2;
     }
-    return size && nc > SIZE_MAX / size ? 0 : nc;
+    return size && c > SIZE_MAX / size ? 0 : c;
 }
 
-int cm_grow(void **v, size_t *cap, size_t need, size_t first, size_t size)
+int cm_grow(void *pp, size_t *cap, size_t need, size_t elem, size_t first)
 {
     if (need <= *cap)
         return 0;
-    size_t nc = cm_grow_cap(*cap, need, first, size);
-    if (!nc)
+    size_t c = cm_grow_cap(*cap, need, first, elem);
+    if (!c)
         return -ENOMEM;
-    void *nv = realloc(*v, nc * size);
-    if (!nv)
+    void *old;
+    memcpy(&old, pp, sizeof(old));
+    void *p = realloc(old, c * elem);
+    if (!p)
         return -ENOMEM;
-    *v = nv;
-    *cap = nc;
+    memcpy(pp, &p, sizeof(p));
+    *cap = c;
     return 0;
 }

@@ -57,7 +57,7 @@ static int add2(struct eval *e, int ctr, int32_t scheme, int64_t nat, int64_t da
  * the sum of -v * day over its steps), its months when swept. */
 static int step(struct eval *e, int32_t scheme, int64_t nat, int64_t day, int64_t v)
 {
-    if (cm_grow((void **)&e->st, &e->capst, e->nst + 1, 64, sizeof(*e->st)) < 0)
+    if (cm_grow(&e->st, &e->capst, e->nst + 1, sizeof(*e->st), 64) < 0)
         return -ENOMEM;
     e->st[e->nst++] = (struct step){.scheme = scheme, .day = day, .v = v};
     struct cm_agg_key k = {.kind = CM_AK_NAT, .ctr = CM_C_BREACH_DAYS, .scheme = scheme, .a = nat};
@@ -174,7 +174,7 @@ static int collect(const struct cm_agg_key *k, int64_t v, void *ud)
     struct cm_agg_key gk = {.kind = k->kind, .scheme = k->scheme, .a = k->a};
     int64_t gi = cm_agg_get(e->gidx, &gk);
     if (!gi) {
-        if (cm_grow((void **)&e->g, &e->capg, e->ng + 1, 64, sizeof(*e->g)) < 0)
+        if (cm_grow(&e->g, &e->capg, e->ng + 1, sizeof(*e->g), 64) < 0)
             return -ENOMEM;
         memset(&e->g[e->ng], 0, sizeof(e->g[e->ng]));
         e->g[e->ng].kind = k->kind;

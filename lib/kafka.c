@@ -4,10 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/types.h>
 
+#include "circmon/clock.h"
 #include "circmon/kafka.h"
+#include "circmon/log.h"
 
 int cm_kafka_prop_is_secret(const char *name)
 {
@@ -86,18 +87,16 @@ int cm_kafka_conf_default(rd_kafka_conf_t *conf, const struct cm_config *cfg,
 
 void cm_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    static const char *const names[] = {"error", "error",  "error", "error",
-                                        "warning", "notice", "info", "debug"};
-    const char *lvl = level >= 0 && level <= 7 ? names[level] : "debug";
+    /* syslog levels: emerg..err are errors; notice, info and debug (the
+     * latter only when the operator sets rdkafka.debug) are info */
+    enum cm_log_level lvl = level <= 3 ? CM_LOG_ERROR : level == 4 ? CM_LOG_WARNING : CM_LOG_INFO;
 
     /* rdkafka.* properties go to every client of a program, so a consumer
      * property on a producer (and the reverse) is expected, not news. */
     if (!strcmp(fac, "CONFWARN") && (strstr(buf, "is a consumer property and will be ignored") ||
                                      strstr(buf, "is a producer property and will be ignored")))
         return;
-
-    /* one fprintf per line: stdio locks the stream, so lines never interleave */
-    fprintf(stderr, "%s rdkafka %s: %s: %s\n", lvl, rk ? rd_kafka_name(rk) : "-", fac, buf);
+    cm_log(lvl, "rdkafka %s: %s: %s", rk ? rd_kafka_name(rk) : "-", fac, buf);
 }
 
 int cm_dlq_send_opaque(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
@@ -163,18 +162,11 @@ static int64_t header_i64(rd_kafka_headers_t *h, const char *name)
     return errno || *e || x < 0 ? -1 : (int64_t)x;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int cm_dlq_scan(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partition, int64_t from,
                 const char *src_topic, int timeout_ms, cm_dlq_seen_cb cb, void *ud,
                 int64_t *end, char *err, size_t errlen)
 {
-    int64_t lo, hi, deadline = mono_ms() + timeout_ms;
+    int64_t lo, hi, deadline = cm_clock_ms() + timeout_ms;
     rd_kafka_resp_err_t e =
         rd_kafka_query_watermark_offsets(rk, dlq_topic, dlq_partition, &lo, &hi, timeout_ms);
     if (e) {
@@ -204,7 +196,7 @@ int cm_dlq_scan(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partition, in
     int r = 0;
     int64_t next = from;
     while (!r && next < hi) {
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - cm_clock_ms();
         if (left <= 0) {
             snprintf(err, errlen,
                      "%s [%" PRId32 "]: stuck at offset %" PRId64 " of %" PRId64
@@ -232,7 +224,7 @@ int cm_dlq_scan(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partition, in
         }
         if (m->partition == dlq_partition && m->offset >= next) {
             next = m->offset + 1;
-            deadline = mono_ms() + timeout_ms; /* progress: a long range is no failure */
+            deadline = cm_clock_ms() + timeout_ms; /* progress: a long range is no failure */
             rd_kafka_headers_t *h = NULL;
             const void *t;
             size_t tl;

@@ -96,7 +96,7 @@ int32_t cm_names_intern(struct cm_names *nm, const char *s, size_t len)
         while (nm->slots[j])
             j = (j + 1) & (nm->nslots - 1);
     }
-    if (cm_grow((void **)&nm->v, &nm->cap, nm->n + 1, 16, sizeof(*nm->v)) < 0)
+    if (cm_grow(&nm->v, &nm->cap, nm->n + 1, sizeof(*nm->v), 16) < 0)
         return -ENOMEM;
     char *copy = malloc(len + 1);
     if (!copy)

@@ -12,6 +12,8 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "circmon/clock.h"
+#include "circmon/grow.h"
 #include "circmon/store.h"
 
 /* The apply. States go out in chunked MSET/DEL calls (one redis.call per
@@ -159,6 +161,19 @@ static int parse_i64(const char *s, size_t len, int64_t *v)
     return 0;
 }
 
+/* The position in a reply to GET of a pos key: absent is 0; anything but a
+ * decimal >= 0 is refused (-EINVAL). The one reader of stored positions. */
+static int pos_parse(const redisReply *e, int64_t *pos)
+{
+    if (e->type == REDIS_REPLY_NIL) {
+        *pos = 0;
+        return 0;
+    }
+    if (e->type != REDIS_REPLY_STRING || parse_i64(e->str, e->len, pos) || *pos < 0)
+        return -EINVAL;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- apply */
 
 /* A growable list of owned byte strings. */
@@ -171,16 +186,12 @@ struct strv {
 static int strv_push(struct strv *v, const void *p, size_t len)
 {
     if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 16;
-        char **s = realloc(v->s, cap * sizeof(*s));
-        if (!s)
-            return -ENOMEM;
-        v->s = s;
-        size_t *l = realloc(v->len, cap * sizeof(*l));
-        if (!l)
-            return -ENOMEM;
-        v->len = l;
-        v->cap = cap;
+        /* two arrays of one capacity: the second grows to the first's */
+        size_t cs = v->cap, cl = v->cap;
+        if (cm_grow(&v->s, &cs, v->n + 1, sizeof(*v->s), 16) < 0 ||
+            cm_grow(&v->len, &cl, cs, sizeof(*v->len), 16) < 0)
+            return -ENOMEM; /* the grown array is kept: v stays consistent with cap */
+        v->cap = cs;
     }
     char *c = malloc(len + 1);
     if (!c)
@@ -382,18 +393,13 @@ static void set_err(struct cm_store *s, const char *fmt, ...)
     va_end(ap);
 }
 
-static void ms_to_tv(int ms, struct timeval *tv)
-{
-    tv->tv_sec = ms / 1000;
-    tv->tv_usec = (ms % 1000) * 1000;
-}
-
 /* Schedules the next attempt and doubles the backoff (100 ms .. 5 s). */
 static void schedule_retry(struct cm_store *s)
 {
     struct timeval tv;
-    ms_to_tv(s->backoff_ms, &tv);
-    evtimer_add(s->retry_timer, &tv);
+    cm_clock_tv(s->backoff_ms, &tv);
+    if (evtimer_add(s->retry_timer, &tv) < 0)
+        set_err(s, "cannot arm the redis reconnection timer");
     s->backoff_ms = s->backoff_ms * 2 > 5000 ? 5000 : s->backoff_ms * 2;
 }
 
@@ -518,9 +524,7 @@ static void deliver(struct req *q, redisReply *rep)
         if (!err) {
             redisReply *e = rep->element[0], *m = rep->element[1];
             p->dlq_part = -1;
-            if (e->type == REDIS_REPLY_NIL)
-                p->pos = 0;
-            else if (e->type != REDIS_REPLY_STRING || parse_i64(e->str, e->len, &p->pos))
+            if (pos_parse(e, &p->pos) < 0)
                 err = -EPROTO;
             if (!err && m->type != REDIS_REPLY_NIL && parse_mark(m, p) < 0)
                 err = -EPROTO;
@@ -679,6 +683,9 @@ static int send_argv(struct cm_store *s, struct req *q, int argc, const char **a
     if (!s->ac)
         return -ENOTCONN;
     redisCallbackFn *fn = q->kind == RQ_HANDSHAKE ? on_handshake : on_reply;
+    /* the deadline first: a command without one could wait forever */
+    if (q->kind != RQ_HANDSHAKE && !q->timer && !(q->timer = evtimer_new(s->base, on_timeout, q)))
+        return -ENOMEM;
     if (redisAsyncCommandArgv(s->ac, fn, q, argc, argv, lens) != REDIS_OK)
         return -ENOTCONN;
     if (q->kind == RQ_HANDSHAKE)
@@ -690,12 +697,13 @@ static int send_argv(struct cm_store *s, struct req *q, int argc, const char **a
         s->reqs->prev = q;
     s->reqs = q;
     s->n_reqs++;
-    if (!q->timer)
-        q->timer = evtimer_new(s->base, on_timeout, q);
-    if (q->timer) {
-        struct timeval tv;
-        ms_to_tv(s->cfg->command_timeout_ms, &tv);
-        evtimer_add(q->timer, &tv);
+    struct timeval tv;
+    cm_clock_tv(s->cfg->command_timeout_ms, &tv);
+    if (evtimer_add(q->timer, &tv) < 0) {
+        /* sent without a deadline: its fate would be unknown, drop the
+         * connection (the reply callback fails q) */
+        set_err(s, "cannot arm the deadline of a redis command");
+        lose(s, s->ac, 1);
     }
     return 0;
 }
@@ -736,12 +744,16 @@ static void start_connect(struct cm_store *s)
     s->ac = ac;
     s->state = ST_CONNECTING;
     s->handshake_left = 0;
-    redisLibeventAttach(ac, s->base);
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
     struct timeval tv;
-    ms_to_tv(cfg->connect_timeout_ms, &tv);
-    evtimer_add(s->connect_timer, &tv);
+    cm_clock_tv(cfg->connect_timeout_ms, &tv);
+    if (redisLibeventAttach(ac, s->base) != REDIS_OK ||
+        redisAsyncSetConnectCallback(ac, on_connect) != REDIS_OK ||
+        redisAsyncSetDisconnectCallback(ac, on_disconnect) != REDIS_OK ||
+        evtimer_add(s->connect_timer, &tv) < 0) {
+        set_err(s, "cannot attach the redis connection to the event loop");
+        lose(s, ac, 1);
+        return;
+    }
 
     /* Commands queue up before the socket is connected; hiredis writes them
      * once it is. */
@@ -982,12 +994,11 @@ static void errf(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* A blocking, authenticated connection on the right db, or NULL with err. */
-static redisContext *sync_connect(const struct cm_config *cfg, char *err, size_t errlen)
+redisContext *cm_store_connect_sync(const struct cm_config *cfg, char *err, size_t errlen)
 {
     struct timeval ct, tt;
-    ms_to_tv(cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 2000, &ct);
-    ms_to_tv(cfg->command_timeout_ms > 0 ? cfg->command_timeout_ms : 5000, &tt);
+    cm_clock_tv(cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 2000, &ct);
+    cm_clock_tv(cfg->command_timeout_ms > 0 ? cfg->command_timeout_ms : 5000, &tt);
     redisContext *c;
     const char *where;
     char addr[300];
@@ -1095,16 +1106,11 @@ static int scan_parts(redisContext *c, const struct cm_config *cfg, const char *
                 key_parse_part(ks->element[i]->str, ks->element[i]->len, cfg->key_prefix,
                                suffix, &p))
                 continue;
-            if (nv == cap) {
-                cap = cap ? cap * 2 : 64;
-                int32_t *nvv = realloc(v, cap * sizeof(*v));
-                if (!nvv) {
-                    freeReplyObject(rep);
-                    r = -ENOMEM;
-                    errf(err, errlen, "out of memory");
-                    goto out;
-                }
-                v = nvv;
+            if (cm_grow(&v, &cap, nv + 1, sizeof(*v), 64) < 0) {
+                freeReplyObject(rep);
+                r = -ENOMEM;
+                errf(err, errlen, "out of memory listing the partitions of %s", cfg->key_prefix);
+                goto out;
             }
             v[nv++] = p;
         }
@@ -1128,7 +1134,7 @@ out:
 int cm_store_read_agg(const struct cm_config *cfg, struct cm_agg *ag, struct cm_names *nm,
                       char *err, size_t errlen)
 {
-    redisContext *c = sync_connect(cfg, err, errlen);
+    redisContext *c = cm_store_connect_sync(cfg, err, errlen);
     if (!c)
         return -ECONNREFUSED;
     int32_t *parts = NULL;
@@ -1172,10 +1178,49 @@ int cm_store_read_agg(const struct cm_config *cfg, struct cm_agg *ag, struct cm_
     return r;
 }
 
+/* Positions of parts[0..n-1] on c into pos[], one GET each. */
+static int read_pos(redisContext *c, const char *prefix, const int32_t *parts, size_t n,
+                    int64_t *pos, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *k = cm_store_key_pos(prefix, parts[i]);
+        if (!k) {
+            errf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        redisReply *rep = redisCommand(c, "GET %s", k);
+        int r = 0;
+        if (!rep || pos_parse(rep, &pos[i]) < 0) {
+            errf(err, errlen, "redis GET %s failed: %s", k,
+                 !rep                               ? c->errstr
+                 : rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                    : "not a position (a decimal >= 0)");
+            r = -EPROTO;
+        }
+        if (rep)
+            freeReplyObject(rep);
+        free(k);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+int cm_store_read_positions_of(const struct cm_config *cfg, const int32_t *parts, size_t n,
+                               int64_t *pos, char *err, size_t errlen)
+{
+    redisContext *c = cm_store_connect_sync(cfg, err, errlen);
+    if (!c)
+        return -ECONNREFUSED;
+    int r = read_pos(c, cfg->key_prefix, parts, n, pos, err, errlen);
+    redisFree(c);
+    return r;
+}
+
 int cm_store_read_positions(const struct cm_config *cfg, int32_t **parts_out, int64_t **pos_out,
                             size_t *n_out, char *err, size_t errlen)
 {
-    redisContext *c = sync_connect(cfg, err, errlen);
+    redisContext *c = cm_store_connect_sync(cfg, err, errlen);
     if (!c)
         return -ECONNREFUSED;
     int32_t *parts = NULL;
@@ -1186,23 +1231,8 @@ int cm_store_read_positions(const struct cm_config *cfg, int32_t **parts_out, in
         errf(err, errlen, "out of memory");
         r = -ENOMEM;
     }
-    for (size_t i = 0; !r && i < n; i++) {
-        char *k = cm_store_key_pos(cfg->key_prefix, parts[i]);
-        if (!k) {
-            r = -ENOMEM;
-            break;
-        }
-        redisReply *rep = redisCommand(c, "GET %s", k);
-        if (!rep || (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_NIL) ||
-            (rep->type == REDIS_REPLY_STRING && parse_i64(rep->str, rep->len, &pos[i]))) {
-            errf(err, errlen, "redis GET %s failed: %s", k,
-                 !rep ? c->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply");
-            r = -EPROTO;
-        }
-        if (rep)
-            freeReplyObject(rep);
-        free(k);
-    }
+    if (!r)
+        r = read_pos(c, cfg->key_prefix, parts, n, pos, err, errlen);
     redisFree(c);
     if (r) {
         free(parts);

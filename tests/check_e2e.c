@@ -36,6 +36,7 @@
 #include "circmon/kafka.h"
 #include "circmon/names.h"
 #include "circmon/store.h"
+#include "cm_test.h"
 
 #define N_PARTS 8
 #define AS_OF "2025-01-01"
@@ -737,8 +738,9 @@ START_TEST(test_redis_refusals_then_reconnect)
 END_TEST
 
 /* Reads the whole dead-letter topic; checks each source offset appears once
- * with its headers. Returns the number of messages. */
-static long read_dlq(void)
+ * with its headers. Returns the number of messages; *n_reason (when
+ * reason is not NULL) gets the number whose reason is reason. */
+static long read_dlq_reason(const char *reason, long *n_reason)
 {
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -782,6 +784,8 @@ static long read_dlq(void)
             char key[48];
             snprintf(key, sizeof(key), "%.*s/%.*s", (int)vl[2], (const char *)v[2], (int)vl[3],
                      (const char *)v[3]);
+            if (reason && vl[0] == strlen(reason) && !memcmp(v[0], reason, vl[0]))
+                ++*n_reason;
             for (long i = 0; i < n; i++)
                 ck_assert_msg(strcmp(seen[i], key), "dead letter for %s twice", key);
             ck_assert(n < 100000);
@@ -793,6 +797,11 @@ static long read_dlq(void)
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return n;
+}
+
+static long read_dlq(void)
+{
+    return read_dlq_reason(NULL, NULL);
 }
 
 START_TEST(test_bad_input)
@@ -1287,6 +1296,229 @@ START_TEST(test_hostile_values_dead_lettered)
 }
 END_TEST
 
+/* ------------------------------------------------------------ robustness */
+
+/* Writes the events evs[0..n-1] as a framed file; returns its path. */
+static const char *write_events(const char *name, const struct tev *evs, int n)
+{
+    const char *p = path_in(name);
+    FILE *fp = fopen(p, "wb");
+    ck_assert_ptr_nonnull(fp);
+    for (int i = 0; i < n; i++) {
+        struct msg m = tev_pack(&evs[i]);
+        ck_assert_int_eq(cm_frame_write(fp, m.buf, m.len), 0);
+    }
+    ck_assert_int_eq(fclose(fp), 0);
+    return p;
+}
+
+/* The loop latency circmond's stop line reports (p50, p99, max in ms); 0
+ * when the line is missing. */
+static int loop_latency(const char *log, double *p50, double *p99, double *max)
+{
+    FILE *fp = fopen(log, "r");
+    char line[4096];
+    int found = 0;
+    if (!fp)
+        return 0;
+    while (fgets(line, sizeof(line), fp)) {
+        const char *k = strstr(line, "loop latency since the start p50/p99/max ");
+        if (k && sscanf(k + strlen("loop latency since the start p50/p99/max "), "%lf/%lf/%lf",
+                        p50, p99, max) == 3)
+            found = 1;
+    }
+    fclose(fp);
+    return found;
+}
+
+/* Kafka not there at start-up (nothing listens on port 1): circmond retries
+ * within its start-up budget, then exits 1 naming the brokers and the
+ * topic. It never takes an error for a partition count and goes on
+ * "consuming". */
+START_TEST(test_kafka_down_at_start)
+{
+    SETUP();
+    const char *conf = path_in("down.conf");
+    FILE *fp = fopen(conf, "w");
+    ck_assert_ptr_nonnull(fp);
+    fprintf(fp,
+            "[kafka]\nbrokers = 127.0.0.1:1\ngroup_id = down\n"
+            "[redis]\nhost = 127.0.0.1\nport = %d\n",
+            redis_port);
+    fclose(fp);
+    const char *log = path_in("d.log");
+    char budget[] = "CIRCMOND_TEST_STARTUP_BUDGET_MS=4000"; /* spawn writes into it */
+    char *env[] = {budget, NULL};
+    double t0 = now_s();
+    pid_t d = daemon_start(conf, log, env);
+    int st = wait_pid(d, 40);
+    double dt = now_s() - t0;
+    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1,
+                  "circmond was to exit 1 with Kafka down (status %d, %s)", st, log);
+    ck_assert_msg(dt >= 4.0, "gave up after %.1f s, before its 4 s budget", dt);
+    ck_assert_msg(file_has(log, "kafka at 127.0.0.1:1, topic circmon.events: ") &&
+                      file_has(log, "; retrying"),
+                  "no retry logged (%s)", log);
+    ck_assert_msg(file_has(log, "giving up after 4.0 s"), "no clear final message (%s)", log);
+    ck_assert_msg(!file_has(log, "consuming"), "circmond went on consuming (%s)", log);
+}
+END_TEST
+
+/* A stored state that does not unpack (garbage bytes SET by hand): its
+ * migrant's events go to the dead-letter topic as state_unreadable, the
+ * state stays as it is, the error names the migrant and the partition, and
+ * every other migrant's figures are exact. Neither the partition nor the
+ * daemon stops. */
+START_TEST(test_state_unreadable)
+{
+    SETUP();
+    const char *conf = write_conf("c.conf", "unreadable", 200, 4);
+    const char *ev = path_in("ev.bin");
+    gen(ev, 11, 1500);
+    struct tev bad[] = {
+        ev_grant(NULL, "broken-state", D(2021, 3, 1), "P1", "SAWP-ES", "MA", D(2021, 4, 1),
+                 D(2021, 9, 30)),
+        ev_entry(NULL, "broken-state", D(2021, 4, 2)),
+        ev_exit(NULL, "broken-state", D(2021, 9, 20)),
+        ev_entry(NULL, "broken-state", D(2022, 4, 2)),
+    };
+    const char *x = write_events("x.bin", bad, 4);
+    /* The garbage is set under every partition's hash tag: whichever
+     * partition the key lands in reads it. */
+    static const char garbage[] = "\xff\xfe garbage, not a MigrantState \x01\x02";
+    redisContext *c = redis_conn();
+    ck_assert_ptr_nonnull(c);
+    for (int p = 0; p < N_PARTS; p++) {
+        redisReply *r = redisCommand(c, "SET circmon:{%d}:m:broken-state %b", p, garbage,
+                                     sizeof(garbage) - 1);
+        ck_assert(r && r->type == REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+    }
+    publish(conf, ev);
+    publish(conf, x);
+    long n = count_records(ev) + 4;
+    const char *log = path_in("d.log");
+    pid_t d = daemon_start(conf, log, NULL);
+    wait_caught_up(conf, n, 60);
+    ck_assert(alive(d));
+    /* Redis holds the figures of the other migrants, exactly. */
+    compare(conf, AS_OF, ev, NULL);
+    compare(conf, AS_OF_MID, ev, NULL);
+    for (int p = 0; p < N_PARTS; p++) {
+        redisReply *r = redisCommand(c, "GET circmon:{%d}:m:broken-state", p);
+        ck_assert(r && r->type == REDIS_REPLY_STRING && r->len == sizeof(garbage) - 1 &&
+                  !memcmp(r->str, garbage, r->len));
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    ck_assert_msg(file_has(log, "the state of migrant 'broken-state' in Redis"),
+                  "the unreadable state is not reported (%s)", log);
+    stop_daemon(d);
+    long unreadable = 0;
+    long want = expected_dead_letters() + 4;
+    ck_assert_int_eq(read_dlq_reason("state_unreadable", &unreadable), want);
+    ck_assert_int_eq(unreadable, 4);
+}
+END_TEST
+
+/* Redis stops answering (SIGSTOP) for longer than command_timeout_ms while
+ * events arrive: circmond drops the connection, reconnects once Redis
+ * answers again, resynchronises, and the figures are exact. */
+START_TEST(test_redis_command_timeout)
+{
+    SETUP();
+    const char *ev = path_in("ev.bin"), *a = path_in("a.bin"), *b = path_in("b.bin");
+    gen(ev, 12, 3000);
+    long n = count_records(ev);
+    split(ev, n / 2, a, b);
+    const char *conf = write_conf("c.conf", "timeout", 200, 4);
+    const char *log = path_in("d.log");
+    publish(conf, a);
+    pid_t d = daemon_start(conf, log, NULL);
+    wait_caught_up(conf, n / 2, 60);
+    ck_assert_int_eq(kill(redis_pid, SIGSTOP), 0);
+    publish(conf, b);
+    double end = now_s() + 30;
+    while (!file_has(log, "redis command timed out after 3000 ms")) {
+        if (now_s() > end)
+            kill(redis_pid, SIGCONT);
+        ck_assert_msg(now_s() < end, "no command timed out while Redis was stopped (%s)", log);
+        nap_ms(50);
+    }
+    ck_assert_int_eq(kill(redis_pid, SIGCONT), 0);
+    wait_caught_up(conf, n, 90);
+    ck_assert(alive(d));
+    ck_assert_msg(file_has(log, "resynchronising from the positions in Redis (redis reconnected)"),
+                  "no resync after the reconnection (%s)", log);
+    compare(conf, AS_OF, a, b);
+    compare(conf, AS_OF_MID, a, b);
+    stop_daemon(d);
+}
+END_TEST
+
+/* One heavy migrant (4000 events within one reorder window, so that each
+ * arrival folds a long window again) among ordinary ones: figures exact,
+ * and the loop latency circmond reports at its stop. */
+START_TEST(test_heavy_migrant)
+{
+    SETUP();
+    const char *conf = write_conf("c.conf", "heavy", 1000, 4);
+    const char *ev = path_in("ev.bin");
+    gen(ev, 13, 1000);
+    enum { N_HEAVY = 4000 };
+    struct tev *h = calloc(N_HEAVY, sizeof(*h));
+    ck_assert_ptr_nonnull(h);
+    h[0] = ev_grant(NULL, "heavy-1", D(2021, 1, 1), "P1", "SAWP-ES", "MA", D(2021, 1, 2),
+                    D(2021, 12, 31));
+    /* an entry and an exit every 10 minutes from 2021-01-02: 4000 events in 14 days */
+    for (int i = 1; i < N_HEAVY; i++)
+        h[i] = i % 2 ? ev_entry(NULL, "heavy-1", D(2021, 1, 2) + (int64_t)i * 600)
+                     : ev_exit(NULL, "heavy-1", D(2021, 1, 2) + (int64_t)i * 600);
+    const char *x = write_events("heavy.bin", h, N_HEAVY);
+    free(h);
+    publish(conf, ev);
+    publish(conf, x);
+    long n = count_records(ev) + N_HEAVY;
+    const char *log = path_in("d.log");
+    pid_t d = daemon_start(conf, log, NULL);
+    wait_caught_up(conf, n, 120);
+    ck_assert(alive(d));
+    compare(conf, AS_OF, ev, x);
+    compare(conf, AS_OF_MID, ev, x);
+    stop_daemon(d);
+    double p50, p99, max;
+    ck_assert_msg(loop_latency(log, &p50, &p99, &max), "no loop latency at the stop (%s)", log);
+    fprintf(stderr, "test_heavy_migrant: loop latency p50/p99/max %.1f/%.1f/%.1f ms\n", p50, p99,
+            max);
+}
+END_TEST
+
+/* The one reader of stored positions: absent is 0, a decimal >= 0 is the
+ * position, anything else is refused. */
+START_TEST(test_positions_read)
+{
+    SETUP();
+    const char *conf = write_conf("c.conf", "pos", 100, 1);
+    struct cm_config cfg = {0};
+    char err[512];
+    ck_assert_msg(cm_config_load(&cfg, conf, err, sizeof(err)) == 0, "%s", err);
+    redis_cmd_ok("SET circmon:{3}:pos 42");
+    redis_cmd_ok("SET circmon:{5}:pos -1");
+    redis_cmd_ok("SET circmon:{6}:pos 12x");
+    int32_t parts[] = {3, 4};
+    int64_t pos[2] = {-7, -7};
+    ck_assert_msg(cm_store_read_positions_of(&cfg, parts, 2, pos, err, sizeof(err)) == 0, "%s",
+                  err);
+    ck_assert_int_eq(pos[0], 42);
+    ck_assert_int_eq(pos[1], 0);
+    int32_t neg[] = {5}, bad[] = {6};
+    ck_assert_int_eq(cm_store_read_positions_of(&cfg, neg, 1, pos, err, sizeof(err)), -EPROTO);
+    ck_assert_msg(strstr(err, "circmon:{5}:pos") != NULL, "%s", err);
+    ck_assert_int_eq(cm_store_read_positions_of(&cfg, bad, 1, pos, err, sizeof(err)), -EPROTO);
+    cm_config_free(&cfg);
+}
+END_TEST
+
 /* A test case of s with the teardown that stops every process it started. */
 static TCase *new_case(Suite *s, const char *name, int timeout_s)
 {
@@ -1302,6 +1534,7 @@ static Suite *suite(void)
     Suite *s = suite_create("e2e");
     TCase *tc = new_case(s, "store", 60);
     tcase_add_test(tc, test_zombie);
+    tcase_add_test(tc, test_positions_read);
 
     tc = new_case(s, "daemon", 240);
     tcase_add_test(tc, test_end_to_end);
@@ -1315,6 +1548,12 @@ static Suite *suite(void)
     tcase_add_test(tc, test_idle_stays_in_group);
     tcase_add_test(tc, test_check_config_forced_kafka_settings);
     tcase_add_test(tc, test_position_past_topic_end_is_reported);
+
+    tc = new_case(s, "robustness", 240);
+    tcase_add_test(tc, test_kafka_down_at_start);
+    tcase_add_test(tc, test_state_unreadable);
+    tcase_add_test(tc, test_redis_command_timeout);
+    tcase_add_test(tc, test_heavy_migrant);
 
     tc = new_case(s, "dead letters", 240);
     tcase_add_test(tc, test_bad_input);

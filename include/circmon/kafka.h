@@ -37,12 +37,13 @@ int cm_kafka_conf_default(rd_kafka_conf_t *conf, const struct cm_config *cfg,
  * never be printed. */
 int cm_kafka_prop_is_secret(const char *name);
 
-/* The log callback installed by cm_kafka_conf_new: one line per log on
- * stderr, "<level> rdkafka <client>: <facility>: <message>", with the syslog
- * level as a word (error, warning, notice, info, debug), except librdkafka's
- * warnings that a property is for the other kind of client (rdkafka.*
- * properties go to every client). Thread-safe; may be
- * installed on any configuration with rd_kafka_conf_set_log_cb. */
+/* The log callback installed by cm_kafka_conf_new: one line per log through
+ * the log sink (log.h), "rdkafka <client>: <facility>: <message>", at error
+ * (syslog levels 0-3), warning (4) or info (5-7, debug lines appearing only
+ * with rdkafka.debug), except librdkafka's warnings that a property is for
+ * the other kind of client (rdkafka.* properties go to every client).
+ * Thread-safe; may be installed on any configuration with
+ * rd_kafka_conf_set_log_cb. */
 void cm_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 
 /* Produces one dead-letter message to topic on producer rk, to partition

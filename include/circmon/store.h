@@ -166,6 +166,20 @@ int cm_store_apply_send(struct cm_store *s, struct cm_store_apply *ap, cm_store_
 int cm_store_read_agg(const struct cm_config *cfg, struct cm_agg *ag, struct cm_names *nm,
                       char *err, size_t errlen);
 
+/* A blocking connection to the configured Redis (TCP or unix socket,
+ * connect_timeout_ms, then command_timeout_ms per command), authenticated
+ * and on the configured db: the one way circmon's tools connect. Returns it
+ * (free with redisFree), or NULL with err set (never the password). */
+struct redisContext;
+struct redisContext *cm_store_connect_sync(const struct cm_config *cfg, char *err,
+                                           size_t errlen);
+
+/* Stored positions of parts[0..n-1] into pos[] (0 when absent). Same error
+ * contract as cm_store_read_agg; a value that is not a decimal >= 0 is
+ * -EPROTO. */
+int cm_store_read_positions_of(const struct cm_config *cfg, const int32_t *parts, size_t n,
+                               int64_t *pos, char *err, size_t errlen);
+
 /* Stored positions of every partition that has one (SCAN for
  * <prefix>:{*}:pos): *parts and *pos (malloc'd, caller frees both) get *n
  * entries sorted by partition. Same error contract as cm_store_read_agg. */

@@ -1,0 +1,411 @@
+/* lifecycle.c - circmond's start (budgets), signals, stop, teardown and stats line. */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "circmon/fold.h"
+#include "circmon/names.h"
+#include "daemon.h"
+
+/* ------------------------------------------------------------ stats */
+
+static void on_stats(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    (void)fd;
+    (void)what;
+    int64_t now = cm_clock_us();
+    double dt = (double)(now - d->last_stats_us) / 1e6;
+    int64_t lag = 0;
+    int nparts = 0;
+    for (size_t i = 0; d->want && i < (size_t)d->want->cnt; i++) {
+        int32_t id = d->want->elems[i].partition;
+        int64_t lo, hi;
+        if ((size_t)id < d->n_parts &&
+            rd_kafka_get_watermark_offsets(d->rk, d->cfg->topic, id, &lo, &hi) == 0 && hi >= 0)
+            lag += hi > d->parts[id].pos ? hi - d->parts[id].pos : 0;
+        nparts++;
+    }
+    uint64_t folded = cm_counter_get(d->c_folded);
+    const struct cm_hist *h = &d->h_loop_line;
+    if (folded != d->last_folded || lag)
+        cm_log_info("%.0f events/s, %" PRIu64 " folded, %" PRIu64 " dead letters, %" PRIu64
+                    " refused applies, %" PRIu64 " unreadable states, %d partitions, lag %" PRId64
+                    ", loop latency p50/p99/max %.1f/%.1f/%.1f ms",
+                    dt > 0 ? (double)(folded - d->last_folded) / dt : 0.0, folded,
+                    cm_counter_get(d->c_dlq), cm_counter_get(d->c_refused),
+                    cm_counter_get(d->c_unreadable), nparts, lag,
+                    (double)cm_hist_quantile(h, 0.5) / 1000, (double)cm_hist_quantile(h, 0.99) / 1000,
+                    (double)h->max / 1000);
+    cm_hist_reset(&d->h_loop_line);
+    d->last_folded = folded;
+    d->last_stats_us = now;
+}
+
+/* The loop-latency probe: a timer that should fire every LOOP_TICK_MS; how
+ * late it fires is how long the loop was held by something else. */
+static void on_loop_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct daemon *d = arg;
+    int64_t now = cm_clock_us();
+    uint64_t late = now > d->loop_due_us ? (uint64_t)(now - d->loop_due_us) : 0;
+    cm_hist_observe(d->h_loop, late);
+    cm_hist_observe(&d->h_loop_line, late);
+    d->loop_due_us = now + LOOP_TICK_MS * 1000;
+    cmd_timer_in(d->loop_timer, LOOP_TICK_MS);
+}
+
+/* The daemon's metrics; 0 or -ENOMEM. */
+static int metrics_setup(struct daemon *d)
+{
+    if (!(d->m = cm_metrics_new()))
+        return -ENOMEM;
+    d->c_folded = cm_metrics_counter(d->m, "circmon_events_folded_total",
+                                     "events folded (accepted or dropped as duplicates)");
+    d->c_dlq = cm_metrics_counter(d->m, "circmon_dead_letters_total",
+                                  "dead letters produced and delivered before their apply");
+    d->c_applies = cm_metrics_counter(d->m, "circmon_applies_total", "batches applied to Redis");
+    d->c_refused = cm_metrics_counter(d->m, "circmon_applies_refused_total",
+                                      "applies refused: Redis held another position");
+    d->c_unreadable = cm_metrics_counter(d->m, "circmon_states_unreadable_total",
+                                         "stored migrant states that did not unpack");
+    d->h_loop = cm_metrics_hist(d->m, "circmon_loop_latency_us",
+                                "how late the loop's 10 ms probe timer fired, in microseconds");
+    cm_hist_init(&d->h_loop_line, NULL, NULL);
+    if (!d->c_folded || !d->c_dlq || !d->c_applies || !d->c_refused || !d->c_unreadable ||
+        !d->h_loop)
+        return -ENOMEM;
+    return 0;
+}
+
+/* ------------------------------------------------------------ stop */
+
+static void on_close_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct daemon *d = arg;
+    cmd_on_kafka(d->kpipe[0], EV_READ, d);
+    if (d->closing) {
+        if (!rd_kafka_consumer_closed(d->rk))
+            cmd_timer_in(d->close_timer, 100);
+    }
+}
+
+static void begin_close(struct daemon *d)
+{
+    if (d->closing)
+        return;
+    cmd_drop_all(d); /* abandons what did not finish in time */
+    d->closing = 1;
+    if (!d->rk) {
+        event_base_loopbreak(d->base);
+        return;
+    }
+    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(d->rk, d->rkq);
+    if (e) {
+        cm_log_warn("closing the consumer: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        rd_kafka_consumer_close(d->rk);
+    }
+    cmd_timer_in(d->close_timer, 10);
+    cmd_timer_in(d->stop_timer, 10000); /* the close's own deadline */
+}
+
+void cmd_maybe_finish_stop(struct daemon *d)
+{
+    if (!d->stopping)
+        return;
+    if (!d->closing) {
+        if (d->in_flight == 0)
+            begin_close(d);
+        return;
+    }
+    if (!d->rk || rd_kafka_consumer_closed(d->rk))
+        event_base_loopbreak(d->base);
+}
+
+static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct daemon *d = arg;
+    if (!d->closing) {
+        cm_log_warn("abandoning %zu unfinished batches (their positions stay in Redis)",
+                    d->in_flight);
+        begin_close(d);
+        return;
+    }
+    cm_log_warn("the consumer did not close in time");
+    event_base_loopbreak(d->base);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+    (void)what;
+    if (d->stopping) {
+        cm_log_warn("second signal: stopping now");
+        event_base_loopbreak(d->base);
+        return;
+    }
+    cm_log_info("signal %d: stopping", (int)sig);
+    sd_notify(0, "STOPPING=1");
+    d->stopping = 1;
+    if (!d->started) {
+        d->exit_code = 0;
+        event_base_loopbreak(d->base);
+        return;
+    }
+    /* Stop taking messages; let batches in flight finish within a bound. */
+    for (size_t i = 0; i < d->n_parts; i++)
+        cmd_intake_drop_queue(d, &d->parts[i]);
+    cmd_timer_in(d->stop_timer, d->cfg->command_timeout_ms + 1000);
+    cmd_maybe_finish_stop(d);
+}
+
+/* ------------------------------------------------------------ start */
+
+/* Kafka at start-up: the metadata of both topics, asked off the loop (a
+ * query blocks up to 5 s), retried every second within the budget. */
+static void meta_ask(struct daemon *d)
+{
+    /* a few tries fit in the budget: each waits at most a quarter of it */
+    int left = (int)(d->kafka_t0 + d->budget_ms - cm_clock_ms());
+    int wait = d->budget_ms / 4 < 5000 ? d->budget_ms / 4 : 5000;
+    if (wait > left)
+        wait = left;
+    int r = cmd_meta_query(d->meta, wait < 100 ? 100 : wait);
+    if (r < 0) {
+        cm_log_err("cannot start the kafka metadata thread: %s", strerror(-r));
+        d->exit_code = 1;
+        event_base_loopbreak(d->base);
+    }
+}
+
+static void on_meta_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    meta_ask(arg);
+}
+
+static void on_meta(struct daemon *d, const struct cmd_meta_result *res)
+{
+    if (d->stopping) {
+        event_base_loopbreak(d->base);
+        return;
+    }
+    if (res->n > 0) {
+        if (cmd_dlq_start(d, res->n) < 0) {
+            cm_log_err("out of memory for %d dead-letter partitions", res->n);
+            d->exit_code = 1;
+        } else {
+            d->kafka_ok = 1;
+            cm_log_info("kafka at %s: %s has %d partitions, %s %d", d->cfg->brokers,
+                        d->cfg->topic, res->n_topic, d->cfg->dlq_topic, res->n);
+        }
+        event_base_loopbreak(d->base);
+        return;
+    }
+    if (cm_clock_ms() - d->kafka_t0 >= d->budget_ms) {
+        cm_log_err("kafka at %s, topic %s: %s; giving up after %.1f s", d->cfg->brokers,
+                   res->topic, rd_kafka_err2str(res->err), d->budget_ms / 1000.0);
+        d->exit_code = 1;
+        event_base_loopbreak(d->base);
+        return;
+    }
+    cm_log_warn("kafka at %s, topic %s: %s; retrying", d->cfg->brokers, res->topic,
+                rd_kafka_err2str(res->err));
+    cmd_timer_in(d->meta_retry, 1000); /* SIGTERM is served meanwhile */
+}
+
+/* Runs the loop until both topics are known (0), the budget is spent or
+ * set-up failed (-ETIMEDOUT, logged), or a signal stops it (-ECANCELED). */
+static int kafka_wait(struct daemon *d)
+{
+    if (!(d->meta = cmd_meta_new(d, d->cfg->topic, d->cfg->dlq_topic, on_meta)) ||
+        !(d->meta_retry = evtimer_new(d->base, on_meta_retry, d))) {
+        cm_log_err("out of memory asking kafka for the topics");
+        return -ENOMEM;
+    }
+    d->kafka_t0 = cm_clock_ms();
+    meta_ask(d);
+    event_base_dispatch(d->base);
+    evtimer_del(d->meta_retry);
+    if (d->kafka_ok)
+        return 0;
+    return d->stopping && !d->exit_code ? -ECANCELED : -ETIMEDOUT;
+}
+
+static void on_startup_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct daemon *d = arg;
+    cm_log_err("redis unreachable for %.1f s: %s", d->budget_ms / 1000.0,
+               cm_store_errstr(d->st));
+    d->exit_code = 1;
+    d->stopping = 1;
+    event_base_loopbreak(d->base);
+}
+
+static void teardown(struct daemon *d)
+{
+    d->stopping = 1;
+    cmd_drop_all(d); /* batches are abandoned: late callbacks only free them */
+    cmd_dlq_drain(d);
+    cmd_drop_all(d);
+    d->st = cm_store_free(d->st); /* fails pending requests: their batches go */
+    while (d->batches)
+        cmd_batch_free(d->batches);
+    for (size_t i = 0; i < d->n_parts; i++) {
+        free(d->parts[i].q);
+        cmd_dlq_part_free(&d->parts[i].dl);
+    }
+    free(d->parts);
+    if (d->want)
+        rd_kafka_topic_partition_list_destroy(d->want);
+    if (d->rkq)
+        rd_kafka_queue_destroy(d->rkq);
+    /* A consumer whose close did not finish (Kafka gone) would block
+     * rd_kafka_destroy in another close without end: leave the group to the
+     * session timeout instead. */
+    d->meta = cmd_meta_free(d->meta); /* before the consumer it queries */
+    if (d->rk)
+        rd_kafka_destroy_flags(d->rk, rd_kafka_consumer_closed(d->rk)
+                                          ? 0
+                                          : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    cmd_dlq_free(d);
+    struct event *evs[] = {d->kev,        d->sig_term,    d->sig_int,      d->flush_timer,
+                           d->stats_timer, d->poll_timer, d->startup_timer, d->resync_timer,
+                           d->stop_timer, d->close_timer, d->meta_retry, d->loop_timer};
+    for (size_t i = 0; i < NELEM(evs); i++)
+        if (evs[i])
+            event_free(evs[i]);
+    for (int i = 0; i < 2; i++)
+        if (d->kpipe[i] >= 0)
+            close(d->kpipe[i]);
+    cm_fold_ctx_free(d->fc);
+    cm_names_free(d->nm);
+    cm_decoder_free(d->dec);
+    cm_metrics_free(d->m);
+    if (d->base)
+        event_base_free(d->base);
+}
+
+int cmd_run(const struct cm_config *cfg)
+{
+    struct daemon dd = {0}, *d = &dd;
+    d->cfg = cfg;
+    d->kpipe[0] = d->kpipe[1] = -1;
+    size_t cap = (size_t)cfg->batch_size * (size_t)cfg->max_in_flight * 4;
+    d->max_buffered = cap < 20000 ? 20000 : cap;
+    signal(SIGPIPE, SIG_IGN);
+    const char *crash = getenv("CIRCMOND_TEST_CRASH_AFTER_APPLIES");
+    if (crash && *crash) {
+        d->crash_after = strtoull(crash, NULL, 10);
+        cm_log_warn("test hook: killing myself after %" PRIu64 " applies", d->crash_after);
+    }
+    d->budget_ms = STARTUP_BUDGET_MS;
+    const char *budget = getenv("CIRCMOND_TEST_STARTUP_BUDGET_MS");
+    if (budget && *budget) {
+        d->budget_ms = atoi(budget) > 0 ? atoi(budget) : STARTUP_BUDGET_MS;
+        cm_log_warn("test hook: start-up budget %d ms", d->budget_ms);
+    }
+
+    if (!(d->base = event_base_new()) || !(d->dec = cm_decoder_new()) ||
+        !(d->nm = cm_names_new()) || !(d->fc = cm_fold_ctx_new(cfg, d->nm))) {
+        cm_log_err("out of memory setting up the loop, the decoder and the fold");
+        teardown(d);
+        return 1;
+    }
+    d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
+    d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
+    d->flush_timer = event_new(d->base, -1, EV_PERSIST, cmd_on_flush, d);
+    d->stats_timer = event_new(d->base, -1, EV_PERSIST, on_stats, d);
+    d->poll_timer = event_new(d->base, -1, EV_PERSIST, cmd_on_poll_timer, d);
+    d->startup_timer = evtimer_new(d->base, on_startup_timeout, d);
+    d->resync_timer = evtimer_new(d->base, cmd_on_resync_timer, d);
+    d->stop_timer = evtimer_new(d->base, on_stop_timer, d);
+    d->close_timer = evtimer_new(d->base, on_close_timer, d);
+    d->loop_timer = evtimer_new(d->base, on_loop_timer, d);
+    if (!d->loop_timer || metrics_setup(d) < 0 || !d->sig_term || !d->sig_int || !d->flush_timer || !d->stats_timer || !d->poll_timer ||
+        !d->startup_timer || !d->resync_timer || !d->stop_timer || !d->close_timer) {
+        cm_log_err("out of memory creating the loop's events");
+        teardown(d);
+        return 1;
+    }
+    if (event_add(d->sig_term, NULL) < 0 || event_add(d->sig_int, NULL) < 0) {
+        cm_log_err("cannot catch SIGTERM and SIGINT");
+        teardown(d);
+        return 1;
+    }
+
+    /* Redis first, within the start-up budget. */
+    const char *where = cfg->redis_unix_socket && *cfg->redis_unix_socket
+                            ? cfg->redis_unix_socket
+                            : cfg->redis_host;
+    cm_log_info("connecting to redis at %s", where);
+    if (!(d->st = cm_store_new(d->base, cfg, cmd_on_store, d))) {
+        cm_log_err("out of memory creating the redis store");
+        teardown(d);
+        return 1;
+    }
+    cmd_timer_in(d->startup_timer, d->budget_ms);
+    event_base_dispatch(d->base);
+    evtimer_del(d->startup_timer);
+    if (d->stopping) {
+        int rc = d->exit_code;
+        teardown(d);
+        return rc;
+    }
+    cm_log_info("redis ready; connecting to kafka at %s", cfg->brokers);
+
+    if (cmd_consumer_setup(d) < 0 || cmd_dlq_setup(d) < 0) {
+        teardown(d);
+        return 1;
+    }
+    int kw = kafka_wait(d);
+    if (kw < 0) {
+        int rc = kw == -ECANCELED ? 0 : 1; /* stopped by a signal: 0 */
+        teardown(d);
+        return rc;
+    }
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, cfg->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(d->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e) {
+        cm_log_err("subscribing to %s: %s", cfg->topic, rd_kafka_err2str(e));
+        teardown(d);
+        return 1;
+    }
+    d->started = 1;
+    cm_log_info("consuming %s as group %s (batch_size %d, max_in_flight %d)", cfg->topic,
+                cfg->group_id, cfg->batch_size, cfg->max_in_flight);
+    cmd_timer_in(d->flush_timer, FLUSH_TICK_MS);
+    cmd_timer_in(d->stats_timer, STATS_S * 1000);
+    cmd_timer_in(d->poll_timer, POLL_TICK_MS);
+    d->last_stats_us = cm_clock_us();
+    d->loop_due_us = cm_clock_us() + LOOP_TICK_MS * 1000;
+    cmd_timer_in(d->loop_timer, LOOP_TICK_MS);
+    event_active(d->kev, EV_READ, 0);
+    event_base_dispatch(d->base);
+    cm_log_info("stopped: %" PRIu64 " events folded, %" PRIu64
+                " dead letters; loop latency since the start p50/p99/max %.1f/%.1f/%.1f ms"
+                " (%" PRIu64 " probes)",
+                cm_counter_get(d->c_folded), cm_counter_get(d->c_dlq),
+                (double)cm_hist_quantile(d->h_loop, 0.5) / 1000,
+                (double)cm_hist_quantile(d->h_loop, 0.99) / 1000, (double)d->h_loop->max / 1000,
+                d->h_loop->count);
+    teardown(d);
+    return 0;
+}

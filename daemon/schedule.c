@@ -1,0 +1,361 @@
+/* schedule.c - circmond's batches: when one starts, its states, its fold, its apply. */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+
+static void batch_apply(struct batch *b);
+
+void cmd_batch_free(struct batch *b)
+{
+    struct daemon *d = b->d;
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        d->batches = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    for (size_t i = 0; i < b->n; i++)
+        rd_kafka_message_destroy(b->msgs[i]);
+    free(b->msgs);
+    if (b->fold_ev)
+        event_free(b->fold_ev); /* a pending continuation never runs */
+    cm_batch_free(b->cb);
+    cm_store_apply_free(b->ap);
+    free(b);
+}
+
+/* Detaches b from its partition: its outcome no longer matters (a later
+ * resync reads the stored position). Freed once no callback refers to it. */
+void cmd_batch_abandon(struct batch *b)
+{
+    struct daemon *d = b->d;
+    if (b->p) {
+        b->p->b = NULL;
+        b->p = NULL;
+        d->in_flight--;
+        d->buffered -= b->n;
+        d->buffered_bytes -= b->bytes;
+    }
+    if (!b->store_pending && !b->dl.pending)
+        cmd_batch_free(b);
+}
+
+/* The batch's partition is done with it (applied). */
+static void batch_done(struct batch *b)
+{
+    cmd_batch_abandon(b);
+}
+
+static void on_states(int err, const struct cm_store_val *vals, size_t n, void *ud);
+static void fold_slice(struct batch *b);
+
+/* Starts a batch of up to batch_size queued messages of p. */
+static void batch_start(struct daemon *d, struct part *p)
+{
+    size_t n = p->n < (size_t)d->cfg->batch_size ? p->n : (size_t)d->cfg->batch_size;
+    struct batch *b = calloc(1, sizeof(*b));
+    if (!b || !(b->msgs = calloc(n, sizeof(*b->msgs))) ||
+        !(b->cb = cm_batch_new(d->fc, d->dec, n))) {
+        if (b)
+            free(b->msgs);
+        free(b);
+        cm_log_err("out of memory starting a batch of %zu messages of partition %" PRId32, n,
+                   p->id);
+        return; /* retried at the next scheduling */
+    }
+    b->d = d;
+    b->p = p;
+    b->part_id = p->id;
+    b->n = n;
+    b->expected = p->pos;
+    b->dl.mark_from = -1;
+    b->next = d->batches;
+    if (d->batches)
+        d->batches->prev = b;
+    d->batches = b;
+    p->b = b;
+    d->in_flight++;
+    for (size_t i = 0; i < n; i++) {
+        b->msgs[i] = p->q[i];
+        b->bytes += p->q[i]->len + p->q[i]->key_len;
+    }
+    memmove(p->q, p->q + n, (p->n - n) * sizeof(*p->q));
+    p->n -= n;
+    p->since_ms = cm_clock_ms(); /* the rest lingers afresh: a conservative bound */
+    b->new_pos = b->msgs[n - 1]->offset + 1;
+
+    /* Decode and validate; collect the migrants to read. */
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_message_t *m = b->msgs[i];
+        if (cm_batch_add(b->cb, m->key, m->key_len, m->payload, m->len) < 0) {
+            cm_log_err("partition %" PRId32 ": out of memory adding offset %" PRId64
+                       " to a batch",
+                       p->id, m->offset);
+            cmd_batch_abandon(b);
+            cmd_resync(d, "out of memory");
+            return;
+        }
+    }
+    b->stage = B_MGET;
+    size_t nm = cm_batch_migrants(b->cb);
+    if (nm == 0) {
+        on_states(0, NULL, 0, b); /* nothing to read: only dead letters */
+        return;
+    }
+    const char **ids = malloc(nm * sizeof(*ids));
+    size_t *lens = malloc(nm * sizeof(*lens));
+    int r = -ENOMEM;
+    if (ids && lens) {
+        for (size_t i = 0; i < nm; i++)
+            ids[i] = cm_batch_migrant(b->cb, i, &lens[i]);
+        r = cm_store_get_states(d->st, p->id, ids, lens, nm, on_states, b);
+    }
+    free(ids);
+    free(lens);
+    if (r < 0) {
+        /* Not connected: the store's down notice pauses and resyncs. */
+        cm_log_debug("partition %" PRId32 ": reading states: %s", p->id, strerror(-r));
+        cmd_batch_abandon(b);
+        return;
+    }
+    b->store_pending = 1;
+}
+
+static int add_state(const char *id, size_t id_len, const uint8_t *st, size_t len, void *ud)
+{
+    return cm_store_apply_state(ud, id, id_len, st, len);
+}
+
+/* States read: fold the batch, build the apply, send the dead letters. */
+static void on_states(int err, const struct cm_store_val *vals, size_t nv, void *ud)
+{
+    struct batch *b = ud;
+    struct daemon *d = b->d;
+    b->store_pending = 0;
+    if (!b->p) {
+        cmd_batch_free(b);
+        return;
+    }
+    if (err < 0) {
+        cm_log_debug("partition %" PRId32 ": reading states: %s", b->part_id, strerror(-err));
+        cmd_batch_abandon(b);
+        if (err != -ECONNRESET && err != -ETIMEDOUT)
+            cmd_resync(d, "reading states failed");
+        return;
+    }
+    const char *fail = nv == cm_batch_migrants(b->cb) ? NULL : "redis answered a wrong number of states";
+    for (size_t i = 0; i < nv && !fail; i++) {
+        int r = cm_batch_set_state(b->cb, i, vals[i].data, vals[i].len);
+        if (r == -EINVAL) {
+            size_t ml;
+            const char *mid = cm_batch_migrant(b->cb, i, &ml);
+            cm_counter_add(d->c_unreadable, 1);
+            cm_log_err("partition %" PRId32 ": the state of migrant '%.*s' in Redis (%zu bytes)"
+                       " does not unpack: its events go to the dead-letter topic as %s;"
+                       " rebuild the partition from Kafka (README, Operations)",
+                       b->part_id, (int)(ml > 200 ? 200 : ml), mid, vals[i].len,
+                       CM_BATCH_REASON_STATE_UNREADABLE);
+        } else if (r < 0) {
+            fail = "out of memory unpacking the states";
+        }
+    }
+    if (fail) {
+        cm_log_err("partition %" PRId32 ": batch at offset %" PRId64 ": %s; retrying",
+                   b->part_id, b->expected, fail);
+        cmd_batch_abandon(b);
+        cmd_resync(d, fail);
+        return;
+    }
+    fold_slice(b);
+}
+
+static void on_fold_ev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct batch *b = arg;
+    if (!b->p) {
+        cmd_batch_free(b); /* abandoned meanwhile; nothing else refers to it */
+        return;
+    }
+    fold_slice(b);
+}
+
+/* Folds the batch for up to FOLD_SLICE_US, then yields to the loop (the
+ * rest follows from fold_ev) so that one heavy batch never holds the other
+ * partitions, the timers and the Redis replies; once folded, builds the
+ * apply and sends the dead letters. */
+static void fold_slice(struct batch *b)
+{
+    struct daemon *d = b->d;
+    const char *fail = NULL;
+    int64_t t0 = cm_clock_us();
+    int fr;
+    do
+        fr = cm_batch_fold(b->cb, FOLD_SLICE_EVENTS);
+    while (fr == 1 && cm_clock_us() - t0 < FOLD_SLICE_US);
+    if (fr == 1) {
+        if (!b->fold_ev && !(b->fold_ev = event_new(d->base, -1, 0, on_fold_ev, b)))
+            fail = "out of memory for the fold's continuation";
+        else {
+            event_active(b->fold_ev, 0, 0);
+            return;
+        }
+    } else if (fr < 0) {
+        fail = fr == -ENOMEM ? "out of memory in the fold" : "decoder is not deterministic";
+    }
+
+    /* The apply: changed states, the aggregate delta, the position. */
+    if (!fail && !(b->ap = cm_store_apply_new(d->cfg->key_prefix, b->part_id, b->expected,
+                                             b->new_pos)))
+        fail = "out of memory";
+    if (!fail && cm_batch_each_changed(b->cb, add_state, b->ap) < 0)
+        fail = "out of memory packing the states";
+    if (!fail && cm_store_apply_agg(b->ap, cm_batch_agg(b->cb), d->nm) < 0)
+        fail = "cannot format the aggregate";
+    if (fail) {
+        cm_log_err("partition %" PRId32 ": batch at offset %" PRId64 ": %s; retrying",
+                   b->part_id, b->expected, fail);
+        cmd_batch_abandon(b);
+        cmd_resync(d, fail);
+        return;
+    }
+
+    /* Dead letters first: the apply moves the position past them, so they
+     * must be delivered before it (a crash in between re-sends them). */
+    b->stage = B_DLQ;
+    int r = cmd_dlq_send(b);
+    if (r < 0) {
+        cmd_batch_abandon(b);
+        cmd_resync(d, "dead-letter producer failed");
+        return;
+    }
+    if (r == 0)
+        batch_apply(b);
+}
+
+void cmd_batch_dlq_done(struct batch *b, int failed)
+{
+    if (!b->p) {
+        if (!b->store_pending)
+            cmd_batch_free(b);
+        return;
+    }
+    if (failed) {
+        struct daemon *d = b->d;
+        cmd_batch_abandon(b);
+        cmd_resync(d, "dead letters not delivered");
+        return;
+    }
+    batch_apply(b);
+}
+
+static void on_applied(int err, int applied, int64_t stored, void *ud);
+
+static void batch_apply(struct batch *b)
+{
+    struct daemon *d = b->d;
+    b->stage = B_APPLY;
+    struct cm_store_apply *ap = b->ap;
+    b->ap = NULL;
+    if (cmd_dlq_mark(b, ap) < 0) {
+        cm_store_apply_free(ap);
+        cm_log_err("partition %" PRId32 ": out of memory writing the dead-letter mark",
+                   b->part_id);
+        cmd_batch_abandon(b);
+        cmd_resync(d, "out of memory");
+        return;
+    }
+    int r = cm_store_apply_send(d->st, ap, on_applied, b);
+    if (r < 0) {
+        cm_log_debug("partition %" PRId32 ": apply not sent: %s", b->part_id, strerror(-r));
+        cmd_batch_abandon(b);
+        if (r != -ENOTCONN)
+            cmd_resync(d, "apply not sent");
+        return;
+    }
+    b->store_pending = 1;
+}
+
+static void on_applied(int err, int applied, int64_t stored, void *ud)
+{
+    struct batch *b = ud;
+    struct daemon *d = b->d;
+    b->store_pending = 0;
+    if (!b->p) {
+        if (!b->dl.pending)
+            cmd_batch_free(b);
+        return;
+    }
+    if (err < 0) {
+        cm_log_warn("partition %" PRId32 ": apply at %" PRId64 " failed: %s", b->part_id,
+                    b->expected, err == -EPROTO ? cm_store_errstr(d->st) : strerror(-err));
+        cmd_batch_abandon(b);
+        if (err != -ECONNRESET && err != -ETIMEDOUT)
+            cmd_resync(d, "apply failed");
+        return;
+    }
+    if (!applied) {
+        cm_counter_add(d->c_refused, 1);
+        cm_log_warn("partition %" PRId32 ": apply refused: Redis holds position %" PRId64
+                    ", this batch starts at %" PRId64 " (another writer?); resuming from Redis",
+                    b->part_id, stored, b->expected);
+        cmd_batch_abandon(b);
+        cmd_resync(d, "apply refused");
+        return;
+    }
+    /* Test hook: die like SIGKILL right after the Nth apply landed. */
+    if (d->crash_after && cm_counter_get(d->c_applies) + 1 >= d->crash_after)
+        raise(SIGKILL);
+    struct part *p = b->p;
+    p->pos = b->new_pos;
+    cmd_mirror_position(d, p);
+    cmd_dlq_applied(b);
+    cm_counter_add(d->c_folded, cm_batch_folded(b->cb));
+    cm_counter_add(d->c_dlq, b->dl.sent);
+    cm_counter_add(d->c_applies, 1);
+    d->resync_backoff_ms = 0;
+    batch_done(b);
+    cmd_intake_uncap(d);
+    if (d->stopping) {
+        cmd_maybe_finish_stop(d);
+        return;
+    }
+    cmd_schedule(d, d->capped);
+}
+
+/* Starts batches while fewer than max_in_flight run: of full partitions,
+ * of partitions whose oldest message waited batch_linger_ms, or of every
+ * partition with messages when flush is set (the buffer is full). Small
+ * batches cost Redis far more per event (one HINCRBY per aggregate field
+ * per batch), so partial ones wait for the linger rather than go out at
+ * every poll. */
+void cmd_schedule(struct daemon *d, int flush)
+{
+    if (d->phase != PH_RUNNING || d->stopping || !cm_store_ready(d->st))
+        return;
+    size_t np = d->n_parts;
+    int64_t old = cm_clock_ms() - d->cfg->batch_linger_ms;
+    for (size_t k = 0; k < np && d->in_flight < (size_t)d->cfg->max_in_flight; k++) {
+        struct part *p = &d->parts[(d->rr + k) % np];
+        if (!p->active || p->b || !p->n)
+            continue;
+        if (!flush && p->n < (size_t)d->cfg->batch_size && p->since_ms > old)
+            continue;
+        batch_start(d, p);
+        if (d->phase != PH_RUNNING)
+            return; /* batch_start resynced */
+    }
+    d->rr = np ? (d->rr + 1) % np : 0;
+}
+
+void cmd_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    cmd_schedule(arg, 0);
+}
