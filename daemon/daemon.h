@@ -45,7 +45,7 @@
 #define RESYNC_BACKOFF_MAX_MS 5000
 #define LOOP_TICK_MS 10       /* the loop-latency probe's period */
 #define FOLD_SLICE_US 2000    /* a batch's fold yields to the loop after this long */
-#define FOLD_SLICE_EVENTS 16  /* events folded between looks at the clock */
+#define FOLD_SLICE_EVENTS 4   /* events folded between looks at the clock */
 #define POLL_SLICE_US 2000    /* a pass of the consumer queue yields after this long */
 /* Messages held (queued and in batches) stop the polling past this many
  * bytes of keys and payloads, whatever their number. */
