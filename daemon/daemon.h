@@ -73,6 +73,7 @@ struct batch {
     int store_pending;     /* a store request awaits its callback */
     size_t bytes;      /* keys and payloads of its messages */
     struct cmd_dlq_batch dl;
+    int64_t apply_t0_us; /* when its apply was sent (http.c's histogram) */
 };
 
 struct part {
@@ -140,6 +141,8 @@ struct daemon {
     struct cm_hist h_loop_line; /* the same since the last stats line */
     struct event *loop_timer;
     int64_t loop_due_us; /* when the probe should fire */
+    struct cmd_http *http; /* the HTTP endpoint and its read side (http.h); NULL when off */
+    int topic_parts;       /* the event topic's partition count, once known */
     uint64_t last_folded;
     int64_t last_stats_us;
 };
