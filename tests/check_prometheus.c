@@ -1,0 +1,1032 @@
+/* check_prometheus.c - a real Prometheus scrapes circmon's exposition; the Grafana dashboard's queries run on it.
+ *
+ * Three cases:
+ * - "dashboard": config/grafana/circmon.json and its provisioning files have
+ *   the structure Grafana needs (no Grafana in Debian: read with jansson).
+ * - "exposition": cm_prom_indicators of a `circmonctl replay` document,
+ *   served by a tiny server of the test, passes `promtool check metrics`, is
+ *   scraped by Prometheus (Debian's `prometheus`, 1 s scrape interval,
+ *   generated configuration, TSDB in a temporary directory, port below the
+ *   ephemeral range with a retry), and Prometheus's HTTP API gives
+ *   `sum by (scheme) (circmon_permit_outcomes{outcome!="no_show"})` equal to
+ *   the replay's expected departures; every indicator query of the dashboard
+ *   returns data.
+ * - "circmond": the same against a running circmond's /metrics (redis-server
+ *   and circmon-broker started by the test), the sum equal to circmond's
+ *   /v1/indicators, and every query of the dashboard returns data.
+ *
+ * Every wait polls a condition with a deadline. The test stops what it
+ * started (Prometheus with SIGTERM, then SIGKILL after 20 s); when it fails
+ * (Check then ends it with _exit), every child gets PR_SET_PDEATHSIG
+ * (SIGTERM for Prometheus) and the temporary directory is left for its logs. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <jansson.h>
+
+#include "circmon/prom.h"
+
+#define N_PARTS 4
+#define AS_OF "2025-01-01"
+
+static char dir[256];
+static pid_t pids[16];
+static int npids;
+
+/* ------------------------------------------------------------ processes */
+
+static const char *top(void)
+{
+    const char *t = getenv("CM_TOP");
+    return t && *t ? t : ".";
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The pause between two polls of a condition (not a synchronisation). */
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* dir/name into buf. */
+static const char *in_dir(char *buf, size_t cap, const char *name)
+{
+    int n = snprintf(buf, cap, "%s/%s", dir, name);
+    ck_assert(n > 0 && (size_t)n < cap);
+    return buf;
+}
+
+/* The signal a child gets when the test process ends: Check ends a failed
+ * test with _exit(), so no teardown of ours runs then; the kernel stops the
+ * children instead (Prometheus with SIGTERM, to shut down cleanly). */
+static int death_signal = SIGKILL;
+
+/* Starts argv (searched in PATH) with stdout and stderr into files (NULL:
+ * /dev/null), or stdout into a pipe whose read end is *pipe_fd. */
+static pid_t spawn(char *const argv[], const char *out, const char *err, int *pipe_fd)
+{
+    int fds[2] = {-1, -1};
+    if (pipe_fd)
+        ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, death_signal);
+        int fd;
+        if (pipe_fd) {
+            dup2(fds[1], STDOUT_FILENO);
+            close(fds[0]);
+            close(fds[1]);
+        } else {
+            fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            dup2(fd, STDOUT_FILENO);
+            close(fd);
+        }
+        fd = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+        execvp(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    if (pipe_fd) {
+        close(fds[1]);
+        *pipe_fd = fds[0];
+    }
+    ck_assert_int_lt(npids, (int)(sizeof(pids) / sizeof(pids[0])));
+    pids[npids++] = pid;
+    return pid;
+}
+
+static void forget(pid_t pid)
+{
+    for (int i = 0; i < npids; i++)
+        if (pids[i] == pid)
+            pids[i] = pids[--npids];
+}
+
+/* Waits for pid within timeout_s; returns its wait status, or -1 (it is then
+ * killed). */
+static int wait_pid(pid_t pid, double timeout_s)
+{
+    double end = now_s() + timeout_s;
+    int st;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) {
+            forget(pid);
+            return st;
+        }
+        if (now_s() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            forget(pid);
+            return -1;
+        }
+        nap_ms(10);
+    }
+}
+
+static int alive(pid_t pid)
+{
+    int st;
+    return waitpid(pid, &st, WNOHANG) == 0;
+}
+
+/* Stops pid: SIGTERM, up to timeout_s, then SIGKILL. */
+static void stop(pid_t pid, double timeout_s)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGTERM);
+    wait_pid(pid, timeout_s);
+}
+
+/* Runs argv to completion (at most 120 s); returns its exit status. */
+static int run(char *const argv[], const char *out, const char *err)
+{
+    pid_t pid = spawn(argv, out, err, NULL);
+    int st = wait_pid(pid, 120);
+    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Runs bin/prog with args. */
+static int run_bin(const char *prog, char *const args[], const char *out, const char *err)
+{
+    char path[600];
+    char *argv[32];
+    int n = 0;
+    snprintf(path, sizeof(path), "%s/bin/%s", top(), prog);
+    argv[n++] = path;
+    for (int i = 0; args[i] && n < 31; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return run(argv, out, err);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    ck_assert_msg(fp != NULL, "cannot open %s", path);
+    size_t cap = 4096, n = 0;
+    char *s = malloc(cap);
+    ck_assert_ptr_nonnull(s);
+    size_t r;
+    while ((r = fread(s + n, 1, cap - n - 1, fp)) > 0) {
+        n += r;
+        if (cap - n < 2) {
+            cap *= 2;
+            s = realloc(s, cap);
+            ck_assert_ptr_nonnull(s);
+        }
+    }
+    fclose(fp);
+    s[n] = 0;
+    if (len)
+        *len = n;
+    return s;
+}
+
+static void put_file(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+    ck_assert_msg(fp != NULL, "cannot write %s", path);
+    ck_assert_int_eq(fputs(text, fp) >= 0, 1);
+    ck_assert_int_eq(fclose(fp), 0);
+}
+
+/* A port in [20000, 32000): below the ephemeral range (32768-60999 here),
+ * so no outgoing connection takes it between our pick and the bind. */
+static int pick_port(void)
+{
+    static unsigned seed;
+    if (!seed)
+        seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
+    seed = seed * 1103515245u + 12345u;
+    return 20000 + (int)((seed >> 8) % 12000);
+}
+
+/* ------------------------------------------------------------ HTTP */
+
+/* GET path from 127.0.0.1:port (HTTP/1.0, the connection closed by the
+ * server). Returns the status code (0: no connection) and the body in *body
+ * (malloc'd, NUL-terminated), at most 64 MiB, within 15 s. */
+static int http_get(int port, const char *path, char **body)
+{
+    *body = NULL;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        close(fd);
+        return 0;
+    }
+    char req[8192];
+    int rl = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1:%d\r\n\r\n", path, port);
+    ck_assert(rl > 0 && (size_t)rl < sizeof(req));
+    ck_assert_int_eq(write(fd, req, (size_t)rl), rl);
+    size_t cap = 65536, n = 0;
+    char *s = malloc(cap);
+    ck_assert_ptr_nonnull(s);
+    double end = now_s() + 15;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int left = (int)((end - now_s()) * 1000);
+        ck_assert_msg(left > 0 && poll(&p, 1, left) == 1, "GET %s: no answer within 15 s", path);
+        if (cap - n < 2) {
+            ck_assert_uint_lt(cap, (size_t)64 << 20);
+            cap *= 2;
+            s = realloc(s, cap);
+            ck_assert_ptr_nonnull(s);
+        }
+        ssize_t r = read(fd, s + n, cap - n - 1);
+        if (r < 0 && errno == ECONNRESET && n)
+            break;
+        ck_assert_int_ge(r, 0);
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    s[n] = 0;
+    int code = 0;
+    ck_assert_msg(sscanf(s, "HTTP/1.%*d %d", &code) == 1, "GET %s: not an HTTP answer", path);
+    char *b = strstr(s, "\r\n\r\n");
+    ck_assert_ptr_nonnull(b);
+    *body = strdup(b + 4);
+    ck_assert_ptr_nonnull(*body);
+    free(s);
+    return code;
+}
+
+/* s with every byte but unreserved ones %-encoded, into buf. */
+static void url_encode(const char *s, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        ck_assert_uint_lt(n + 4, cap);
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_' || c == '.' || c == '~')
+            buf[n++] = (char)c;
+        else
+            n += (size_t)snprintf(buf + n, cap - n, "%%%02X", c);
+    }
+    buf[n] = 0;
+}
+
+/* ------------------------------------------------------------ a tiny server of a file */
+
+/* Serves the file path at every request on 127.0.0.1:*port (picked below
+ * 32768, retried while in use), from a child process. */
+static pid_t serve_file(const char *path, int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+    for (int tries = 0;; tries++) {
+        *port = pick_port();
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)*port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+            break;
+        ck_assert_msg(errno == EADDRINUSE && tries < 50, "bind: %s", strerror(errno));
+    }
+    ck_assert_int_eq(listen(fd, 16), 0);
+    size_t len;
+    char *body = slurp(path, &len);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        char head[256], req[8192];
+        int hl = snprintf(head, sizeof(head),
+                          "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; "
+                          "charset=utf-8\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                          len);
+        for (;;) {
+            int c = accept(fd, NULL, NULL);
+            if (c < 0)
+                continue;
+            size_t got = 0;
+            while (got < sizeof(req) - 1) { /* the request's head, then the answer */
+                struct pollfd p = {.fd = c, .events = POLLIN};
+                if (poll(&p, 1, 5000) != 1)
+                    break;
+                ssize_t r = read(c, req + got, sizeof(req) - 1 - got);
+                if (r <= 0)
+                    break;
+                got += (size_t)r;
+                req[got] = 0;
+                if (strstr(req, "\r\n\r\n"))
+                    break;
+            }
+            if (write(c, head, (size_t)hl) == hl) {
+                size_t off = 0;
+                while (off < len) {
+                    ssize_t w = write(c, body + off, len - off);
+                    if (w <= 0)
+                        break;
+                    off += (size_t)w;
+                }
+            }
+            close(c);
+        }
+    }
+    free(body);
+    close(fd);
+    ck_assert_int_lt(npids, (int)(sizeof(pids) / sizeof(pids[0])));
+    pids[npids++] = pid;
+    return pid;
+}
+
+/* ------------------------------------------------------------ Prometheus */
+
+static pid_t prom_pid = -1;
+static int prom_port;
+
+/* Starts Prometheus scraping 127.0.0.1:target every second (job "circmond"),
+ * its TSDB in dir/tsdb; a port in use is retried with another. Returns once
+ * /-/ready answers 200 (within 60 s). */
+static void prom_start(int target)
+{
+    char conf[300], log[300], tsdb[300], listen[64], cflag[320], tflag[320], yml[1024];
+    in_dir(conf, sizeof(conf), "prometheus.yml");
+    in_dir(log, sizeof(log), "prometheus.log");
+    in_dir(tsdb, sizeof(tsdb), "tsdb");
+    snprintf(yml, sizeof(yml),
+             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+             "scrape_configs:\n  - job_name: circmond\n    static_configs:\n"
+             "      - targets: ['127.0.0.1:%d']\n",
+             target);
+    put_file(conf, yml);
+    snprintf(cflag, sizeof(cflag), "--config.file=%s", conf);
+    snprintf(tflag, sizeof(tflag), "--storage.tsdb.path=%s", tsdb);
+    for (int tries = 0;; tries++) {
+        ck_assert_msg(tries < 10, "Prometheus did not find a free port in 10 tries (see %s)", log);
+        prom_port = pick_port();
+        snprintf(listen, sizeof(listen), "--web.listen-address=127.0.0.1:%d", prom_port);
+        unlink(log);
+        char *argv[] = {"prometheus", cflag, tflag, listen, "--log.level=warn",
+                        "--storage.tsdb.retention.time=1h", NULL};
+        death_signal = SIGTERM;
+        prom_pid = spawn(argv, log, log, NULL);
+        death_signal = SIGKILL;
+        double end = now_s() + 60;
+        int up = 0;
+        while (!up) {
+            if (!alive(prom_pid)) {
+                forget(prom_pid);
+                prom_pid = -1;
+                break;
+            }
+            char *b;
+            int code = http_get(prom_port, "/-/ready", &b);
+            free(b);
+            if (code == 200)
+                up = 1;
+            else
+                ck_assert_msg(now_s() < end, "Prometheus not ready within 60 s (see %s)", log);
+            if (!up)
+                nap_ms(50);
+        }
+        if (up)
+            return;
+        char *l = slurp(log, NULL);
+        int in_use = strstr(l, "address already in use") != NULL;
+        free(l);
+        ck_assert_msg(in_use, "Prometheus exited (see %s)", log);
+    }
+}
+
+static void prom_stop(void)
+{
+    stop(prom_pid, 20);
+    prom_pid = -1;
+}
+
+/* The result array of an instant query (a new reference), or NULL when the
+ * API answers an error; *err gets its text. */
+static json_t *prom_query(const char *expr, char *err, size_t errlen)
+{
+    char enc[8192], path[8300];
+    url_encode(expr, enc, sizeof(enc));
+    snprintf(path, sizeof(path), "/api/v1/query?query=%s", enc);
+    char *b;
+    int code = http_get(prom_port, path, &b);
+    json_error_t je;
+    json_t *j = json_loads(b, 0, &je), *res = NULL;
+    if (code == 200 && j && !strcmp(json_string_value(json_object_get(j, "status")) ?: "", "success"))
+        res = json_incref(json_object_get(json_object_get(j, "data"), "result"));
+    else
+        snprintf(err, errlen, "HTTP %d: %.300s", code, b ? b : "");
+    json_decref(j);
+    free(b);
+    return res;
+}
+
+/* Polls expr until it returns a non-empty result (within timeout_s): an
+ * error of the API fails at once. Returns the result. */
+static json_t *prom_wait_data(const char *expr, double timeout_s)
+{
+    double end = now_s() + timeout_s;
+    for (;;) {
+        char err[512] = "";
+        json_t *r = prom_query(expr, err, sizeof(err));
+        ck_assert_msg(r != NULL, "query %s: %s", expr, err);
+        if (json_array_size(r) > 0)
+            return r;
+        json_decref(r);
+        ck_assert_msg(now_s() < end, "query %s: no data within %.0f s (logs in %s)", expr, timeout_s, dir);
+        nap_ms(200);
+    }
+}
+
+/* The value of a vector sample. */
+static double sample_value(const json_t *s)
+{
+    const char *v = json_string_value(json_array_get(json_object_get(s, "value"), 1));
+    ck_assert_ptr_nonnull(v);
+    return strtod(v, NULL);
+}
+
+/* Polls the sum by scheme of the outcomes but no_show until it equals the
+ * expected departures of every scheme of doc (absent reads 0), within 60 s. */
+static void check_expected(const json_t *doc, const char *what)
+{
+    const char *q = "sum by (scheme) (circmon_permit_outcomes{outcome!=\"no_show\"})";
+    double end = now_s() + 60;
+    char diff[1024];
+    for (;;) {
+        json_t *r = prom_wait_data(q, 60);
+        diff[0] = 0;
+        size_t dl = 0, seen = 0;
+        const char *sid;
+        json_t *s;
+        json_object_foreach(json_object_get(doc, "schemes"), sid, s) {
+            json_int_t want = json_integer_value(json_object_get(s, "expected_departures"));
+            double got = 0;
+            size_t i;
+            json_t *e;
+            json_array_foreach(r, i, e) {
+                const char *l = json_string_value(json_object_get(json_object_get(e, "metric"), "scheme"));
+                if (l && !strcmp(l, sid)) {
+                    got = sample_value(e);
+                    seen++;
+                }
+            }
+            if (got != (double)want && dl < sizeof(diff) - 100)
+                dl += (size_t)snprintf(diff + dl, sizeof(diff) - dl, " %s: %.0f (want %lld)", sid, got,
+                                       (long long)want);
+        }
+        if (seen != json_array_size(r) && dl < sizeof(diff) - 100)
+            snprintf(diff + dl, sizeof(diff) - dl, " %zu schemes in Prometheus, %zu in %s",
+                     json_array_size(r), seen, what);
+        json_decref(r);
+        if (!diff[0])
+            return;
+        ck_assert_msg(now_s() < end, "Prometheus's %s differs from %s:%s (logs in %s)", q, what, diff, dir);
+        nap_ms(200);
+    }
+}
+
+/* ------------------------------------------------------------ promtool */
+
+/* The lint problems promtool may report on circmon's exposition: the names
+ * the contract fixes (issue 9) count days, not seconds. */
+static const char *const lint_allowed[] = {
+    "circmon_overstay_days use base unit \"seconds\" instead of \"days\"",
+    "circmon_stay_limit_breach_days use base unit \"seconds\" instead of \"days\"",
+};
+
+/* `promtool check metrics` on the file: no parse error (exit 1), and no
+ * lint problem beyond lint_allowed. */
+static void promtool_check(const char *file)
+{
+    char out[300], err[300];
+    in_dir(out, sizeof(out), "promtool.out");
+    in_dir(err, sizeof(err), "promtool.err");
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s'", file);
+    char *argv[] = {"sh", "-c", cmd, NULL};
+    int st = run(argv, out, err);
+    char *e = slurp(err, NULL);
+    ck_assert_msg(st == 0 || st == 3, "promtool check metrics: exit %d: %s", st, e);
+    for (char *line = strtok(e, "\n"); line; line = strtok(NULL, "\n")) {
+        int ok = 0;
+        for (size_t i = 0; i < sizeof(lint_allowed) / sizeof(lint_allowed[0]); i++)
+            ok |= !strcmp(line, lint_allowed[i]);
+        ck_assert_msg(ok, "promtool check metrics on %s: %s", file, line);
+    }
+    free(e);
+}
+
+/* ------------------------------------------------------------ the dashboard */
+
+static json_t *dashboard(void)
+{
+    char p[600];
+    snprintf(p, sizeof(p), "%s/config/grafana/circmon.json", top());
+    json_error_t e;
+    json_t *d = json_load_file(p, JSON_REJECT_DUPLICATES, &e);
+    ck_assert_msg(d != NULL, "%s:%d: %s", p, e.line, e.text);
+    return d;
+}
+
+/* expr with Grafana's variables filled in: $scheme (and ${scheme}) by
+ * scheme, $job by job, $__rate_interval, $__interval and $__range by
+ * durations a 1 s scrape fills. Returns a malloc'd string. */
+static char *fill(const char *expr, const char *scheme, const char *job)
+{
+    static const char *const vars[][2] = {{"${scheme}", NULL}, {"$scheme", NULL},
+                                          {"${job}", NULL},    {"$job", NULL},
+                                          {"$__rate_interval", "10s"}, {"$__interval", "2s"},
+                                          {"$__range", "5m"}};
+    size_t cap = strlen(expr) * 4 + 256, n = 0;
+    char *out = malloc(cap);
+    ck_assert_ptr_nonnull(out);
+    while (*expr) {
+        size_t k, nv = sizeof(vars) / sizeof(vars[0]);
+        for (k = 0; k < nv; k++)
+            if (!strncmp(expr, vars[k][0], strlen(vars[k][0])))
+                break;
+        if (k == nv) {
+            out[n++] = *expr++;
+            continue;
+        }
+        const char *v = vars[k][1] ? vars[k][1] : k < 2 ? scheme : job;
+        ck_assert_uint_lt(n + strlen(v), cap - 1);
+        memcpy(out + n, v, strlen(v));
+        n += strlen(v);
+        expr += strlen(vars[k][0]);
+    }
+    out[n] = 0;
+    ck_assert_msg(!strchr(out, '$'), "a variable the test does not know in %s", out);
+    return out;
+}
+
+/* Every PromQL expression of the dashboard's panels (rows' panels
+ * included), in order: fn(expr, panel title, ud). */
+static void each_expr(const json_t *panels, void (*fn)(const char *, const char *, void *), void *ud)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(panels, i, p) {
+        const char *title = json_string_value(json_object_get(p, "title"));
+        size_t j;
+        json_t *t;
+        json_array_foreach(json_object_get(p, "targets"), j, t)
+            fn(json_string_value(json_object_get(t, "expr")), title, ud);
+        if (json_object_get(p, "panels"))
+            each_expr(json_object_get(p, "panels"), fn, ud);
+    }
+}
+
+/* The metric names circmon exports (README "Metrics reference"), as a
+ * query names them (a histogram by its _bucket, _sum, _count series): the
+ * indicator gauges first, then the pipeline's. The dashboard uses no other. */
+static const char *const known_metrics[] = {
+    "circmon_indicators_as_of_seconds", "circmon_permit_outcomes", "circmon_reentries",
+    "circmon_overstay_days", "circmon_stay_limit_breaches", "circmon_stay_limit_breach_days",
+    "circmon_present", "circmon_rate", "circmon_cohort_permit_outcomes", "circmon_window_rate",
+    "circmon_window_expected_departures", "circmon_data_quality",
+    /* pipeline */
+    "circmon_events_total", "circmon_dead_letters_total", "circmon_partition_lag",
+    "circmon_partition_position", "circmon_assigned_partitions", "circmon_batch_apply_seconds_bucket",
+    "circmon_batch_apply_seconds_sum", "circmon_batch_apply_seconds_count",
+    "circmon_batch_events_bucket", "circmon_batch_events_sum", "circmon_batch_events_count",
+    "circmon_redis_errors_total", "circmon_redis_reconnects_total", "circmon_rebalances_total",
+    "circmon_indicators_refresh_seconds_bucket", "circmon_indicators_refresh_seconds_sum",
+    "circmon_indicators_refresh_seconds_count", "circmon_build_info", "circmon_ready",
+    "process_resident_memory_bytes", "process_cpu_seconds_total", "process_start_time_seconds",
+    "process_open_fds"};
+#define N_INDICATOR_METRICS 12
+#define N_KNOWN (sizeof(known_metrics) / sizeof(known_metrics[0]))
+
+/* Calls fn for every metric name in expr (words starting circmon_ or
+ * process_); returns how many. */
+static int each_metric(const char *expr, void (*fn)(const char *name, void *ud), void *ud)
+{
+    int n = 0;
+    for (const char *p = expr; *p;) {
+        const char *q = strstr(p, "circmon_"), *r = strstr(p, "process_");
+        if (!q || (r && r < q))
+            q = r;
+        if (!q)
+            break;
+        char name[96];
+        size_t k = 0;
+        while (k < sizeof(name) - 1 &&
+               (q[k] == '_' || (q[k] >= 'a' && q[k] <= 'z') || (q[k] >= '0' && q[k] <= '9'))) {
+            name[k] = q[k];
+            k++;
+        }
+        name[k] = 0;
+        fn(name, ud);
+        n++;
+        p = q + k;
+    }
+    return n;
+}
+
+/* The index of name in known_metrics, or -1. */
+static int known(const char *name)
+{
+    for (size_t i = 0; i < N_KNOWN; i++)
+        if (!strcmp(name, known_metrics[i]))
+            return (int)i;
+    return -1;
+}
+
+static void note_pipeline(const char *name, void *ud)
+{
+    int k = known(name);
+    if (k < 0 || k >= N_INDICATOR_METRICS)
+        *(int *)ud = 1;
+}
+
+/* Whether expr reads only indicator gauges. */
+static int indicator_only(const char *expr)
+{
+    int pipeline = 0;
+    each_metric(expr, note_pipeline, &pipeline);
+    return !pipeline;
+}
+
+/* ------------------------------------------------------------ case "dashboard" */
+
+struct dash_ck {
+    const char *title;
+    const char *expr;
+    char all[65536]; /* every expression, for the coverage checks */
+    size_t len;
+    int n;
+};
+
+static void metric_known(const char *name, void *ud)
+{
+    struct dash_ck *c = ud;
+    ck_assert_msg(known(name) >= 0, "panel \"%s\": %s is no metric of circmon (README \"Metrics reference\"): %s",
+                  c->title, name, c->expr);
+}
+
+static void dash_expr(const char *expr, const char *title, void *ud)
+{
+    struct dash_ck *c = ud;
+    ck_assert_msg(expr && *expr, "panel \"%s\": a target without expr", title);
+    c->title = title;
+    c->expr = expr;
+    ck_assert_msg(each_metric(expr, metric_known, c) > 0, "panel \"%s\": no circmon metric in %s", title, expr);
+    /* global gauges: every instance exports them, one copy is taken */
+    if (indicator_only(expr))
+        ck_assert_msg(strstr(expr, "max by (") || strstr(expr, "max("), "panel \"%s\": indicator gauges without max: %s",
+                      title, expr);
+    if (strstr(expr, "circmon_rate") || strstr(expr, "circmon_window_") || strstr(expr, "circmon_present") ||
+        strstr(expr, "circmon_permit_outcomes") || strstr(expr, "circmon_cohort_permit_outcomes"))
+        ck_assert_msg(strstr(expr, "scheme=~\"$scheme\"") != NULL, "panel \"%s\": no scheme filter: %s", title,
+                      expr);
+    size_t l = strlen(expr);
+    ck_assert_uint_lt(c->len + l + 2, sizeof(c->all));
+    memcpy(c->all + c->len, expr, l);
+    c->len += l;
+    c->all[c->len++] = '\n';
+    c->all[c->len] = 0;
+    c->n++;
+}
+
+static int is_ds(const json_t *ds)
+{
+    return json_is_object(ds) && !strcmp(json_string_value(json_object_get(ds, "uid")) ?: "", "${datasource}") &&
+           !strcmp(json_string_value(json_object_get(ds, "type")) ?: "", "prometheus");
+}
+
+/* Panels: unique ids, known types, within 24 columns, no two overlapping,
+ * the datasource variable, targets with unique refIds. */
+static void check_panels(const json_t *panels, int *ids, int *nids, json_t **boxes)
+{
+    static const char *const types[] = {"row", "timeseries", "stat", "barchart", "bargauge", "table"};
+    size_t i;
+    json_t *p;
+    ck_assert(json_is_array(panels));
+    json_array_foreach(panels, i, p) {
+        const char *type = json_string_value(json_object_get(p, "type")),
+                   *title = json_string_value(json_object_get(p, "title"));
+        ck_assert_msg(type && title && *title, "panel %zu: type and title", i);
+        int ok = 0;
+        for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++)
+            ok |= !strcmp(type, types[t]);
+        ck_assert_msg(ok, "panel \"%s\": type %s", title, type);
+        json_t *id = json_object_get(p, "id");
+        ck_assert_msg(json_is_integer(id), "panel \"%s\": no id", title);
+        for (int k = 0; k < *nids; k++)
+            ck_assert_msg(ids[k] != (int)json_integer_value(id), "panel \"%s\": id %d twice", title, ids[k]);
+        ck_assert_int_lt(*nids, 256);
+        ids[(*nids)++] = (int)json_integer_value(id);
+        json_t *g = json_object_get(p, "gridPos");
+        json_int_t x = json_integer_value(json_object_get(g, "x")), y = json_integer_value(json_object_get(g, "y")),
+                   w = json_integer_value(json_object_get(g, "w")), h = json_integer_value(json_object_get(g, "h"));
+        ck_assert_msg(json_is_integer(json_object_get(g, "x")) && json_is_integer(json_object_get(g, "y")) &&
+                          w > 0 && h > 0 && x >= 0 && y >= 0 && x + w <= 24,
+                      "panel \"%s\": gridPos", title);
+        size_t k;
+        json_t *b;
+        json_array_foreach(*boxes, k, b) {
+            json_int_t bx = json_integer_value(json_array_get(b, 0)), by = json_integer_value(json_array_get(b, 1)),
+                       bw = json_integer_value(json_array_get(b, 2)), bh = json_integer_value(json_array_get(b, 3));
+            ck_assert_msg(x >= bx + bw || bx >= x + w || y >= by + bh || by >= y + h,
+                          "panel \"%s\" overlaps another", title);
+        }
+        ck_assert_int_eq(json_array_append_new(*boxes, json_pack("[IIII]", x, y, w, h)), 0);
+        if (!strcmp(type, "row")) {
+            if (json_object_get(p, "panels"))
+                check_panels(json_object_get(p, "panels"), ids, nids, boxes);
+            continue;
+        }
+        ck_assert_msg(is_ds(json_object_get(p, "datasource")), "panel \"%s\": datasource ${datasource}", title);
+        json_t *ts = json_object_get(p, "targets");
+        ck_assert_msg(json_array_size(ts) > 0, "panel \"%s\": no target", title);
+        size_t j;
+        json_t *t;
+        json_array_foreach(ts, j, t) {
+            const char *ref = json_string_value(json_object_get(t, "refId"));
+            ck_assert_msg(ref && *ref, "panel \"%s\": target without refId", title);
+            for (size_t m = 0; m < j; m++)
+                ck_assert_msg(strcmp(ref, json_string_value(json_object_get(json_array_get(ts, m), "refId"))),
+                              "panel \"%s\": refId %s twice", title, ref);
+            if (json_object_get(t, "datasource"))
+                ck_assert_msg(is_ds(json_object_get(t, "datasource")), "panel \"%s\": target datasource", title);
+        }
+    }
+}
+
+/* The templating variable called name. */
+static json_t *variable(const json_t *d, const char *name)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(json_object_get(d, "templating"), "list"), i, v) {
+        if (!strcmp(json_string_value(json_object_get(v, "name")) ?: "", name))
+            return v;
+    }
+    return NULL;
+}
+
+/* The query of a query variable (a string, or an object with "query"). */
+static const char *var_query(const json_t *v)
+{
+    const json_t *q = json_object_get(v, "query");
+    return json_is_string(q) ? json_string_value(q) : json_string_value(json_object_get(q, "query"));
+}
+
+START_TEST(test_dashboard)
+{
+    json_t *d = dashboard();
+    ck_assert_str_eq(json_string_value(json_object_get(d, "uid")), "circmon");
+    ck_assert_ptr_nonnull(json_string_value(json_object_get(d, "title")));
+    ck_assert(json_integer_value(json_object_get(d, "schemaVersion")) >= 30);
+    ck_assert(json_is_object(json_object_get(d, "time")));
+    /* a Prometheus datasource variable, a scheme variable on it */
+    json_t *ds = variable(d, "datasource"), *sc = variable(d, "scheme");
+    ck_assert_msg(ds != NULL, "no datasource variable");
+    ck_assert_str_eq(json_string_value(json_object_get(ds, "type")), "datasource");
+    ck_assert_str_eq(json_string_value(json_object_get(ds, "query")), "prometheus");
+    ck_assert_msg(sc != NULL, "no scheme variable");
+    ck_assert_str_eq(json_string_value(json_object_get(sc, "type")), "query");
+    ck_assert(is_ds(json_object_get(sc, "datasource")));
+    ck_assert_msg(var_query(sc) && strstr(var_query(sc), "label_values(") && strstr(var_query(sc), ", scheme)"),
+                  "the scheme variable lists the scheme label");
+    ck_assert(json_is_true(json_object_get(sc, "multi")) && json_is_true(json_object_get(sc, "includeAll")));
+    /* panels */
+    int ids[256], nids = 0;
+    json_t *boxes = json_array();
+    check_panels(json_object_get(d, "panels"), ids, &nids, &boxes);
+    json_decref(boxes);
+    struct dash_ck *c = calloc(1, sizeof(*c));
+    ck_assert_ptr_nonnull(c);
+    each_expr(json_object_get(d, "panels"), dash_expr, c);
+    /* the panels the issue asks for, by what they query */
+    static const char *const needs[] = {
+        "rate=\"overstay_rate\"", "rate=\"in_country_overstay_rate\"", "rate=\"return_compliance_rate\"",
+        "rate=\"reentry_rate\"", "circmon_window_rate", "circmon_window_expected_departures",
+        "circmon_cohort_permit_outcomes", "outcome=\"in_country_overstay\"", "circmon_present",
+        "circmon_data_quality", "circmon_partition_lag", "rate(circmon_events_total",
+        "rate(circmon_dead_letters_total", "circmon_batch_apply_seconds_bucket", "circmon_redis_errors_total"};
+    for (size_t i = 0; i < sizeof(needs) / sizeof(needs[0]); i++)
+        ck_assert_msg(strstr(c->all, needs[i]) != NULL, "no panel queries %s", needs[i]);
+    ck_assert_int_ge(c->n, 20);
+    free(c);
+    json_decref(d);
+    /* provisioning: a datasource and a dashboard provider, as Grafana reads them */
+    char p[600];
+    snprintf(p, sizeof(p), "%s/config/grafana/provisioning/datasources/circmon.yml", top());
+    char *y = slurp(p, NULL);
+    ck_assert_msg(strstr(y, "\napiVersion: 1\n") && strstr(y, "\ndatasources:\n") &&
+                      strstr(y, "type: prometheus\n") && strstr(y, "url: http") && !strchr(y, '\t'),
+                  "%s: a Prometheus datasource", p);
+    free(y);
+    snprintf(p, sizeof(p), "%s/config/grafana/provisioning/dashboards/circmon.yml", top());
+    y = slurp(p, NULL);
+    ck_assert_msg(strstr(y, "\napiVersion: 1\n") && strstr(y, "\nproviders:\n") && strstr(y, "type: file\n") &&
+                      strstr(y, "path: /") && !strchr(y, '\t'),
+                  "%s: a file provider", p);
+    free(y);
+}
+END_TEST
+
+/* ------------------------------------------------------------ running the dashboard's queries */
+
+struct run_ck {
+    const char *scheme;
+    int pipeline; /* also the pipeline's queries must return data */
+    int ran, with_data;
+};
+
+static void run_expr(const char *expr, const char *title, void *ud)
+{
+    struct run_ck *c = ud;
+    char *q = fill(expr, c->scheme, "circmond");
+    if (c->pipeline || indicator_only(expr)) {
+        json_t *r = prom_wait_data(q, 60);
+        json_decref(r);
+        c->with_data++;
+    } else {
+        char err[512] = "";
+        json_t *r = prom_query(q, err, sizeof(err)); /* runs without error, data or not */
+        ck_assert_msg(r != NULL, "panel \"%s\": %s: %s", title, q, err);
+        json_decref(r);
+    }
+    c->ran++;
+    free(q);
+}
+
+/* Every expression of the dashboard, with $scheme a scheme of the data and
+ * every scheme (".*"), and the variables' own queries. */
+static void run_dashboard(const char *scheme, int pipeline)
+{
+    json_t *d = dashboard();
+    const char *schemes[] = {scheme, ".*"};
+    for (int k = 0; k < 2; k++) {
+        struct run_ck c = {.scheme = schemes[k], .pipeline = pipeline};
+        each_expr(json_object_get(d, "panels"), run_expr, &c);
+        ck_assert_int_ge(c.ran, 20);
+    }
+    /* label_values(expr, label): expr returns data holding label */
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(json_object_get(d, "templating"), "list"), i, v) {
+        const char *q = var_query(v);
+        if (!q || strncmp(q, "label_values(", 13))
+            continue;
+        char expr[512], label[64];
+        ck_assert_msg(sscanf(q, "label_values(%511[^,], %63[^)])", expr, label) == 2, "variable query %s", q);
+        if (!pipeline && !indicator_only(expr))
+            continue;
+        json_t *r = prom_wait_data(expr, 60);
+        ck_assert_msg(json_object_get(json_object_get(json_array_get(r, 0), "metric"), label) != NULL,
+                      "variable %s: no label %s", q, label);
+        json_decref(r);
+    }
+    json_decref(d);
+}
+
+/* ------------------------------------------------------------ fixture */
+
+static void setup(void)
+{
+    const char *t = getenv("TMPDIR");
+    snprintf(dir, sizeof(dir), "%s/check_prometheus.XXXXXX", t && *t ? t : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    npids = 0;
+    prom_pid = -1;
+}
+
+static void teardown(void)
+{
+    if (!dir[0])
+        return;
+    if (prom_pid > 0)
+        prom_stop();
+    while (npids > 0) {
+        pid_t p = pids[npids - 1];
+        kill(p, SIGKILL);
+        waitpid(p, NULL, 0);
+        npids--;
+    }
+    if (!getenv("CM_KEEP_TMP")) {
+        char cmd[400];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot remove %s\n", dir);
+    }
+    dir[0] = 0;
+}
+
+static json_t *load_json(const char *p)
+{
+    json_error_t e;
+    json_t *j = json_load_file(p, 0, &e);
+    ck_assert_msg(j != NULL, "%s: %s", p, e.text);
+    return j;
+}
+
+/* A circmon-gen stream of migrants into dir/ev.bin and its replay document
+ * as of AS_OF into dir/replay.json (loaded into *doc). */
+static const char *gen_replay(int migrants, json_t **doc)
+{
+    static char ev[300];
+    char rep[300], log[300], m[16], conf[600];
+    in_dir(ev, sizeof(ev), "ev.bin");
+    in_dir(rep, sizeof(rep), "replay.json");
+    in_dir(log, sizeof(log), "ctl.log");
+    snprintf(m, sizeof(m), "%d", migrants);
+    snprintf(conf, sizeof(conf), "%s/config/demo.conf", top());
+    char *g[] = {"--seed", "1", "--migrants", m, "--out", ev, NULL};
+    ck_assert_int_eq(run_bin("circmon-gen", g, NULL, log), 0);
+    char *r[] = {"replay", "--config", conf, "--as-of", AS_OF, "--format", "json", ev, NULL};
+    ck_assert_int_eq(run_bin("circmonctl", r, rep, log), 0);
+    *doc = load_json(rep);
+    return ev;
+}
+
+/* The first scheme of doc with an expected departure. */
+static const char *a_scheme(const json_t *doc)
+{
+    const char *sid;
+    json_t *s;
+    json_object_foreach(json_object_get(doc, "schemes"), sid, s) {
+        if (json_integer_value(json_object_get(s, "expected_departures")) > 0)
+            return sid;
+    }
+    ck_abort_msg("no scheme with expected departures");
+    return NULL;
+}
+
+/* ------------------------------------------------------------ case "exposition" */
+
+START_TEST(test_exposition)
+{
+    setup();
+    json_t *doc;
+    gen_replay(2000, &doc);
+    json_int_t as_of = json_integer_value(json_object_get(doc, "as_of"));
+    struct cm_strbuf b = {0};
+    ck_assert_int_eq(cm_prom_indicators(&b, doc, as_of, 24), 0);
+    char file[300];
+    in_dir(file, sizeof(file), "metrics.prom");
+    put_file(file, b.s);
+    cm_strbuf_free(&b);
+    promtool_check(file);
+    int port;
+    serve_file(file, &port);
+    prom_start(port);
+    json_t *up = prom_wait_data("up{job=\"circmond\"} == 1", 60);
+    json_decref(up);
+    check_expected(doc, "circmonctl replay");
+    run_dashboard(a_scheme(doc), 0);
+    prom_stop();
+    json_decref(doc);
+    teardown();
+}
+END_TEST
+
+/* ------------------------------------------------------------ main */
+
+int main(void)
+{
+    Suite *s = suite_create("prometheus");
+    TCase *tc = tcase_create("dashboard");
+    tcase_add_test(tc, test_dashboard);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("exposition");
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_exposition);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
