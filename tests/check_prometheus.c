@@ -37,9 +37,13 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "circmon/config.h"
+#include "circmon/framing.h"
 #include "circmon/prom.h"
+#include "circmon/store.h"
 
 #define N_PARTS 4
 #define AS_OF "2025-01-01"
@@ -858,17 +862,53 @@ END_TEST
 
 /* ------------------------------------------------------------ running the dashboard's queries */
 
+/* Whether the exposition text has a sample of series name (a name as a
+ * query gives it), with scheme="scheme" when the sample has a scheme label
+ * and scheme is not NULL. */
+static int exposed(const char *text, const char *name, const char *scheme)
+{
+    size_t nl = strlen(name);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, name, nl) || (p[nl] != '{' && p[nl] != ' '))
+            continue;
+        const char *end = strchr(p, '\n'), *l = strstr(p, "scheme=\"");
+        if (!scheme || !l || (end && l > end))
+            return 1;
+        l += 8;
+        if (!strncmp(l, scheme, strlen(scheme)) && l[strlen(scheme)] == '"')
+            return 1;
+    }
+    return 0;
+}
+
 struct run_ck {
-    const char *scheme;
-    int pipeline; /* also the pipeline's queries must return data */
-    int ran, with_data;
+    const char *scheme; /* NULL: every scheme */
+    const char *text;   /* the exposition Prometheus scrapes */
+    int ran, with_data, dated;
 };
 
+struct need {
+    const struct run_ck *c;
+    int missing, dated;
+};
+
+static void need_one(const char *name, void *ud)
+{
+    struct need *n = ud;
+    n->missing |= !exposed(n->c->text, name, n->c->scheme);
+    /* the families whose samples depend on the as-of month */
+    n->dated |= !strcmp(name, "circmon_window_rate") || !strcmp(name, "circmon_cohort_permit_outcomes");
+}
+
+/* Runs one expression: without error always; with data whenever the
+ * exposition has samples of every series it names (for the scheme). */
 static void run_expr(const char *expr, const char *title, void *ud)
 {
     struct run_ck *c = ud;
-    char *q = fill(expr, c->scheme, "circmond");
-    if (c->pipeline || indicator_only(expr)) {
+    char *q = fill(expr, c->scheme ? c->scheme : ".*", "circmond");
+    struct need n = {.c = c};
+    each_metric(expr, need_one, &n);
+    if (!n.missing) {
         json_t *r = prom_wait_data(q, 60);
         json_decref(r);
         c->with_data++;
@@ -878,22 +918,31 @@ static void run_expr(const char *expr, const char *title, void *ud)
         ck_assert_msg(r != NULL, "panel \"%s\": %s: %s", title, q, err);
         json_decref(r);
     }
+    c->dated += n.dated;
     c->ran++;
     free(q);
 }
 
 /* Every expression of the dashboard, with $scheme a scheme of the data and
- * every scheme (".*"), and the variables' own queries. */
-static void run_dashboard(const char *scheme, int pipeline)
+ * every scheme (".*"), and the variables' own queries (label_values(expr,
+ * label): expr returns data holding label). An expression whose series are
+ * in the exposition must return data; returns how many of them did not
+ * (over both runs), all expressions but those on month-dependent families
+ * (windows, cohorts) counted when every_undated is set. */
+static int run_dashboard(const char *scheme, const char *text, int every_undated)
 {
     json_t *d = dashboard();
-    const char *schemes[] = {scheme, ".*"};
+    const char *schemes[] = {scheme, NULL};
+    int without = 0;
     for (int k = 0; k < 2; k++) {
-        struct run_ck c = {.scheme = schemes[k], .pipeline = pipeline};
+        struct run_ck c = {.scheme = schemes[k], .text = text};
         each_expr(json_object_get(d, "panels"), run_expr, &c);
         ck_assert_int_ge(c.ran, 20);
+        if (every_undated)
+            ck_assert_msg(c.with_data >= c.ran - c.dated, "%d of %d queries (%d on windows or cohorts) with data",
+                          c.with_data, c.ran, c.dated);
+        without += c.ran - c.with_data;
     }
-    /* label_values(expr, label): expr returns data holding label */
     size_t i;
     json_t *v;
     json_array_foreach(json_object_get(json_object_get(d, "templating"), "list"), i, v) {
@@ -902,7 +951,7 @@ static void run_dashboard(const char *scheme, int pipeline)
             continue;
         char expr[512], label[64];
         ck_assert_msg(sscanf(q, "label_values(%511[^,], %63[^)])", expr, label) == 2, "variable query %s", q);
-        if (!pipeline && !indicator_only(expr))
+        if (!exposed(text, expr, NULL))
             continue;
         json_t *r = prom_wait_data(expr, 60);
         ck_assert_msg(json_object_get(json_object_get(json_array_get(r, 0), "metric"), label) != NULL,
@@ -910,6 +959,7 @@ static void run_dashboard(const char *scheme, int pipeline)
         json_decref(r);
     }
     json_decref(d);
+    return without;
 }
 
 /* ------------------------------------------------------------ fixture */
@@ -986,6 +1036,16 @@ static const char *a_scheme(const json_t *doc)
 
 /* ------------------------------------------------------------ case "exposition" */
 
+struct pipeline_count {
+    int n;
+};
+
+static void count_pipeline(const char *expr, const char *title, void *ud)
+{
+    (void)title;
+    ((struct pipeline_count *)ud)->n += !indicator_only(expr);
+}
+
 START_TEST(test_exposition)
 {
     setup();
@@ -997,7 +1057,6 @@ START_TEST(test_exposition)
     char file[300];
     in_dir(file, sizeof(file), "metrics.prom");
     put_file(file, b.s);
-    cm_strbuf_free(&b);
     promtool_check(file);
     int port;
     serve_file(file, &port);
@@ -1005,9 +1064,263 @@ START_TEST(test_exposition)
     json_t *up = prom_wait_data("up{job=\"circmond\"} == 1", 60);
     json_decref(up);
     check_expected(doc, "circmonctl replay");
-    run_dashboard(a_scheme(doc), 0);
+    /* as of 2025-01-01 the stream has cohorts in every window: every query
+     * on indicator gauges returns data, only the pipeline's have none here */
+    int without = run_dashboard(a_scheme(doc), b.s, 0);
+    json_t *d = dashboard();
+    struct pipeline_count pc = {0};
+    each_expr(json_object_get(d, "panels"), count_pipeline, &pc);
+    json_decref(d);
+    ck_assert_int_eq(without, 2 * pc.n);
+    cm_strbuf_free(&b);
     prom_stop();
     json_decref(doc);
+    teardown();
+}
+END_TEST
+
+/* ------------------------------------------------------------ case "circmond" */
+
+static char redis_sock[300], brokers[256];
+static int http_port;
+static pid_t daemon_pid = -1;
+
+static void redis_start(void)
+{
+    char log[300];
+    in_dir(redis_sock, sizeof(redis_sock), "redis.sock");
+    in_dir(log, sizeof(log), "redis.log");
+    char *argv[] = {"redis-server", "--port", "0", "--unixsocket", redis_sock, "--save", "",
+                    "--appendonly", "no", "--daemonize", "no", "--dir", dir, NULL};
+    pid_t pid = spawn(argv, log, log, NULL);
+    double end = now_s() + 15;
+    for (;;) {
+        redisContext *c = redisConnectUnix(redis_sock);
+        int ok = 0;
+        if (c && !c->err) {
+            redisReply *r = redisCommand(c, "PING");
+            ok = r && r->type == REDIS_REPLY_STATUS;
+            if (r)
+                freeReplyObject(r);
+        }
+        if (c)
+            redisFree(c);
+        if (ok)
+            return;
+        ck_assert_msg(now_s() < end, "redis-server did not start (see %s)", log);
+        ck_assert_msg(alive(pid), "redis-server exited (see %s)", log);
+        nap_ms(20);
+    }
+}
+
+static void broker_start(void)
+{
+    char path[600], parts[16], log[300];
+    int fd;
+    size_t got = 0;
+    snprintf(path, sizeof(path), "%s/bin/circmon-broker", top());
+    snprintf(parts, sizeof(parts), "%d", N_PARTS);
+    in_dir(log, sizeof(log), "broker.log");
+    char *argv[] = {path, "--partitions", parts, "--topic", "circmon.events", "--topic",
+                    "circmon.events.dlq", NULL};
+    spawn(argv, NULL, log, &fd);
+    while (got < sizeof(brokers) - 1) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ck_assert_msg(poll(&pfd, 1, 15000) > 0, "circmon-broker did not print its address");
+        ck_assert_int_eq(read(fd, brokers + got, 1), 1);
+        if (brokers[got] == '\n')
+            break;
+        got++;
+    }
+    brokers[got] = '\0';
+    close(fd);
+}
+
+static int file_has(const char *p, const char *needle)
+{
+    FILE *fp = fopen(p, "r");
+    char line[4096];
+    int found = 0;
+    if (!fp)
+        return 0;
+    while (!found && fgets(line, sizeof(line), fp))
+        found = strstr(line, needle) != NULL;
+    fclose(fp);
+    return found;
+}
+
+/* Starts circmond (the demo's schemes, [http] on a port below 32768,
+ * figures read every 200 ms); a taken port is retried with another.
+ * Returns the configuration's path. */
+static const char *daemon_start(void)
+{
+    static char conf[300];
+    char path[600], log[300], demo[600];
+    in_dir(conf, sizeof(conf), "circmond.conf");
+    in_dir(log, sizeof(log), "circmond.log");
+    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    snprintf(demo, sizeof(demo), "%s/config/demo.conf", top());
+    char *schemes = slurp(demo, NULL), *sc = strstr(schemes, "[scheme");
+    ck_assert_ptr_nonnull(sc);
+    for (int attempt = 0; attempt < 10; attempt++) {
+        http_port = pick_port();
+        char text[8192];
+        snprintf(text, sizeof(text),
+                 "[circmon]\nbatch_size = 2000\n"
+                 "[kafka]\nbrokers = %s\ngroup_id = g-prometheus\nrdkafka.session.timeout.ms = 6000\n"
+                 "[redis]\nunix_socket = %s\ncommand_timeout_ms = 3000\nconnect_timeout_ms = 1000\n"
+                 "[http]\nlisten = 127.0.0.1\nport = %d\nrefresh_ms = 200\n%s",
+                 brokers, redis_sock, http_port, sc);
+        put_file(conf, text);
+        unlink(log);
+        char *argv[] = {path, "--config", conf, "--foreground", NULL};
+        daemon_pid = spawn(argv, NULL, log, NULL);
+        double end = now_s() + 20;
+        for (;;) {
+            if (file_has(log, "http endpoint at")) {
+                free(schemes);
+                return conf;
+            }
+            if (!alive(daemon_pid)) {
+                forget(daemon_pid);
+                ck_assert_msg(file_has(log, "cannot listen"), "circmond exited (see %s)", log);
+                break; /* the port is taken: another */
+            }
+            ck_assert_msg(now_s() < end, "circmond did not open its endpoint (see %s)", log);
+            nap_ms(10);
+        }
+    }
+    ck_abort_msg("no free port for circmond's endpoint in 10 tries");
+    return NULL;
+}
+
+static long count_records(const char *in)
+{
+    FILE *fi = fopen(in, "rb");
+    ck_assert_ptr_nonnull(fi);
+    struct cm_frame_reader fr;
+    const uint8_t *data;
+    size_t len;
+    long n = 0;
+    cm_frame_reader_init(&fr, fi);
+    while (cm_frame_read(&fr, &data, &len) == 1)
+        n++;
+    cm_frame_reader_free(&fr);
+    fclose(fi);
+    return n;
+}
+
+static int64_t stored_sum(const char *conf)
+{
+    struct cm_config cfg = {0};
+    char err[512];
+    int32_t *parts = NULL;
+    int64_t *pos = NULL, sum = 0;
+    size_t n = 0;
+    ck_assert_msg(cm_config_load(&cfg, conf, err, sizeof(err)) == 0, "%s", err);
+    if (cm_store_read_positions(&cfg, &parts, &pos, &n, err, sizeof(err)) == 0) {
+        for (size_t i = 0; i < n; i++)
+            sum += pos[i];
+        free(parts);
+        free(pos);
+    } else {
+        sum = -1;
+    }
+    cm_config_free(&cfg);
+    return sum;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A JSON answer of circmond (200 expected). */
+static json_t *api_get(const char *path)
+{
+    char *b;
+    int code = http_get(http_port, path, &b);
+    ck_assert_msg(code == 200, "GET %s: %d", path, code);
+    json_error_t e;
+    json_t *j = json_loads(b, 0, &e);
+    ck_assert_msg(j != NULL, "GET %s: %s", path, e.text);
+    free(b);
+    return j;
+}
+
+/* Polls until the stored positions reach total and circmond has read its
+ * figures after that, and answers /readyz 200 (within 90 s). */
+static void wait_figures(const char *conf, long total)
+{
+    double end = now_s() + 90;
+    while (stored_sum(conf) != total) {
+        ck_assert_msg(now_s() < end, "circmond not caught up within 90 s");
+        nap_ms(50);
+    }
+    int64_t caught = wall_ms();
+    for (;;) {
+        json_t *st = api_get("/v1/status");
+        json_t *s = json_object_get(json_object_get(st, "figures"), "read_started_at_ms");
+        int done = json_is_integer(s) && json_integer_value(s) > caught;
+        json_decref(st);
+        char *b;
+        if (done && http_get(http_port, "/readyz", &b) == 200) {
+            free(b);
+            return;
+        }
+        if (done)
+            free(b);
+        ck_assert_msg(now_s() < end, "no figures read after the catch-up, or not ready, within 90 s");
+        nap_ms(50);
+    }
+}
+
+START_TEST(test_circmond)
+{
+    setup();
+    redis_start();
+    broker_start();
+    const char *conf = daemon_start();
+    char ev[300], log[300], scrape[300];
+    in_dir(ev, sizeof(ev), "ev.bin");
+    in_dir(log, sizeof(log), "ctl.log");
+    /* six years ending with the last one, whatever today is */
+    char year[16];
+    time_t t = time(NULL);
+    struct tm tm;
+    ck_assert_ptr_nonnull(gmtime_r(&t, &tm));
+    snprintf(year, sizeof(year), "%d", tm.tm_year + 1900 - 6);
+    char *g[] = {"--seed", "1", "--migrants", "2000", "--start-year", year, "--years", "6", "--out", ev, NULL};
+    ck_assert_int_eq(run_bin("circmon-gen", g, NULL, log), 0);
+    char *p[] = {"publish", "--config", (char *)conf, ev, NULL};
+    ck_assert_int_eq(run_bin("circmonctl", p, NULL, log), 0);
+    wait_figures(conf, count_records(ev));
+
+    /* one scrape through promtool */
+    char *body;
+    ck_assert_int_eq(http_get(http_port, "/metrics", &body), 200);
+    in_dir(scrape, sizeof(scrape), "scrape.prom");
+    put_file(scrape, body);
+    free(body);
+    promtool_check(scrape);
+
+    prom_start(http_port);
+    json_t *up = prom_wait_data("up{job=\"circmond\"} == 1", 60);
+    json_decref(up);
+    json_t *doc = api_get("/v1/indicators");
+    ck_assert_int_ge(json_object_size(json_object_get(doc, "schemes")), 2);
+    check_expected(doc, "circmond's /v1/indicators");
+    /* the figures are as of now: the windows and cohorts of the last months
+     * may be empty, every other query returns data */
+    char *text;
+    ck_assert_int_eq(http_get(http_port, "/metrics", &text), 200);
+    run_dashboard(a_scheme(doc), text, 1);
+    free(text);
+    json_decref(doc);
+    prom_stop();
+    stop(daemon_pid, 20);
     teardown();
 }
 END_TEST
@@ -1023,6 +1336,10 @@ int main(void)
     tc = tcase_create("exposition");
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_exposition);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("circmond");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_circmond);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
