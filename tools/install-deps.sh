@@ -11,6 +11,7 @@ libevent-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler
 libhiredis-dev libsystemd-dev libinih-dev libjansson-dev
 check libsubunit-dev
 redis-server kcat valgrind bc time
+prometheus
 wrk
 curl"
 
