@@ -18,7 +18,9 @@
  *   intake.c      consumer polling and backpressure (what is held, and its bound)
  *   partitions.c  assignment, positions, resync, rebalance, Redis up/down
  *   schedule.c    batches: when one starts, its states, fold, apply
- *   deadletter.c  everything about dead letters (deadletter.h) */
+ *   deadletter.c  everything about dead letters (deadletter.h)
+ *   http.c, http_api.c, readside.c  the HTTP endpoint and its read side
+ *                 (http.h, readside.h), fed by one-line hooks */
 #ifndef CIRCMOND_DAEMON_H
 #define CIRCMOND_DAEMON_H
 
@@ -75,6 +77,7 @@ struct batch {
     int store_pending;     /* a store request awaits its callback */
     size_t bytes;      /* keys and payloads of its messages */
     struct cmd_dlq_batch dl;
+    int64_t apply_t0_us; /* when its apply was sent (http.c's histogram) */
 };
 
 struct part {
@@ -144,6 +147,8 @@ struct daemon {
     struct event *sched_ev; /* continues a scheduling pass that yielded */
     int sched_flush;        /* its flush argument */
     int64_t loop_due_us; /* when the probe should fire */
+    struct cmd_http *http; /* the HTTP endpoint and its read side (http.h); NULL when off */
+    int topic_parts;       /* the event topic's partition count, once known */
     uint64_t last_folded;
     int64_t last_stats_us;
 };

@@ -14,7 +14,10 @@ libevent-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler
 libhiredis-dev libsystemd-dev libinih-dev libjansson-dev
 check libsubunit-dev
 redis-server kcat valgrind bc time
-clang-14 libclang-rt-14-dev llvm-14"
+clang-14 libclang-rt-14-dev llvm-14
+prometheus
+wrk
+curl"
 
 # One dpkg-query for all; packages it has never heard of print nothing.
 # shellcheck disable=SC2086
