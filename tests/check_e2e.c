@@ -316,7 +316,8 @@ static const char *write_conf(const char *name, const char *group, int batch_siz
             "[circmon]\nbatch_size = %d\nmax_in_flight = %d\nlog_level = info\n"
             "[kafka]\nbrokers = %s\ngroup_id = %s\nrdkafka.session.timeout.ms = 6000\n"
             "[redis]\nhost = 127.0.0.1\nport = %d\ncommand_timeout_ms = 3000\n"
-            "connect_timeout_ms = 1000\n",
+            "connect_timeout_ms = 1000\n"
+            "[http]\nport = 0\n", /* several daemons per test: no endpoint (its default is 9464) */
             batch_size, max_in_flight, brokers, group, redis_port);
     fclose(fp);
     return p;
@@ -899,7 +900,7 @@ START_TEST(test_check_config_forced_kafka_settings)
         fprintf(fp, "[kafka]\n%s\n", bad[i][0]);
         fclose(fp);
         char want[512];
-        snprintf(want, sizeof(want), "%s:15: [kafka] %s", conf, bad[i][1]);
+        snprintf(want, sizeof(want), "%s:17: [kafka] %s", conf, bad[i][1]);
         char *args[] = {"--config", (char *)conf, "--check-config", NULL};
         const char *log = path_in("check.log");
         ck_assert_int_eq(run_bin("circmond", args, NULL, log), 1);
@@ -1343,7 +1344,7 @@ START_TEST(test_kafka_down_at_start)
     ck_assert_ptr_nonnull(fp);
     fprintf(fp,
             "[kafka]\nbrokers = 127.0.0.1:1\ngroup_id = down\n"
-            "[redis]\nhost = 127.0.0.1\nport = %d\n",
+            "[redis]\nhost = 127.0.0.1\nport = %d\n[http]\nport = 0\n",
             redis_port);
     fclose(fp);
     const char *log = path_in("d.log");
