@@ -306,7 +306,8 @@ static const char *write_conf(const char *name, const char *group, int batch_siz
             "[circmon]\nbatch_size = %d\nmax_in_flight = %d\nlog_level = info\n"
             "[kafka]\nbrokers = %s\ngroup_id = %s\nrdkafka.session.timeout.ms = 6000\n"
             "[redis]\nunix_socket = %s\ncommand_timeout_ms = 3000\n"
-            "connect_timeout_ms = 1000\n",
+            "connect_timeout_ms = 1000\n"
+            "[http]\nport = 0\n", /* several daemons per test: no endpoint (its default is 9464) */
             batch_size, max_in_flight, brokers, group, redis_sock);
     fclose(fp);
     return p;
@@ -1337,7 +1338,7 @@ START_TEST(test_kafka_down_at_start)
     ck_assert_ptr_nonnull(fp);
     fprintf(fp,
             "[kafka]\nbrokers = 127.0.0.1:1\ngroup_id = down\n"
-            "[redis]\nunix_socket = %s\n",
+            "[redis]\nunix_socket = %s\n[http]\nport = 0\n",
             redis_sock);
     fclose(fp);
     const char *log = path_in("d.log");
