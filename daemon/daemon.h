@@ -45,7 +45,7 @@
 #define RESYNC_BACKOFF_MAX_MS 5000
 #define LOOP_TICK_MS 10       /* the loop-latency probe's period */
 #define FOLD_SLICE_US 2000    /* a batch's fold yields to the loop after this long */
-#define FOLD_SLICE_EVENTS 16  /* events folded between looks at the clock */
+#define FOLD_SLICE_EVENTS 4   /* events folded between looks at the clock */
 #define POLL_SLICE_US 2000    /* a pass of the consumer queue yields after this long */
 /* Messages held (queued and in batches) stop the polling past this many
  * bytes of keys and payloads, whatever their number. */
@@ -73,6 +73,7 @@ struct batch {
     int store_pending;     /* a store request awaits its callback */
     size_t bytes;      /* keys and payloads of its messages */
     struct cmd_dlq_batch dl;
+    int64_t apply_t0_us; /* when its apply was sent (http.c's histogram) */
 };
 
 struct part {
@@ -140,6 +141,8 @@ struct daemon {
     struct cm_hist h_loop_line; /* the same since the last stats line */
     struct event *loop_timer;
     int64_t loop_due_us; /* when the probe should fire */
+    struct cmd_http *http; /* the HTTP endpoint and its read side (http.h); NULL when off */
+    int topic_parts;       /* the event topic's partition count, once known */
     uint64_t last_folded;
     int64_t last_stats_us;
 };

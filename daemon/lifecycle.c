@@ -11,6 +11,7 @@
 #include "circmon/fold.h"
 #include "circmon/names.h"
 #include "daemon.h"
+#include "http.h"
 
 /* ------------------------------------------------------------ stats */
 
@@ -209,6 +210,8 @@ static void on_meta(struct daemon *d, const struct cmd_meta_result *res)
             d->exit_code = 1;
         } else {
             d->kafka_ok = 1;
+            d->topic_parts = res->n_topic;
+            cmd_http_topic_known(d, res->n_topic);
             cm_log_info("kafka at %s: %s has %d partitions, %s %d", d->cfg->brokers,
                         d->cfg->topic, res->n_topic, d->cfg->dlq_topic, res->n);
         }
@@ -263,6 +266,7 @@ static void teardown(struct daemon *d)
     cmd_drop_all(d); /* batches are abandoned: late callbacks only free them */
     cmd_dlq_drain(d);
     cmd_drop_all(d);
+    cmd_http_stop(d);
     d->st = cm_store_free(d->st); /* fails pending requests: their batches go */
     while (d->batches)
         cmd_batch_free(d->batches);
@@ -345,6 +349,10 @@ int cmd_run(const struct cm_config *cfg)
     }
     if (event_add(d->sig_term, NULL) < 0 || event_add(d->sig_int, NULL) < 0) {
         cm_log_err("cannot catch SIGTERM and SIGINT");
+        teardown(d);
+        return 1;
+    }
+    if (cmd_http_start(d) < 0) { /* logged */
         teardown(d);
         return 1;
     }

@@ -7,6 +7,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "daemon.h"
+#include "http.h"
 
 struct part *cmd_part_get(struct daemon *d, int32_t id)
 {
@@ -229,6 +230,7 @@ void cmd_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                       rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     struct daemon *d = opaque;
+    cmd_http_rebalance(d);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         cm_log_info("group assigned %d partitions", parts->cnt);
         cmd_drop_all(d);
@@ -272,6 +274,7 @@ void cmd_on_store(struct cm_store *s, int up, void *ud)
 {
     struct daemon *d = ud;
     (void)s;
+    cmd_http_redis(d, up);
     if (!d->started) {
         if (!up)
             cm_log_warn("%s; retrying", cm_store_errstr(s));

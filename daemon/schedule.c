@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "http.h"
 
 static void batch_apply(struct batch *b);
 
@@ -278,6 +279,7 @@ static void batch_apply(struct batch *b)
             cmd_resync(d, "apply not sent");
         return;
     }
+    cmd_http_apply_sent(d, b);
     b->store_pending = 1;
 }
 
@@ -292,6 +294,7 @@ static void on_applied(int err, int applied, int64_t stored, void *ud)
         return;
     }
     if (err < 0) {
+        cmd_http_redis_error(d);
         cm_log_warn("partition %" PRId32 ": apply at %" PRId64 " failed: %s", b->part_id,
                     b->expected, err == -EPROTO ? cm_store_errstr(d->st) : strerror(-err));
         cmd_batch_abandon(b);
@@ -318,6 +321,7 @@ static void on_applied(int err, int applied, int64_t stored, void *ud)
     cm_counter_add(d->c_folded, cm_batch_folded(b->cb));
     cm_counter_add(d->c_dlq, b->dl.sent);
     cm_counter_add(d->c_applies, 1);
+    cmd_http_applied(d, b);
     d->resync_backoff_ms = 0;
     batch_done(b);
     cmd_intake_uncap(d);

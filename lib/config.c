@@ -338,6 +338,14 @@ static int handle_http(struct parser *ps, const char *key, const char *value) {
     }
     if (strcmp(key, "port") == 0)
         return set_int(ps, key, value, 0, 65535, &ps->cfg->http_port);
+    if (strcmp(key, "refresh_ms") == 0)
+        return set_int(ps, key, value, 100, 3600000, &ps->cfg->http_refresh_ms);
+    if (strcmp(key, "max_connections") == 0)
+        return set_int(ps, key, value, 1, 10000, &ps->cfg->http_max_connections);
+    if (strcmp(key, "request_timeout_ms") == 0)
+        return set_int(ps, key, value, 100, 3600000, &ps->cfg->http_request_timeout_ms);
+    if (strcmp(key, "metrics_cohort_months") == 0)
+        return set_int(ps, key, value, 1, 1200, &ps->cfg->http_metrics_cohort_months);
     return fail(ps, -EINVAL, "[http] %s: unknown key", key);
 }
 
@@ -561,6 +569,10 @@ int cm_config_defaults(struct cm_config *cfg) {
         .command_timeout_ms = 5000,
         .http_listen = xstrdup("127.0.0.1"),
         .http_port = 9464,
+        .http_refresh_ms = 5000,
+        .http_max_connections = 64,
+        .http_request_timeout_ms = 10000,
+        .http_metrics_cohort_months = 24,
     };
     if (!cfg->log_level || !cfg->brokers || !cfg->topic || !cfg->group_id ||
         !cfg->dlq_topic || !cfg->alert_topic || !cfg->redis_host || !cfg->key_prefix ||

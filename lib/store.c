@@ -1,4 +1,4 @@
-/* store.c - the Redis store: async batch applies for circmond, sync reads for circmonctl. */
+/* store.c - the Redis store: keys, batch applies for circmond (over redis_conn.c), sync reads for circmonctl. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -7,13 +7,11 @@
 #include <string.h>
 #include <sys/time.h>
 
-#include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include "circmon/clock.h"
 #include "circmon/grow.h"
+#include "circmon/redis_conn.h"
 #include "circmon/store.h"
 
 /* The apply. States go out in chunked MSET/DEL calls (one redis.call per
@@ -331,9 +329,7 @@ struct cm_store_apply *cm_store_apply_free(struct cm_store_apply *ap)
 
 /* ---------------------------------------------------------------- async */
 
-enum st_state { ST_DOWN, ST_CONNECTING, ST_UP };
-
-enum req_kind { RQ_HANDSHAKE, RQ_POS, RQ_MGET, RQ_APPLY };
+enum req_kind { RQ_POS, RQ_MGET, RQ_APPLY };
 
 /* A read of positions: one MGET per partition (its keys share one hash
  * slot, as Redis Cluster wants), answered together. */
@@ -345,12 +341,11 @@ struct pos_group {
     struct cm_store_pos *pos;
 };
 
+/* One request of the store's user (one Redis command; an apply resent as
+ * EVAL after NOSCRIPT stays the same request). */
 struct req {
     struct cm_store *s;
-    struct req *prev, *next; /* in s->reqs */
-    struct event *timer;
     enum req_kind kind;
-    int timed_out;
     union {
         struct pos_group *pos;
         cm_store_mget_cb mget;
@@ -363,99 +358,20 @@ struct req {
 };
 
 struct cm_store {
-    struct event_base *base;
     const struct cm_config *cfg;
     cm_store_conn_cb conn_cb;
     void *ud;
-
-    redisAsyncContext *ac; /* NULL when down */
-    enum st_state state;
-    int handshake_left; /* handshake replies still expected */
+    struct cm_rconn *c;
     char sha[48];
-    char errstr[256];
-
-    struct req *reqs; /* user requests sent and not answered */
-    size_t n_reqs;
-
-    struct event *connect_timer; /* handshake deadline */
-    struct event *retry_timer;   /* reconnect after backoff */
-    struct event *notify_ev;     /* deferred conn_cb(0) of a failed first attempt */
-    int backoff_ms;
 };
-
-static void start_connect(struct cm_store *s);
-
-static void set_err(struct cm_store *s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->errstr, sizeof(s->errstr), fmt, ap);
-    va_end(ap);
-}
-
-/* Schedules the next attempt and doubles the backoff (100 ms .. 5 s). */
-static void schedule_retry(struct cm_store *s)
-{
-    struct timeval tv;
-    cm_clock_tv(s->backoff_ms, &tv);
-    if (evtimer_add(s->retry_timer, &tv) < 0)
-        set_err(s, "cannot arm the redis reconnection timer");
-    s->backoff_ms = s->backoff_ms * 2 > 5000 ? 5000 : s->backoff_ms * 2;
-}
-
-/* The connection is gone or unusable: forget it, free it unless hiredis is
- * freeing it already (own == 0), tell the user, reconnect later. Pending
- * requests fail inside redisAsyncFree (or hiredis's own teardown). */
-static void lose(struct cm_store *s, redisAsyncContext *ac, int own)
-{
-    if (s->ac != ac || !ac)
-        return; /* an older context, already handled */
-    s->ac = NULL;
-    s->state = ST_DOWN;
-    evtimer_del(s->connect_timer);
-    if (own)
-        redisAsyncFree(ac); /* deferred by hiredis when inside its callback */
-    schedule_retry(s);
-    if (s->conn_cb)
-        s->conn_cb(s, 0, s->ud);
-}
-
-static void req_unlink(struct req *q)
-{
-    struct cm_store *s = q->s;
-    if (q->prev)
-        q->prev->next = q->next;
-    else if (s->reqs == q)
-        s->reqs = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
-    q->prev = q->next = NULL;
-    s->n_reqs--;
-}
 
 static void req_free(struct req *q)
 {
-    if (q->timer)
-        event_free(q->timer);
     cm_store_apply_free(q->ap);
     free(q);
 }
 
-static void on_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct req *q = arg;
-    struct cm_store *s = q->s;
-    q->timed_out = 1;
-    set_err(s, "redis command timed out after %d ms", s->cfg->command_timeout_ms);
-    lose(s, s->ac, 1);
-}
-
-static int send_argv(struct cm_store *s, struct req *q, int argc, const char **argv,
-                     const size_t *lens);
-
-static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
+static void on_reply(struct cm_rconn *c, redisReply *rep, int err, void *ud);
 
 /* Sends ap as EVALSHA (or EVAL when eval is set). */
 static int send_apply(struct cm_store *s, struct req *q, int eval)
@@ -483,7 +399,7 @@ static int send_apply(struct cm_store *s, struct req *q, int eval)
         argv[j] = ap->args.s[i];
         lens[j] = ap->args.len[i];
     }
-    r = send_argv(s, q, (int)argc, argv, lens);
+    r = cm_rconn_send(s->c, (int)argc, argv, lens, on_reply, q);
 out:
     free(argv);
     free(lens);
@@ -506,14 +422,11 @@ static int parse_mark(const redisReply *m, struct cm_store_pos *p)
     return 0;
 }
 
-/* Interprets a reply to q and calls the user's callback. */
-static void deliver(struct req *q, redisReply *rep)
+/* Interprets a reply to q (rep NULL: err) and calls the user's callback. */
+static void deliver(struct req *q, redisReply *rep, int err)
 {
     struct cm_store *s = q->s;
-    int err = 0;
-    if (!rep)
-        err = q->timed_out ? -ETIMEDOUT : -ECONNRESET;
-    else if (rep->type == REDIS_REPLY_ERROR)
+    if (!err && rep->type == REDIS_REPLY_ERROR)
         err = -EPROTO;
     switch (q->kind) {
     case RQ_POS: {
@@ -531,8 +444,8 @@ static void deliver(struct req *q, redisReply *rep)
         }
         if (err && !g->err) {
             g->err = err;
-            set_err(s, "redis: reading positions failed (%s)",
-                    rep && rep->type == REDIS_REPLY_ERROR ? rep->str : strerror(-err));
+            cm_rconn_set_err(s->c, "redis: reading positions failed (%s)",
+                             rep && rep->type == REDIS_REPLY_ERROR ? rep->str : strerror(-err));
         }
         if (--g->left == 0) {
             g->cb(g->err, g->err ? NULL : g->pos, g->err ? 0 : g->n, g->ud);
@@ -570,217 +483,50 @@ static void deliver(struct req *q, redisReply *rep)
         if (!err)
             applied = rep->element[0]->integer;
         if (rep && rep->type == REDIS_REPLY_ERROR)
-            set_err(s, "redis: apply failed: %s", rep->str);
+            cm_rconn_set_err(s->c, "redis: apply failed: %s", rep->str);
         q->cb.apply(err, err ? 0 : (int)applied, err ? 0 : stored, q->ud);
         break;
     }
-    case RQ_HANDSHAKE:
-        break;
     }
 }
 
-static void on_handshake(redisAsyncContext *ac, void *r, void *privdata)
+static void on_reply(struct cm_rconn *c, redisReply *rep, int err, void *ud)
 {
-    struct req *q = privdata;
-    struct cm_store *s = q->s;
-    redisReply *rep = r;
-    req_free(q);
-    if (!rep || s->ac != ac)
-        return; /* the connection went away: lose() ran or will run */
-    if (rep->type == REDIS_REPLY_ERROR) {
-        set_err(s, "redis handshake failed: %s", rep->str);
-        lose(s, ac, 1);
-        return;
-    }
-    if (rep->type == REDIS_REPLY_STRING && rep->len == 40) /* SCRIPT LOAD answers the sha */
-        memcpy(s->sha, rep->str, 41);
-    if (--s->handshake_left == 0) {
-        s->state = ST_UP;
-        s->backoff_ms = 100;
-        evtimer_del(s->connect_timer);
-        if (s->conn_cb)
-            s->conn_cb(s, 1, s->ud);
-    }
-}
-
-static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
-{
-    struct req *q = privdata;
-    struct cm_store *s = q->s;
-    redisReply *rep = r;
-    (void)ac;
-    if (q->timer)
-        evtimer_del(q->timer);
+    struct req *q = ud;
+    (void)c;
     /* After a restart or SCRIPT FLUSH: send the script itself, once. EVAL
      * caches it again for the next EVALSHA. */
     if (q->kind == RQ_APPLY && rep && rep->type == REDIS_REPLY_ERROR && !q->resent &&
-        !strncmp(rep->str, "NOSCRIPT", 8) && s->ac == ac) {
+        !strncmp(rep->str, "NOSCRIPT", 8)) {
         q->resent = 1;
-        req_unlink(q);
-        if (send_apply(s, q, 1) == 0)
+        if (send_apply(q->s, q, 1) == 0)
             return;
-        deliver(q, rep);
-        req_free(q);
-        return;
     }
-    if (!rep)
-        s->state = ST_DOWN; /* torn down: refuse new requests at once */
-    req_unlink(q);
-    deliver(q, rep);
+    deliver(q, rep, err);
     req_free(q);
 }
 
-static void on_connect(const redisAsyncContext *ac, int status)
+/* SCRIPT LOAD answers the script's sha. */
+static void on_script(struct cm_rconn *c, redisReply *rep, int err, void *ud)
 {
-    struct cm_store *s = ac->data;
-    if (status == REDIS_OK || s->ac != ac)
-        return; /* success is reported when the handshake completes */
-    set_err(s, "cannot connect to redis: %s", ac->errstr[0] ? ac->errstr : "error");
-    lose(s, (redisAsyncContext *)ac, 0); /* hiredis frees it after this callback */
+    struct cm_store *s = ud;
+    (void)c;
+    if (!err && rep->type == REDIS_REPLY_STRING && rep->len == 40)
+        memcpy(s->sha, rep->str, 41);
 }
 
-static void on_disconnect(const redisAsyncContext *ac, int status)
+static int on_prepare(struct cm_rconn *c, void *ud)
 {
-    struct cm_store *s = ac->data;
-    if (s->ac != ac)
-        return;
-    set_err(s, "redis connection lost: %s",
-            status == REDIS_OK ? "closed" : (ac->errstr[0] ? ac->errstr : "error"));
-    lose(s, (redisAsyncContext *)ac, 0);
+    const char *a[] = {"SCRIPT", "LOAD", cm_store_lua_apply};
+    return cm_rconn_handshake(c, 3, a, NULL, on_script, ud);
 }
 
-static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
+static void on_conn(struct cm_rconn *c, int up, void *ud)
 {
-    (void)fd;
-    (void)what;
-    struct cm_store *s = arg;
-    set_err(s, "redis did not answer within connect_timeout_ms (%d ms)",
-            s->cfg->connect_timeout_ms);
-    lose(s, s->ac, 1);
-}
-
-static void on_retry(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    start_connect(arg);
-}
-
-static void on_notify(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct cm_store *s = arg;
-    if (s->state == ST_DOWN && s->conn_cb)
-        s->conn_cb(s, 0, s->ud);
-}
-
-/* Sends one command for q (linked into s->reqs unless a handshake step),
- * with its own deadline. */
-static int send_argv(struct cm_store *s, struct req *q, int argc, const char **argv,
-                     const size_t *lens)
-{
-    if (!s->ac)
-        return -ENOTCONN;
-    redisCallbackFn *fn = q->kind == RQ_HANDSHAKE ? on_handshake : on_reply;
-    /* the deadline first: a command without one could wait forever */
-    if (q->kind != RQ_HANDSHAKE && !q->timer && !(q->timer = evtimer_new(s->base, on_timeout, q)))
-        return -ENOMEM;
-    if (redisAsyncCommandArgv(s->ac, fn, q, argc, argv, lens) != REDIS_OK)
-        return -ENOTCONN;
-    if (q->kind == RQ_HANDSHAKE)
-        return 0;
-    q->s = s;
-    q->next = s->reqs;
-    q->prev = NULL;
-    if (s->reqs)
-        s->reqs->prev = q;
-    s->reqs = q;
-    s->n_reqs++;
-    struct timeval tv;
-    cm_clock_tv(s->cfg->command_timeout_ms, &tv);
-    if (evtimer_add(q->timer, &tv) < 0) {
-        /* sent without a deadline: its fate would be unknown, drop the
-         * connection (the reply callback fails q) */
-        set_err(s, "cannot arm the deadline of a redis command");
-        lose(s, s->ac, 1);
-    }
-    return 0;
-}
-
-static int handshake(struct cm_store *s, int argc, const char **argv)
-{
-    struct req *q = calloc(1, sizeof(*q));
-    if (!q)
-        return -ENOMEM;
-    q->s = s;
-    q->kind = RQ_HANDSHAKE;
-    int r = send_argv(s, q, argc, argv, NULL);
-    if (r)
-        free(q);
-    else
-        s->handshake_left++;
-    return r;
-}
-
-static void start_connect(struct cm_store *s)
-{
-    const struct cm_config *cfg = s->cfg;
-    redisAsyncContext *ac;
-    if (cfg->redis_unix_socket && *cfg->redis_unix_socket)
-        ac = redisAsyncConnectUnix(cfg->redis_unix_socket);
-    else
-        ac = redisAsyncConnect(cfg->redis_host, cfg->redis_port);
-    if (!ac || ac->err) {
-        set_err(s, "cannot connect to redis: %s", ac ? ac->errstr : "out of memory");
-        if (ac)
-            redisAsyncFree(ac);
-        s->state = ST_DOWN;
-        schedule_retry(s);
-        event_active(s->notify_ev, 0, 0);
-        return;
-    }
-    ac->data = s;
-    s->ac = ac;
-    s->state = ST_CONNECTING;
-    s->handshake_left = 0;
-    struct timeval tv;
-    cm_clock_tv(cfg->connect_timeout_ms, &tv);
-    if (redisLibeventAttach(ac, s->base) != REDIS_OK ||
-        redisAsyncSetConnectCallback(ac, on_connect) != REDIS_OK ||
-        redisAsyncSetDisconnectCallback(ac, on_disconnect) != REDIS_OK ||
-        evtimer_add(s->connect_timer, &tv) < 0) {
-        set_err(s, "cannot attach the redis connection to the event loop");
-        lose(s, ac, 1);
-        return;
-    }
-
-    /* Commands queue up before the socket is connected; hiredis writes them
-     * once it is. */
-    int r = 0;
-    char db[16];
-    if (cfg->redis_password && *cfg->redis_password) {
-        if (cfg->redis_user && *cfg->redis_user) {
-            const char *a[] = {"AUTH", cfg->redis_user, cfg->redis_password};
-            r = handshake(s, 3, a);
-        } else {
-            const char *a[] = {"AUTH", cfg->redis_password};
-            r = handshake(s, 2, a);
-        }
-    }
-    if (!r && cfg->redis_db) {
-        snprintf(db, sizeof(db), "%d", cfg->redis_db);
-        const char *a[] = {"SELECT", db};
-        r = handshake(s, 2, a);
-    }
-    if (!r) {
-        const char *a[] = {"SCRIPT", "LOAD", cm_store_lua_apply};
-        r = handshake(s, 3, a);
-    }
-    if (r) {
-        set_err(s, "cannot start the redis handshake: %s", strerror(-r));
-        lose(s, ac, 1);
-    }
+    struct cm_store *s = ud;
+    (void)c;
+    if (s->conn_cb)
+        s->conn_cb(s, up, s->ud);
 }
 
 struct cm_store *cm_store_new(struct event_base *base, const struct cm_config *cfg,
@@ -789,19 +535,13 @@ struct cm_store *cm_store_new(struct event_base *base, const struct cm_config *c
     struct cm_store *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
-    s->base = base;
     s->cfg = cfg;
     s->conn_cb = conn_cb;
     s->ud = ud;
-    s->backoff_ms = 100;
-    s->connect_timer = evtimer_new(base, on_connect_timeout, s);
-    s->retry_timer = evtimer_new(base, on_retry, s);
-    s->notify_ev = event_new(base, -1, 0, on_notify, s);
-    if (!s->connect_timer || !s->retry_timer || !s->notify_ev) {
-        s->conn_cb = NULL;
-        return cm_store_free(s);
+    if (!(s->c = cm_rconn_new(base, cfg, on_prepare, on_conn, s))) {
+        free(s);
+        return NULL;
     }
-    start_connect(s);
     return s;
 }
 
@@ -810,42 +550,29 @@ struct cm_store *cm_store_free(struct cm_store *s)
     if (!s)
         return NULL;
     s->conn_cb = NULL;
-    if (s->ac) {
-        redisAsyncContext *ac = s->ac;
-        s->ac = NULL;
-        redisAsyncFree(ac); /* fails every pending request */
-    }
-    if (s->connect_timer)
-        event_free(s->connect_timer);
-    if (s->retry_timer)
-        event_free(s->retry_timer);
-    if (s->notify_ev)
-        event_free(s->notify_ev);
+    s->c = cm_rconn_free(s->c); /* fails every pending request */
     free(s);
     return NULL;
 }
 
 int cm_store_ready(const struct cm_store *s)
 {
-    return s->state == ST_UP && s->ac != NULL;
+    return cm_rconn_ready(s->c);
 }
 
 size_t cm_store_pending(const struct cm_store *s)
 {
-    return s->n_reqs;
+    return cm_rconn_pending(s->c);
 }
 
 const char *cm_store_errstr(const struct cm_store *s)
 {
-    return s->errstr;
+    return cm_rconn_errstr(s->c);
 }
 
 void cm_store_drop(struct cm_store *s)
 {
-    if (s->ac) {
-        set_err(s, "connection dropped on request");
-        lose(s, s->ac, 1);
-    }
+    cm_rconn_drop(s->c, "connection dropped on request");
 }
 
 static struct req *req_new(struct cm_store *s, enum req_kind kind, void *ud)
@@ -873,7 +600,7 @@ static int send_mget(struct cm_store *s, struct req *q, struct strv *keys)
             argv[i + 1] = keys->s[i];
             lens[i + 1] = keys->len[i];
         }
-        r = send_argv(s, q, (int)argc, argv, lens);
+        r = cm_rconn_send(s->c, (int)argc, argv, lens, on_reply, q);
     }
     free(argv);
     free(lens);

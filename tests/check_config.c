@@ -106,6 +106,10 @@ START_TEST(test_builtin_defaults) {
     ck_assert_int_eq(cfg.command_timeout_ms, 5000);
     ck_assert_str_eq(cfg.http_listen, "127.0.0.1");
     ck_assert_int_eq(cfg.http_port, 9464);
+    ck_assert_int_eq(cfg.http_refresh_ms, 5000);
+    ck_assert_int_eq(cfg.http_max_connections, 64);
+    ck_assert_int_eq(cfg.http_request_timeout_ms, 10000);
+    ck_assert_int_eq(cfg.http_metrics_cohort_months, 24);
     ck_assert_uint_eq(cfg.n_schemes, 0);
     ck_assert_int_eq(cm_config_scheme(&cfg, "ANY")->grace_days, 0);
     ck_assert_int_eq(cm_config_scheme(&cfg, "ANY")->stay_n, 0);
@@ -167,7 +171,11 @@ START_TEST(test_every_key) {
                           "\n"
                           "[http]\n"
                           "listen = 0.0.0.0\n"
-                          "port = 0\n"),
+                          "port = 0\n"
+                          "refresh_ms = 250\n"
+                          "max_connections = 3\n"
+                          "request_timeout_ms = 1500\n"
+                          "metrics_cohort_months = 6\n"),
                      0);
     ck_assert_int_eq(cfg.reorder_window_days, 45);
     ck_assert_int_eq(cfg.batch_size, 500);
@@ -197,6 +205,10 @@ START_TEST(test_every_key) {
     ck_assert_int_eq(cfg.command_timeout_ms, 250);
     ck_assert_str_eq(cfg.http_listen, "0.0.0.0");
     ck_assert_int_eq(cfg.http_port, 0);
+    ck_assert_int_eq(cfg.http_refresh_ms, 250);
+    ck_assert_int_eq(cfg.http_max_connections, 3);
+    ck_assert_int_eq(cfg.http_request_timeout_ms, 1500);
+    ck_assert_int_eq(cfg.http_metrics_cohort_months, 6);
 }
 END_TEST
 
@@ -481,6 +493,22 @@ START_TEST(test_error_out_of_range) {
                "F:2: [http] listen: not an IPv4 or IPv6 address: \"not an address\"");
     ASSERT_ERR("[http]\nlisten = localhost\n", -EINVAL,
                "F:2: [http] listen: not an IPv4 or IPv6 address: \"localhost\"");
+    ASSERT_ERR("[http]\nrefresh_ms = 99\n", -ERANGE,
+               "F:2: [http] refresh_ms: out of range 100..3600000: \"99\"");
+    ASSERT_ERR("[http]\nrefresh_ms = 5s\n", -EINVAL,
+               "F:2: [http] refresh_ms: not an integer: \"5s\"");
+    ASSERT_ERR("[http]\nmax_connections = 0\n", -ERANGE,
+               "F:2: [http] max_connections: out of range 1..10000: \"0\"");
+    ASSERT_ERR("[http]\nmax_connections = 10001\n", -ERANGE,
+               "F:2: [http] max_connections: out of range 1..10000: \"10001\"");
+    ASSERT_ERR("[http]\nrequest_timeout_ms = 3600001\n", -ERANGE,
+               "F:2: [http] request_timeout_ms: out of range 100..3600000: \"3600001\"");
+    ASSERT_ERR("[http]\nmetrics_cohort_months = 0\n", -ERANGE,
+               "F:2: [http] metrics_cohort_months: out of range 1..1200: \"0\"");
+    ASSERT_ERR("[http]\nmetrics_cohort_months = 1201\n", -ERANGE,
+               "F:2: [http] metrics_cohort_months: out of range 1..1200: \"1201\"");
+    ASSERT_ERR("[http]\nrefresh_ms = 1000\nrefresh_ms = 2000\n", -EINVAL,
+               "F:3: [http] refresh_ms: duplicate key (first at line 2)");
     ASSERT_ERR("[scheme A]\ngrace_days = -1\n", -ERANGE,
                "F:2: [scheme A] grace_days: out of range 0..3650: \"-1\"");
 }

@@ -51,8 +51,12 @@ struct cm_config {
     int command_timeout_ms; /* default 5000 */
 
     /* [http] */
-    char *http_listen; /* default "127.0.0.1" */
-    int http_port;     /* default 9464 (0 disables) */
+    char *http_listen;         /* default "127.0.0.1" */
+    int http_port;             /* default 9464 (0 disables) */
+    int http_refresh_ms;       /* figures read from Redis every this, default 5000 */
+    int http_max_connections;  /* connections served at once, default 64 */
+    int http_request_timeout_ms; /* a request must arrive within this, default 10000 */
+    int http_metrics_cohort_months; /* cohort months on /metrics, default 24 */
 
     /* [scheme ID] sections, in file order; [scheme *] in scheme_default */
     struct cm_scheme_conf *schemes;
