@@ -46,8 +46,9 @@ static int send_error(struct evhttp_request *req, int code, const char *reason, 
 {
     struct evbuffer *b = evbuffer_new();
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    if (!b || evbuffer_add_printf(b, "{\"error\":\"%s\"}\n", msg) < 0 ||
-        evhttp_add_header(h, "Content-Type", "application/json") < 0) {
+    if (!b || evbuffer_add_printf(b, "{\"error\": \"%s\", \"status\": %d}\n", msg, code) < 0 ||
+        evhttp_add_header(h, "Content-Type", "application/json") < 0 ||
+        evhttp_add_header(h, "Cache-Control", "no-store") < 0) {
         if (b)
             evbuffer_free(b);
         evhttp_send_error(req, HTTP_INTERNAL, NULL);

@@ -16,6 +16,9 @@
     'entries_while_present', 'entries_without_permit', 'unknown_permit', 'late_admin_events'];
   var PART_COLS = ['partition', 'assigned', 'owner', 'position', 'stored_position', 'high',
     'high_watermark', 'lag'];
+  var STATUS_FIRST = ['ready', 'phase', 'redis.connected', 'redis.read_side_connected',
+    'redis.error', 'kafka.topic_known', 'lag', 'assigned_partitions', 'figures.read',
+    'figures.as_of', 'figures.read_at_ms', 'figures.last_error', 'figures.last_error_at_ms'];
   var SVG = 'http://www.w3.org/2000/svg';
   var DEFAULT_REFRESH_MS = 5000, MIN_REFRESH_MS = 1000, MAX_REFRESH_MS = 300000;
   var FETCH_TIMEOUT_MS = 4000;
@@ -190,6 +193,7 @@
   function fmtScalar(k, v) {
     if (v === null) return '-';
     if (typeof v === 'boolean') return v ? 'yes' : 'no';
+    if (isNum(v) && /_at_ms$/.test(k) && v > 1e11) return fmtInstant(Math.floor(v / 1000));
     if (isNum(v) && /(_at|_time|as_of)$/.test(k) && v > 1e8) return fmtInstant(v);
     return String(v);
   }
@@ -199,19 +203,29 @@
   function renderStatus(st) {
     var meta = $('status-meta');
     clear(meta);
-    var parts = null;
+    var parts = null, items = [];
     Object.keys(st).forEach(function (k) {
       var v = st[k];
       if (k === 'partitions' && Array.isArray(v)) { parts = v; return; }
       if (scalar(v)) {
-        meta.appendChild(kv(k, k, v));
+        items.push([k, k, v]);
       } else if (isObj(v)) {
         Object.keys(v).forEach(function (k2) {
-          if (scalar(v[k2])) meta.appendChild(kv(k + '.' + k2, k2, v[k2]));
+          if (scalar(v[k2])) items.push([k + '.' + k2, k + ' ' + k2, v[k2]]);
         });
       }
     });
-    if (isNum(st.refresh_ms)) setRefresh(st.refresh_ms);
+    // What an operator looks for first, then the rest in the API's order.
+    items.sort(function (a, b) {
+      var ia = STATUS_FIRST.indexOf(a[0]), ib = STATUS_FIRST.indexOf(b[0]);
+      ia = ia < 0 ? STATUS_FIRST.length : ia;
+      ib = ib < 0 ? STATUS_FIRST.length : ib;
+      return ia - ib || items.indexOf(a) - items.indexOf(b);
+    });
+    items.forEach(function (it) { meta.appendChild(kv(it[0], it[1], it[2])); });
+    var rms = isNum(st.refresh_ms) ? st.refresh_ms
+      : isObj(st.figures) && isNum(st.figures.refresh_ms) ? st.figures.refresh_ms : null;
+    if (rms !== null) setRefresh(rms);
     var table = $('partitions');
     clear(table.tHead);
     clear(table.tBodies[0]);
