@@ -369,8 +369,8 @@ static void resp_free(struct resp *r)
     memset(r, 0, sizeof(*r));
 }
 
-/* GET path from circmond (Connection: close), whole answer within 10 s. */
-static struct resp http_get(const char *path)
+/* method path to circmond (Connection: close), whole answer within 10 s. */
+static struct resp http_req(const char *method, const char *path)
 {
     struct resp r = {0};
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)http_port),
@@ -384,13 +384,14 @@ static struct resp http_get(const char *path)
     ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "connect to port %d: %s",
                   http_port, strerror(errno));
     int n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", path,
-                     http_port);
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 0\r\n"
+                     "Connection: close\r\n\r\n",
+                     method, path, http_port);
     ck_assert_int_eq(write(fd, req, (size_t)n), n);
     for (;;) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         int left = (int)((end - now_s()) * 1000);
-        ck_assert_msg(left > 0 && poll(&pfd, 1, left) > 0, "GET %s: no full answer in 10 s", path);
+        ck_assert_msg(left > 0 && poll(&pfd, 1, left) > 0, "%s %s: no full answer in 10 s", method, path);
         if (len + 4096 > cap) {
             ck_assert_uint_lt(cap, 64u << 20);
             cap *= 2;
@@ -406,7 +407,7 @@ static struct resp http_get(const char *path)
     close(fd);
     buf[len] = '\0';
     char *sep = strstr(buf, "\r\n\r\n");
-    ck_assert_msg(sep != NULL, "GET %s: no end of headers", path);
+    ck_assert_msg(sep != NULL, "%s %s: no end of headers", method, path);
     *sep = '\0';
     ck_assert_int_eq(sscanf(buf, "HTTP/1.%*d %d", &r.status), 1);
     r.head = strdup(buf);
@@ -436,6 +437,11 @@ static int header(const char *head, const char *name, char *out, size_t n)
         }
     }
     return 0;
+}
+
+static struct resp http_get(const char *path)
+{
+    return http_req("GET", path);
 }
 
 static json_t *get_json(const char *path)
@@ -754,6 +760,13 @@ START_TEST(page_headers)
     struct resp r = http_get("/page.missing");
     ck_assert_int_eq(r.status, 404);
     resp_free(&r);
+    /* Read-only: another method is refused, with the methods it takes. */
+    char v[64];
+    r = http_req("POST", "/");
+    ck_assert_int_eq(r.status, 405);
+    ck_assert_msg(header(r.head, "Allow", v, sizeof(v)) && !strcmp(v, "GET, HEAD"), "Allow '%s'",
+                  v);
+    resp_free(&r);
     teardown();
 }
 END_TEST
@@ -768,7 +781,7 @@ START_TEST(page_in_chromium)
     in_dir("dom.html", dom_path, sizeof(dom_path));
     chromium(url, 1280, 800, "--dump-dom", dom_path);
     char *dom = slurp(dom_path, NULL);
-    char v[64];
+    char v[64] = "";
     const char *body = strstr(dom, "<body");
     ck_assert_msg(body != NULL, "no body in the DOM (%s)", dom_path);
     ck_assert_msg(attr(body, "data-state", v, sizeof(v)) && !strcmp(v, "loaded"),
