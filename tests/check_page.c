@@ -641,6 +641,10 @@ static void chromium(const char *url, int w, int h, const char *extra, const cha
     int st = wait_pid(pid, CHROMIUM_TIMEOUT_S);
     kill(-pid, SIGKILL); /* what it left in its group */
     kill_profile_procs();
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", profile); /* tens of MB each */
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", profile);
     profile[0] = '\0';
     ck_assert_msg(st >= 0, "chromium did not finish in %d s (see %s)", CHROMIUM_TIMEOUT_S, log);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "chromium failed (status %d, see %s)",
