@@ -736,12 +736,21 @@ START_TEST(page_headers)
     setup();
     daemon_up();
     static const struct {
-        const char *path, *type;
-    } files[] = {{"/", "text/html"}, {"/page.js", "text/javascript"}, {"/page.css", "text/css"}};
+        const char *path, *type, *file;
+    } files[] = {{"/", "text/html", "index.html"},
+                 {"/page.js", "text/javascript", "page.js"},
+                 {"/page.css", "text/css", "page.css"}};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        char v[512];
+        char v[512] = "", src[600];
+        size_t src_len;
         struct resp r = http_get(files[i].path);
         ck_assert_msg(r.status == 200, "GET %s: %d", files[i].path, r.status);
+        /* Served byte for byte as in daemon/page/. */
+        snprintf(src, sizeof(src), "%s/daemon/page/%s", top(), files[i].file);
+        char *want = slurp(src, &src_len);
+        ck_assert_msg(r.body_len == src_len && !memcmp(r.body, want, src_len),
+                      "GET %s: not the bytes of %s", files[i].path, src);
+        free(want);
         ck_assert_msg(header(r.head, "Content-Type", v, sizeof(v)) &&
                           !strncmp(v, files[i].type, strlen(files[i].type)),
                       "GET %s: Content-Type '%s'", files[i].path, v);
@@ -765,7 +774,7 @@ START_TEST(page_headers)
     ck_assert_int_eq(r.status, 404);
     resp_free(&r);
     /* Read-only: another method is refused, with the methods it takes. */
-    char v[64];
+    char v[64] = "";
     r = http_req("POST", "/");
     ck_assert_int_eq(r.status, 405);
     ck_assert_msg(header(r.head, "Allow", v, sizeof(v)) && !strcmp(v, "GET, HEAD"), "Allow '%s'",
