@@ -14,8 +14,9 @@
     return_compliance_rate: 'returned', reentry_rate: 'reentry rate' };
   var DQ = ['invalid', 'duplicates', 'too_late', 'out_of_order', 'exits_without_entry',
     'entries_while_present', 'entries_without_permit', 'unknown_permit', 'late_admin_events'];
-  var PART_COLS = ['partition', 'assigned', 'owner', 'position', 'stored_position', 'high',
-    'high_watermark', 'lag'];
+  // Lag right after the partition: the figure to see first, also on a phone.
+  var PART_COLS = ['partition', 'lag', 'assigned', 'owner', 'position', 'stored_position', 'high',
+    'high_watermark'];
   var STATUS_FIRST = ['ready', 'phase', 'redis.connected', 'redis.read_side_connected',
     'redis.error', 'kafka.topic_known', 'lag', 'assigned_partitions', 'figures.read',
     'figures.as_of', 'figures.read_at_ms', 'figures.last_error', 'figures.last_error_at_ms'];
@@ -257,7 +258,9 @@
   }
   function kv(key, label, v) {
     var d = el('span', { 'class': 'kvitem' });
-    d.appendChild(el('span', { 'class': 'k' }, label.replace(/_/g, ' ')));
+    // An instant in ms is shown as a date (or '-'): its label loses the unit.
+    var shown = /_at_ms$/.test(label) ? label.replace(/_ms$/, '') : label;
+    d.appendChild(el('span', { 'class': 'k' }, shown.replace(/_/g, ' ')));
     var cls = v === true ? 'ok' : v === false ? 'bad' : '';
     d.appendChild(el('span', { 'class': 'v ' + cls, 'data-status': key }, fmtScalar(label, v)));
     return d;
