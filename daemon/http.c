@@ -32,7 +32,7 @@ struct http_conn {
     struct http_conn *next;
     struct bufferevent *bev;
     int64_t since_ms; /* accepted, or last request answered (monotonic) */
-    int live;         /* evhttp still serves it */
+    int live;         /* counted against max_connections until evhttp frees it */
     int refused;      /* over max_connections: closed at the first sweep */
 };
 
@@ -55,6 +55,7 @@ static void sweep(struct cmd_http *h, int all)
     while (*pp) {
         struct http_conn *c = *pp;
         if (all || bev_freed(c->bev)) {
+            cm_log_debug("http: connection %p closed (%d open)", (void *)c->bev, h->n_conns - c->live);
             *pp = c->next;
             if (c->live)
                 h->n_conns--;
@@ -99,13 +100,16 @@ static struct bufferevent *on_bev(struct event_base *base, void *arg)
     bufferevent_incref(bev);
     c->bev = bev;
     c->since_ms = cm_clock_ms();
-    c->live = 1;
     if (h->n_conns >= h->d->cfg->http_max_connections) {
-        c->refused = 1;
+        c->refused = 1; /* not counted: it goes at the next sweep */
         h->conns_refused++;
         event_active(h->sweep_now, 0, 0);
+    } else {
+        c->live = 1;
+        h->n_conns++;
     }
-    h->n_conns++;
+    cm_log_debug("http: connection %p accepted (%d open%s)", (void *)bev, h->n_conns,
+                 c->refused ? ", refused" : "");
     c->next = h->conns;
     h->conns = c;
     if (!evtimer_pending(h->sweep_timer, NULL))
