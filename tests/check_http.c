@@ -733,7 +733,7 @@ START_TEST(test_bad_requests)
     resp_free(&ok);
     snprintf(req, sizeof(req), "GET /no/such/path%s", h);
     expect_error(req, 404);
-    snprintf(req, sizeof(req), "GET /%s", h);
+    snprintf(req, sizeof(req), "GET /v1%s", h); /* GET / is the status page (check_page) */
     expect_error(req, 404);
     snprintf(req, sizeof(req), "POST /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                                "Content-Length: 2\r\n\r\nhi");
