@@ -11,6 +11,8 @@ libevent-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler
 libhiredis-dev libsystemd-dev libinih-dev libjansson-dev
 check libsubunit-dev
 redis-server kcat valgrind bc time
+wrk
+curl
 chromium"
 
 # One dpkg-query for all; packages it has never heard of print nothing.
