@@ -316,7 +316,9 @@ static const char *write_conf(const char *name, const char *group, int batch_siz
             "[circmon]\nbatch_size = %d\nmax_in_flight = %d\nlog_level = info\n"
             "[kafka]\nbrokers = %s\ngroup_id = %s\nrdkafka.session.timeout.ms = 6000\n"
             "[redis]\nhost = 127.0.0.1\nport = %d\ncommand_timeout_ms = 3000\n"
-            "connect_timeout_ms = 1000\n",
+            "connect_timeout_ms = 1000\n"
+            /* no endpoint: two daemons (or another suite) would share port 9464 */
+            "[http]\nport = 0\n",
             batch_size, max_in_flight, brokers, group, redis_port);
     fclose(fp);
     return p;
@@ -899,7 +901,7 @@ START_TEST(test_check_config_forced_kafka_settings)
         fprintf(fp, "[kafka]\n%s\n", bad[i][0]);
         fclose(fp);
         char want[512];
-        snprintf(want, sizeof(want), "%s:15: [kafka] %s", conf, bad[i][1]);
+        snprintf(want, sizeof(want), "%s:17: [kafka] %s", conf, bad[i][1]);
         char *args[] = {"--config", (char *)conf, "--check-config", NULL};
         const char *log = path_in("check.log");
         ck_assert_int_eq(run_bin("circmond", args, NULL, log), 1);

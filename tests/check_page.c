@@ -610,6 +610,11 @@ static void check_partitions(const char *dom, const json_t *st)
         ck_assert_msg(row && row < tb_end, "no row for partition %s", pat);
         const char *end = strstr(row, "</tr>");
         json_object_foreach(p, k, x) {
+            if (json_is_null(x)) { /* e.g. the lag of a partition assigned elsewhere */
+                ck_assert_msg(cell(row, end, k, v, sizeof(v)) && !strcmp(v, "null"),
+                              "partition %zu %s: page '%s', API null", i, k, v);
+                continue;
+            }
             if (!json_is_integer(x))
                 continue;
             ck_assert_msg(cell(row, end, k, v, sizeof(v)), "partition row %zu: no %s", i, k);
