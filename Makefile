@@ -44,6 +44,9 @@ GEN_H   := $(GEN_C:.c=.h)
 LIB_SRC := $(sort $(wildcard lib/*.c)) $(GEN_C)
 
 DAEMON_SRC := $(sort $(wildcard daemon/*.c))
+# The status page's files, embedded into circmond as build/gen/page_assets.c.
+PAGE_FILES := $(sort $(wildcard daemon/page/*.html daemon/page/*.js daemon/page/*.css))
+PAGE_GEN   := $(if $(PAGE_FILES),build/gen/page_assets.c)
 CTL_SRC    := $(wildcard tools/circmonctl.c) $(sort $(wildcard tools/ctl_*.c))
 GEN_SRC    := $(wildcard tools/circmon-gen.c)
 BROKER_SRC := $(wildcard tools/circmon-broker.c)
@@ -108,6 +111,27 @@ build/gen/%.pb-c.c build/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p build/gen
 	$(PROTOC) --c_out=build/gen -Iproto $<
 
+# --- the status page, embedded ---------------------------------------------
+# Each daemon/page/ file becomes a NUL-terminated byte array (od and awk: POSIX
+# tools only), listed in cmd_page_files (daemon/page.h) under its URL path.
+build/gen/page_assets.c: $(PAGE_FILES) Makefile
+	@mkdir -p $(@D)
+	@{ echo '/* page_assets.c - daemon/page/ embedded by the Makefile: generated, do not edit. */'; \
+	  echo '#include "../../daemon/page.h"'; \
+	  i=0; for f in $(PAGE_FILES); do \
+	    echo "static const unsigned char f$$i[] = {"; \
+	    od -An -v -tx1 "$$f" | awk '{ for (i = 1; i <= NF; i++) printf "0x%s,", $$i; print "" }'; \
+	    echo '0x00};'; i=$$((i + 1)); \
+	  done; \
+	  echo 'const struct cmd_page_file cmd_page_files[] = {'; \
+	  i=0; for f in $(PAGE_FILES); do \
+	    echo "    {\"/$${f##*/}\", f$$i, sizeof(f$$i) - 1},"; i=$$((i + 1)); \
+	  done; \
+	  echo '};'; \
+	  echo 'const size_t cmd_page_nfiles = sizeof(cmd_page_files) / sizeof(cmd_page_files[0]);'; \
+	} > $@.tmp && mv $@.tmp $@
+	@echo "embedded $(words $(PAGE_FILES)) page files into $@"
+
 # --- compilation ----------------------------------------------------------
 # Every object waits for the generated headers (order-only): any lib file may
 # include them, and -MMD only knows that after the first compile.
@@ -150,7 +174,7 @@ $(1): $$(call obj,$(2)) $$(LIB)
 	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$(call obj,$(2)) $$(LIB) $$(PC_LIBS) -lm
 endef
-$(eval $(call program,bin/circmond,$(DAEMON_SRC)))
+$(eval $(call program,bin/circmond,$(DAEMON_SRC) $(PAGE_GEN)))
 $(eval $(call program,bin/circmonctl,$(CTL_SRC)))
 $(eval $(call program,bin/circmon-gen,$(GEN_SRC)))
 $(eval $(call program,bin/circmon-broker,$(BROKER_SRC)))

@@ -21,6 +21,7 @@
 #include "circmon/timeutil.h"
 #include "daemon.h"
 #include "http.h"
+#include "page.h"
 #include "readside.h"
 
 /* One connection evhttp accepted. evhttp 2.1 has no hook for a new or a
@@ -294,6 +295,13 @@ static void on_request(struct evhttp_request *req, void *arg)
     h->requests++;
     if (!path || !*path)
         path = "/";
+    size_t page_len; /* the status page (daemon/page.c) */
+    const char *page_type;
+    if (cmd_page_asset(path, &page_len, &page_type)) {
+        cmd_page_serve(req);
+        note_done(h, req);
+        return;
+    }
     static const char *const known[] = {"/healthz",     "/readyz",     "/metrics",
                                         "/v1/indicators", "/v1/schemes", "/v1/status"};
     size_t i;

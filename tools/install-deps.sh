@@ -17,7 +17,8 @@ redis-server kcat valgrind bc time
 clang-14 libclang-rt-14-dev llvm-14
 prometheus
 wrk
-curl"
+curl
+chromium"
 
 # One dpkg-query for all; packages it has never heard of print nothing.
 # shellcheck disable=SC2086
