@@ -8,6 +8,7 @@
 
 #include "daemon.h"
 #include "http.h"
+#include "notify.h"
 
 struct part *cmd_part_get(struct daemon *d, int32_t id)
 {
@@ -112,7 +113,7 @@ static void on_read_back(struct daemon *d, int err, void *ud)
     }
     d->phase = PH_RUNNING;
     cm_log_info("assigned %zu partitions from the positions in Redis", n);
-    sd_notify(0, "READY=1\nSTATUS=running");
+    cmd_notify_ready(d, "ready: consuming the assigned partitions");
     event_active(d->kev, EV_READ, 0);
 }
 
@@ -163,7 +164,7 @@ static void read_positions(struct daemon *d)
         }
         d->phase = PH_RUNNING;
         cm_log_info("assigned 0 partitions: standing by");
-        sd_notify(0, "READY=1\nSTATUS=running, no partitions assigned");
+        cmd_notify_ready(d, "ready: no partitions assigned, standing by");
         return;
     }
     struct pos_req *pr = calloc(1, sizeof(*pr));
@@ -214,7 +215,7 @@ void cmd_resync(struct daemon *d, const char *why)
     if (!d->want)
         return;
     d->phase = PH_SYNCING;
-    sd_notify(0, "STATUS=resynchronising from Redis");
+    cmd_notify_status(d, "resynchronising from the positions in Redis");
     cm_log_info("resynchronising from the positions in Redis (%s)", why);
     int ms = d->resync_backoff_ms;
     d->resync_backoff_ms = ms ? (ms * 2 > RESYNC_BACKOFF_MAX_MS ? RESYNC_BACKOFF_MAX_MS : ms * 2)
@@ -284,7 +285,7 @@ void cmd_on_store(struct cm_store *s, int up, void *ud)
     }
     if (!up) {
         cm_log_warn("%s; partitions paused until Redis is back", cm_store_errstr(s));
-        sd_notify(0, "STATUS=redis unavailable, partitions paused");
+        cmd_notify_redis(d, 0);
         cmd_drop_all(d);
         /* paused also when the outage starts during a resync: the partitions
          * may still be assigned from before it (principle 5) */
@@ -301,6 +302,7 @@ void cmd_on_store(struct cm_store *s, int up, void *ud)
         return;
     }
     cm_log_info("redis connection ready");
+    cmd_notify_redis(d, 1);
     if (d->want && !d->stopping) {
         d->resync_backoff_ms = 0;
         cmd_resync(d, "redis reconnected");
