@@ -21,6 +21,7 @@ struct cmd_notify {
     int stopping;              /* STOPPING=1 sent */
     int redis_down;
     int withheld;              /* the last feed was withheld (logged once) */
+    int stall_ms;              /* the test hook's delay after READY=1, 0: off */
     uint64_t last_ticks, last_polls;
     char status[512];          /* the last STATUS= text sent */
 };
@@ -106,13 +107,12 @@ int cmd_notify_start(struct daemon *d)
     }
     const char *stall = getenv("CIRCMOND_TEST_WATCHDOG_STALL_MS");
     if (stall && *stall) {
-        int ms = atoi(stall);
-        cm_log_warn("test hook: the loop-latency probe stops after %d ms", ms);
+        n->stall_ms = atoi(stall) > 0 ? atoi(stall) : 1;
+        cm_log_warn("test hook: the loop-latency probe stops %d ms after READY=1", n->stall_ms);
         if (!(n->stall_timer = evtimer_new(d->base, on_stall_hook, n))) {
             cm_log_err("out of memory for the stall hook's timer");
             return -ENOMEM;
         }
-        cmd_timer_in(n->stall_timer, ms > 0 ? ms : 1);
     }
     send_status(n, "starting");
     return 0;
@@ -123,6 +123,8 @@ void cmd_notify_ready(struct daemon *d, const char *status)
     struct cmd_notify *n = d->notify;
     if (!n)
         return;
+    if (!n->ready && n->stall_ms)
+        cmd_timer_in(n->stall_timer, n->stall_ms);
     n->ready = 1;
     snprintf(n->status, sizeof(n->status), "%s", status);
     sd_notifyf(0, "READY=1\nSTATUS=%s", n->status);

@@ -10,7 +10,7 @@
  * exists) a turn of the loop is progress: the start-up budgets bound it.
  *
  * Test hook: CIRCMOND_TEST_WATCHDOG_STALL_MS=N stops the loop-latency probe
- * N ms after the start, a loop that no longer makes progress: WATCHDOG=1
+ * N ms after the first READY=1, a loop that no longer makes progress: WATCHDOG=1
  * then stops. All functions run on the loop's thread. */
 #ifndef CIRCMOND_NOTIFY_H
 #define CIRCMOND_NOTIFY_H
