@@ -62,7 +62,7 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (!n->withheld) {
-        cm_log_err("watchdog: the loop made no progress for %.1f s (loop probe or consumer"
+        cm_log_ev(CM_LOG_ERROR, CM_LOGID_WATCHDOG, NULL, 0, "watchdog: the loop made no progress for %.1f s (loop probe or consumer"
                    " polls stopped); WATCHDOG=1 withheld",
                    (double)n->wd_usec / 2e6);
         send_status(n, "stalled: the loop makes no progress, watchdog not fed");

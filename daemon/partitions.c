@@ -233,7 +233,11 @@ void cmd_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     struct daemon *d = opaque;
     cmd_http_rebalance(d);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        cm_log_info("group assigned %d partitions", parts->cnt);
+        char sn[16];
+        snprintf(sn, sizeof(sn), "%d", parts->cnt);
+        const struct cm_log_field f[] = {{"CIRCMON_PARTITIONS", sn}, {"CIRCMON_REBALANCE", "assign"}};
+        cm_log_ev(CM_LOG_INFO, CM_LOGID_REBALANCE, f, NELEM(f), "group assigned %d partitions",
+                  parts->cnt);
         cmd_drop_all(d);
         if (d->want)
             rd_kafka_topic_partition_list_destroy(d->want);
@@ -252,10 +256,17 @@ void cmd_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         read_positions(d); /* assigns when the positions arrive */
         return;
     }
+    char sn[16];
+    snprintf(sn, sizeof(sn), "%d", parts->cnt);
+    const struct cm_log_field f[] = {
+        {"CIRCMON_PARTITIONS", sn},
+        {"CIRCMON_REBALANCE", err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS ? "revoke" : "error"}};
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
-        cm_log_info("group revoked %d partitions", parts->cnt);
+        cm_log_ev(CM_LOG_INFO, CM_LOGID_REBALANCE, f, NELEM(f), "group revoked %d partitions",
+                  parts->cnt);
     else
-        cm_log_warn("rebalance error: %s", rd_kafka_err2str(err));
+        cm_log_ev(CM_LOG_WARNING, CM_LOGID_REBALANCE, f, NELEM(f), "rebalance error: %s",
+                  rd_kafka_err2str(err));
     /* In-flight applies are abandoned: the next owner's CAS settles them.
      * Dead letters in flight land before the next owner reads them back. */
     cmd_drop_all(d);
@@ -284,7 +295,8 @@ void cmd_on_store(struct cm_store *s, int up, void *ud)
         return;
     }
     if (!up) {
-        cm_log_warn("%s; partitions paused until Redis is back", cm_store_errstr(s));
+        cm_log_ev(CM_LOG_WARNING, CM_LOGID_REDIS_DOWN, NULL, 0,
+                  "%s; partitions paused until Redis is back", cm_store_errstr(s));
         cmd_notify_redis(d, 0);
         cmd_drop_all(d);
         /* paused also when the outage starts during a resync: the partitions
@@ -301,7 +313,7 @@ void cmd_on_store(struct cm_store *s, int up, void *ud)
             cmd_maybe_finish_stop(d);
         return;
     }
-    cm_log_info("redis connection ready");
+    cm_log_ev(CM_LOG_INFO, CM_LOGID_REDIS_UP, NULL, 0, "redis connection ready");
     cmd_notify_redis(d, 1);
     if (d->want && !d->stopping) {
         d->resync_backoff_ms = 0;

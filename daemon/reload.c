@@ -201,12 +201,13 @@ int cmd_reload(struct daemon *d)
         goto out;
     }
     if ((rc = cm_config_load(nc, path, err, sizeof(err))) < 0) {
-        cm_log_err("reload refused: %s; the configuration stays as it was", err);
+        cm_log_ev(CM_LOG_ERROR, CM_LOGID_RELOAD, NULL, 0,
+                  "reload refused: %s; the configuration stays as it was", err);
         rc = -EINVAL;
         goto out;
     }
     if ((rc = cmd_reload_check(c, nc, err, sizeof(err))) < 0) {
-        cm_log_err("reload refused: %s in %s: the stored state was folded with the running"
+        cm_log_ev(CM_LOG_ERROR, CM_LOGID_RELOAD, NULL, 0, "reload refused: %s in %s: the stored state was folded with the running"
                    " value (restart after a rebuild, see circmond(8)); the configuration stays"
                    " as it was",
                    err, path);
@@ -215,7 +216,7 @@ int cmd_reload(struct daemon *d)
     warn_restart_keys(c, nc);
     for (size_t i = 0; i < NELEM(hooks); i++)
         hooks[i](d, nc);
-    cm_log_info("reload: %s applied", path);
+    cm_log_ev(CM_LOG_INFO, CM_LOGID_RELOAD, NULL, 0, "reload: %s applied", path);
     rc = 0;
 out:
     if (nc) {

@@ -7,6 +7,7 @@
  * a message or a condition with a deadline, never a fixed sleep; the only
  * timed window is the one that checks the watchdog stays silent. */
 #include <check.h>
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -20,7 +21,10 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#include "circmon/log.h"
 
 static char dir[200];
 static pid_t pids[16];
@@ -320,7 +324,8 @@ START_TEST(test_notify_sequence)
     ck_assert_int_gt(w2, w1);
     ck_assert(file_has(log, "info: "));
 
-    /* the same file with log_level = warning */
+    /* the same file with log_level = warning, and a password (restart-only) */
+    write_conf(conf, "", "[redis]\npassword = s3cr3t-XYZ\n");
     char cmd[700];
     snprintf(cmd, sizeof(cmd), "sed -i 's/^log_level = info/log_level = warning/' '%s'", conf);
     ck_assert_int_eq(system(cmd), 0);
@@ -331,6 +336,8 @@ START_TEST(test_notify_sequence)
     int r2 = expect("READY=1", 10, d);
     ck_assert_int_gt(r2, rl);
     ck_assert(!file_has(log, "reload refused"));
+    ck_assert(file_has(log, "[redis] password changed: takes effect at the next start"));
+    ck_assert_msg(!file_has(log, "s3cr3t"), "a secret reached the log");
 
     ck_assert_int_eq(kill(d, SIGTERM), 0);
     int sp = expect("STOPPING=1", 30, d);
@@ -424,12 +431,89 @@ START_TEST(test_reload_refused)
 }
 END_TEST
 
+/* ------------------------------------------------------------ journald */
+
+static char jbuf[16][600];
+static int jn, jcalls;
+
+static int capture(const struct iovec *iov, int n)
+{
+    jcalls++;
+    jn = 0;
+    for (int i = 0; i < n && i < 16; i++, jn++)
+        snprintf(jbuf[i], sizeof(jbuf[i]), "%.*s", (int)iov[i].iov_len, (const char *)iov[i].iov_base);
+    return 0;
+}
+
+static int jhas(const char *field)
+{
+    for (int i = 0; i < jn; i++)
+        if (!strcmp(jbuf[i], field))
+            return 1;
+    return 0;
+}
+
+/* stderr is the journal when JOURNAL_STREAM names it: entries carry
+ * PRIORITY (syslog's), MESSAGE_ID and the fields; otherwise the line. */
+START_TEST(test_journal_fields)
+{
+    struct stat sb;
+    char js[64], mid[64];
+    const char *t = getenv("TMPDIR");
+    snprintf(dir, sizeof(dir), "%s/check_systemd.XXXXXX", t && *t ? t : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char err[300];
+    snprintf(err, sizeof(err), "%s/stderr", dir);
+    int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+    close(fd);
+    ck_assert_int_eq(fstat(STDERR_FILENO, &sb), 0);
+    snprintf(js, sizeof(js), "%ju:%ju", (uintmax_t)sb.st_dev, (uintmax_t)sb.st_ino);
+    setenv("JOURNAL_STREAM", js, 1);
+    cm_log_set_journal_sink(capture);
+    cm_log_set_ident("circmond");
+    ck_assert_int_eq(cm_log_detect_journal(), 1);
+    const struct cm_log_field f[] = {{"CIRCMON_PARTITION", "3"}, {"CIRCMON_SCHEME", NULL}};
+    cm_log_ev(CM_LOG_WARNING, CM_LOGID_REDIS_DOWN, f, 2, "redis %s", "down");
+    ck_assert_int_eq(jcalls, 1);
+    ck_assert(jhas("MESSAGE=redis down"));
+    ck_assert(jhas("PRIORITY=4"));
+    ck_assert(jhas("SYSLOG_IDENTIFIER=circmond"));
+    ck_assert(jhas("CIRCMON_PARTITION=3"));
+    snprintf(mid, sizeof(mid), "MESSAGE_ID=%s", cm_log_id_str(CM_LOGID_REDIS_DOWN));
+    ck_assert(jhas(mid));
+    ck_assert_uint_eq(strlen(cm_log_id_str(CM_LOGID_REDIS_DOWN)), 32);
+    cm_log_err("plain");
+    ck_assert_int_eq(jcalls, 2);
+    ck_assert(jhas("PRIORITY=3"));
+    ck_assert(!jhas(mid));
+    /* the ids differ from each other */
+    for (int a = 1; a < CM_LOGID_COUNT; a++)
+        for (int b = a + 1; b < CM_LOGID_COUNT; b++)
+            ck_assert_str_ne(cm_log_id_str((enum cm_log_id)a), cm_log_id_str((enum cm_log_id)b));
+    /* another stream: lines on stderr, the journal untouched */
+    snprintf(js, sizeof(js), "%ju:%ju", (uintmax_t)sb.st_dev, (uintmax_t)sb.st_ino + 1);
+    setenv("JOURNAL_STREAM", js, 1);
+    ck_assert_int_eq(cm_log_detect_journal(), 0);
+    cm_log_ev(CM_LOG_WARNING, CM_LOGID_REDIS_UP, f, 1, "back");
+    ck_assert_int_eq(jcalls, 2);
+    ck_assert(file_has(err, "circmond["));
+    ck_assert(file_has(err, "]: warning: back"));
+    unsetenv("JOURNAL_STREAM");
+    cm_log_set_journal_sink(NULL);
+    snprintf(err, sizeof(err), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(err), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("systemd");
     TCase *tc = tcase_create("notify");
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_journal_fields);
     tcase_add_test(tc, test_notify_sequence);
     tcase_add_test(tc, test_watchdog_stall);
     tcase_add_test(tc, test_reload_refused);
