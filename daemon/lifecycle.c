@@ -439,6 +439,7 @@ int cmd_run(struct cm_config *cfg)
     cmd_timer_in(d->stats_timer, STATS_S * 1000);
     cmd_timer_in(d->poll_timer, POLL_TICK_MS);
     d->last_stats_us = cm_clock_us();
+    d->last_poll_us = d->last_stats_us; /* the watchdog counts from here */
     d->loop_due_us = cm_clock_us() + LOOP_TICK_MS * 1000;
     cmd_timer_in(d->loop_timer, LOOP_TICK_MS);
     event_active(d->kev, EV_READ, 0);

@@ -55,8 +55,10 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (progressing(n)) {
-        if (n->withheld)
+        if (n->withheld) {
             cm_log_info("watchdog: the loop makes progress again");
+            send_status(n, "running: the loop makes progress again");
+        }
         n->withheld = 0;
         sd_notify(0, "WATCHDOG=1");
         return;
