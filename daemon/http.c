@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -31,8 +33,9 @@ struct http_conn {
     struct http_conn *next;
     struct bufferevent *bev;
     int64_t since_ms; /* accepted, or last request answered (monotonic) */
-    int live;         /* evhttp still serves it */
+    int live;         /* counted against max_connections until evhttp frees it */
     int refused;      /* over max_connections: closed at the first sweep */
+    int fresh;        /* its socket not yet tuned */
 };
 
 /* ------------------------------------------------------------ connections */
@@ -54,6 +57,7 @@ static void sweep(struct cmd_http *h, int all)
     while (*pp) {
         struct http_conn *c = *pp;
         if (all || bev_freed(c->bev)) {
+            cm_log_debug("http: connection %p closed (%d open)", (void *)c->bev, h->n_conns - c->live);
             *pp = c->next;
             if (c->live)
                 h->n_conns--;
@@ -63,6 +67,14 @@ static void sweep(struct cmd_http *h, int all)
             continue;
         }
         evutil_socket_t fd = bufferevent_getfd(c->bev);
+        if (fd >= 0 && c->fresh) {
+            /* the head and the body go out in separate writes: without
+             * this, Nagle and the client's delayed ACK hold the body 40 ms */
+            int one = 1;
+            c->fresh = 0;
+            if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+                cm_log_debug("http: TCP_NODELAY: %s", strerror(errno));
+        }
         if (fd >= 0 && (c->refused || now - c->since_ms > limit)) {
             /* evhttp sees the end of the stream and frees the connection;
              * the next sweep lets it go */
@@ -97,14 +109,18 @@ static struct bufferevent *on_bev(struct event_base *base, void *arg)
     }
     bufferevent_incref(bev);
     c->bev = bev;
+    c->fresh = 1;
     c->since_ms = cm_clock_ms();
-    c->live = 1;
+    event_active(h->sweep_now, 0, 0); /* runs once evhttp has set the socket */
     if (h->n_conns >= h->d->cfg->http_max_connections) {
-        c->refused = 1;
+        c->refused = 1; /* not counted: it goes at the next sweep */
         h->conns_refused++;
-        event_active(h->sweep_now, 0, 0);
+    } else {
+        c->live = 1;
+        h->n_conns++;
     }
-    h->n_conns++;
+    cm_log_debug("http: connection %p accepted (%d open%s)", (void *)bev, h->n_conns,
+                 c->refused ? ", refused" : "");
     c->next = h->conns;
     h->conns = c;
     if (!evtimer_pending(h->sweep_timer, NULL))

@@ -104,9 +104,10 @@ json_t *cmd_http_status_json(struct daemon *d)
         }
     }
     json_t *figs = json_pack(
-        "{s:o, s:o, s:o, s:o, s:s?, s:o}", "read", json_boolean(f != NULL), "as_of",
+        "{s:o, s:o, s:o, s:o, s:o, s:s?, s:o}", "read", json_boolean(f != NULL), "as_of",
         f ? json_integer(f->as_of) : json_null(), "read_at_ms",
-        f ? json_integer(f->read_at_ms) : json_null(), "refresh_ms",
+        f ? json_integer(f->read_at_ms) : json_null(), "read_started_at_ms",
+        f ? json_integer(f->read_at_ms - f->took_us / 1000 - 1) : json_null(), "refresh_ms",
         json_integer(d->cfg->http_refresh_ms), "last_error", rerr && *rerr ? rerr : NULL,
         "last_error_at_ms", rerr && *rerr ? json_integer(err_at) : json_null());
     json_t *j = json_pack(

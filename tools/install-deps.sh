@@ -10,7 +10,10 @@ PKGS="build-essential pkg-config
 libevent-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler
 libhiredis-dev libsystemd-dev libinih-dev libjansson-dev
 check libsubunit-dev
-redis-server kcat valgrind bc time"
+redis-server kcat valgrind bc time
+prometheus
+wrk
+curl"
 
 # One dpkg-query for all; packages it has never heard of print nothing.
 # shellcheck disable=SC2086

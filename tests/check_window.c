@@ -1,0 +1,323 @@
+/* check_window.c - the window of cohorts (lib/window.c), rule by rule from INDICATORS.md section 5. */
+#include <check.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "circmon/window.h"
+#include "cm_test.h"
+
+static json_t *load(const char *text)
+{
+    json_error_t err;
+    json_t *d = json_loads(text, 0, &err);
+    ck_assert_msg(d != NULL, "test document: %s at %d", err.text, err.position);
+    return d;
+}
+
+/* The scheme object id of an indicators document. */
+static json_t *scheme_of(json_t *doc, const char *id)
+{
+    json_t *s = json_object_get(json_object_get(doc, "schemes"), id);
+    ck_assert_msg(s != NULL, "scheme %s missing", id);
+    return s;
+}
+
+/* Months since 1970-01 of y-m, written from section 1. */
+static int32_t MON(int y, int m) { return (int32_t)((y - 1970) * 12 + (m - 1)); }
+
+/* One scheme object: expected departures 1, 2, 4, ... 2^i in the cohort of
+ * 2025-06 + i for i = 0..18 (2025-06 .. 2026-12), each an in-time
+ * departure, so a window's sum names its months. */
+static json_t *powers(void)
+{
+    json_t *s = json_object(), *c = json_object();
+    ck_assert(s && c && !json_object_set_new(s, "by_cohort", c));
+    for (int i = 0; i <= 18; i++) {
+        char key[16];
+        int m = 5 + i; /* June 2025 is month 5 of 2025 counting from 0 */
+        snprintf(key, sizeof(key), "%04d-%02d", 2025 + m / 12, m % 12 + 1);
+        json_t *g = json_pack("{sIsI}", "expected_departures", (json_int_t)1 << i,
+                              "in_time_departures", (json_int_t)1 << i);
+        ck_assert(g && !json_object_set_new(c, key, g));
+    }
+    return s;
+}
+
+/* Sum of 2^i over the cohorts from (y1, m1) to (y2, m2) of powers(). */
+static int64_t psum(int y1, int m1, int y2, int m2)
+{
+    int64_t s = 0;
+    for (int32_t m = MON(y1, m1); m <= MON(y2, m2); m++)
+        if (m >= MON(2025, 6) && m <= MON(2026, 12))
+            s += (int64_t)1 << (m - MON(2025, 6));
+    return s;
+}
+
+/* K = 3 with S in December 2026: 2026-10, 2026-11, 2026-12. */
+START_TEST(test_k3_december)
+{
+    json_t *s = powers();
+    struct cm_window w;
+    ck_assert_int_eq(cm_window_of_scheme(s, D(2026, 12, 15), 3, &w), 0);
+    ck_assert_int_eq(w.first, MON(2026, 10));
+    ck_assert_int_eq(w.last, MON(2026, 12));
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], psum(2026, 10, 2026, 12));
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], (1 << 16) + (1 << 17) + (1 << 18));
+    ck_assert_int_eq(w.c[CM_C_INTIME], w.c[CM_C_EXPECTED]);
+    ck_assert_int_eq(w.c[CM_C_LATE], 0); /* missing counters read 0 */
+    json_decref(s);
+}
+END_TEST
+
+/* The month of dS is the window's last month, to the second. */
+START_TEST(test_month_edges)
+{
+    json_t *s = powers();
+    struct cm_window w;
+    int64_t dec1 = DN(2026, 12, 1) * DAY;
+    ck_assert_int_eq(cm_window_of_scheme(s, dec1 - 1, 3, &w), 0); /* 2026-11-30T23:59:59Z */
+    ck_assert_int_eq(w.last, MON(2026, 11));
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], psum(2026, 9, 2026, 11));
+    ck_assert_int_eq(cm_window_of_scheme(s, dec1, 3, &w), 0);
+    ck_assert_int_eq(w.last, MON(2026, 12));
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], psum(2026, 10, 2026, 12));
+    /* K = 1: the current month alone */
+    ck_assert_int_eq(cm_window_of_scheme(s, dec1, 1, &w), 0);
+    ck_assert_int_eq(w.first, w.last);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], (int64_t)1 << 18);
+    /* K = 12 over a year's end: S in February 2026 -> 2025-03 .. 2026-02 */
+    ck_assert_int_eq(cm_window_of_scheme(s, D(2026, 2, 28), 12, &w), 0);
+    ck_assert_int_eq(w.first, MON(2025, 3));
+    ck_assert_int_eq(w.last, MON(2026, 2));
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], psum(2025, 3, 2026, 2));
+    /* a window before any cohort, and after all of them: empty */
+    ck_assert_int_eq(cm_window_of_scheme(s, D(2025, 5, 31), 12, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 0);
+    ck_assert_int_eq(cm_window_of_scheme(s, D(2028, 1, 1), 12, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 0);
+    /* the largest window holds every cohort */
+    ck_assert_int_eq(cm_window_of_scheme(s, D(2026, 12, 31), CM_WINDOW_MAX_MONTHS, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], ((int64_t)1 << 19) - 1);
+    /* as of the epoch: 1969-11 .. 1970-01 */
+    ck_assert_int_eq(cm_window_of_scheme(s, 0, 3, &w), 0);
+    ck_assert_int_eq(w.first, -2);
+    ck_assert_int_eq(w.last, 0);
+    json_decref(s);
+}
+END_TEST
+
+/* Rates over a window: the formulas of section 4 on the sums, null where
+ * the denominator is 0. */
+START_TEST(test_rates)
+{
+    json_t *s = load("{\"by_cohort\": {"
+                     " \"2026-10\": {\"expected_departures\": 10, \"in_time_departures\": 6,"
+                     "   \"late_departures\": 1, \"in_country_overstays\": 2, \"status_changes\": 1,"
+                     "   \"reentries\": 3, \"overstay_days\": 40, \"no_shows\": 7},"
+                     " \"2026-12\": {\"expected_departures\": 5, \"in_time_departures\": 2,"
+                     "   \"late_departures\": 2, \"status_changes\": 1, \"reentries\": 1,"
+                     "   \"overstay_days\": 5, \"stay_limit_breaches\": 1, \"stay_limit_breach_days\": 4},"
+                     " \"2026-09\": {\"expected_departures\": 100, \"late_departures\": 100}}}");
+    struct cm_window w;
+    double v = -1;
+    ck_assert_int_eq(cm_window_of_scheme(s, D(2026, 12, 15), 3, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 15);
+    ck_assert_int_eq(w.c[CM_C_NOSHOW], 7);
+    ck_assert_int_eq(w.c[CM_C_STATUS], 2);
+    ck_assert_int_eq(w.c[CM_C_BREACHES], 1);
+    ck_assert_int_eq(w.c[CM_C_BREACH_DAYS], 4);
+    ck_assert_int_eq(cm_window_rate(&w, CM_R_OVERSTAY, &v), 1);
+    ck_assert_double_eq_tol(v, 5.0 / 15.0, 1e-15);
+    ck_assert_int_eq(cm_window_rate(&w, CM_R_IN_COUNTRY, &v), 1);
+    ck_assert_double_eq_tol(v, 2.0 / 15.0, 1e-15);
+    ck_assert_int_eq(cm_window_rate(&w, CM_R_RETURN, &v), 1);
+    ck_assert_double_eq_tol(v, 8.0 / 15.0, 1e-15);
+    ck_assert_int_eq(cm_window_rate(&w, CM_R_REENTRY, &v), 1);
+    ck_assert_double_eq_tol(v, 4.0 / 8.0, 1e-15);
+    ck_assert_int_eq(cm_window_rate(&w, CM_R_MEAN_DAYS, &v), 1);
+    ck_assert_double_eq_tol(v, 45.0 / 5.0, 1e-15);
+    /* the rate of the sums, not the mean of the months' rates */
+    ck_assert_int_eq(cm_window_of_scheme(s, D(2026, 11, 15), 3, &w), 0); /* 09 .. 11 */
+    ck_assert_int_eq(cm_window_rate(&w, CM_R_OVERSTAY, &v), 1);
+    ck_assert_double_eq_tol(v, 103.0 / 110.0, 1e-15);
+    /* null rates: one denominator at a time */
+    int64_t c[CM_C__PUBLIC] = {0};
+    v = -1;
+    for (int r = 0; r < CM_R__COUNT; r++)
+        ck_assert_int_eq(cm_rate_of(c, r, &v), 0);
+    ck_assert(v == -1); /* untouched */
+    c[CM_C_EXPECTED] = 4;
+    c[CM_C_STATUS] = 4; /* expected, but no in-time departure and no overstay */
+    ck_assert_int_eq(cm_rate_of(c, CM_R_OVERSTAY, &v), 1);
+    ck_assert(v == 0);
+    ck_assert_int_eq(cm_rate_of(c, CM_R_RETURN, &v), 1);
+    ck_assert(v == 0);
+    ck_assert_int_eq(cm_rate_of(c, CM_R_REENTRY, &v), 0);
+    ck_assert_int_eq(cm_rate_of(c, CM_R_MEAN_DAYS, &v), 0);
+    c[CM_C_INTIME] = 2;
+    ck_assert_int_eq(cm_rate_of(c, CM_R_REENTRY, &v), 1);
+    ck_assert(v == 0);
+    c[CM_C_ICO] = 1;
+    c[CM_C_OVERSTAY_DAYS] = 3;
+    ck_assert_int_eq(cm_rate_of(c, CM_R_MEAN_DAYS, &v), 1);
+    ck_assert(v == 3);
+    ck_assert_int_eq(cm_rate_of(c, CM_R__COUNT, &v), 0);
+    ck_assert_str_eq(cm_rate_name(CM_R_OVERSTAY), "overstay_rate");
+    ck_assert_str_eq(cm_rate_name(CM_R_IN_COUNTRY), "in_country_overstay_rate");
+    ck_assert_str_eq(cm_rate_name(CM_R_RETURN), "return_compliance_rate");
+    ck_assert_str_eq(cm_rate_name(CM_R_REENTRY), "reentry_rate");
+    ck_assert_str_eq(cm_rate_name(CM_R_MEAN_DAYS), "mean_overstay_days");
+    ck_assert_str_eq(cm_rate_name(CM_R__COUNT), "unknown");
+    /* an empty window: every sum 0, every rate null */
+    ck_assert_int_eq(cm_window_of_scheme(s, D(2027, 6, 1), 3, &w), 0);
+    for (int i = 0; i < CM_C__PUBLIC; i++)
+        ck_assert_int_eq(w.c[i], 0);
+    for (int r = 0; r < CM_R__COUNT; r++)
+        ck_assert_int_eq(cm_window_rate(&w, r, &v), 0);
+    json_decref(s);
+    /* a scheme without by_cohort */
+    s = load("{\"present\": 3}");
+    ck_assert_int_eq(cm_window_of_scheme(s, D(2026, 12, 15), 12, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 0);
+    json_decref(s);
+}
+END_TEST
+
+/* Bad arguments and shapes: -EINVAL (or -ERANGE), w untouched. */
+START_TEST(test_bad)
+{
+    static const char *const bad[] = {
+        "[]",
+        "{\"by_cohort\": []}",
+        "{\"by_cohort\": {\"2026-1\": {}}}",
+        "{\"by_cohort\": {\"2026-13\": {}}}",
+        "{\"by_cohort\": {\"december\": {}}}",
+        "{\"by_cohort\": {\"2026-12\": 4}}",
+        "{\"by_cohort\": {\"2026-12\": {\"expected_departures\": 1.0}}}",
+        "{\"by_cohort\": {\"2026-12\": {\"late_departures\": \"2\"}}}",
+        "{\"by_cohort\": {\"2001-01\": {\"no_shows\": null}}}", /* outside the window too */
+    };
+    struct cm_window w, keep;
+    memset(&keep, 0x5a, sizeof(keep));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *s = load(bad[i]);
+        w = keep;
+        ck_assert_msg(cm_window_of_scheme(s, D(2026, 12, 15), 3, &w) == -EINVAL, "bad[%zu]", i);
+        ck_assert(!memcmp(&w, &keep, sizeof(w)));
+        json_decref(s);
+    }
+    json_t *s = load("{\"by_cohort\": {\"2026-12\": {\"expected_departures\": 1}}}");
+    int ks[] = {0, -1, CM_WINDOW_MAX_MONTHS + 1};
+    for (size_t i = 0; i < 3; i++)
+        ck_assert_int_eq(cm_window_of_scheme(s, D(2026, 12, 15), ks[i], &w), -EINVAL);
+    ck_assert_int_eq(cm_window_of_scheme(s, -1, 3, &w), -EINVAL);
+    ck_assert_int_eq(cm_window_of_scheme(s, INT64_C(253402300800), 3, &w), -EINVAL);
+    ck_assert_int_eq(cm_window_of_scheme(s, INT64_C(253402300799), 3, &w), 0);
+    ck_assert_int_eq(cm_window_of_scheme(NULL, D(2026, 12, 15), 3, &w), -EINVAL);
+    json_decref(s);
+    s = load("{\"by_cohort\": {\"2026-11\": {\"overstay_days\": 9223372036854775807},"
+             " \"2026-12\": {\"overstay_days\": 1}}}");
+    w = keep;
+    ck_assert_int_eq(cm_window_of_scheme(s, D(2026, 12, 15), 3, &w), -ERANGE);
+    ck_assert(!memcmp(&w, &keep, sizeof(w)));
+    ck_assert_int_eq(cm_window_of_scheme(s, D(2026, 12, 15), 1, &w), 0); /* December alone */
+    ck_assert_int_eq(w.c[CM_C_OVERSTAY_DAYS], 1);
+    json_decref(s);
+}
+END_TEST
+
+/* The current month's cohort holds only the permits already due as of S:
+ * it grows as the month goes on (the engine's documents). */
+START_TEST(test_current_month_grows)
+{
+    struct fx *f = fx_new(30, "S:0");
+    FEED(f, ev_grant(NULL, "m1", D(2026, 1, 1), "p1", "S", "AAA", D(2026, 1, 1), D(2026, 12, 10)));
+    FEED(f, ev_entry(NULL, "m1", D(2026, 1, 2)));
+    FEED(f, ev_exit(NULL, "m1", D(2026, 12, 9)));
+    FEED(f, ev_grant(NULL, "m2", D(2026, 1, 1), "p2", "S", "AAA", D(2026, 1, 1), D(2026, 12, 20)));
+    FEED(f, ev_entry(NULL, "m2", D(2026, 1, 2)));
+    FEED(f, ev_exit(NULL, "m2", D(2026, 12, 9)));
+    struct cm_window w;
+    double v;
+    json_t *doc = doc_at(f, D(2026, 12, 15)); /* p1 due (E Dec 10 < Dec 15), p2 not yet */
+    ck_assert_int_eq(cm_window_of_scheme(scheme_of(doc, "S"), D(2026, 12, 15), 1, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 1);
+    json_decref(doc);
+    doc = doc_at(f, D(2026, 12, 25));
+    ck_assert_int_eq(cm_window_of_scheme(scheme_of(doc, "S"), D(2026, 12, 25), 1, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 2);
+    ck_assert_int_eq(cm_window_rate(&w, CM_R_RETURN, &v), 1);
+    ck_assert(v == 1);
+    json_decref(doc);
+    /* in January the 3-month window still holds December */
+    doc = doc_at(f, D(2027, 1, 5));
+    ck_assert_int_eq(cm_window_of_scheme(scheme_of(doc, "S"), D(2027, 1, 5), 3, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 2);
+    ck_assert_int_eq(cm_window_of_scheme(scheme_of(doc, "S"), D(2027, 1, 5), 1, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 0);
+    json_decref(doc);
+    fx_free(f);
+}
+END_TEST
+
+/* Stay-limit figures are cohort counters of the month of the day concerned
+ * (section 3): the worked example's 9 breach days, 1-9 June 2014, are all
+ * in a window of June 2014 alone. Over every month the window's sums are
+ * the scheme's totals. */
+START_TEST(test_breaches_and_totals)
+{
+    struct fx *f = fx_new(30, "SH:0:90/180");
+    FEED(f, ev_grant(NULL, "m", D(2013, 8, 1), "p", "SH", "AAA", D(2013, 8, 1), D(2015, 12, 31)));
+    FEED(f, ev_entry(NULL, "m", D(2013, 9, 1)));
+    FEED(f, ev_exit(NULL, "m", D(2013, 9, 30)));
+    FEED(f, ev_entry(NULL, "m", D(2014, 2, 21)));
+    FEED(f, ev_exit(NULL, "m", D(2014, 4, 20)));
+    FEED(f, ev_entry(NULL, "m", D(2014, 5, 1)));
+    FEED(f, ev_exit(NULL, "m", D(2014, 6, 9)));
+    FEED(f, ev_grant(NULL, "n", D(2013, 8, 1), "q", "SH", "BBB", D(2013, 8, 1), D(2014, 3, 31)));
+    FEED(f, ev_entry(NULL, "n", D(2013, 9, 1)));
+    FEED(f, ev_exit(NULL, "n", D(2014, 4, 10))); /* late: overstay days 10; breaches from
+                                                  * 2013-11-30 to its exit */
+    int64_t s = D(2016, 3, 1);
+    json_t *doc = doc_at(f, s);
+    struct cm_window w;
+    /* the window of June 2014 alone (the document's as-of is later: the
+     * window's months are what as_of names) */
+    ck_assert_int_eq(cm_window_of_scheme(scheme_of(doc, "SH"), D(2014, 6, 30), 1, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_BREACHES], 1);
+    ck_assert_int_eq(w.c[CM_C_BREACH_DAYS], 9);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 0);
+    ck_assert_int_eq(cm_window_of_scheme(scheme_of(doc, "SH"), s, CM_WINDOW_MAX_MONTHS, &w), 0);
+    for (int i = 0; i < CM_C__PUBLIC; i++)
+        ck_assert_msg(w.c[i] == jlong(json_object_get(scheme_of(doc, "SH"), CTR_NAMES[i])), "%s: window %ld, totals %ld",
+                      CTR_NAMES[i], (long)w.c[i], jlong(json_object_get(scheme_of(doc, "SH"), CTR_NAMES[i])));
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 2);
+    ck_assert_int_eq(w.c[CM_C_LATE], 1);
+    ck_assert_int_eq(w.c[CM_C_OVERSTAY_DAYS], 10);
+    json_decref(doc);
+    fx_free(f);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("window");
+    TCase *tc = tcase_create("window");
+    tcase_add_test(tc, test_k3_december);
+    tcase_add_test(tc, test_month_edges);
+    tcase_add_test(tc, test_rates);
+    tcase_add_test(tc, test_bad);
+    tcase_add_test(tc, test_current_month_grows);
+    tcase_add_test(tc, test_breaches_and_totals);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
