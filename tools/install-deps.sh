@@ -13,7 +13,8 @@ check libsubunit-dev
 redis-server kcat valgrind bc time
 prometheus
 wrk
-curl"
+curl
+man-db"
 
 # One dpkg-query for all; packages it has never heard of print nothing.
 # shellcheck disable=SC2086
