@@ -19,6 +19,8 @@
  *   partitions.c  assignment, positions, resync, rebalance, Redis up/down
  *   schedule.c    batches: when one starts, its states, fold, apply
  *   deadletter.c  everything about dead letters (deadletter.h)
+ *   http.c, http_api.c, readside.c  the HTTP endpoint and its read side
+ *                 (http.h, readside.h), fed by one-line hooks
  *   notify.c      sd_notify and the watchdog (notify.h)
  *   reload.c      SIGHUP: the configuration re-read and applied (reload.h) */
 #ifndef CIRCMOND_DAEMON_H

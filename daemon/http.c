@@ -374,10 +374,14 @@ int cmd_http_start(struct daemon *d)
     errno = 0;
     h->sock = evhttp_bind_socket_with_handle(h->eh, cfg->http_listen, (ev_uint16_t)cfg->http_port);
     if (!h->sock) {
+        /* The pipeline does not depend on the endpoint: fold on without it
+         * (and say so loudly) rather than stop the figures over a port. */
         int e = errno ? errno : EADDRNOTAVAIL;
-        cm_log_err("http: cannot listen on %s port %d: %s", cfg->http_listen, cfg->http_port,
-                   strerror(e));
-        return -e;
+        cm_log_err("http: cannot listen on %s port %d: %s; the HTTP endpoint is off, the "
+                   "pipeline goes on",
+                   cfg->http_listen, cfg->http_port, strerror(e));
+        cmd_http_stop(d);
+        return 0;
     }
     cm_log_info("http endpoint at http://%s%s%s:%d/ (refresh every %d ms)",
                 strchr(cfg->http_listen, ':') ? "[" : "", cfg->http_listen,

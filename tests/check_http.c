@@ -1,8 +1,9 @@
 /* check_http.c - circmond's HTTP endpoint over real sockets, against a real redis-server and circmon-broker.
  *
  * Each test starts its own redis-server (on a unix socket), circmon-broker
- * and bin/circmond with [http] on a port below the ephemeral range (a taken
- * port makes circmond exit with "cannot listen": the test tries another).
+ * and bin/circmond with [http] on a port below the ephemeral range (on a
+ * taken port circmond logs "cannot listen": the test stops it and tries
+ * another).
  * Figures are compared with `circmonctl replay` of the same stream; the
  * limits (slow clients, oversized headers, max_connections) are exercised
  * with raw sockets. Every child gets PR_SET_PDEATHSIG and the teardown kills
@@ -311,11 +312,12 @@ static const char *daemon_start(const char *redis, const char *extra)
         for (;;) {
             if (file_has(log, "http endpoint at"))
                 return conf;
-            if (!alive(daemon_pid)) {
-                forget(daemon_pid);
-                ck_assert_msg(file_has(log, "cannot listen"), "circmond exited (see %s)", log);
-                break; /* the port is taken: another */
+            if (file_has(log, "cannot listen")) { /* the port is taken: another */
+                kill(daemon_pid, SIGKILL);
+                ck_assert_int_ge(wait_pid(daemon_pid, 10), 0);
+                break;
             }
+            ck_assert_msg(alive(daemon_pid), "circmond exited (see %s)", log);
             ck_assert_msg(now_s() < end, "circmond did not open its endpoint (see %s)", log);
             nap_ms(10);
         }
@@ -998,6 +1000,48 @@ START_TEST(test_malformed_aggregate_keeps_last_figures)
 }
 END_TEST
 
+START_TEST(test_taken_port_pipeline_goes_on)
+{
+    setup();
+    /* a port of ours, listening: circmond cannot have it */
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), one = 1, port = 0;
+    ck_assert_int_ge(lfd, 0);
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    unsigned seed = (unsigned)getpid();
+    for (int i = 0; i < 20 && !port; i++) {
+        int p = pick_port(&seed);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        if (bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(lfd, 4) == 0)
+            port = p;
+    }
+    ck_assert_int_gt(port, 0);
+    const char *conf = write_conf(redis_sock, port, "");
+    const char *log = path_in("circmond.log");
+    char path[600];
+    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    char *argv[] = {path, "--config", (char *)conf, "--foreground", NULL};
+    daemon_pid = spawn(argv, NULL, log, NULL);
+    double end = now_s() + 20;
+    while (!file_has(log, "cannot listen")) {
+        ck_assert_msg(alive(daemon_pid), "circmond exited (see %s)", log);
+        ck_assert_msg(now_s() < end, "no word about the taken port (see %s)", log);
+        nap_ms(10);
+    }
+    ck_assert(file_has(log, "the HTTP endpoint is off"));
+    long total;
+    gen_publish(conf, 300, &total);
+    end = now_s() + 60;
+    while (stored_sum(conf) != total) {
+        ck_assert_msg(alive(daemon_pid), "circmond exited (see %s)", log);
+        ck_assert_msg(now_s() < end, "the pipeline did not fold without its endpoint");
+        nap_ms(50);
+    }
+    close(lfd);
+    teardown();
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("http");
@@ -1012,6 +1056,7 @@ static Suite *suite(void)
         {"slow_clients", test_slow_clients, 60},
         {"max_connections", test_max_connections, 60},
         {"malformed_aggregate", test_malformed_aggregate_keeps_last_figures, 120},
+        {"taken_port", test_taken_port_pipeline_goes_on, 90},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);
