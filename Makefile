@@ -18,6 +18,8 @@ DESTDIR ?=
 BINDIR  ?= $(PREFIX)/bin
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR  ?= $(PREFIX)/share/man
+MAN_PAGES := $(wildcard man/*.[158])
 
 LIBS_PC := libevent rdkafka libprotobuf-c hiredis libsystemd inih jansson
 
@@ -330,11 +332,17 @@ install: all
 	    install -d $(DESTDIR)$(UNITDIR) && \
 	    install -m 0644 systemd/circmond.service $(DESTDIR)$(UNITDIR)/; \
 	fi
+	@for m in $(MAN_PAGES); do \
+	    s=$${m##*.}; echo "install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/"; \
+	    install -d $(DESTDIR)$(MANDIR)/man$$s && \
+	    install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/ || exit 1; \
+	done
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGS)))
 	rm -f $(DESTDIR)$(SYSCONFDIR)/circmon/circmond.conf.example
 	rm -f $(DESTDIR)$(UNITDIR)/circmond.service
+	rm -f $(foreach m,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
 
 clean:
 	rm -rf build bin

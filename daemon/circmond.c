@@ -24,7 +24,9 @@ static void usage(FILE *fp)
           "  --check-config   validate the configuration and exit 0 (valid) or 1\n"
           "  --version        print the version and exit\n"
           "\n"
-          "Logs go to standard error. SIGTERM or SIGINT stop it cleanly.\n",
+          "Logs go to standard error (to journald, with fields, when standard error\n"
+          "is the journal). SIGTERM or SIGINT stop it cleanly; SIGHUP reloads the\n"
+          "configuration file. See circmond(8) and circmond.conf(5).\n",
           fp);
 }
 

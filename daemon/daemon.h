@@ -20,7 +20,9 @@
  *   schedule.c    batches: when one starts, its states, fold, apply
  *   deadletter.c  everything about dead letters (deadletter.h)
  *   http.c, http_api.c, readside.c  the HTTP endpoint and its read side
- *                 (http.h, readside.h), fed by one-line hooks */
+ *                 (http.h, readside.h), fed by one-line hooks
+ *   notify.c      sd_notify and the watchdog (notify.h)
+ *   reload.c      SIGHUP: the configuration re-read and applied (reload.h) */
 #ifndef CIRCMOND_DAEMON_H
 #define CIRCMOND_DAEMON_H
 
@@ -97,6 +99,12 @@ enum phase { PH_IDLE, PH_SYNCING, PH_RUNNING };
 
 struct daemon {
     const struct cm_config *cfg;
+    struct cm_config *cfg_rw; /* the same, for reload.c (the daemon owns it) */
+    struct cmd_notify *notify; /* notify.c */
+    struct event *sig_hup;
+    uint64_t loop_ticks, polls; /* the watchdog's progress: probe firings, consumer polls */
+    int64_t last_poll_us;
+    int loop_stalled; /* the watchdog test hook stopped the probe */
     struct event_base *base;
     struct cm_store *st;
     struct cm_decoder *dec;
@@ -156,7 +164,7 @@ struct daemon {
 /* Runs the daemon until SIGTERM/SIGINT. Returns the process exit status:
  * 0 after a clean stop, 1 when a dependency stayed unreachable past the
  * start-up budget or set-up failed (logged). */
-int cmd_run(const struct cm_config *cfg);
+int cmd_run(struct cm_config *cfg);
 
 /* --- lifecycle.c */
 /* Ends the loop once in-flight batches are done and the consumer is closed

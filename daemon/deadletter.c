@@ -189,8 +189,13 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     if (!b)
         return;
     if (m->err) {
-        cm_log_err("dead letter to %s not delivered: %s", rd_kafka_topic_name(m->rkt),
-                   rd_kafka_err2str(m->err));
+        char sp[16];
+        snprintf(sp, sizeof(sp), "%" PRId32, b->part_id);
+        const struct cm_log_field f[] = {{"CIRCMON_PARTITION", sp},
+                                         {"CIRCMON_TOPIC", rd_kafka_topic_name(m->rkt)}};
+        cm_log_ev(CM_LOG_ERROR, CM_LOGID_DEAD_LETTER, f, NELEM(f),
+                  "dead letter to %s not delivered: %s", rd_kafka_topic_name(m->rkt),
+                  rd_kafka_err2str(m->err));
         b->dl.failed++;
     }
     if (--b->dl.pending)
@@ -538,9 +543,13 @@ int cmd_dlq_send(struct batch *b)
                                m->key_len, m->payload, m->len, why, src, m->partition,
                                m->offset, b->p->dl.epoch, b);
         if (e < 0) {
-            cm_log_err("partition %" PRId32 ": dead letter for offset %" PRId64
-                       " not queued: %s",
-                       b->part_id, m->offset, strerror(-e));
+            char sp[16], so[24];
+            snprintf(sp, sizeof(sp), "%" PRId32, b->part_id);
+            snprintf(so, sizeof(so), "%" PRId64, m->offset);
+            const struct cm_log_field f[] = {{"CIRCMON_PARTITION", sp}, {"CIRCMON_OFFSET", so}};
+            cm_log_ev(CM_LOG_ERROR, CM_LOGID_DEAD_LETTER, f, NELEM(f),
+                      "partition %" PRId32 ": dead letter for offset %" PRId64 " not queued: %s",
+                      b->part_id, m->offset, strerror(-e));
             b->dl.failed++;
             break;
         }

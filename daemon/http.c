@@ -495,3 +495,12 @@ void cmd_http_rebalance(struct daemon *d)
     if (d->http)
         d->http->rebalances++;
 }
+
+void cmd_http_reconfigure(struct daemon *d)
+{
+    struct timeval tv;
+    if (!d->http || !d->http->eh)
+        return;
+    cm_clock_tv(d->cfg->http_request_timeout_ms, &tv);
+    evhttp_set_timeout_tv(d->http->eh, &tv);
+}

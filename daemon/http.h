@@ -80,6 +80,11 @@ void cmd_http_redis(struct daemon *d, int up);
 void cmd_http_redis_error(struct daemon *d);
 void cmd_http_rebalance(struct daemon *d);
 
+/* Applies the live [http] limits of d->cfg again after a reload
+ * (request_timeout_ms; max_connections, refresh_ms and
+ * metrics_cohort_months are read where used). Accepts d->http == NULL. */
+void cmd_http_reconfigure(struct daemon *d);
+
 /* Closes the listener and every connection, frees the read side. Accepts
  * d->http == NULL. */
 void cmd_http_stop(struct daemon *d);

@@ -12,6 +12,8 @@
 #include "circmon/names.h"
 #include "daemon.h"
 #include "http.h"
+#include "notify.h"
+#include "reload.h"
 
 /* ------------------------------------------------------------ stats */
 
@@ -43,6 +45,15 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
                     cm_counter_get(d->c_unreadable), nparts, lag,
                     (double)cm_hist_quantile(h, 0.5) / 1000, (double)cm_hist_quantile(h, 0.99) / 1000,
                     (double)h->max / 1000);
+    double eps = dt > 0 ? (double)(folded - d->last_folded) / dt : 0.0;
+    if (cmd_notify_redis_down(d))
+        ; /* STATUS says paused until Redis is back */
+    else if (lag > d->cfg->batch_size)
+        cmd_notify_status(d, "catching up: lag %" PRId64 " events on %d partitions, %.0f events/s",
+                          lag, nparts, eps);
+    else
+        cmd_notify_status(d, "ready: %.0f events/s, %d partitions, lag %" PRId64, eps, nparts,
+                          lag);
     cm_hist_reset(&d->h_loop_line);
     d->last_folded = folded;
     d->last_stats_us = now;
@@ -60,7 +71,27 @@ static void on_loop_timer(evutil_socket_t fd, short what, void *arg)
     cm_hist_observe(d->h_loop, late);
     cm_hist_observe(&d->h_loop_line, late);
     d->loop_due_us = now + LOOP_TICK_MS * 1000;
-    cmd_timer_in(d->loop_timer, LOOP_TICK_MS);
+    d->loop_ticks++;
+    if (!d->loop_stalled)
+        cmd_timer_in(d->loop_timer, LOOP_TICK_MS);
+}
+
+/* The consumer's poll timer, counted for the watchdog. */
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    d->polls++;
+    d->last_poll_us = cm_clock_us();
+    cmd_on_poll_timer(fd, what, arg);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    struct daemon *d = arg;
+    if (!d->stopping)
+        cmd_reload(d); /* logged */
 }
 
 /* The daemon's metrics; 0 or -ENOMEM. */
@@ -160,7 +191,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     cm_log_info("signal %d: stopping", (int)sig);
-    sd_notify(0, "STOPPING=1");
+    cmd_notify_stopping(d);
     d->stopping = 1;
     if (!d->started) {
         d->exit_code = 0;
@@ -269,6 +300,7 @@ static void teardown(struct daemon *d)
     cmd_dlq_drain(d);
     cmd_drop_all(d);
     cmd_http_stop(d);
+    cmd_notify_free(d);
     d->st = cm_store_free(d->st); /* fails pending requests: their batches go */
     while (d->batches)
         cmd_batch_free(d->batches);
@@ -292,7 +324,8 @@ static void teardown(struct daemon *d)
     cmd_dlq_free(d);
     struct event *evs[] = {d->kev,        d->sig_term,    d->sig_int,      d->flush_timer,
                            d->stats_timer, d->poll_timer, d->startup_timer, d->resync_timer,
-                           d->stop_timer, d->close_timer, d->meta_retry, d->loop_timer, d->sched_ev};
+                           d->stop_timer, d->close_timer, d->meta_retry, d->loop_timer, d->sched_ev,
+                           d->sig_hup};
     for (size_t i = 0; i < NELEM(evs); i++)
         if (evs[i])
             event_free(evs[i]);
@@ -325,10 +358,11 @@ static struct event_base *loop_new(void)
     return base;
 }
 
-int cmd_run(const struct cm_config *cfg)
+int cmd_run(struct cm_config *cfg)
 {
     struct daemon dd = {0}, *d = &dd;
     d->cfg = cfg;
+    d->cfg_rw = cfg;
     d->kpipe[0] = d->kpipe[1] = -1;
     size_t cap = (size_t)cfg->batch_size * (size_t)cfg->max_in_flight * 4;
     d->max_buffered = cap < 20000 ? 20000 : cap;
@@ -353,9 +387,10 @@ int cmd_run(const struct cm_config *cfg)
     }
     d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
     d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
+    d->sig_hup = evsignal_new(d->base, SIGHUP, on_hup, d);
     d->flush_timer = event_new(d->base, -1, EV_PERSIST, cmd_on_flush, d);
     d->stats_timer = event_new(d->base, -1, EV_PERSIST, on_stats, d);
-    d->poll_timer = event_new(d->base, -1, EV_PERSIST, cmd_on_poll_timer, d);
+    d->poll_timer = event_new(d->base, -1, EV_PERSIST, on_poll, d);
     d->startup_timer = evtimer_new(d->base, on_startup_timeout, d);
     d->resync_timer = evtimer_new(d->base, cmd_on_resync_timer, d);
     d->stop_timer = evtimer_new(d->base, on_stop_timer, d);
@@ -368,12 +403,13 @@ int cmd_run(const struct cm_config *cfg)
         teardown(d);
         return 1;
     }
-    if (event_add(d->sig_term, NULL) < 0 || event_add(d->sig_int, NULL) < 0) {
-        cm_log_err("cannot catch SIGTERM and SIGINT");
+    if (!d->sig_hup || event_add(d->sig_term, NULL) < 0 || event_add(d->sig_int, NULL) < 0 ||
+        event_add(d->sig_hup, NULL) < 0) {
+        cm_log_err("cannot catch SIGTERM, SIGINT and SIGHUP");
         teardown(d);
         return 1;
     }
-    if (cmd_http_start(d) < 0) { /* logged */
+    if (cmd_notify_start(d) < 0 || cmd_http_start(d) < 0) { /* logged */
         teardown(d);
         return 1;
     }
@@ -424,6 +460,7 @@ int cmd_run(const struct cm_config *cfg)
     cmd_timer_in(d->stats_timer, STATS_S * 1000);
     cmd_timer_in(d->poll_timer, POLL_TICK_MS);
     d->last_stats_us = cm_clock_us();
+    d->last_poll_us = d->last_stats_us; /* the watchdog counts from here */
     d->loop_due_us = cm_clock_us() + LOOP_TICK_MS * 1000;
     cmd_timer_in(d->loop_timer, LOOP_TICK_MS);
     event_active(d->kev, EV_READ, 0);

@@ -8,6 +8,7 @@
 
 #include "daemon.h"
 #include "http.h"
+#include "notify.h"
 
 struct part *cmd_part_get(struct daemon *d, int32_t id)
 {
@@ -112,7 +113,7 @@ static void on_read_back(struct daemon *d, int err, void *ud)
     }
     d->phase = PH_RUNNING;
     cm_log_info("assigned %zu partitions from the positions in Redis", n);
-    sd_notify(0, "READY=1\nSTATUS=running");
+    cmd_notify_ready(d, "ready: consuming the assigned partitions");
     event_active(d->kev, EV_READ, 0);
 }
 
@@ -163,7 +164,7 @@ static void read_positions(struct daemon *d)
         }
         d->phase = PH_RUNNING;
         cm_log_info("assigned 0 partitions: standing by");
-        sd_notify(0, "READY=1\nSTATUS=running, no partitions assigned");
+        cmd_notify_ready(d, "ready: no partitions assigned, standing by");
         return;
     }
     struct pos_req *pr = calloc(1, sizeof(*pr));
@@ -215,7 +216,7 @@ void cmd_resync(struct daemon *d, const char *why)
         return;
     d->phase = PH_SYNCING;
     cm_counter_add(d->c_resyncs, 1);
-    sd_notify(0, "STATUS=resynchronising from Redis");
+    cmd_notify_status(d, "resynchronising from the positions in Redis");
     cm_log_info("resynchronising from the positions in Redis (%s)", why);
     int ms = d->resync_backoff_ms;
     d->resync_backoff_ms = ms ? (ms * 2 > RESYNC_BACKOFF_MAX_MS ? RESYNC_BACKOFF_MAX_MS : ms * 2)
@@ -233,7 +234,11 @@ void cmd_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     struct daemon *d = opaque;
     cmd_http_rebalance(d);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        cm_log_info("group assigned %d partitions", parts->cnt);
+        char sn[16];
+        snprintf(sn, sizeof(sn), "%d", parts->cnt);
+        const struct cm_log_field f[] = {{"CIRCMON_PARTITIONS", sn}, {"CIRCMON_REBALANCE", "assign"}};
+        cm_log_ev(CM_LOG_INFO, CM_LOGID_REBALANCE, f, NELEM(f), "group assigned %d partitions",
+                  parts->cnt);
         cmd_drop_all(d);
         if (d->want)
             rd_kafka_topic_partition_list_destroy(d->want);
@@ -252,10 +257,17 @@ void cmd_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         read_positions(d); /* assigns when the positions arrive */
         return;
     }
+    char sn[16];
+    snprintf(sn, sizeof(sn), "%d", parts->cnt);
+    const struct cm_log_field f[] = {
+        {"CIRCMON_PARTITIONS", sn},
+        {"CIRCMON_REBALANCE", err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS ? "revoke" : "error"}};
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
-        cm_log_info("group revoked %d partitions", parts->cnt);
+        cm_log_ev(CM_LOG_INFO, CM_LOGID_REBALANCE, f, NELEM(f), "group revoked %d partitions",
+                  parts->cnt);
     else
-        cm_log_warn("rebalance error: %s", rd_kafka_err2str(err));
+        cm_log_ev(CM_LOG_WARNING, CM_LOGID_REBALANCE, f, NELEM(f), "rebalance error: %s",
+                  rd_kafka_err2str(err));
     /* In-flight applies are abandoned: the next owner's CAS settles them.
      * Dead letters in flight land before the next owner reads them back. */
     cmd_drop_all(d);
@@ -279,8 +291,9 @@ void cmd_on_store(struct cm_store *s, int up, void *ud)
         return;
     }
     if (!up) {
-        cm_log_warn("%s; partitions paused until Redis is back", cm_store_errstr(s));
-        sd_notify(0, "STATUS=redis unavailable, partitions paused");
+        cm_log_ev(CM_LOG_WARNING, CM_LOGID_REDIS_DOWN, NULL, 0,
+                  "%s; partitions paused until Redis is back", cm_store_errstr(s));
+        cmd_notify_redis(d, 0);
         cmd_drop_all(d);
         /* paused also when the outage starts during a resync: the partitions
          * may still be assigned from before it (principle 5) */
@@ -296,7 +309,8 @@ void cmd_on_store(struct cm_store *s, int up, void *ud)
             cmd_maybe_finish_stop(d);
         return;
     }
-    cm_log_info("redis connection ready");
+    cm_log_ev(CM_LOG_INFO, CM_LOGID_REDIS_UP, NULL, 0, "redis connection ready");
+    cmd_notify_redis(d, 1);
     if (d->want && !d->stopping) {
         d->resync_backoff_ms = 0;
         cmd_resync(d, "redis reconnected");

@@ -39,6 +39,7 @@ struct rs_run {
     int64_t t0_us;
     /* the evaluation, off the loop (evaluate() on its own thread) */
     const struct cm_config *cfg;
+    int cohort_months; /* [http] metrics_cohort_months when the read ended (a reload may change cfg's) */
     struct cmd_figures *fig; /* its result, or NULL with err set */
     char err[256];
 };
@@ -149,7 +150,7 @@ static void evaluate(struct rs_run *r)
     f->json_len = strlen(f->json);
     memcpy(f->json + f->json_len, "\n", 2); /* as circmonctl prints it */
     f->json_len++;
-    int pr = cm_prom_indicators(&pb, f->doc, f->as_of, r->cfg->http_metrics_cohort_months);
+    int pr = cm_prom_indicators(&pb, f->doc, f->as_of, r->cohort_months);
     if (pr < 0) {
         snprintf(r->err, sizeof(r->err), "cannot render the indicator metrics: %s", strerror(-pr));
         cm_strbuf_free(&pb);
@@ -225,6 +226,7 @@ static void on_evaluated(evutil_socket_t fd, short what, void *arg)
 static void finish(struct cmd_readside *rs, struct rs_run *r)
 {
     r->cfg = rs->cfg;
+    r->cohort_months = rs->cfg->http_metrics_cohort_months;
     if (pthread_create(&rs->th, NULL, eval_main, r) == 0) {
         rs->evaluating = 1;
         return; /* rs->run stays r until on_evaluated */

@@ -18,7 +18,8 @@ clang-14 libclang-rt-14-dev llvm-14
 prometheus
 wrk
 curl
-chromium"
+chromium
+man-db"
 
 # One dpkg-query for all; packages it has never heard of print nothing.
 # shellcheck disable=SC2086
