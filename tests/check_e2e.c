@@ -1337,8 +1337,8 @@ START_TEST(test_kafka_down_at_start)
     ck_assert_ptr_nonnull(fp);
     fprintf(fp,
             "[kafka]\nbrokers = 127.0.0.1:1\ngroup_id = down\n"
-            "[redis]\nhost = 127.0.0.1\nport = %d\n",
-            redis_port);
+            "[redis]\nunix_socket = %s\n",
+            redis_sock);
     fclose(fp);
     const char *log = path_in("d.log");
     char budget[] = "CIRCMOND_TEST_STARTUP_BUDGET_MS=4000"; /* spawn writes into it */
