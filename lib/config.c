@@ -20,6 +20,7 @@
 
 #define CM_CONF_MAX_LINE 4096 /* longest line accepted, newline included */
 #define CM_STAY_MAX 3650
+#define CM_PASSWORD_FILE_MAX 4096 /* longest password read from password_file, in bytes */
 
 enum section_kind { SEC_NONE, SEC_CIRCMON, SEC_KAFKA, SEC_REDIS, SEC_HTTP, SEC_SCHEME };
 
@@ -173,20 +174,24 @@ static int parse_stay(const char *value, int *n, int *w) {
 }
 
 /* Reads the first line of a secret file; relative paths are taken from the
- * directory of the configuration file. */
+ * directory of the configuration file. At most CM_PASSWORD_FILE_MAX bytes of
+ * the first line are read (its "\n" or "\r\n" not counted): a longer line, or
+ * a file with no end such as /dev/zero, is refused without reading further. A
+ * NUL byte in the line is refused too (it would cut the password short). */
 static int read_password_file(struct parser *ps, const char *file) {
     char *full = NULL, *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
+    size_t n = 0;
+    bool nul = false, more = false;
     FILE *fp;
-    int e;
+    int c, e;
 
     if (file[0] != '/' && strchr(ps->path, '/')) {
         size_t dl = (size_t)(strrchr(ps->path, '/') - ps->path);
 
         full = malloc(dl + 1 + strlen(file) + 1);
         if (!full)
-            return fail(ps, -ENOMEM, "[redis] password_file: out of memory");
+            return fail(ps, -ENOMEM, "[redis] password_file: out of memory for the path of \"%s\"",
+                        file);
         memcpy(full, ps->path, dl);
         full[dl] = '/';
         strcpy(full + dl + 1, file);
@@ -199,26 +204,49 @@ static int read_password_file(struct parser *ps, const char *file) {
         free(full);
         return 0;
     }
-    errno = 0;
-    n = getline(&line, &cap, fp);
-    e = errno;
-    fclose(fp);
-    if (n < 0) {
-        free(line);
-        if (e)
-            fail(ps, -e, "[redis] password_file: cannot read \"%s\": %s", full ? full : file,
-                 strerror(e));
-        else
-            fail(ps, -EINVAL, "[redis] password_file: \"%s\" is empty", full ? full : file);
+    /* +2: room for a "\r" before the newline, and the terminator */
+    line = malloc(CM_PASSWORD_FILE_MAX + 2);
+    if (!line) {
+        fclose(fp);
+        fail(ps, -ENOMEM, "[redis] password_file: out of memory for a line of %d bytes",
+             CM_PASSWORD_FILE_MAX);
         free(full);
         return 0;
     }
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = '\0';
-    if (n == 0) {
+    errno = 0;
+    while ((c = getc(fp)) != EOF && c != '\n') {
+        if (n == CM_PASSWORD_FILE_MAX + 1) {
+            more = true;
+            break;
+        }
+        if (c == '\0')
+            nul = true;
+        line[n++] = (char)c;
+    }
+    e = ferror(fp) ? (errno ? errno : EIO) : 0;
+    fclose(fp);
+    if (n > 0 && line[n - 1] == '\r' && !more)
+        n--;
+    else if (n > CM_PASSWORD_FILE_MAX)
+        more = true;
+    line[n] = '\0';
+    if (e || more || nul || n == 0) {
+        if (e)
+            fail(ps, -e, "[redis] password_file: cannot read \"%s\": %s", full ? full : file,
+                 strerror(e));
+        else if (more)
+            fail(ps, -EINVAL,
+                 "[redis] password_file: the first line of \"%s\" is longer than %d bytes",
+                 full ? full : file, CM_PASSWORD_FILE_MAX);
+        else if (nul)
+            fail(ps, -EINVAL, "[redis] password_file: the first line of \"%s\" holds a NUL byte",
+                 full ? full : file);
+        else if (c == EOF)
+            fail(ps, -EINVAL, "[redis] password_file: \"%s\" is empty", full ? full : file);
+        else
+            fail(ps, -EINVAL, "[redis] password_file: \"%s\" has an empty first line",
+                 full ? full : file);
         free(line);
-        fail(ps, -EINVAL, "[redis] password_file: \"%s\" has an empty first line",
-             full ? full : file);
         free(full);
         return 0;
     }
