@@ -6,6 +6,7 @@
  * time and tracks the line number and the current section itself.
  */
 #include "circmon/config.h"
+#include "circmon/decimal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -94,18 +95,16 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* Strict decimal integer: optional '-', digits only, in [lo, hi]. */
+/* Strict decimal integer (cm_decimal_i64: optional '-', digits only) in
+ * [lo, hi]: -EINVAL when s is not one, -ERANGE when it is outside (digits
+ * past int64_t included). */
 static int parse_int(const char *s, long lo, long hi, int *out) {
-    char *end;
-    long v;
+    size_t len = strlen(s), neg = s[0] == '-';
+    int64_t v;
 
-    if (*s == '\0' || !(*s == '-' || (*s >= '0' && *s <= '9')))
-        return -EINVAL;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (*end != '\0')
-        return -EINVAL;
-    if (errno == ERANGE || v < lo || v > hi)
+    if (cm_decimal_i64(s, len, &v) < 0)
+        return len > neg && strspn(s + neg, "0123456789") == len - neg ? -ERANGE : -EINVAL;
+    if (v < lo || v > hi)
         return -ERANGE;
     *out = (int)v;
     return 0;
