@@ -123,7 +123,7 @@ long cm_mstate_pack(struct cm_fold_ctx *fc, const struct cm_mstate *st, uint8_t 
     m.n_schemes = fs->nsc;
     m.schemes = sp;
     m.mode = fs->mode;
-    m.current = fs->cur;
+    m.current = fs->mode == M_ON_PERMIT ? fs->cur : 0; /* what unpack keeps: one encoding */
     m.latest = st->latest;
     m.snapshot_latest = st->snap_t;
     for (uint32_t i = 0; i < st->nw; i++) {
