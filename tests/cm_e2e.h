@@ -41,133 +41,19 @@
 #include "circmon/kafka.h"
 #include "circmon/names.h"
 #include "circmon/store.h"
+#include "cm_proc.h"
 #include "cm_test.h"
 
 #define N_PARTS 8
 #define AS_OF "2025-01-01"
 #define AS_OF_MID "2022-06-15"
 
-static CMT_UNUSED char dir[256];
-static CMT_UNUSED pid_t pids[32];
-static CMT_UNUSED int npids;
 static CMT_UNUSED char redis_sock[300]; /* dir/redis.sock */
 static CMT_UNUSED pid_t redis_pid = -1;
 static CMT_UNUSED pid_t broker_pid = -1;
 static CMT_UNUSED char brokers[256];
 
-/* ------------------------------------------------------------ processes */
-
-static CMT_UNUSED const char *top(void)
-{
-    const char *t = getenv("CM_TOP");
-    return t && *t ? t : ".";
-}
-
-static CMT_UNUSED double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static CMT_UNUSED void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Starts argv with stdout/stderr into files (NULL: /dev/null; "-" keeps
- * stdout as the pipe fd *pipe_fd when given). Returns the pid. */
-static CMT_UNUSED pid_t spawn(char *const argv[], const char *out, const char *err, int *pipe_fd,
-                   char *const env[])
-{
-    int fds[2] = {-1, -1};
-    if (pipe_fd)
-        ck_assert_int_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (pipe_fd) {
-            dup2(fds[1], STDOUT_FILENO);
-            close(fds[0]);
-            close(fds[1]);
-        } else {
-            int fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            dup2(fd, STDOUT_FILENO);
-            close(fd);
-        }
-        int fd = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, STDERR_FILENO);
-        close(fd);
-        for (int i = 0; env && env[i]; i++) {
-            char *eq = strchr(env[i], '=');
-            *eq = '\0';
-            setenv(env[i], eq + 1, 1);
-        }
-        execvp(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    if (pipe_fd) {
-        close(fds[1]);
-        *pipe_fd = fds[0];
-    }
-    if (npids < (int)(sizeof(pids) / sizeof(pids[0])))
-        pids[npids++] = pid;
-    return pid;
-}
-
-static CMT_UNUSED void forget(pid_t pid)
-{
-    for (int i = 0; i < npids; i++)
-        if (pids[i] == pid)
-            pids[i] = pids[--npids];
-}
-
-/* Waits for pid within timeout_s; returns its wait status, or -1 (then it
- * is killed). */
-static CMT_UNUSED int wait_pid(pid_t pid, double timeout_s)
-{
-    double end = now_s() + timeout_s;
-    int st;
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            forget(pid);
-            return st;
-        }
-        if (now_s() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            forget(pid);
-            return -1;
-        }
-        nap_ms(10);
-    }
-}
-
-static CMT_UNUSED int alive(pid_t pid)
-{
-    int st;
-    return waitpid(pid, &st, WNOHANG) == 0;
-}
-
-/* Runs a bin/ program to completion; returns its exit status. */
-static CMT_UNUSED int run_bin(const char *prog, char *const args[], const char *out, const char *err)
-{
-    char path[600];
-    char *argv[32];
-    int n = 0;
-    snprintf(path, sizeof(path), "%s/bin/%s", top(), prog);
-    argv[n++] = path;
-    for (int i = 0; args[i] && n < 31; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    pid_t pid = spawn(argv, out, err, NULL, NULL);
-    int st = wait_pid(pid, 120);
-    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+/* ------------------------------------------------------------ processes (and cm_proc.h) */
 
 static CMT_UNUSED void kill_all(void)
 {
