@@ -5,7 +5,10 @@
 #   make check           every tests/check_*.c, plain and with ASan/UBSan
 #   make check-valgrind  the plain suites under valgrind (CK_FORK=no)
 #   make fuzz            the libFuzzer targets of tests/fuzz, FUZZ_SECONDS (60)
-#                        each; fails on any crash, leak, timeout or UB
+#                        each, after fuzz-regress; fails on any crash, leak,
+#                        timeout or UB
+#   make fuzz-regress    every input of tests/fuzz/regress/<target>/ once
+#                        through its target (seconds; .ci/run runs it)
 #   make bench | demo | deps | install | clean
 #
 # Every library comes from pkg-config. Generated protobuf-c code lives in build/gen.
@@ -101,7 +104,7 @@ ASAN_ENV := $(TEST_ENV) CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-3} \
             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
 .PHONY: FORCE all check check-plain check-asan check-valgrind tests tests-asan \
-        bench demo deps install uninstall clean fuzz fuzz-build fuzz-corpus
+        bench demo deps install uninstall clean fuzz fuzz-build fuzz-corpus fuzz-regress
 .DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
 .SECONDARY:
@@ -285,10 +288,31 @@ build/fuzz/corpus/.stamp: tests/fuzz/corpus.sh build/fuzz/mkseeds bin/circmon-ge
 fuzz-build: $(FUZZ_BINS)
 fuzz-corpus: build/fuzz/corpus/.stamp
 
+# The regression corpus: every past finding, fixed, stays in
+# tests/fuzz/regress/<target>/ and runs once through its target (libFuzzer
+# runs the files it is given, each once, and fails on a crash, leak, timeout,
+# UB or an allocation past FUZZ_RSS_MB). Runs every target, then fails if any
+# failed.
+FUZZ_REGRESS_TIMEOUT ?= $(FUZZ_TIMEOUT)
+fuzz-regress: $(FUZZ_BINS)
+	@fail=0; n=0; \
+	for t in $(FUZZ_TARGETS); do \
+	    files=$$(find tests/fuzz/regress/$$t -type f 2>/dev/null | sort); \
+	    [ -n "$$files" ] || continue; \
+	    k=$$(echo "$$files" | wc -l); n=$$((n + k)); \
+	    if env $(FUZZ_ENV) build/fuzz/$$t -timeout=$(FUZZ_REGRESS_TIMEOUT) \
+	        -rss_limit_mb=$(FUZZ_RSS_MB) $$files </dev/null >build/fuzz/$$t.regress.log 2>&1; \
+	    then echo "== fuzz-regress: $$t: $$k inputs pass"; \
+	    else echo "!! fuzz-regress: $$t FAILED"; tail -60 build/fuzz/$$t.regress.log; \
+	        fail=$$((fail + 1)); fi; \
+	done; \
+	echo "== fuzz-regress: $$n inputs, $$fail targets failed"; \
+	test $$fail -eq 0
+
 # Runs every target even after a crash, then fails if any did. A target
 # without its own dictionary (tests/fuzz/<target>.dict) takes that of the
 # messages. Standard input is /dev/null: no input may come from elsewhere.
-fuzz: $(FUZZ_BINS) build/fuzz/corpus/.stamp
+fuzz: $(FUZZ_BINS) build/fuzz/corpus/.stamp fuzz-regress
 	@mkdir -p build/fuzz/artifacts; fail=0; \
 	for t in $(FUZZ_TARGETS); do \
 	    mkdir -p build/fuzz/work/$$t; \

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "circmon/agg.h"
+#include "circmon/decimal.h"
 #include "circmon/pool.h"
 #include "circmon/timeutil.h"
 
@@ -379,24 +380,10 @@ static int lookup_name(const char *const *names, int n, const char *s, size_t le
 /* Reads a decimal integer up to the next ':'; advances *p past the ':'. */
 static int read_int(const char **p, const char *end, int64_t *out)
 {
-    const char *q = *p;
-    int neg = 0;
-    int64_t v = 0;
-    if (q < end && *q == '-') {
-        neg = 1;
-        q++;
-    }
-    if (q >= end || *q < '0' || *q > '9')
-        return -EINVAL;
-    while (q < end && *q >= '0' && *q <= '9') {
-        if (v > (INT64_MAX - 9) / 10)
-            return -EINVAL;
-        v = v * 10 + (*q++ - '0');
-    }
-    if (q >= end || *q != ':')
+    const char *q = memchr(*p, ':', (size_t)(end - *p));
+    if (!q || cm_decimal_i64(*p, (size_t)(q - *p), out))
         return -EINVAL;
     *p = q + 1;
-    *out = neg ? -v : v;
     return 0;
 }
 

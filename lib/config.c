@@ -6,6 +6,7 @@
  * time and tracks the line number and the current section itself.
  */
 #include "circmon/config.h"
+#include "circmon/decimal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,6 +21,7 @@
 
 #define CM_CONF_MAX_LINE 4096 /* longest line accepted, newline included */
 #define CM_STAY_MAX 3650
+#define CM_PASSWORD_FILE_MAX 4096 /* longest password read from password_file, in bytes */
 
 enum section_kind { SEC_NONE, SEC_CIRCMON, SEC_KAFKA, SEC_REDIS, SEC_HTTP, SEC_SCHEME };
 
@@ -93,18 +95,16 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* Strict decimal integer: optional '-', digits only, in [lo, hi]. */
+/* Strict decimal integer (cm_decimal_i64: optional '-', digits only) in
+ * [lo, hi]: -EINVAL when s is not one, -ERANGE when it is outside (digits
+ * past int64_t included). */
 static int parse_int(const char *s, long lo, long hi, int *out) {
-    char *end;
-    long v;
+    size_t len = strlen(s), neg = s[0] == '-';
+    int64_t v;
 
-    if (*s == '\0' || !(*s == '-' || (*s >= '0' && *s <= '9')))
-        return -EINVAL;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (*end != '\0')
-        return -EINVAL;
-    if (errno == ERANGE || v < lo || v > hi)
+    if (cm_decimal_i64(s, len, &v) < 0)
+        return len > neg && strspn(s + neg, "0123456789") == len - neg ? -ERANGE : -EINVAL;
+    if (v < lo || v > hi)
         return -ERANGE;
     *out = (int)v;
     return 0;
@@ -173,20 +173,24 @@ static int parse_stay(const char *value, int *n, int *w) {
 }
 
 /* Reads the first line of a secret file; relative paths are taken from the
- * directory of the configuration file. */
+ * directory of the configuration file. At most CM_PASSWORD_FILE_MAX bytes of
+ * the first line are read (its "\n" or "\r\n" not counted): a longer line, or
+ * a file with no end such as /dev/zero, is refused without reading further. A
+ * NUL byte in the line is refused too (it would cut the password short). */
 static int read_password_file(struct parser *ps, const char *file) {
     char *full = NULL, *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
+    size_t n = 0;
+    bool nul = false, more = false;
     FILE *fp;
-    int e;
+    int c, e;
 
     if (file[0] != '/' && strchr(ps->path, '/')) {
         size_t dl = (size_t)(strrchr(ps->path, '/') - ps->path);
 
         full = malloc(dl + 1 + strlen(file) + 1);
         if (!full)
-            return fail(ps, -ENOMEM, "[redis] password_file: out of memory");
+            return fail(ps, -ENOMEM, "[redis] password_file: out of memory for the path of \"%s\"",
+                        file);
         memcpy(full, ps->path, dl);
         full[dl] = '/';
         strcpy(full + dl + 1, file);
@@ -199,26 +203,49 @@ static int read_password_file(struct parser *ps, const char *file) {
         free(full);
         return 0;
     }
-    errno = 0;
-    n = getline(&line, &cap, fp);
-    e = errno;
-    fclose(fp);
-    if (n < 0) {
-        free(line);
-        if (e)
-            fail(ps, -e, "[redis] password_file: cannot read \"%s\": %s", full ? full : file,
-                 strerror(e));
-        else
-            fail(ps, -EINVAL, "[redis] password_file: \"%s\" is empty", full ? full : file);
+    /* +2: room for a "\r" before the newline, and the terminator */
+    line = malloc(CM_PASSWORD_FILE_MAX + 2);
+    if (!line) {
+        fclose(fp);
+        fail(ps, -ENOMEM, "[redis] password_file: out of memory for a line of %d bytes",
+             CM_PASSWORD_FILE_MAX);
         free(full);
         return 0;
     }
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = '\0';
-    if (n == 0) {
+    errno = 0;
+    while ((c = getc(fp)) != EOF && c != '\n') {
+        if (n == CM_PASSWORD_FILE_MAX + 1) {
+            more = true;
+            break;
+        }
+        if (c == '\0')
+            nul = true;
+        line[n++] = (char)c;
+    }
+    e = ferror(fp) ? (errno ? errno : EIO) : 0;
+    fclose(fp);
+    if (n > 0 && line[n - 1] == '\r' && !more)
+        n--;
+    else if (n > CM_PASSWORD_FILE_MAX)
+        more = true;
+    line[n] = '\0';
+    if (e || more || nul || n == 0) {
+        if (e)
+            fail(ps, -e, "[redis] password_file: cannot read \"%s\": %s", full ? full : file,
+                 strerror(e));
+        else if (more)
+            fail(ps, -EINVAL,
+                 "[redis] password_file: the first line of \"%s\" is longer than %d bytes",
+                 full ? full : file, CM_PASSWORD_FILE_MAX);
+        else if (nul)
+            fail(ps, -EINVAL, "[redis] password_file: the first line of \"%s\" holds a NUL byte",
+                 full ? full : file);
+        else if (c == EOF)
+            fail(ps, -EINVAL, "[redis] password_file: \"%s\" is empty", full ? full : file);
+        else
+            fail(ps, -EINVAL, "[redis] password_file: \"%s\" has an empty first line",
+                 full ? full : file);
         free(line);
-        fail(ps, -EINVAL, "[redis] password_file: \"%s\" has an empty first line",
-             full ? full : file);
         free(full);
         return 0;
     }

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "circmon/clock.h"
+#include "circmon/decimal.h"
 #include "circmon/dlq.h"
 #include "circmon/kafka.h"
 
@@ -69,17 +70,11 @@ static int64_t header_i64(rd_kafka_headers_t *h, const char *name)
 {
     const void *v;
     size_t len;
-    char buf[24];
-    if (rd_kafka_header_get_last(h, name, &v, &len) || !v || len == 0 || len >= sizeof(buf))
+    uint64_t x;
+    if (rd_kafka_header_get_last(h, name, &v, &len) || !v ||
+        cm_decimal_u64(v, len, INT64_MAX, &x))
         return -1;
-    memcpy(buf, v, len);
-    buf[len] = '\0';
-    if (buf[0] < '0' || buf[0] > '9')
-        return -1;
-    char *e;
-    errno = 0;
-    long long x = strtoll(buf, &e, 10);
-    return errno || *e || x < 0 ? -1 : (int64_t)x;
+    return (int64_t)x;
 }
 
 /* The record of m when it is a dead letter of src_topic (stl bytes). */

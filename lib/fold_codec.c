@@ -123,7 +123,7 @@ long cm_mstate_pack(struct cm_fold_ctx *fc, const struct cm_mstate *st, uint8_t 
     m.n_schemes = fs->nsc;
     m.schemes = sp;
     m.mode = fs->mode;
-    m.current = fs->cur;
+    m.current = fs->mode == M_ON_PERMIT ? fs->cur : 0; /* what unpack keeps: one encoding */
     m.latest = st->latest;
     m.snapshot_latest = st->snap_t;
     for (uint32_t i = 0; i < st->nw; i++) {
@@ -212,24 +212,31 @@ static int32_t state_name(struct cm_fold_ctx *fc, const char *s)
 }
 
 /* Checks the runs of one scheme (start, end, checked, first breach), in
- * order: what stay_begin, stay_end and cm_fold_scan_run make. */
-static int runs_ok(const int32_t *v, size_t n)
+ * order: what stay_begin, stay_end and cm_fold_scan_run make. A run starts
+ * and ends on the day of an event folded (an entry, an exit, a status
+ * change), so never after last_day, the day of the latest event. Found by
+ * fuzz_state: a closed run with a scan position past start + 3650 (which
+ * only a run's end bounded) was open again after the next entry, and the
+ * state the fold left did not unpack. */
+static int runs_ok(const int32_t *v, size_t n, int64_t last_day)
 {
     if (n % 4)
         return 0;
     for (size_t j = 0; j < n; j += 4) {
         int64_t start = v[j], end = v[j + 1], chk = v[j + 2], brk = v[j + 3];
         int open = end == OPEN_END;
-        if (!day_ok(start) || (!open && (end < start || !day_ok(end))))
+        if (!day_ok(start) || start > last_day ||
+            (!open && (end < start || !day_ok(end) || end > last_day)))
             return 0;
         if (open && j + 4 < n)
             return 0; /* only the last run is open */
         if (j && start <= (int64_t)v[j - 3] + 1)
             return 0; /* runs are apart: a stay beginning the day after an end continues it */
-        /* scans stop at the run's end or start + N (N <= 3650) */
-        if (chk < start - 1 || chk > (open ? start + 3650 : end))
+        /* scans stop at the run's end or start + N (N <= 3650), open or
+         * closed: a closed run is open again after an entry the next day */
+        if (chk < start - 1 || chk > start + 3650 || (!open && chk > end))
             return 0;
-        if (brk != NO_BREACH && (brk != chk + 1 || brk > (open ? start + 3651 : end)))
+        if (brk != NO_BREACH && (brk != chk + 1 || brk > start + 3651 || (!open && brk > end)))
             return 0;
     }
     return 1;
@@ -283,7 +290,7 @@ static int message_ok(const Circmon__V1__MigrantState *m)
     }
     for (size_t i = 0; i < m->n_schemes; i++) {
         const Circmon__V1__StateScheme *ss = m->schemes[i];
-        if (!runs_ok(ss->runs, ss->n_runs))
+        if (!runs_ok(ss->runs, ss->n_runs, m->latest / 86400))
             return 0;
         nruns += ss->n_runs / 4;
         for (size_t j = 0; j < i; j++)

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/types.h>
 
-#include "circmon/clock.h"
+#include "circmon/dlq.h"
 #include "circmon/kafka.h"
 #include "circmon/log.h"
 
@@ -146,105 +146,23 @@ int cm_dlq_send(rd_kafka_t *rk, const char *topic, const void *key, size_t keyle
                               offset, RD_KAFKA_PARTITION_UA, NULL);
 }
 
-/* A decimal header value as an int64; -1 when absent or not a number. */
-static int64_t header_i64(rd_kafka_headers_t *h, const char *name)
+/* cm_dlq_scan is cm_dlq_scan_recs reduced to the source partition and offset. */
+struct seen_of_rec {
+    cm_dlq_seen_cb cb;
+    void *ud;
+};
+
+static int seen_of_rec(const struct cm_dlq_rec *r, void *ud)
 {
-    const void *v;
-    size_t len;
-    char buf[24];
-    if (rd_kafka_header_get_last(h, name, &v, &len) || !v || len == 0 || len >= sizeof(buf))
-        return -1;
-    memcpy(buf, v, len);
-    buf[len] = '\0';
-    char *e;
-    errno = 0;
-    long long x = strtoll(buf, &e, 10);
-    return errno || *e || x < 0 ? -1 : (int64_t)x;
+    const struct seen_of_rec *a = ud;
+    return a->cb(r->partition, r->offset, a->ud);
 }
 
 int cm_dlq_scan(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partition, int64_t from,
                 const char *src_topic, int timeout_ms, cm_dlq_seen_cb cb, void *ud,
                 int64_t *end, char *err, size_t errlen)
 {
-    int64_t lo, hi, deadline = cm_clock_ms() + timeout_ms;
-    rd_kafka_resp_err_t e =
-        rd_kafka_query_watermark_offsets(rk, dlq_topic, dlq_partition, &lo, &hi, timeout_ms);
-    if (e) {
-        snprintf(err, errlen, "%s [%" PRId32 "]: watermarks: %s", dlq_topic, dlq_partition,
-                 rd_kafka_err2str(e));
-        return e == RD_KAFKA_RESP_ERR__TIMED_OUT ? -ETIMEDOUT : -EIO;
-    }
-    *end = hi;
-    if (from < lo)
-        from = lo;
-    if (from >= hi)
-        return 0;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    if (!l) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    rd_kafka_topic_partition_list_add(l, dlq_topic, dlq_partition)->offset = from;
-    e = rd_kafka_assign(rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    if (e) {
-        snprintf(err, errlen, "%s [%" PRId32 "]: assign: %s", dlq_topic, dlq_partition,
-                 rd_kafka_err2str(e));
-        return -EIO;
-    }
-    size_t stl = strlen(src_topic);
-    int r = 0;
-    int64_t next = from;
-    while (!r && next < hi) {
-        int64_t left = deadline - cm_clock_ms();
-        if (left <= 0) {
-            snprintf(err, errlen,
-                     "%s [%" PRId32 "]: stuck at offset %" PRId64 " of %" PRId64
-                     " for %d ms",
-                     dlq_topic, dlq_partition, next, hi, timeout_ms);
-            r = -ETIMEDOUT;
-            break;
-        }
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, (int)(left < 100 ? left : 100));
-        if (!m)
-            continue;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            /* the end, past any gap (compaction, control records) */
-            if (m->partition == dlq_partition && m->offset >= hi)
-                next = hi;
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        if (m->err) {
-            snprintf(err, errlen, "%s [%" PRId32 "]: %s", dlq_topic, dlq_partition,
-                     rd_kafka_message_errstr(m));
-            rd_kafka_message_destroy(m);
-            r = -EIO;
-            break;
-        }
-        if (m->partition == dlq_partition && m->offset >= next) {
-            next = m->offset + 1;
-            deadline = cm_clock_ms() + timeout_ms; /* progress: a long range is no failure */
-            rd_kafka_headers_t *h = NULL;
-            const void *t;
-            size_t tl;
-            if (!rd_kafka_message_headers(m, &h) &&
-                !rd_kafka_header_get_last(h, CM_DLQ_HDR_SRC_TOPIC, &t, &tl) && tl == stl &&
-                !memcmp(t, src_topic, stl)) {
-                int64_t p = header_i64(h, CM_DLQ_HDR_SRC_PARTITION);
-                int64_t o = header_i64(h, CM_DLQ_HDR_SRC_OFFSET);
-                if (p >= 0 && p <= INT32_MAX && o >= 0)
-                    r = cb((int32_t)p, o, ud);
-            }
-        }
-        rd_kafka_message_destroy(m);
-    }
-    /* a reader left assigned would go on fetching the partition */
-    e = rd_kafka_assign(rk, NULL);
-    if (e && !r) {
-        snprintf(err, errlen, "%s [%" PRId32 "]: clearing the assignment: %s", dlq_topic,
-                 dlq_partition, rd_kafka_err2str(e));
-        r = -EIO;
-    }
-    return r;
+    struct seen_of_rec a = {cb, ud};
+    return cm_dlq_scan_recs(rk, dlq_topic, dlq_partition, from, src_topic, timeout_ms, NULL,
+                            seen_of_rec, &a, end, err, errlen);
 }

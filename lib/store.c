@@ -10,6 +10,7 @@
 #include <hiredis/hiredis.h>
 
 #include "circmon/clock.h"
+#include "circmon/decimal.h"
 #include "circmon/grow.h"
 #include "circmon/redis_conn.h"
 #include "circmon/store.h"
@@ -143,33 +144,10 @@ static int key_parse_part(const char *k, size_t kl, const char *prefix, const ch
         memcmp(k + kl - sl, suffix, sl) || k[kl - sl - 1] != '}')
         return -EINVAL;
     const char *d = k + pl + 2, *e = k + kl - sl - 1;
-    if (d == e || e - d > 10)
-        return -EINVAL;
-    int64_t v = 0;
-    for (; d < e; d++) {
-        if (*d < '0' || *d > '9')
-            return -EINVAL;
-        v = v * 10 + (*d - '0');
-    }
-    if (v > INT32_MAX)
+    uint64_t v;
+    if (cm_decimal_u64(d, (size_t)(e - d), INT32_MAX, &v))
         return -EINVAL;
     *part = (int32_t)v;
-    return 0;
-}
-
-static int parse_i64(const char *s, size_t len, int64_t *v)
-{
-    char buf[32];
-    if (len == 0 || len >= sizeof(buf))
-        return -EINVAL;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    char *end;
-    errno = 0;
-    long long x = strtoll(buf, &end, 10);
-    if (errno || *end)
-        return -EINVAL;
-    *v = x;
     return 0;
 }
 
@@ -181,7 +159,7 @@ static int pos_parse(const redisReply *e, int64_t *pos)
         *pos = 0;
         return 0;
     }
-    if (e->type != REDIS_REPLY_STRING || parse_i64(e->str, e->len, pos) || *pos < 0)
+    if (e->type != REDIS_REPLY_STRING || cm_decimal_i64(e->str, e->len, pos) || *pos < 0)
         return -EINVAL;
     return 0;
 }
@@ -442,8 +420,8 @@ static int parse_mark(const redisReply *m, struct cm_store_pos *p)
         return -EINVAL;
     const char *sp = memchr(m->str, ' ', m->len);
     int64_t part, from;
-    if (!sp || parse_i64(m->str, (size_t)(sp - m->str), &part) ||
-        parse_i64(sp + 1, m->len - (size_t)(sp + 1 - m->str), &from) || part < 0 ||
+    if (!sp || cm_decimal_i64(m->str, (size_t)(sp - m->str), &part) ||
+        cm_decimal_i64(sp + 1, m->len - (size_t)(sp + 1 - m->str), &from) || part < 0 ||
         part > INT32_MAX || from < 0)
         return -EINVAL;
     p->dlq_part = (int32_t)part;
@@ -522,7 +500,7 @@ static void deliver(struct req *q, redisReply *rep, int err)
         if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
                      rep->element[0]->type != REDIS_REPLY_INTEGER ||
                      rep->element[1]->type != REDIS_REPLY_STRING ||
-                     parse_i64(rep->element[1]->str, rep->element[1]->len, &stored)))
+                     cm_decimal_i64(rep->element[1]->str, rep->element[1]->len, &stored)))
             err = -EPROTO;
         if (!err)
             applied = rep->element[0]->integer;
@@ -979,7 +957,7 @@ int cm_store_read_agg(const struct cm_config *cfg, struct cm_agg *ag, struct cm_
             struct cm_agg_key key;
             int64_t x;
             if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
-                parse_i64(v->str, v->len, &x) ||
+                cm_decimal_i64(v->str, v->len, &x) ||
                 (r = cm_agg_key_parse(f->str, f->len, nm, &key)) != 0) {
                 errf(err, errlen, "%s: malformed aggregate field '%.*s'", k,
                      f->type == REDIS_REPLY_STRING ? (int)(f->len > 200 ? 200 : f->len) : 0,

@@ -434,6 +434,68 @@ START_TEST(test_password_file_errors) {
 }
 END_TEST
 
+/* The first line of a password file is read up to 4096 bytes, never further:
+ * /dev/zero (no end, no newline) and a longer line are refused with the file
+ * and the limit named; exactly 4096 bytes (with or without "\r\n") pass. */
+START_TEST(test_password_file_bounded) {
+    char text[4500], expected[4600], pwpath[4400];
+    static char big[4096 + 8 + 32];
+    FILE *fp;
+
+    ck_assert_int_eq(load("[redis]\npassword_file = /dev/zero\n"), -EINVAL);
+    ck_assert_str_eq(msg(), "F:2: [redis] password_file: the first line of \"/dev/zero\" is "
+                            "longer than 4096 bytes");
+    assert_zeroed();
+
+    snprintf(pwpath, sizeof pwpath, "%s/long", tmpdir);
+    memset(big, 'p', 4097);
+    big[4097] = '\0';
+    fp = fopen(pwpath, "w");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_int_ge(fputs(big, fp), 0);
+    ck_assert_int_ge(fputs("\nsecond line\n", fp), 0);
+    ck_assert_int_eq(fclose(fp), 0);
+    snprintf(text, sizeof text, "[redis]\npassword_file = %s\n", pwpath);
+    ck_assert_int_eq(load(text), -EINVAL);
+    snprintf(expected, sizeof expected,
+             "F:2: [redis] password_file: the first line of \"%s\" is longer than 4096 bytes",
+             pwpath);
+    ck_assert_str_eq(msg(), expected);
+    assert_zeroed();
+
+    /* 4096 bytes and "\r\n": accepted, the terminator not counted */
+    big[4096] = '\0';
+    fp = fopen(pwpath, "w");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_int_ge(fputs(big, fp), 0);
+    ck_assert_int_ge(fputs("\r\n", fp), 0);
+    ck_assert_int_eq(fclose(fp), 0);
+    ck_assert_int_eq(load(text), 0);
+    ck_assert_str_eq(cfg.redis_password, big);
+    cm_config_free(&cfg);
+
+    /* 4096 bytes and the end of the file */
+    fp = fopen(pwpath, "w");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_int_ge(fputs(big, fp), 0);
+    ck_assert_int_eq(fclose(fp), 0);
+    ck_assert_int_eq(load(text), 0);
+    ck_assert_str_eq(cfg.redis_password, big);
+    cm_config_free(&cfg);
+
+    /* a NUL byte would cut the password short */
+    fp = fopen(pwpath, "w");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_int_eq(fwrite("ab\0cd\n", 1, 6, fp), 6);
+    ck_assert_int_eq(fclose(fp), 0);
+    ck_assert_int_eq(load(text), -EINVAL);
+    snprintf(expected, sizeof expected,
+             "F:2: [redis] password_file: the first line of \"%s\" holds a NUL byte", pwpath);
+    ck_assert_str_eq(msg(), expected);
+    assert_zeroed();
+}
+END_TEST
+
 /* ---- errors ----------------------------------------------------------------- */
 
 START_TEST(test_error_unknown_section) {
@@ -659,6 +721,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_password_file_absolute);
     tcase_add_test(tc, test_password_file_relative_crlf_no_newline);
     tcase_add_test(tc, test_password_file_errors);
+    tcase_add_test(tc, test_password_file_bounded);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");

@@ -35,121 +35,12 @@
 #include "circmon/framing.h"
 #include "circmon/kafka.h"
 #include "circmon/store.h"
+#include "cm_proc.h"
 
 #define N_PARTS 8
 #define AS_OF "2025-01-01"
 
-static char dir[256], sock[300], brokers[256];
-static pid_t pids[16];
-static int npids;
-
-/* ------------------------------------------------------------ processes */
-
-static const char *top(void)
-{
-    const char *t = getenv("CM_TOP");
-    return t && *t ? t : ".";
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Starts argv, stdout into out (or the pipe *pipe_fd), stderr appended to
- * err, with env (NAME=value, NULL-terminated) added. */
-static pid_t spawn(char *const argv[], const char *out, const char *err, int *pipe_fd,
-                   char *const env[])
-{
-    int fds[2] = {-1, -1};
-    if (pipe_fd)
-        ck_assert_int_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (pipe_fd) {
-            dup2(fds[1], STDOUT_FILENO);
-            close(fds[0]);
-            close(fds[1]);
-        } else {
-            int fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            dup2(fd, STDOUT_FILENO);
-            close(fd);
-        }
-        int fd = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, STDERR_FILENO);
-        close(fd);
-        for (int i = 0; env && env[i]; i++) {
-            char kv[256];
-            snprintf(kv, sizeof(kv), "%s", env[i]);
-            char *eq = strchr(kv, '=');
-            if (eq) {
-                *eq = '\0';
-                setenv(kv, eq + 1, 1);
-            }
-        }
-        execvp(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    if (pipe_fd) {
-        close(fds[1]);
-        *pipe_fd = fds[0];
-    }
-    ck_assert_int_lt(npids, (int)(sizeof(pids) / sizeof(pids[0])));
-    pids[npids++] = pid;
-    return pid;
-}
-
-static void forget(pid_t pid)
-{
-    for (int i = 0; i < npids; i++)
-        if (pids[i] == pid)
-            pids[i] = pids[--npids];
-}
-
-/* The wait status of pid within timeout_s, or -1 (then it is killed). */
-static int wait_pid(pid_t pid, double timeout_s)
-{
-    double end = now_s() + timeout_s;
-    int st;
-    for (;;) {
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            forget(pid);
-            return st;
-        }
-        if (now_s() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            forget(pid);
-            return -1;
-        }
-        nap_ms(10);
-    }
-}
-
-static int run_bin(const char *prog, char *const args[], const char *out, const char *err)
-{
-    char path[600];
-    char *argv[32];
-    int n = 0;
-    snprintf(path, sizeof(path), "%s/bin/%s", top(), prog);
-    argv[n++] = path;
-    for (int i = 0; args[i] && n < 31; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    int st = wait_pid(spawn(argv, out, err, NULL, NULL), 120);
-    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+static char sock[300], brokers[256];
 
 /* 'T' when pid is stopped, 'Z' when it exited, else its state letter. */
 static char proc_state(pid_t pid)
@@ -279,7 +170,8 @@ static const char *write_conf_(const char *name, const char *group, const char *
     fprintf(fp,
             "[circmon]\nbatch_size = 100\nmax_in_flight = %d\nlog_level = info\n"
             "[kafka]\nbrokers = %s\ngroup_id = %s\nrdkafka.session.timeout.ms = 6000\n%s"
-            "[redis]\nunix_socket = %s\ncommand_timeout_ms = 3000\nconnect_timeout_ms = 1000\n",
+            "[redis]\nunix_socket = %s\ncommand_timeout_ms = 3000\nconnect_timeout_ms = 1000\n"
+            "[http]\nport = 0\n", /* two daemons per test: no endpoint */
             single ? 1 : 2, brokers[0] ? brokers : "127.0.0.1:1", group, extra ? extra : "",
             sock);
     fclose(fp);

@@ -80,7 +80,7 @@ START_TEST(test_random_protobuf_like_bytes)
      * its bodies, random wire types and lengths): exercises the decoder deeper */
     uint64_t r = 7;
     uint8_t buf[600];
-    long invalid = 0;
+    long invalid = 0, decoded = 0, by_rc[CM_REJ__COUNT] = {0};
     for (int i = 0; i < 20000; i++) {
         size_t n = 0;
         int nf = (int)rng_range(&r, 0, 8);
@@ -106,8 +106,18 @@ START_TEST(test_random_protobuf_like_bytes)
         int rc = feed_raw(buf, n);
         assert_reason_in_range(rc);
         invalid += rc != CM_OK;
+        decoded += rc != CM_REJ_DECODE;
+        by_rc[rc]++;
     }
     ck_assert_int_eq(dq_now("invalid"), invalid);
+    /* "deeper" must happen: inputs that protobuf-c would take, refused (or
+     * not) by the checks after decoding, and more than one of those checks */
+    int reasons = 0;
+    for (int k = CM_REJ_DECODE + 1; k < CM_REJ__COUNT; k++)
+        reasons += by_rc[k] > 0;
+    ck_assert_msg(decoded >= 1000 && reasons >= 3,
+                  "%ld of 20000 inputs got past \"does not decode\", %d reasons after it",
+                  decoded, reasons);
 }
 END_TEST
 
@@ -367,20 +377,28 @@ START_TEST(test_invalid_input_creates_no_migrant)
 {
     uint64_t r = 99;
     uint8_t buf[64];
+    long rejected = 0;
+    /* every rejected input leaves the count of migrants as it was (one that
+     * random bytes happen to make valid may add one, and is not counted) */
     for (int i = 0; i < 1000; i++) {
         for (size_t k = 0; k < sizeof buf; k++)
             buf[k] = (uint8_t)rng_next(&r);
-        (void)feed_raw(buf, (size_t)rng_range(&r, 0, sizeof buf));
+        size_t before = cm_engine_migrants(F->en);
+        int rc = feed_raw(buf, (size_t)rng_range(&r, 0, sizeof buf));
+        if (rc != CM_OK) {
+            ck_assert_uint_eq(cm_engine_migrants(F->en), before);
+            rejected++;
+        }
     }
+    ck_assert_int_ge(rejected, 990);
+    /* a well-formed message refused by a check after decoding: no migrant */
+    size_t before = cm_engine_migrants(F->en);
     struct tev e = ev_grant("g", "m1", T(B0), "P", "A", "UKR", T(B0), T(B0) - 1);
     ck_assert_int_eq(feed(F, e), CM_REJ_VALIDITY_ORDER);
+    ck_assert_uint_eq(cm_engine_migrants(F->en), before);
     json_t *d = doc_at(F, T(B0 + 1));
-    long inv = dq(d, "invalid");
+    ck_assert_int_eq(dq(d, "invalid"), rejected + 1);
     json_decref(d);
-    /* random bytes almost never make a valid event; if none did, no
-     * migrant exists */
-    if (inv == 1001)
-        ck_assert_uint_eq(cm_engine_migrants(F->en), 0);
 }
 END_TEST
 

@@ -312,6 +312,7 @@ START_TEST(test_prop_permutation_within_window)
     static struct hist h;
     const struct tev *s1[MAXS], *s2[MAXS];
     int64_t key[MAXS];
+    long ooo_total = 0, ooo_seeds = 0; /* the case this test is about must occur */
     for (uint64_t seed = 1; seed <= NSEEDS; seed++) {
         gen_hist(seed, &h);
         uint64_t r = seed * 31 + 5;
@@ -360,6 +361,8 @@ START_TEST(test_prop_permutation_within_window)
                 ooo++;
             ck_assert(L == 0 || s2[i]->t >= L - WINDOW * DAY);
         }
+        ooo_total += ooo;
+        ooo_seeds += ooo > 0;
         struct fx *a = feed_stream(s1, n), *b = feed_stream(s2, n2);
         int64_t S0 = hist_max_t(&h);
         int64_t asofs[] = {S0, S0 + 10 * DAY, S0 + 200 * DAY};
@@ -381,6 +384,10 @@ START_TEST(test_prop_permutation_within_window)
         fx_free(a);
         fx_free(b);
     }
+    /* permutations that put nothing out of order would prove nothing */
+    ck_assert_msg(ooo_seeds >= NSEEDS / 4, "only %ld of %d seeds put an event out of order",
+                  ooo_seeds, NSEEDS);
+    ck_assert_int_gt(ooo_total, 0);
 }
 END_TEST
 
@@ -392,6 +399,10 @@ START_TEST(test_prop_duplicate_now_or_20_later)
     static struct tev extra[MAXS];
     const struct tev *s[MAXS], *sa[2 * MAXS], *sb[2 * MAXS];
     const struct tev *copy_of[MAXS];
+    /* the cases this test is about must occur, summed over the seeds: copies
+     * at all, a grant's permit id under a new event id, a copy that arrives
+     * 20 events after its original (histories longer than 20 events) */
+    long dup_total = 0, dup_new_eid = 0, dup_late = 0, long_hists = 0;
     for (uint64_t seed = 1; seed <= NSEEDS; seed++) {
         gen_hist(seed, &h);
         uint64_t r = seed * 101 + 3;
@@ -408,11 +419,16 @@ START_TEST(test_prop_duplicate_now_or_20_later)
                     extra[i].vu += 30 * DAY;
                     extra[i].t += rng_range(&r, 0, 3) * DAY;
                     snprintf(extra[i].scheme, TS, "%s", SCH[rng_range(&r, 0, NSCH - 1)]);
+                    dup_new_eid++;
                 }
+                if (i + 20 < n)
+                    dup_late++;
                 copy_of[i] = &extra[i];
                 ndup++;
             }
         }
+        dup_total += ndup;
+        long_hists += n > 20;
         int na = 0, nb = 0;
         for (int i = 0; i < n; i++) {
             sa[na++] = s[i];
@@ -443,6 +459,11 @@ START_TEST(test_prop_duplicate_now_or_20_later)
         fx_free(fa);
         fx_free(fb);
     }
+    ck_assert_msg(dup_total >= NSEEDS, "%ld copies over %d seeds", dup_total, NSEEDS);
+    ck_assert_msg(dup_new_eid > 0, "no grant copied under a new event id");
+    ck_assert_msg(long_hists > 0 && dup_late > 0,
+                  "%ld histories longer than 20 events, %ld copies 20 events late", long_hists,
+                  dup_late);
 }
 END_TEST
 
@@ -452,6 +473,9 @@ START_TEST(test_prop_interleaving_of_migrants)
 {
     static struct hist h;
     const struct tev *s1[MAXS], *s2[MAXS], *s3[MAXS];
+    /* the case this test is about must occur: histories of 2 or more
+     * migrants, whose two random interleavings differ */
+    long multi = 0, differ = 0;
     for (uint64_t seed = 1; seed <= NSEEDS; seed++) {
         gen_hist(seed, &h);
         uint64_t r = seed * 13 + 7;
@@ -461,6 +485,8 @@ START_TEST(test_prop_interleaving_of_migrants)
         for (int m = h.nm - 1; m >= 0; m--)
             for (int i = 0; i < h.nev[m]; i++)
                 s3[n3++] = &h.ev[m][i];
+        multi += h.nm >= 2;
+        differ += h.nm >= 2 && memcmp(s1, s2, (size_t)n1 * sizeof s1[0]) != 0;
         struct fx *a = feed_stream(s1, n1), *b = feed_stream(s2, n2), *c = feed_stream(s3, n3);
         int64_t S = hist_max_t(&h) + 30 * DAY;
         json_t *da = doc_at(a, S), *db = doc_at(b, S), *dc = doc_at(c, S);
@@ -473,6 +499,9 @@ START_TEST(test_prop_interleaving_of_migrants)
         fx_free(b);
         fx_free(c);
     }
+    ck_assert_msg(multi >= NSEEDS / 2 && differ >= NSEEDS / 2,
+                  "%ld of %d histories with 2+ migrants, %ld interleaved differently", multi,
+                  NSEEDS, differ);
 }
 END_TEST
 

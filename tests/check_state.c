@@ -192,7 +192,7 @@ START_TEST(test_unpack_garbage_is_refused)
     struct cm_fold_ctx *fc = cm_fold_ctx_new(&cfg, nm);
     uint64_t s = 12345;
     uint8_t buf[256];
-    int refused = 0;
+    int refused = 0, taken = 0;
     for (int i = 0; i < 20000; i++) {
         size_t len = (size_t)(i % 200);
         for (size_t j = 0; j < len; j++) {
@@ -212,11 +212,15 @@ START_TEST(test_unpack_garbage_is_refused)
             ck_assert_int_ge(cm_fold_event(fc, st, &ev, &items, &n, &cap), 0);
             free(items);
             cm_mstate_free(fc, st);
+            taken++;
         } else {
             refused++;
         }
     }
     ck_assert_int_gt(refused, 1000);
+    /* the branch that folds into what decoded must run too (the empty
+     * buffers are the empty state, at least) */
+    ck_assert_int_gt(taken, 0);
     cm_fold_ctx_free(fc);
     cm_names_free(nm);
     cm_config_free(&cfg);
@@ -227,6 +231,64 @@ END_TEST
 
 #define DAYS 86400LL
 #define T0 1709294400LL /* 2024-03-01T12:00:00Z */
+
+/* A state has one encoding: what unpack gives back packs to the bytes it came
+ * from. Found by fuzz_state (tests/fuzz/regress/fuzz_state/current-after-exit):
+ * an entry on the second permit and the exit that ends the stay, folded into
+ * the snapshot, left the snapshot's current permit at 1 while absent; pack
+ * wrote it, unpack keeps 0 for an absent migrant, so the bytes differed. */
+START_TEST(test_pack_unpack_pack_same_bytes)
+{
+    struct cm_config cfg;
+    config_demo(&cfg);
+    struct cm_names *nm = cm_names_new();
+    struct cm_fold_ctx *fc = cm_fold_ctx_new(&cfg, nm);
+    ck_assert(nm && fc);
+    struct cm_mstate *st = cm_mstate_new(fc);
+    ck_assert_ptr_nonnull(st);
+    const int64_t t0 = T0;
+    const struct cm_event evs[] = {
+        {.type = CM_EV_GRANTED, .event_id = "g1", .migrant_id = "m", .occurred_at = t0,
+         .permit_id = "P1", .scheme_id = "SAWP-ES", .nationality = "TUR", .kind = 1,
+         .valid_from = t0, .valid_until = t0 + 10 * DAYS},
+        {.type = CM_EV_GRANTED, .event_id = "g2", .migrant_id = "m",
+         .occurred_at = t0 + 20 * DAYS, .permit_id = "P2", .scheme_id = "SAWP-ES",
+         .nationality = "TUR", .kind = 1, .valid_from = t0 + 20 * DAYS,
+         .valid_until = t0 + 100 * DAYS},
+        {.type = CM_EV_ENTRY, .event_id = "e1", .migrant_id = "m", .occurred_at = t0 + 30 * DAYS,
+         .permit_id = "", .scheme_id = "", .nationality = ""},
+        {.type = CM_EV_EXIT, .event_id = "x1", .migrant_id = "m", .occurred_at = t0 + 40 * DAYS,
+         .permit_id = "", .scheme_id = "", .nationality = ""},
+        /* far later: the stay leaves the window for the snapshot */
+        {.type = CM_EV_ENTRY, .event_id = "e2", .migrant_id = "m", .occurred_at = t0 + 400 * DAYS,
+         .permit_id = "", .scheme_id = "", .nationality = ""},
+    };
+    struct cm_item *items = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+        n = 0;
+        ck_assert_int_eq(cm_fold_event(fc, st, &evs[i], &items, &n, &cap), CM_FOLD_ACCEPTED);
+        uint8_t *b1 = NULL, *b2 = NULL;
+        long l1 = cm_mstate_pack(fc, st, &b1);
+        ck_assert_int_gt(l1, 0);
+        struct cm_mstate *again = NULL;
+        ck_assert_int_eq(cm_mstate_unpack(fc, b1, (size_t)l1, &again), 0);
+        long l2 = cm_mstate_pack(fc, again, &b2);
+        ck_assert_msg(l2 == l1 && memcmp(b1, b2, (size_t)l1) == 0,
+                      "after event %zu: %ld bytes packed, %ld after a round trip, not the same",
+                      i, l1, l2);
+        free(b1);
+        free(b2);
+        cm_mstate_free(fc, again);
+    }
+    free(items);
+    cm_mstate_free(fc, st);
+    cm_fold_ctx_free(fc);
+    cm_names_free(nm);
+    cm_config_free(&cfg);
+}
+END_TEST
+
 
 struct sample {
     uint8_t *buf[64];
@@ -497,6 +559,86 @@ START_TEST(test_unpack_refuses_far_run_and_latest_int64_min)
 }
 END_TEST
 
+/* A stay-limit run starts and ends on the day of an event folded, never after
+ * the latest one, and its scan stops at start + N (N <= 3650) whether it is
+ * open or closed. Found by fuzz_state
+ * (tests/fuzz/regress/fuzz_state/run-ends-after-latest): a stored closed run
+ * of 1992-2917 scanned to 2019 was taken; an entry the day after reopened it,
+ * open with a scan past start + 3650, and the state the fold left did not
+ * unpack again. Each of the two is refused now; the same state with the run
+ * within both bounds is taken, folds, and what it leaves unpacks again. */
+static int unpack_with_run(struct cm_fold_ctx *fc, const Circmon__V1__MigrantState *m0,
+                           int32_t start, int32_t end, struct cm_mstate **st)
+{
+    Circmon__V1__MigrantState m = *m0;
+    Circmon__V1__StateScheme sc = *m0->schemes[0], *scp = &sc;
+    int32_t runs[4] = {start, end, m0->schemes[0]->runs[2], m0->schemes[0]->runs[3]};
+    sc.runs = runs;
+    m.schemes = &scp;
+    uint8_t b[4096];
+    ck_assert_uint_le(circmon__v1__migrant_state__get_packed_size(&m), sizeof b);
+    size_t n = circmon__v1__migrant_state__pack(&m, b);
+    return cm_mstate_unpack(fc, b, n, st);
+}
+
+START_TEST(test_unpack_refuses_run_after_latest)
+{
+    struct cm_config cfg;
+    config_demo(&cfg);
+    struct cm_names *nm = cm_names_new();
+    struct cm_fold_ctx *fc = cm_fold_ctx_new(&cfg, nm);
+    ck_assert(nm && fc);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fuzz/regress/fuzz_state/run-ends-after-latest",
+             getenv("CM_TOP"));
+    FILE *fp = fopen(path, "rb");
+    ck_assert_msg(fp != NULL, "%s: %s", path, strerror(errno));
+    struct cm_frame_reader r;
+    const uint8_t *data;
+    size_t len;
+    cm_frame_reader_init(&r, fp);
+    ck_assert_int_eq(cm_frame_read(&r, &data, &len), 1);
+    struct cm_mstate *st = NULL;
+    ck_assert_int_eq(cm_mstate_unpack(fc, data, len, &st), -EINVAL);
+    ck_assert_ptr_null(st);
+    Circmon__V1__MigrantState *m = circmon__v1__migrant_state__unpack(NULL, len, data);
+    ck_assert_ptr_nonnull(m);
+    cm_frame_reader_free(&r);
+    fclose(fp);
+    ck_assert_uint_eq(m->n_schemes, 1);
+    ck_assert_uint_eq(m->schemes[0]->n_runs, 4);
+    int32_t last = (int32_t)(m->latest / 86400), chk = m->schemes[0]->runs[2];
+    ck_assert_int_gt(m->schemes[0]->runs[1], last);
+    ck_assert_int_gt(chk, m->schemes[0]->runs[0] + 3650);
+    /* the scan within start + 3650, the end after the latest day: refused */
+    ck_assert_int_eq(unpack_with_run(fc, m, chk - 100, last + 1, &st), -EINVAL);
+    /* the end on the latest day, the scan past start + 3650: refused */
+    ck_assert_int_eq(unpack_with_run(fc, m, chk - 3651, last, &st), -EINVAL);
+    ck_assert_ptr_null(st);
+    /* both within: taken; an entry later, and what the fold leaves unpacks */
+    ck_assert_int_eq(unpack_with_run(fc, m, chk - 3650, last, &st), 0);
+    circmon__v1__migrant_state__free_unpacked(m, NULL);
+    struct cm_event ev = {.type = CM_EV_ENTRY, .event_id = "e", .migrant_id = "m",
+                          .occurred_at = 1700000000, .permit_id = "", .scheme_id = "",
+                          .nationality = ""};
+    struct cm_item *items = NULL;
+    size_t ni = 0, cap = 0;
+    ck_assert_int_eq(cm_fold_event(fc, st, &ev, &items, &ni, &cap), CM_FOLD_ACCEPTED);
+    uint8_t *b1 = NULL;
+    long l1 = cm_mstate_pack(fc, st, &b1);
+    ck_assert_int_gt(l1, 0);
+    struct cm_mstate *again = NULL;
+    ck_assert_int_eq(cm_mstate_unpack(fc, b1, (size_t)l1, &again), 0);
+    free(b1);
+    free(items);
+    cm_mstate_free(fc, again);
+    cm_mstate_free(fc, st);
+    cm_fold_ctx_free(fc);
+    cm_names_free(nm);
+    cm_config_free(&cfg);
+}
+END_TEST
+
 /* ---- the memory of the states (pool.h) ---- */
 
 /* Whether block b of block number i holds its pattern in its first n bytes. */
@@ -590,8 +732,10 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_pack_every_event_equals_memory);
     tcase_add_test(tc, test_unpack_garbage_is_refused);
+    tcase_add_test(tc, test_pack_unpack_pack_same_bytes);
     tcase_add_test(tc, test_unpack_mutated_valid_states);
     tcase_add_test(tc, test_unpack_refuses_far_run_and_latest_int64_min);
+    tcase_add_test(tc, test_unpack_refuses_run_after_latest);
     suite_add_tcase(s, tc);
     tc = tcase_create("pool");
     tcase_add_test(tc, test_pool_blocks_keep_their_bytes);

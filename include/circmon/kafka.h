@@ -82,7 +82,9 @@ typedef int (*cm_dlq_seen_cb)(int32_t partition, int64_t offset, void *ud);
  * Blocks while messages come; gives up when the watermark query or the
  * next message takes longer than timeout_ms. Returns 0, cb's nonzero result, or a
  * negative errno-style code with a message in err: -ETIMEDOUT, -EIO (also
- * when the assignment could not be cleared afterwards). */
+ * when the assignment could not be cleared afterwards), -ENOMEM. It is
+ * cm_dlq_scan_recs (circmon/dlq.h) without a cancel flag, reduced to the
+ * source partition and offset. */
 int cm_dlq_scan(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partition, int64_t from,
                 const char *src_topic, int timeout_ms, cm_dlq_seen_cb cb, void *ud,
                 int64_t *end, char *err, size_t errlen);

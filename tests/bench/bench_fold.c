@@ -16,6 +16,7 @@
 #include "circmon/engine.h"
 #include "circmon/event.h"
 #include "circmon/framing.h"
+#include "circmon/grow.h"
 #include "circmon/v1/events.pb-c.h"
 
 struct rec {
@@ -133,18 +134,13 @@ int main(int argc, char **argv)
     size_t len, n = 0, cap = 0, blen = 0, bcap = 0;
     struct rec *recs = NULL;
     uint8_t *buf = NULL;
+    int rd;
     cm_frame_reader_init(&r, fp);
-    while (cm_frame_read(&r, &data, &len) == 1) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 1 << 16;
-            recs = realloc(recs, cap * sizeof(*recs));
-        }
-        if (blen + len > bcap) {
-            bcap = (bcap ? bcap * 2 : 1 << 24) + len;
-            buf = realloc(buf, bcap);
-        }
-        if (!recs || !buf) {
-            fprintf(stderr, "bench_fold: out of memory\n");
+    while ((rd = cm_frame_read(&r, &data, &len)) == 1) {
+        if (cm_grow(&recs, &cap, n + 1, sizeof(*recs), 1 << 16) < 0 ||
+            cm_grow(&buf, &bcap, blen + len, 1, 1 << 24) < 0) {
+            fprintf(stderr, "bench_fold: out of memory for %zu records of %zu bytes in all\n",
+                    n + 1, blen + len);
             return 1;
         }
         memcpy(buf + blen, data, len);
@@ -153,6 +149,11 @@ int main(int argc, char **argv)
     }
     cm_frame_reader_free(&r);
     fclose(fp);
+    if (rd < 0) {
+        fprintf(stderr, "bench_fold: %s: cannot read record %zu: %s\n", argv[2], n + 1,
+                strerror(-rd));
+        return 1;
+    }
     for (size_t i = 0; i < n; i++)
         recs[i].p = buf + (size_t)recs[i].p;
 
