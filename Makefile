@@ -103,7 +103,7 @@ ASAN_ENV := $(TEST_ENV) CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-3} \
             ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
-.PHONY: FORCE all check check-plain check-asan check-valgrind tests tests-asan \
+.PHONY: FORCE all test check check-plain check-asan check-valgrind tests tests-asan \
         bench demo deps install uninstall clean fuzz fuzz-build fuzz-corpus fuzz-regress
 .DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
@@ -308,6 +308,13 @@ fuzz-regress: $(FUZZ_BINS)
 	done; \
 	echo "== fuzz-regress: $$n inputs, $$fail targets failed"; \
 	test $$fail -eq 0
+
+# The whole test suite, the README's test command and what .ci/run runs:
+# every Check suite plain and sanitized, then the fuzz regression corpus and
+# every fuzz target for FUZZ_SECONDS (any crash fails).
+test:
+	$(MAKE) check
+	$(MAKE) fuzz
 
 # Runs every target even after a crash, then fails if any did. A target
 # without its own dictionary (tests/fuzz/<target>.dict) takes that of the
