@@ -13,6 +13,7 @@ static void usage(FILE *fp)
           "  publish     produce an event file to the Kafka topic\n"
           "  indicators  read the indicators from Redis\n"
           "  status      show per-partition positions and lag\n"
+          "  alerts      evaluate the alert rules against Redis\n"
           "\n"
           "'circmonctl COMMAND --help' describes a command.\n",
           fp);
@@ -28,6 +29,7 @@ int main(int argc, char **argv)
         {"publish", cm_ctl_publish},
         {"indicators", cm_ctl_indicators},
         {"status", cm_ctl_status},
+        {"alerts", cm_ctl_alerts},
     };
 
     if (argc < 2) {
