@@ -141,6 +141,7 @@ struct daemon {
     struct cm_hist h_loop_line; /* the same since the last stats line */
     struct event *loop_timer;
     int64_t loop_due_us; /* when the probe should fire */
+    struct cmd_alerts *alerts; /* alerts.h; NULL without rules or read side */
     struct cmd_http *http; /* the HTTP endpoint and its read side (http.h); NULL when off */
     int topic_parts;       /* the event topic's partition count, once known */
     uint64_t last_folded;
