@@ -11,7 +11,7 @@ libevent-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler
 libhiredis-dev libsystemd-dev libinih-dev libjansson-dev
 check libsubunit-dev
 redis-server kcat valgrind bc time
-prometheus"
+prometheus prometheus-alertmanager"
 
 # One dpkg-query for all; packages it has never heard of print nothing.
 # shellcheck disable=SC2086
