@@ -529,14 +529,18 @@ json_t *cmd_alerts_json(struct daemon *d)
     return doc;
 }
 
-static int labels3(struct cm_strbuf *b, const struct al_inst *in)
+/* One sample of name with the labels name=value pairs (n of them). */
+static int sample(struct cm_strbuf *b, const char *name, const char *const (*kv)[2], size_t n,
+                  double v)
 {
-    if (cm_strbuf_printf(b, "{") < 0 || cm_prom_label(b, "alert", in->name) < 0 ||
-        cm_strbuf_printf(b, ",") < 0 || cm_prom_label(b, "scheme", in->scheme) < 0 ||
-        cm_strbuf_printf(b, ",") < 0 || cm_prom_label(b, "nationality", "") < 0 ||
-        cm_strbuf_printf(b, "}") < 0)
-        return -ENOMEM;
-    return 0;
+    struct cm_strbuf l = {0};
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = cm_prom_label(&l, kv[i][0], kv[i][1]);
+    if (rc == 0)
+        rc = cm_prom_sample(b, name, l.s ? l.s : "", v);
+    cm_strbuf_free(&l);
+    return rc < 0 ? -ENOMEM : 0;
 }
 
 int cmd_alerts_metrics(struct daemon *d, struct cm_strbuf *b)
@@ -562,8 +566,9 @@ int cmd_alerts_metrics(struct daemon *d, struct cm_strbuf *b)
             if (f == 1 && !cm_alert_value(&in->f, &v))
                 continue;
             double x = f == 0 ? (in->state == CM_ALERT_FIRING) : f == 1 ? v : (double)in->f.n;
-            if (cm_strbuf_printf(b, "%s", fam[f].name) < 0 || labels3(b, in) < 0 ||
-                cm_strbuf_printf(b, " %.17g\n", x) < 0)
+            const char *const kv[][2] = {{"alert", in->name}, {"scheme", in->scheme},
+                                         {"nationality", ""}};
+            if (sample(b, fam[f].name, kv, 3, x) < 0)
                 return -ENOMEM;
         }
     }
@@ -571,15 +576,15 @@ int cmd_alerts_metrics(struct daemon *d, struct cm_strbuf *b)
                        "alert transitions this process made, by state entered") < 0)
         return -ENOMEM;
     for (size_t r = 0; r < a->cfg->n_alerts; r++)
-        for (int s = 0; s < 2; s++)
-            if (cm_strbuf_printf(b, "circmon_alert_transitions_total{") < 0 ||
-                cm_prom_label(b, "alert", a->cfg->alerts[r].name) < 0 ||
-                cm_strbuf_printf(b, ",state=\"%s\"} %" PRIu64 "\n", s ? "FIRING" : "RESOLVED",
-                                 a->trans[r][s]) < 0)
+        for (int st = 0; st < 2; st++) {
+            const char *const kv[][2] = {{"alert", a->cfg->alerts[r].name},
+                                         {"state", st ? "FIRING" : "RESOLVED"}};
+            if (sample(b, "circmon_alert_transitions_total", kv, 2, (double)a->trans[r][st]) < 0)
                 return -ENOMEM;
+        }
     if (cm_prom_family(b, "circmon_alert_redis_errors_total", "counter",
                        "alert compare-and-sets and publisher steps that failed in Redis") < 0 ||
-        cm_strbuf_printf(b, "circmon_alert_redis_errors_total %" PRIu64 "\n", a->redis_errors) < 0)
+        cm_prom_sample(b, "circmon_alert_redis_errors_total", "", (double)a->redis_errors) < 0)
         return -ENOMEM;
     return 0;
 }
