@@ -193,7 +193,8 @@ static void on_cas(struct cm_rconn *c, struct redisReply *rep, int err, void *ud
     struct cas_ctx *x = ud;
     struct cmd_alerts *a = x->a;
     (void)c;
-    a->pending--;
+    if (x->gen == a->gen)
+        a->pending--; /* replies of an older generation were uncounted by cmd_alerts_apply */
     struct al_inst *in = x->gen == a->gen ? by_id(a, x->id) : NULL;
     if (!in) {
         free(x);
@@ -414,13 +415,13 @@ static int env_int(const char *name, int def)
     return s && *s ? atoi(s) : def;
 }
 
-int cmd_alerts_start(struct daemon *d)
+static int start(struct daemon *d, const struct cm_config *cfg)
 {
-    if (!d->cfg->n_alerts)
+    if (!cfg->n_alerts)
         return 0;
     if (!d->http) {
         cm_log_warn("alerts: %zu rules, but [http] port is 0: the alerts need the read side "
-                    "and are not evaluated", d->cfg->n_alerts);
+                    "and are not evaluated", cfg->n_alerts);
         return 0;
     }
     struct cmd_alerts *a = calloc(1, sizeof *a);
@@ -429,12 +430,12 @@ int cmd_alerts_start(struct daemon *d)
         return -ENOMEM;
     }
     a->d = d;
-    a->cfg = d->cfg;
+    a->cfg = cfg;
     a->gen = 1;
     a->tick_ms = a->cfg->alerts_interval_s * 100 < 100 ? 100 : a->cfg->alerts_interval_s * 100;
     a->crash_after_cas = env_int("CIRCMOND_TEST_CRASH_AFTER_ALERT_CAS", 0);
     a->trans = calloc(a->cfg->n_alerts, sizeof *a->trans);
-    a->rc = cm_rconn_new(d->base, d->cfg, on_prepare, on_state, a);
+    a->rc = cm_rconn_new(d->base, cfg, on_prepare, on_state, a);
     a->tick = evtimer_new(d->base, on_tick, a);
     d->alerts = a;
     if (!a->trans || !a->rc || !a->tick) {
@@ -451,11 +452,20 @@ int cmd_alerts_start(struct daemon *d)
     return 0;
 }
 
+int cmd_alerts_start(struct daemon *d)
+{
+    return start(d, d->cfg);
+}
+
 int cmd_alerts_apply(struct daemon *d, const struct cm_config *new_cfg)
 {
     struct cmd_alerts *a = d->alerts;
-    if (!a)
-        return new_cfg->n_alerts ? -EAGAIN : 0; /* started without rules: a restart adds them */
+    if (!a) {
+        int r = start(d, new_cfg); /* started without rules */
+        if (r < 0)
+            cmd_alerts_free(d);
+        return r;
+    }
     uint64_t (*trans)[2] = calloc(new_cfg->n_alerts ? new_cfg->n_alerts : 1, sizeof *trans);
     if (!trans)
         return -ENOMEM;

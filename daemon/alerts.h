@@ -29,9 +29,15 @@ struct cmd_alerts;
  * Returns 0 or a negative errno (logged). */
 int cmd_alerts_start(struct daemon *d);
 
-/* Applies the rules of new_cfg (a reload): instances of rules that are gone
- * are forgotten here (their Redis state stays), new rules are evaluated at
- * the next tick. new_cfg must outlive the alerts or the next apply. */
+/* Applies the rules of new_cfg (a reload): instances of rules that stay keep
+ * their state and counters, those of rules that are gone are forgotten here
+ * (their Redis state stays), new rules are evaluated at the next tick; a
+ * publisher job in flight is dropped (its events stay in the outbox).
+ * new_cfg must outlive the alerts or the next apply. The configuration the
+ * alerts were started with must outlive the daemon: the alerts' Redis
+ * connection and producer were made from it (redis, kafka and key_prefix
+ * changes are refused by the reload anyway). Returns 0, or a negative errno
+ * when rules given to a daemon started without any cannot start (logged). */
 int cmd_alerts_apply(struct daemon *d, const struct cm_config *new_cfg);
 
 /* GET /v1/alerts: every instance known here. A new reference or NULL. */

@@ -72,6 +72,7 @@ struct al_job {
     int fds[2];
     struct event *ev;
     rd_kafka_conf_t *conf;
+    char *topic; /* the alert topic, the thread's own copy */
     int32_t n_parts, p;
     int64_t hi;
     int rerr;
@@ -107,6 +108,7 @@ static void job_free(struct al_job *j)
     free(j->lens);
     free(j->idem);
     free(j->found);
+    free(j->topic);
     free(j);
 }
 
@@ -276,7 +278,7 @@ static void *readback(void *arg)
     struct al_job *j = arg;
     char err[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, j->conf, err, sizeof err);
-    const char *topic = j->a->cfg->alert_topic;
+    const char *topic = j->topic;
     if (!rk) {
         snprintf(j->errstr, sizeof j->errstr, "read-back consumer: %s", err);
         j->rerr = -EINVAL;
@@ -492,8 +494,9 @@ static void on_lease(struct cm_rconn *c, struct redisReply *rep, int err, void *
     }
     char err_s[512];
     j->n_parts = a->n_parts;
+    j->topic = strdup(a->cfg->alert_topic);
     j->conf = reader_conf(a->cfg, err_s, sizeof err_s);
-    if (!j->conf) {
+    if (!j->conf || !j->topic) {
         cm_log_err("alerts: read-back configuration: %s", err_s);
         job_end(a, 1);
         return;
