@@ -457,28 +457,41 @@ int cmd_alerts_start(struct daemon *d)
     return start(d, d->cfg);
 }
 
-int cmd_alerts_apply(struct daemon *d, const struct cm_config *new_cfg)
+/* Moves the rules of nc into live. */
+static void move_rules(struct cm_config *live, struct cm_config *nc)
+{
+    free(live->alerts);
+    live->alerts = nc->alerts;
+    live->n_alerts = nc->n_alerts;
+    live->alerts_interval_s = nc->alerts_interval_s;
+    nc->alerts = NULL;
+    nc->n_alerts = 0;
+}
+
+int cmd_alerts_apply(struct daemon *d, struct cm_config *live, struct cm_config *nc)
 {
     struct cmd_alerts *a = d->alerts;
     if (!a) {
-        int r = start(d, new_cfg); /* started without rules */
+        move_rules(live, nc);
+        int r = start(d, live); /* started without rules */
         if (r < 0)
             cmd_alerts_free(d);
         return r;
     }
-    uint64_t (*trans)[2] = calloc(new_cfg->n_alerts ? new_cfg->n_alerts : 1, sizeof *trans);
+    uint64_t (*trans)[2] = calloc(nc->n_alerts ? nc->n_alerts : 1, sizeof *trans);
     if (!trans)
         return -ENOMEM;
-    /* keep the instances of rules that stay, renumbered */
+    /* keep the instances of rules that stay (by name), renumbered */
     size_t k = 0;
     for (size_t i = 0; i < a->n; i++) {
-        for (size_t r = 0; r < new_cfg->n_alerts; r++)
-            if (!strcmp(new_cfg->alerts[r].name, a->v[i].name)) {
+        for (size_t r = 0; r < nc->n_alerts; r++)
+            if (!strcmp(nc->alerts[r].name, a->v[i].name)) {
+                uint64_t t0 = a->trans[a->v[i].rule][0], t1 = a->trans[a->v[i].rule][1];
                 a->v[k] = a->v[i];
                 a->v[k].rule = r;
                 a->v[k].in_flight = 0;
-                trans[r][0] = a->trans[a->v[i].rule][0];
-                trans[r][1] = a->trans[a->v[i].rule][1];
+                trans[r][0] = t0;
+                trans[r][1] = t1;
                 k++;
                 break;
             }
@@ -486,7 +499,11 @@ int cmd_alerts_apply(struct daemon *d, const struct cm_config *new_cfg)
     a->n = k;
     free(a->trans);
     a->trans = trans;
-    a->cfg = new_cfg;
+    cm_log_info("reload: alerts: %zu rules (were %zu), evaluated every %d s", nc->n_alerts,
+                live->n_alerts, nc->alerts_interval_s);
+    move_rules(live, nc);
+    a->cfg = live;
+    a->tick_ms = live->alerts_interval_s * 100 < 100 ? 100 : live->alerts_interval_s * 100;
     a->gen++;
     a->pending = 0; /* replies of the old generation are ignored */
     a->evaluations = 0;

@@ -29,16 +29,17 @@ struct cmd_alerts;
  * Returns 0 or a negative errno (logged). */
 int cmd_alerts_start(struct daemon *d);
 
-/* Applies the rules of new_cfg (a reload): instances of rules that stay keep
- * their state and counters, those of rules that are gone are forgotten here
- * (their Redis state stays), new rules are evaluated at the next tick; a
- * publisher job in flight is dropped (its events stay in the outbox).
- * new_cfg must outlive the alerts or the next apply. The configuration the
- * alerts were started with must outlive the daemon: the alerts' Redis
- * connection and producer were made from it (redis, kafka and key_prefix
- * changes are refused by the reload anyway). Returns 0, or a negative errno
- * when rules given to a daemon started without any cannot start (logged). */
-int cmd_alerts_apply(struct daemon *d, const struct cm_config *new_cfg);
+/* A reload's apply hook: moves the rules of nc ([alerts] interval_s and the
+ * [alert NAME] sections) into live, the running configuration the alerts
+ * were started with (nc is left without them, live's old rules are freed),
+ * and applies them: instances of rules that stay (by name) keep their state
+ * and counters, those of rules that are gone are forgotten here (their Redis
+ * state stays), new rules are evaluated at the next tick; a publisher job in
+ * flight is dropped (its events stay in the outbox). Rules given to a daemon
+ * started without any start the alerts. Returns 0, or a negative errno
+ * (logged) when they cannot start or memory runs out (the rules are then
+ * those of live, unchanged, or moved but not evaluated). */
+int cmd_alerts_apply(struct daemon *d, struct cm_config *live, struct cm_config *nc);
 
 /* GET /v1/alerts: every instance known here. A new reference or NULL. */
 json_t *cmd_alerts_json(struct daemon *d);
