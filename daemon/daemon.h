@@ -18,7 +18,9 @@
  *   intake.c      consumer polling and backpressure (what is held, and its bound)
  *   partitions.c  assignment, positions, resync, rebalance, Redis up/down
  *   schedule.c    batches: when one starts, its states, fold, apply
- *   deadletter.c  everything about dead letters (deadletter.h) */
+ *   deadletter.c  everything about dead letters (deadletter.h)
+ *   http.c, http_api.c, readside.c  the HTTP endpoint and its read side
+ *                 (http.h, readside.h), fed by one-line hooks */
 #ifndef CIRCMOND_DAEMON_H
 #define CIRCMOND_DAEMON_H
 

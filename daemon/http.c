@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -34,6 +36,7 @@ struct http_conn {
     int64_t since_ms; /* accepted, or last request answered (monotonic) */
     int live;         /* counted against max_connections until evhttp frees it */
     int refused;      /* over max_connections: closed at the first sweep */
+    int fresh;        /* its socket not yet tuned */
 };
 
 /* ------------------------------------------------------------ connections */
@@ -65,6 +68,14 @@ static void sweep(struct cmd_http *h, int all)
             continue;
         }
         evutil_socket_t fd = bufferevent_getfd(c->bev);
+        if (fd >= 0 && c->fresh) {
+            /* the head and the body go out in separate writes: without
+             * this, Nagle and the client's delayed ACK hold the body 40 ms */
+            int one = 1;
+            c->fresh = 0;
+            if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+                cm_log_debug("http: TCP_NODELAY: %s", strerror(errno));
+        }
         if (fd >= 0 && (c->refused || now - c->since_ms > limit)) {
             /* evhttp sees the end of the stream and frees the connection;
              * the next sweep lets it go */
@@ -99,11 +110,12 @@ static struct bufferevent *on_bev(struct event_base *base, void *arg)
     }
     bufferevent_incref(bev);
     c->bev = bev;
+    c->fresh = 1;
     c->since_ms = cm_clock_ms();
+    event_active(h->sweep_now, 0, 0); /* runs once evhttp has set the socket */
     if (h->n_conns >= h->d->cfg->http_max_connections) {
         c->refused = 1; /* not counted: it goes at the next sweep */
         h->conns_refused++;
-        event_active(h->sweep_now, 0, 0);
     } else {
         c->live = 1;
         h->n_conns++;
@@ -365,10 +377,14 @@ int cmd_http_start(struct daemon *d)
     errno = 0;
     h->sock = evhttp_bind_socket_with_handle(h->eh, cfg->http_listen, (ev_uint16_t)cfg->http_port);
     if (!h->sock) {
+        /* The pipeline does not depend on the endpoint: fold on without it
+         * (and say so loudly) rather than stop the figures over a port. */
         int e = errno ? errno : EADDRNOTAVAIL;
-        cm_log_err("http: cannot listen on %s port %d: %s", cfg->http_listen, cfg->http_port,
-                   strerror(e));
-        return -e;
+        cm_log_err("http: cannot listen on %s port %d: %s; the HTTP endpoint is off, the "
+                   "pipeline goes on",
+                   cfg->http_listen, cfg->http_port, strerror(e));
+        cmd_http_stop(d);
+        return 0;
     }
     cm_log_info("http endpoint at http://%s%s%s:%d/ (refresh every %d ms)",
                 strchr(cfg->http_listen, ':') ? "[" : "", cfg->http_listen,

@@ -62,8 +62,9 @@ struct cmd_http {
 };
 
 /* Listens on [http] listen:port (unless port is 0: d->http stays NULL) and
- * creates the read side; registers the pipeline metrics in d->m. Returns 0,
- * or a negative errno (logged, e.g. the port is taken). */
+ * creates the read side; registers the pipeline metrics in d->m. A port that
+ * cannot be bound is logged (error) and leaves d->http NULL: the pipeline
+ * runs without the endpoint. Returns 0, or -ENOMEM (logged). */
 int cmd_http_start(struct daemon *d);
 
 /* The topic's partition count is known: the read side starts reading. */

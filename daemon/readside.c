@@ -7,6 +7,9 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -34,6 +37,10 @@ struct rs_run {
     int failed;   /* an error was recorded: the run is dropped at its last reply */
     int detached; /* the read side let go of it (freed or restarted) */
     int64_t t0_us;
+    /* the evaluation, off the loop (evaluate() on its own thread) */
+    const struct cm_config *cfg;
+    struct cmd_figures *fig; /* its result, or NULL with err set */
+    char err[256];
 };
 
 struct cmd_readside {
@@ -44,7 +51,11 @@ struct cmd_readside {
     struct cm_hist *h_refresh;
     struct cm_counter *c_fail;
     int n_parts;
-    struct rs_run *run; /* the refresh in flight */
+    struct rs_run *run; /* the refresh in flight (reading, or being evaluated) */
+    int evaluating;     /* run's evaluation thread runs: joined by on_evaluated or the free */
+    pthread_t th;
+    int fds[2];         /* the thread's "done" byte wakes the loop */
+    struct event *done_ev;
     struct cmd_figures *fig;
     char err[512];
     char last_logged[512];
@@ -76,6 +87,7 @@ static void run_free(struct rs_run *r)
 {
     if (!r)
         return;
+    figures_free(r->fig);
     cm_agg_free(r->ag);
     cm_names_free(r->nm);
     free(r->pos);
@@ -107,47 +119,74 @@ static void arm(struct cmd_readside *rs)
         cm_log_err("cannot arm the read side's refresh timer");
 }
 
-/* The run is complete: evaluate and keep. */
-static void finish(struct cmd_readside *rs, struct rs_run *r)
+/* The evaluation of a complete read, on a thread of its own: it touches only
+ * the run (its aggregate and names) and the configuration, both read-only
+ * for the loop meanwhile; cm_indicators_json and cm_prom_indicators are pure.
+ * Costs the aggregate's entries and the groups printed (tens of ms for a big
+ * stream), which the loop would otherwise be held for. */
+static void evaluate(struct rs_run *r)
 {
     struct cmd_figures *f = calloc(1, sizeof(*f));
     struct cm_strbuf pb = {0};
     if (!f) {
-        fail(rs, "out of memory for the figures");
+        snprintf(r->err, sizeof(r->err), "out of memory for the figures");
         return;
     }
     f->as_of = (int64_t)time(NULL);
-    f->doc = cm_indicators_json(r->ag, r->nm, rs->cfg, f->as_of);
+    f->doc = cm_indicators_json(r->ag, r->nm, r->cfg, f->as_of);
     if (!f->doc) {
-        fail(rs, "cannot make the indicators document (a scheme id or nationality is not "
-                 "UTF-8, or out of memory)");
+        snprintf(r->err, sizeof(r->err), "cannot make the indicators document (a scheme id or "
+                 "nationality is not UTF-8, or out of memory)");
         goto bad;
     }
     f->json = json_dumps(f->doc, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
-    if (!f->json) {
-        fail(rs, "out of memory rendering the indicators document");
-        goto bad;
-    }
-    f->json_len = strlen(f->json);
-    char *j = realloc(f->json, f->json_len + 2);
+    char *j = f->json ? realloc(f->json, strlen(f->json) + 2) : NULL;
     if (!j) {
-        fail(rs, "out of memory rendering the indicators document");
+        snprintf(r->err, sizeof(r->err), "out of memory rendering the indicators document");
         goto bad;
     }
     f->json = j;
+    f->json_len = strlen(f->json);
     memcpy(f->json + f->json_len, "\n", 2); /* as circmonctl prints it */
     f->json_len++;
-    int pr = cm_prom_indicators(&pb, f->doc, f->as_of, rs->cfg->http_metrics_cohort_months);
+    int pr = cm_prom_indicators(&pb, f->doc, f->as_of, r->cfg->http_metrics_cohort_months);
     if (pr < 0) {
-        fail(rs, "cannot render the indicator metrics: %s", strerror(-pr));
+        snprintf(r->err, sizeof(r->err), "cannot render the indicator metrics: %s", strerror(-pr));
+        cm_strbuf_free(&pb);
         goto bad;
     }
     f->prom = pb.s ? pb.s : calloc(1, 1);
     f->prom_len = pb.len;
     if (!f->prom) {
-        fail(rs, "out of memory rendering the indicator metrics");
+        snprintf(r->err, sizeof(r->err), "out of memory rendering the indicator metrics");
         goto bad;
     }
+    r->fig = f;
+    return;
+bad:
+    figures_free(f);
+}
+
+static void *eval_main(void *arg)
+{
+    struct rs_run *r = arg;
+    evaluate(r);
+    ssize_t w;
+    do
+        w = write(r->rs->fds[1], "e", 1);
+    while (w < 0 && errno == EINTR);
+    return NULL;
+}
+
+/* Keeps the evaluated figures (or records why there are none). */
+static void install(struct cmd_readside *rs, struct rs_run *r)
+{
+    struct cmd_figures *f = r->fig;
+    if (!f) {
+        fail(rs, "%s", r->err);
+        return;
+    }
+    r->fig = NULL;
     f->ag = r->ag;
     f->nm = r->nm;
     f->pos = r->pos;
@@ -162,11 +201,38 @@ static void finish(struct cmd_readside *rs, struct rs_run *r)
     rs->fig = f;
     rs->err[0] = '\0';
     rs->last_logged[0] = '\0';
-    return;
-bad:
-    if (f->prom != pb.s)
-        cm_strbuf_free(&pb);
-    figures_free(f);
+}
+
+static void on_evaluated(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct cmd_readside *rs = arg;
+    char b[16];
+    while (read(fd, b, sizeof(b)) > 0)
+        ;
+    if (!rs->evaluating)
+        return;
+    pthread_join(rs->th, NULL);
+    rs->evaluating = 0;
+    struct rs_run *r = rs->run;
+    rs->run = NULL;
+    install(rs, r);
+    run_free(r);
+}
+
+/* The read is complete: evaluate it off the loop (inline when no thread
+ * can start). */
+static void finish(struct cmd_readside *rs, struct rs_run *r)
+{
+    r->cfg = rs->cfg;
+    if (pthread_create(&rs->th, NULL, eval_main, r) == 0) {
+        rs->evaluating = 1;
+        return; /* rs->run stays r until on_evaluated */
+    }
+    evaluate(r);
+    rs->run = NULL;
+    install(rs, r);
+    run_free(r);
 }
 
 static void send_more(struct rs_run *r);
@@ -271,9 +337,7 @@ static void on_reply(struct cm_rconn *c, struct redisReply *rep, int err, void *
         return;
     }
     if (r->done == r->n_parts) {
-        rs->run = NULL;
         finish(rs, r);
-        run_free(r);
         return;
     }
     send_more(r);
@@ -376,7 +440,11 @@ struct cmd_readside *cmd_readside_new(struct event_base *base, const struct cm_c
     rs->cfg = cfg;
     rs->h_refresh = h_refresh;
     rs->c_fail = c_fail;
-    if (!(rs->timer = evtimer_new(base, on_timer, rs)) ||
+    rs->fds[0] = rs->fds[1] = -1;
+    if (pipe(rs->fds) < 0 || fcntl(rs->fds[0], F_SETFL, O_NONBLOCK) < 0 ||
+        fcntl(rs->fds[1], F_SETFL, O_NONBLOCK) < 0 ||
+        !(rs->done_ev = event_new(base, rs->fds[0], EV_READ | EV_PERSIST, on_evaluated, rs)) ||
+        event_add(rs->done_ev, NULL) < 0 || !(rs->timer = evtimer_new(base, on_timer, rs)) ||
         !(rs->rc = cm_rconn_new(base, cfg, NULL, on_state, rs)))
         return cmd_readside_free(rs);
     return rs;
@@ -386,7 +454,7 @@ int cmd_readside_start(struct cmd_readside *rs, int n_parts)
 {
     if (n_parts <= 0)
         return -EINVAL;
-    if (rs->run) {
+    if (rs->run && !rs->evaluating) {
         rs->run->detached = 1; /* its replies free it */
         rs->run = NULL;
     }
@@ -428,16 +496,25 @@ struct cmd_readside *cmd_readside_free(struct cmd_readside *rs)
 {
     if (!rs)
         return NULL;
+    if (rs->evaluating) {
+        pthread_join(rs->th, NULL); /* at most one evaluation's time */
+        rs->evaluating = 0;
+        run_free(rs->run);
+        rs->run = NULL;
+    }
+    /* a run still reading is detached: its pending replies come back with
+     * -ECONNRESET inside cm_rconn_free, and the last one frees it */
     if (rs->run)
         rs->run->detached = 1;
-    /* the pending replies come back with -ECONNRESET now; a detached run
-     * is freed by its last one */
-    struct rs_run *r = rs->run;
     rs->run = NULL;
     rs->rc = cm_rconn_free(rs->rc);
-    (void)r;
     if (rs->timer)
         event_free(rs->timer);
+    if (rs->done_ev)
+        event_free(rs->done_ev);
+    for (int i = 0; i < 2; i++)
+        if (rs->fds[i] >= 0)
+            close(rs->fds[i]);
     figures_free(rs->fig);
     free(rs);
     return NULL;

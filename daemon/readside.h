@@ -14,10 +14,11 @@
  * int64, no overflow when partitions are summed) into a fresh aggregate; a
  * malformed one fails the refresh (logged once per distinct error, counted)
  * and the last good figures stay. A complete read is evaluated as of the
- * read instant (cm_indicators_json) and kept: the aggregate (for as_of
- * requests), the document, its JSON text (the form of circmonctl replay),
- * and the /metrics indicator part (cm_prom_indicators). Readers never wait:
- * they get the last complete figures or none. */
+ * read instant (cm_indicators_json) on a thread of its own (the loop only
+ * parses the replies) and kept: the aggregate (for as_of requests), the
+ * document, its JSON text (the form of circmonctl replay), and the /metrics
+ * indicator part (cm_prom_indicators). Readers never wait: they get the last
+ * complete figures or none. One refresh at a time, evaluation included. */
 #ifndef CIRCMOND_READSIDE_H
 #define CIRCMOND_READSIDE_H
 

@@ -400,19 +400,19 @@ static int scheme_gauges(struct ctx *c)
 
 static int window_gauges(struct ctx *c)
 {
-    struct cm_window w[1];
+    struct cm_window w;
     if (cm_prom_family(c->b, "circmon_window_expected_departures", "gauge",
                        "Expected departures of the scheme's cohorts of the last 3 or 12 calendar months, the current one included (INDICATORS.md section 5).") < 0)
         return -ENOMEM;
     for (size_t i = 0; i < c->nkeys; i++)
         for (size_t k = 0; k < 2; k++) {
             int r = cm_window_of_scheme(json_object_get(c->schemes, c->keys[i]), c->as_of,
-                                        window_months[k], &w[0]);
+                                        window_months[k], &w);
             if (r < 0)
                 return r;
             if (labels(c, c->keys[i], "window", windows[k]) < 0 ||
                 cm_prom_sample(c->b, "circmon_window_expected_departures", c->lb.s,
-                               (double)w[0].c[CM_C_EXPECTED]) < 0)
+                               (double)w.c[CM_C_EXPECTED]) < 0)
                 return -ENOMEM;
         }
     if (cm_prom_family(c->b, "circmon_window_rate", "gauge",
@@ -421,12 +421,12 @@ static int window_gauges(struct ctx *c)
     for (size_t i = 0; i < c->nkeys; i++)
         for (size_t k = 0; k < 2; k++) {
             int r = cm_window_of_scheme(json_object_get(c->schemes, c->keys[i]), c->as_of,
-                                        window_months[k], &w[0]);
+                                        window_months[k], &w);
             if (r < 0)
                 return r;
             for (int q = 0; q < CM_R__COUNT; q++) {
                 double v;
-                if (!cm_window_rate(&w[0], q, &v))
+                if (!cm_window_rate(&w, q, &v))
                     continue;
                 if (labels(c, c->keys[i], "rate", cm_rate_name(q)) < 0 ||
                     cm_prom_label(&c->lb, "window", windows[k]) < 0 ||

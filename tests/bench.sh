@@ -7,9 +7,15 @@
 #    redis-server, against kcat draining the same topic with its defaults, in
 #    the same run; Redis memory per migrant and circmond's peak RSS.
 #
+# 3. the HTTP endpoint (bench_http): GET /metrics latency p50/p99 under wrk
+#    (4 connections, 10 s) with circmond idle and while it catches up, and the
+#    catch-up rate without the read side ([http] port = 0), with it, and with
+#    a 1 s scrape of /metrics, in the same run.
+#
 # Environment: MIGRANTS (default 125000, about 1.05 million events),
 # PARTITIONS (64), SEED (1), REPLAY_RUNS (5), SKIP_E2E=1 to run the replay
-# part only.
+# part only, ONLY_HTTP=1 to run the HTTP part only, HTTP_RUNS (1: catch-ups
+# per variant).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +26,110 @@ SEED=${SEED:-1}
 tools/install-deps.sh >&2 # kcat, bc and time among them
 . tools/services.sh
 
+# bench_http: the endpoint's figures (section 3 above); events in $work/events.bin.
+bench_http() {
+    echo
+    echo "== HTTP endpoint ($PARTITIONS partitions)"
+    start_redis
+    start_broker "$PARTITIONS"
+    local conf=$work/http.conf port n
+    port=$(free_port)
+    write_config "$conf"
+    bin/circmonctl publish --config "$conf" "$work/events.bin" 2>"$work/publish-http.log"
+    n=$(sed -n "s/.*: \([0-9]*\) delivered.*/\1/p" "$work/publish-http.log" | tail -1)
+    echo "published: ${n:-?} messages"
+    # one catch-up from an empty Redis: catch_up VARIANT PORT; writes the rate
+    # from the assignment to caught up (events/s) and its seconds into
+    # $work/rate-VARIANT.txt, leaves the daemon running in $daemon
+    catch_up() {
+        redis-cli -p "$redis_port" flushall >/dev/null
+        write_config "$conf" # a fresh group id: no wait for the previous member
+        printf '\n[http]\nport = %s\nrefresh_ms = 1000\n' "$2" >>"$conf"
+        : >"$work/circmond-$1.log"
+        bin/circmond --config "$conf" --foreground 2>"$work/circmond-$1.log" &
+        track $!
+        daemon=$!
+        while ! grep -q 'assigned [0-9]* partitions from' "$work/circmond-$1.log" 2>/dev/null; do
+            kill -0 "$daemon" 2>/dev/null || { tail "$work/circmond-$1.log" >&2; return 1; }
+            sleep 0.02
+        done
+        local t0 t1
+        t0=$(date +%s.%N)
+        wait_caught_up "$conf" "$daemon" 1200 || { tail -20 "$work/circmond-$1.log" >&2; return 1; }
+        t1=$(date +%s.%N)
+        echo "$(echo "$n / ($t1 - $t0)" | bc -l) $(echo "$t1 - $t0" | bc -l)" >"$work/rate-$1.txt"
+    }
+    rate() { awk '{print $1}' "$work/rate-$1.txt"; }
+    stop_daemon() {
+        kill -TERM "$daemon" 2>/dev/null || true
+        wait "$daemon" 2>/dev/null || true
+    }
+    wrk_quantiles() { # wrk --latency output: "p50 p99" in ms
+        awk '/^ +50%/ {p50 = $2} /^ +99%/ {p99 = $2}
+             function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0;
+                              if (v ~ /s$/) return v * 1000; return v }
+             END {printf "%.2f %.2f", ms(p50), ms(p99)}' "$1"
+    }
+    local runs=${HTTP_RUNS:-1} r rate_off rate_on rate_scrape
+    # a first catch-up sends the stream's dead letters; every later one finds
+    # them on the dead-letter topic and skips them: warm up, so that every
+    # measured run does the same work
+    catch_up warm 0
+    stop_daemon
+    for r in $(seq "$runs"); do
+        catch_up off 0
+        stop_daemon
+        catch_up on "$port"
+        # circmond idle (caught up): /metrics under wrk
+        sleep 1.5 # a refresh after the catch-up: the series of the whole stream
+        curl -s "http://127.0.0.1:$port/metrics" >"$work/metrics.txt"
+        wrk -t2 -c4 -d10s --latency "http://127.0.0.1:$port/metrics" >"$work/wrk-idle.txt"
+        stop_daemon
+        # a 1 s scrape during the catch-up
+        (while :; do curl -s -o /dev/null "http://127.0.0.1:$port/metrics"; sleep 1; done) &
+        local scraper=$!
+        track $scraper
+        catch_up scrape "$port"
+        kill "$scraper" 2>/dev/null || true
+        stop_daemon
+        # wrk from the assignment on, during a catch-up of its own (wrk takes
+        # CPU from the fold: this run's rate is not compared)
+        rm -f "$work/circmond-wrk.log"
+        (while ! grep -q 'assigned [0-9]* partitions from' "$work/circmond-wrk.log" 2>/dev/null; do
+            sleep 0.02
+        done
+        wrk -t2 -c4 -d10s --latency "http://127.0.0.1:$port/metrics" >"$work/wrk-busy.txt") &
+        local loader=$!
+        track $loader
+        catch_up wrk "$port"
+        wait "$loader" || true
+        stop_daemon
+        rate_off=$(rate off)
+        rate_on=$(rate on)
+        rate_scrape=$(rate scrape)
+        printf 'metrics: %d series, %d bytes\n' "$(grep -vc '^#' "$work/metrics.txt")" \
+            "$(stat -c %s "$work/metrics.txt")"
+        printf 'GET /metrics, wrk 4 connections 10 s, circmond idle: p50/p99 %s ms, %s requests/s\n' \
+            "$(wrk_quantiles "$work/wrk-idle.txt" | tr ' ' /)" \
+            "$(awk '/Requests\/sec/ {print $2}' "$work/wrk-idle.txt")"
+        printf 'GET /metrics, wrk 4 connections 10 s from the assignment, circmond catching up for %.1f s of them: p50/p99 %s ms, %s requests/s (catch-up %.0f events/s with wrk running)\n' \
+            "$(awk '{print $2}' "$work/rate-wrk.txt")" "$(wrk_quantiles "$work/wrk-busy.txt" | tr ' ' /)" \
+            "$(awk '/Requests\/sec/ {print $2}' "$work/wrk-busy.txt")" "$(rate wrk)"
+        printf 'catch-up (assigned to caught up): no read side %.0f events/s; read side every 1 s %.0f (%.2f); and a 1 s scrape %.0f (%.2f)\n' \
+            "$rate_off" "$rate_on" "$(echo "$rate_on / $rate_off" | bc -l)" \
+            "$rate_scrape" "$(echo "$rate_scrape / $rate_off" | bc -l)"
+        for v in off on scrape wrk; do
+            printf 'loop latency, %s: %s\n' "$v" \
+                "$(sed -n 's/.*loop latency since the start \(.*\)/\1/p' "$work/circmond-$v.log")"
+        done
+    done
+}
+
 bin/circmon-gen --seed "$SEED" --migrants "$MIGRANTS" --out "$work/events.bin"
+if [ "${ONLY_HTTP:-0}" = 1 ]; then
+    bench_http
+    exit 0
+fi
 events=$(stat -c %s "$work/events.bin")
 echo "== replay (one core; $MIGRANTS migrants, $events bytes)"
 build/bench/bench_fold config/demo.conf "$work/events.bin" | tee "$work/bench_fold.txt"
@@ -102,3 +211,5 @@ if [ -n "$sample" ]; then
     done <<<"$sample"
     echo "MEMORY USAGE of a migrant state key (mean of $cnt): $((total / cnt)) bytes"
 fi
+
+bench_http

@@ -1,8 +1,9 @@
 /* check_http.c - circmond's HTTP endpoint over real sockets, against a real redis-server and circmon-broker.
  *
  * Each test starts its own redis-server (on a unix socket), circmon-broker
- * and bin/circmond with [http] on a port below the ephemeral range (a taken
- * port makes circmond exit with "cannot listen": the test tries another).
+ * and bin/circmond with [http] on a port below the ephemeral range (on a
+ * taken port circmond logs "cannot listen": the test stops it and tries
+ * another).
  * Figures are compared with `circmonctl replay` of the same stream; the
  * limits (slow clients, oversized headers, max_connections) are exercised
  * with raw sockets. Every child gets PR_SET_PDEATHSIG and the teardown kills
@@ -311,11 +312,12 @@ static const char *daemon_start(const char *redis, const char *extra)
         for (;;) {
             if (file_has(log, "http endpoint at"))
                 return conf;
-            if (!alive(daemon_pid)) {
-                forget(daemon_pid);
-                ck_assert_msg(file_has(log, "cannot listen"), "circmond exited (see %s)", log);
-                break; /* the port is taken: another */
+            if (file_has(log, "cannot listen")) { /* the port is taken: another */
+                kill(daemon_pid, SIGKILL);
+                ck_assert_int_ge(wait_pid(daemon_pid, 10), 0);
+                break;
             }
+            ck_assert_msg(alive(daemon_pid), "circmond exited (see %s)", log);
             ck_assert_msg(now_s() < end, "circmond did not open its endpoint (see %s)", log);
             nap_ms(10);
         }
@@ -733,7 +735,9 @@ START_TEST(test_bad_requests)
     resp_free(&ok);
     snprintf(req, sizeof(req), "GET /no/such/path%s", h);
     expect_error(req, 404);
-    snprintf(req, sizeof(req), "GET /%s", h);
+    snprintf(req, sizeof(req), "GET /v1%s", h);
+    expect_error(req, 404);
+    snprintf(req, sizeof(req), "GET /v1/indicators/extra%s", h);
     expect_error(req, 404);
     snprintf(req, sizeof(req), "POST /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                                "Content-Length: 2\r\n\r\nhi");
@@ -904,6 +908,140 @@ START_TEST(test_max_connections)
 }
 END_TEST
 
+
+/* figures.read_at_ms of /v1/status (0 before the first read) and last_error. */
+static int64_t last_error_at;
+
+static int64_t figures_read_at(char *err, size_t errlen)
+{
+    struct resp r = http_get("/v1/status");
+    ck_assert_int_eq(r.status, 200);
+    json_t *f = json_object_get(r.json, "figures");
+    int64_t at = json_is_integer(json_object_get(f, "read_at_ms"))
+                     ? json_integer_value(json_object_get(f, "read_at_ms"))
+                     : 0;
+    const char *e = json_string_value(json_object_get(f, "last_error"));
+    json_t *ea = json_object_get(f, "last_error_at_ms");
+    last_error_at = json_is_integer(ea) ? json_integer_value(ea) : 0;
+    if (err)
+        snprintf(err, errlen, "%s", e ? e : "");
+    resp_free(&r);
+    return at;
+}
+
+static void redis_do(const char *fmt, const char *a, const char *b)
+{
+    redisContext *c = redisConnectUnix(redis_sock);
+    ck_assert(c && !c->err);
+    redisReply *r = redisCommand(c, fmt, a, b);
+    ck_assert_msg(r && r->type != REDIS_REPLY_ERROR, "redis: %s", r ? r->str : c->errstr);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+START_TEST(test_malformed_aggregate_keeps_last_figures)
+{
+    setup();
+    const char *conf = daemon_start(redis_sock, "refresh_ms = 200\n");
+    long total;
+    gen_publish(conf, 500, &total);
+    wait_figures_of_all(conf, total);
+    /* a field no apply writes, then a value that is not an integer */
+    static const char *const bad[][2] = {{"zz:not-a-field", "1"}, {"q:over_limit", "12abc"}};
+    for (size_t i = 0; i < 2; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "circmon:{%zu}:agg", i % N_PARTS);
+        redisContext *c = redisConnectUnix(redis_sock);
+        ck_assert(c && !c->err);
+        redisReply *r = redisCommand(c, "HSET %s %s %s", key, bad[i][0], bad[i][1]);
+        ck_assert(r && r->type == REDIS_REPLY_INTEGER);
+        freeReplyObject(r);
+        redisFree(c);
+        char err[600] = "";
+        double end = now_s() + 30;
+        int64_t read_at = 0;
+        while (!strstr(err, bad[i][0])) {
+            read_at = figures_read_at(err, sizeof(err));
+            ck_assert_msg(now_s() < end, "a malformed field (%s) was not reported", bad[i][0]);
+            nap_ms(20);
+        }
+        /* from now on every refresh fails: the figures stay those of read_at */
+        struct resp before = http_get("/v1/indicators");
+        ck_assert_int_eq(before.status, 200);
+        int64_t err_at = last_error_at;
+        while (last_error_at <= err_at) { /* another failed refresh */
+            int64_t at = figures_read_at(err, sizeof(err));
+            ck_assert_msg(at == read_at, "figures replaced while the aggregate is malformed");
+            ck_assert_msg(now_s() < end, "no second failed refresh");
+            nap_ms(20);
+        }
+        struct resp now = http_get("/v1/indicators");
+        ck_assert_int_eq(now.status, 200);
+        ck_assert_msg(strcmp(now.body, before.body) == 0,
+                      "the cached document changed while the aggregate is malformed");
+        resp_free(&now);
+        resp_free(&before);
+        struct resp m = http_get("/metrics");
+        ck_assert(metric(m.body, "circmon_indicators_refresh_failures_total") >= 2);
+        resp_free(&m);
+        /* the field removed: figures again */
+        redis_do("HDEL %s %s", key, bad[i][0]);
+        int64_t t0 = wall_ms();
+        end = now_s() + 30;
+        for (;;) {
+            int64_t at = figures_read_at(err, sizeof(err));
+            if (at > t0 && !err[0])
+                break;
+            ck_assert_msg(now_s() < end, "no figures after the malformed field went");
+            nap_ms(20);
+        }
+    }
+    teardown();
+}
+END_TEST
+
+START_TEST(test_taken_port_pipeline_goes_on)
+{
+    setup();
+    /* a port of ours, listening: circmond cannot have it */
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), one = 1, port = 0;
+    ck_assert_int_ge(lfd, 0);
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    unsigned seed = (unsigned)getpid();
+    for (int i = 0; i < 20 && !port; i++) {
+        int p = pick_port(&seed);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        if (bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(lfd, 4) == 0)
+            port = p;
+    }
+    ck_assert_int_gt(port, 0);
+    const char *conf = write_conf(redis_sock, port, "");
+    const char *log = path_in("circmond.log");
+    char path[600];
+    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    char *argv[] = {path, "--config", (char *)conf, "--foreground", NULL};
+    daemon_pid = spawn(argv, NULL, log, NULL);
+    double end = now_s() + 20;
+    while (!file_has(log, "cannot listen")) {
+        ck_assert_msg(alive(daemon_pid), "circmond exited (see %s)", log);
+        ck_assert_msg(now_s() < end, "no word about the taken port (see %s)", log);
+        nap_ms(10);
+    }
+    ck_assert(file_has(log, "the HTTP endpoint is off"));
+    long total;
+    gen_publish(conf, 300, &total);
+    end = now_s() + 60;
+    while (stored_sum(conf) != total) {
+        ck_assert_msg(alive(daemon_pid), "circmond exited (see %s)", log);
+        ck_assert_msg(now_s() < end, "the pipeline did not fold without its endpoint");
+        nap_ms(50);
+    }
+    close(lfd);
+    teardown();
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("http");
@@ -917,6 +1055,8 @@ static Suite *suite(void)
         {"not_ready", test_not_ready_without_redis, 60},
         {"slow_clients", test_slow_clients, 60},
         {"max_connections", test_max_connections, 60},
+        {"malformed_aggregate", test_malformed_aggregate_keeps_last_figures, 120},
+        {"taken_port", test_taken_port_pipeline_goes_on, 90},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -1,8 +1,6 @@
 /* check_prometheus.c - a real Prometheus scrapes circmon's exposition; the Grafana dashboard's queries run on it.
  *
- * Three cases:
- * - "dashboard": config/grafana/circmon.json and its provisioning files have
- *   the structure Grafana needs (no Grafana in Debian: read with jansson).
+ * Two cases (the dashboard's structure is check_grafana.c's):
  * - "exposition": cm_prom_indicators of a `circmonctl replay` document,
  *   served by a tiny server of the test, passes `promtool check metrics`, is
  *   scraped by Prometheus (Debian's `prometheus`, 1 s scrape interval,
@@ -44,6 +42,7 @@
 #include "circmon/framing.h"
 #include "circmon/prom.h"
 #include "circmon/store.h"
+#include "cm_dash.h"
 
 #define N_PARTS 4
 #define AS_OF "2025-01-01"
@@ -478,14 +477,17 @@ static double sample_value(const json_t *s)
 }
 
 /* Polls the sum by scheme of the outcomes but no_show until it equals the
- * expected departures of every scheme of doc (absent reads 0), within 60 s. */
-static void check_expected(const json_t *doc, const char *what)
+ * expected departures of every scheme of the document (absent reads 0),
+ * within 60 s. The document is doc, or when fetch is set a new one it gives
+ * at every poll (circmond's figures are as of their read instant). */
+static void check_expected(const json_t *doc0, json_t *(*fetch)(void), const char *what)
 {
     const char *q = "sum by (scheme) (circmon_permit_outcomes{outcome!=\"no_show\"})";
     double end = now_s() + 60;
     char diff[1024];
     for (;;) {
         json_t *r = prom_wait_data(q, 60);
+        json_t *doc = fetch ? fetch() : json_incref((json_t *)doc0);
         diff[0] = 0;
         size_t dl = 0, seen = 0;
         const char *sid;
@@ -510,6 +512,7 @@ static void check_expected(const json_t *doc, const char *what)
             snprintf(diff + dl, sizeof(diff) - dl, " %zu schemes in Prometheus, %zu in %s",
                      json_array_size(r), seen, what);
         json_decref(r);
+        json_decref(doc);
         if (!diff[0])
             return;
         ck_assert_msg(now_s() < end, "Prometheus's %s differs from %s:%s (logs in %s)", q, what, diff, dir);
@@ -547,318 +550,6 @@ static void promtool_check(const char *file)
     }
     free(e);
 }
-
-/* ------------------------------------------------------------ the dashboard */
-
-static json_t *dashboard(void)
-{
-    char p[600];
-    snprintf(p, sizeof(p), "%s/config/grafana/circmon.json", top());
-    json_error_t e;
-    json_t *d = json_load_file(p, JSON_REJECT_DUPLICATES, &e);
-    ck_assert_msg(d != NULL, "%s:%d: %s", p, e.line, e.text);
-    return d;
-}
-
-/* expr with Grafana's variables filled in: $scheme (and ${scheme}) by
- * scheme, $job by job, $__rate_interval, $__interval and $__range by
- * durations a 1 s scrape fills. Returns a malloc'd string. */
-static char *fill(const char *expr, const char *scheme, const char *job)
-{
-    static const char *const vars[][2] = {{"${scheme}", NULL}, {"$scheme", NULL},
-                                          {"${job}", NULL},    {"$job", NULL},
-                                          {"$__rate_interval", "10s"}, {"$__interval", "2s"},
-                                          {"$__range", "5m"}};
-    size_t cap = strlen(expr) * 4 + 256, n = 0;
-    char *out = malloc(cap);
-    ck_assert_ptr_nonnull(out);
-    while (*expr) {
-        size_t k, nv = sizeof(vars) / sizeof(vars[0]);
-        for (k = 0; k < nv; k++)
-            if (!strncmp(expr, vars[k][0], strlen(vars[k][0])))
-                break;
-        if (k == nv) {
-            out[n++] = *expr++;
-            continue;
-        }
-        const char *v = vars[k][1] ? vars[k][1] : k < 2 ? scheme : job;
-        ck_assert_uint_lt(n + strlen(v), cap - 1);
-        memcpy(out + n, v, strlen(v));
-        n += strlen(v);
-        expr += strlen(vars[k][0]);
-    }
-    out[n] = 0;
-    ck_assert_msg(!strchr(out, '$'), "a variable the test does not know in %s", out);
-    return out;
-}
-
-/* Every PromQL expression of the dashboard's panels (rows' panels
- * included), in order: fn(expr, panel title, ud). */
-static void each_expr(const json_t *panels, void (*fn)(const char *, const char *, void *), void *ud)
-{
-    size_t i;
-    json_t *p;
-    json_array_foreach(panels, i, p) {
-        const char *title = json_string_value(json_object_get(p, "title"));
-        size_t j;
-        json_t *t;
-        json_array_foreach(json_object_get(p, "targets"), j, t)
-            fn(json_string_value(json_object_get(t, "expr")), title, ud);
-        if (json_object_get(p, "panels"))
-            each_expr(json_object_get(p, "panels"), fn, ud);
-    }
-}
-
-/* The metric names circmon exports (README "Metrics reference"), as a
- * query names them (a histogram by its _bucket, _sum, _count series): the
- * indicator gauges first, then the pipeline's. The dashboard uses no other. */
-static const char *const known_metrics[] = {
-    "circmon_indicators_as_of_seconds", "circmon_permit_outcomes", "circmon_reentries",
-    "circmon_overstay_days", "circmon_stay_limit_breaches", "circmon_stay_limit_breach_days",
-    "circmon_present", "circmon_rate", "circmon_cohort_permit_outcomes", "circmon_window_rate",
-    "circmon_window_expected_departures", "circmon_data_quality",
-    /* pipeline */
-    "circmon_events_total", "circmon_dead_letters_total", "circmon_partition_lag",
-    "circmon_partition_position", "circmon_assigned_partitions", "circmon_batch_apply_seconds_bucket",
-    "circmon_batch_apply_seconds_sum", "circmon_batch_apply_seconds_count",
-    "circmon_batch_events_bucket", "circmon_batch_events_sum", "circmon_batch_events_count",
-    "circmon_redis_errors_total", "circmon_redis_reconnects_total", "circmon_rebalances_total",
-    "circmon_indicators_refresh_seconds_bucket", "circmon_indicators_refresh_seconds_sum",
-    "circmon_indicators_refresh_seconds_count", "circmon_build_info", "circmon_ready",
-    "process_resident_memory_bytes", "process_cpu_seconds_total", "process_start_time_seconds",
-    "process_open_fds"};
-#define N_INDICATOR_METRICS 12
-#define N_KNOWN (sizeof(known_metrics) / sizeof(known_metrics[0]))
-
-/* Calls fn for every metric name in expr (words starting circmon_ or
- * process_); returns how many. */
-static int each_metric(const char *expr, void (*fn)(const char *name, void *ud), void *ud)
-{
-    int n = 0;
-    for (const char *p = expr; *p;) {
-        const char *q = strstr(p, "circmon_"), *r = strstr(p, "process_");
-        if (!q || (r && r < q))
-            q = r;
-        if (!q)
-            break;
-        char name[96];
-        size_t k = 0;
-        while (k < sizeof(name) - 1 &&
-               (q[k] == '_' || (q[k] >= 'a' && q[k] <= 'z') || (q[k] >= '0' && q[k] <= '9'))) {
-            name[k] = q[k];
-            k++;
-        }
-        name[k] = 0;
-        fn(name, ud);
-        n++;
-        p = q + k;
-    }
-    return n;
-}
-
-/* The index of name in known_metrics, or -1. */
-static int known(const char *name)
-{
-    for (size_t i = 0; i < N_KNOWN; i++)
-        if (!strcmp(name, known_metrics[i]))
-            return (int)i;
-    return -1;
-}
-
-static void note_pipeline(const char *name, void *ud)
-{
-    int k = known(name);
-    if (k < 0 || k >= N_INDICATOR_METRICS)
-        *(int *)ud = 1;
-}
-
-/* Whether expr reads only indicator gauges. */
-static int indicator_only(const char *expr)
-{
-    int pipeline = 0;
-    each_metric(expr, note_pipeline, &pipeline);
-    return !pipeline;
-}
-
-/* ------------------------------------------------------------ case "dashboard" */
-
-struct dash_ck {
-    const char *title;
-    const char *expr;
-    char all[65536]; /* every expression, for the coverage checks */
-    size_t len;
-    int n;
-};
-
-static void metric_known(const char *name, void *ud)
-{
-    struct dash_ck *c = ud;
-    ck_assert_msg(known(name) >= 0, "panel \"%s\": %s is no metric of circmon (README \"Metrics reference\"): %s",
-                  c->title, name, c->expr);
-}
-
-static void dash_expr(const char *expr, const char *title, void *ud)
-{
-    struct dash_ck *c = ud;
-    ck_assert_msg(expr && *expr, "panel \"%s\": a target without expr", title);
-    c->title = title;
-    c->expr = expr;
-    ck_assert_msg(each_metric(expr, metric_known, c) > 0, "panel \"%s\": no circmon metric in %s", title, expr);
-    /* global gauges: every instance exports them, one copy is taken */
-    if (indicator_only(expr))
-        ck_assert_msg(strstr(expr, "max by (") || strstr(expr, "max("), "panel \"%s\": indicator gauges without max: %s",
-                      title, expr);
-    if (strstr(expr, "circmon_rate") || strstr(expr, "circmon_window_") || strstr(expr, "circmon_present") ||
-        strstr(expr, "circmon_permit_outcomes") || strstr(expr, "circmon_cohort_permit_outcomes"))
-        ck_assert_msg(strstr(expr, "scheme=~\"$scheme\"") != NULL, "panel \"%s\": no scheme filter: %s", title,
-                      expr);
-    size_t l = strlen(expr);
-    ck_assert_uint_lt(c->len + l + 2, sizeof(c->all));
-    memcpy(c->all + c->len, expr, l);
-    c->len += l;
-    c->all[c->len++] = '\n';
-    c->all[c->len] = 0;
-    c->n++;
-}
-
-static int is_ds(const json_t *ds)
-{
-    return json_is_object(ds) && !strcmp(json_string_value(json_object_get(ds, "uid")) ?: "", "${datasource}") &&
-           !strcmp(json_string_value(json_object_get(ds, "type")) ?: "", "prometheus");
-}
-
-/* Panels: unique ids, known types, within 24 columns, no two overlapping,
- * the datasource variable, targets with unique refIds. */
-static void check_panels(const json_t *panels, int *ids, int *nids, json_t **boxes)
-{
-    static const char *const types[] = {"row", "timeseries", "stat", "barchart", "bargauge", "table"};
-    size_t i;
-    json_t *p;
-    ck_assert(json_is_array(panels));
-    json_array_foreach(panels, i, p) {
-        const char *type = json_string_value(json_object_get(p, "type")),
-                   *title = json_string_value(json_object_get(p, "title"));
-        ck_assert_msg(type && title && *title, "panel %zu: type and title", i);
-        int ok = 0;
-        for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++)
-            ok |= !strcmp(type, types[t]);
-        ck_assert_msg(ok, "panel \"%s\": type %s", title, type);
-        json_t *id = json_object_get(p, "id");
-        ck_assert_msg(json_is_integer(id), "panel \"%s\": no id", title);
-        for (int k = 0; k < *nids; k++)
-            ck_assert_msg(ids[k] != (int)json_integer_value(id), "panel \"%s\": id %d twice", title, ids[k]);
-        ck_assert_int_lt(*nids, 256);
-        ids[(*nids)++] = (int)json_integer_value(id);
-        json_t *g = json_object_get(p, "gridPos");
-        json_int_t x = json_integer_value(json_object_get(g, "x")), y = json_integer_value(json_object_get(g, "y")),
-                   w = json_integer_value(json_object_get(g, "w")), h = json_integer_value(json_object_get(g, "h"));
-        ck_assert_msg(json_is_integer(json_object_get(g, "x")) && json_is_integer(json_object_get(g, "y")) &&
-                          w > 0 && h > 0 && x >= 0 && y >= 0 && x + w <= 24,
-                      "panel \"%s\": gridPos", title);
-        size_t k;
-        json_t *b;
-        json_array_foreach(*boxes, k, b) {
-            json_int_t bx = json_integer_value(json_array_get(b, 0)), by = json_integer_value(json_array_get(b, 1)),
-                       bw = json_integer_value(json_array_get(b, 2)), bh = json_integer_value(json_array_get(b, 3));
-            ck_assert_msg(x >= bx + bw || bx >= x + w || y >= by + bh || by >= y + h,
-                          "panel \"%s\" overlaps another", title);
-        }
-        ck_assert_int_eq(json_array_append_new(*boxes, json_pack("[IIII]", x, y, w, h)), 0);
-        if (!strcmp(type, "row")) {
-            if (json_object_get(p, "panels"))
-                check_panels(json_object_get(p, "panels"), ids, nids, boxes);
-            continue;
-        }
-        ck_assert_msg(is_ds(json_object_get(p, "datasource")), "panel \"%s\": datasource ${datasource}", title);
-        json_t *ts = json_object_get(p, "targets");
-        ck_assert_msg(json_array_size(ts) > 0, "panel \"%s\": no target", title);
-        size_t j;
-        json_t *t;
-        json_array_foreach(ts, j, t) {
-            const char *ref = json_string_value(json_object_get(t, "refId"));
-            ck_assert_msg(ref && *ref, "panel \"%s\": target without refId", title);
-            for (size_t m = 0; m < j; m++)
-                ck_assert_msg(strcmp(ref, json_string_value(json_object_get(json_array_get(ts, m), "refId"))),
-                              "panel \"%s\": refId %s twice", title, ref);
-            if (json_object_get(t, "datasource"))
-                ck_assert_msg(is_ds(json_object_get(t, "datasource")), "panel \"%s\": target datasource", title);
-        }
-    }
-}
-
-/* The templating variable called name. */
-static json_t *variable(const json_t *d, const char *name)
-{
-    size_t i;
-    json_t *v;
-    json_array_foreach(json_object_get(json_object_get(d, "templating"), "list"), i, v) {
-        if (!strcmp(json_string_value(json_object_get(v, "name")) ?: "", name))
-            return v;
-    }
-    return NULL;
-}
-
-/* The query of a query variable (a string, or an object with "query"). */
-static const char *var_query(const json_t *v)
-{
-    const json_t *q = json_object_get(v, "query");
-    return json_is_string(q) ? json_string_value(q) : json_string_value(json_object_get(q, "query"));
-}
-
-START_TEST(test_dashboard)
-{
-    json_t *d = dashboard();
-    ck_assert_str_eq(json_string_value(json_object_get(d, "uid")), "circmon");
-    ck_assert_ptr_nonnull(json_string_value(json_object_get(d, "title")));
-    ck_assert(json_integer_value(json_object_get(d, "schemaVersion")) >= 30);
-    ck_assert(json_is_object(json_object_get(d, "time")));
-    /* a Prometheus datasource variable, a scheme variable on it */
-    json_t *ds = variable(d, "datasource"), *sc = variable(d, "scheme");
-    ck_assert_msg(ds != NULL, "no datasource variable");
-    ck_assert_str_eq(json_string_value(json_object_get(ds, "type")), "datasource");
-    ck_assert_str_eq(json_string_value(json_object_get(ds, "query")), "prometheus");
-    ck_assert_msg(sc != NULL, "no scheme variable");
-    ck_assert_str_eq(json_string_value(json_object_get(sc, "type")), "query");
-    ck_assert(is_ds(json_object_get(sc, "datasource")));
-    ck_assert_msg(var_query(sc) && strstr(var_query(sc), "label_values(") && strstr(var_query(sc), ", scheme)"),
-                  "the scheme variable lists the scheme label");
-    ck_assert(json_is_true(json_object_get(sc, "multi")) && json_is_true(json_object_get(sc, "includeAll")));
-    /* panels */
-    int ids[256], nids = 0;
-    json_t *boxes = json_array();
-    check_panels(json_object_get(d, "panels"), ids, &nids, &boxes);
-    json_decref(boxes);
-    struct dash_ck *c = calloc(1, sizeof(*c));
-    ck_assert_ptr_nonnull(c);
-    each_expr(json_object_get(d, "panels"), dash_expr, c);
-    /* the panels the issue asks for, by what they query */
-    static const char *const needs[] = {
-        "rate=\"overstay_rate\"", "rate=\"in_country_overstay_rate\"", "rate=\"return_compliance_rate\"",
-        "rate=\"reentry_rate\"", "circmon_window_rate", "circmon_window_expected_departures",
-        "circmon_cohort_permit_outcomes", "outcome=\"in_country_overstay\"", "circmon_present",
-        "circmon_data_quality", "circmon_partition_lag", "rate(circmon_events_total",
-        "rate(circmon_dead_letters_total", "circmon_batch_apply_seconds_bucket", "circmon_redis_errors_total"};
-    for (size_t i = 0; i < sizeof(needs) / sizeof(needs[0]); i++)
-        ck_assert_msg(strstr(c->all, needs[i]) != NULL, "no panel queries %s", needs[i]);
-    ck_assert_int_ge(c->n, 20);
-    free(c);
-    json_decref(d);
-    /* provisioning: a datasource and a dashboard provider, as Grafana reads them */
-    char p[600];
-    snprintf(p, sizeof(p), "%s/config/grafana/provisioning/datasources/circmon.yml", top());
-    char *y = slurp(p, NULL);
-    ck_assert_msg(strstr(y, "\napiVersion: 1\n") && strstr(y, "\ndatasources:\n") &&
-                      strstr(y, "type: prometheus\n") && strstr(y, "url: http") && !strchr(y, '\t'),
-                  "%s: a Prometheus datasource", p);
-    free(y);
-    snprintf(p, sizeof(p), "%s/config/grafana/provisioning/dashboards/circmon.yml", top());
-    y = slurp(p, NULL);
-    ck_assert_msg(strstr(y, "\napiVersion: 1\n") && strstr(y, "\nproviders:\n") && strstr(y, "type: file\n") &&
-                      strstr(y, "path: /") && !strchr(y, '\t'),
-                  "%s: a file provider", p);
-    free(y);
-}
-END_TEST
 
 /* ------------------------------------------------------------ running the dashboard's queries */
 
@@ -1063,7 +754,7 @@ START_TEST(test_exposition)
     prom_start(port);
     json_t *up = prom_wait_data("up{job=\"circmond\"} == 1", 60);
     json_decref(up);
-    check_expected(doc, "circmonctl replay");
+    check_expected(doc, NULL, "circmonctl replay");
     /* as of 2025-01-01 the stream has cohorts in every window: every query
      * on indicator gauges returns data, only the pipeline's have none here */
     int without = run_dashboard(a_scheme(doc), b.s, 0);
@@ -1250,6 +941,11 @@ static json_t *api_get(const char *path)
     return j;
 }
 
+static json_t *indicators_doc(void)
+{
+    return api_get("/v1/indicators");
+}
+
 /* Polls until the stored positions reach total and circmond has read its
  * figures after that, and answers /readyz 200 (within 90 s). */
 static void wait_figures(const char *conf, long total)
@@ -1311,7 +1007,7 @@ START_TEST(test_circmond)
     json_decref(up);
     json_t *doc = api_get("/v1/indicators");
     ck_assert_int_ge(json_object_size(json_object_get(doc, "schemes")), 2);
-    check_expected(doc, "circmond's /v1/indicators");
+    check_expected(NULL, indicators_doc, "circmond's /v1/indicators");
     /* the figures are as of now: the windows and cohorts of the last months
      * may be empty, every other query returns data */
     char *text;
@@ -1330,10 +1026,7 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("prometheus");
-    TCase *tc = tcase_create("dashboard");
-    tcase_add_test(tc, test_dashboard);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("exposition");
+    TCase *tc = tcase_create("exposition");
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_exposition);
     suite_add_tcase(s, tc);

@@ -7,7 +7,8 @@
 # and checks that they equal circmonctl replay's on the same stream. Stops
 # everything it started, also on Ctrl-C or failure.
 #
-# Environment: MIGRANTS (default 20000), SEED (1), PARTITIONS (16).
+# Environment: MIGRANTS (default 20000), SEED (1), PARTITIONS (16), DEMO_KEEP=1
+# to leave circmond and its HTTP endpoint running after the check, until Ctrl-C.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +27,8 @@ start_broker "$PARTITIONS"
 say "redis-server on 127.0.0.1:$redis_port, circmon-broker on $brokers ($PARTITIONS partitions)"
 conf=$work/circmond.conf
 write_config "$conf"
+http_port=$(free_port)
+printf '\n[http]\nport = %s\nrefresh_ms = 1000\n' "$http_port" >>"$conf"
 
 say "generating $MIGRANTS migrants (seed $SEED)"
 bin/circmon-gen --seed "$SEED" --migrants "$MIGRANTS" --out "$work/events.bin"
@@ -35,6 +38,8 @@ say "starting circmond"
 start=$(date +%s)
 bin/circmond --config "$conf" --foreground 2>"$work/circmond.log" &
 track $!
+daemon=$!
+say "circmond's HTTP endpoint: http://127.0.0.1:$http_port/ (/v1/indicators, /v1/status, /metrics)"
 if ! wait_caught_up "$conf" $! 600; then
     tail -20 "$work/circmond.log" >&2
     exit 1
@@ -52,4 +57,8 @@ else
     echo "indicators as of $AS_OF read from Redis equal circmonctl replay's: NO"
     diff "$work/replay.json" "$work/redis.json" | head -40
     exit 1
+fi
+if [ "${DEMO_KEEP:-0}" = 1 ]; then
+    say "circmond keeps running: http://127.0.0.1:$http_port/v1/indicators (Ctrl-C stops everything)"
+    wait "$daemon" || true
 fi

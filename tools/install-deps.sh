@@ -11,7 +11,9 @@ libevent-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler
 libhiredis-dev libsystemd-dev libinih-dev libjansson-dev
 check libsubunit-dev
 redis-server kcat valgrind bc time
-prometheus prometheus-alertmanager"
+prometheus prometheus-alertmanager
+wrk
+curl"
 
 # One dpkg-query for all; packages it has never heard of print nothing.
 # shellcheck disable=SC2086
