@@ -155,6 +155,7 @@ struct daemon {
     struct event *sched_ev; /* continues a scheduling pass that yielded */
     int sched_flush;        /* its flush argument */
     int64_t loop_due_us; /* when the probe should fire */
+    struct cmd_alerts *alerts; /* alerts.h; NULL without rules or read side */
     struct cmd_http *http; /* the HTTP endpoint and its read side (http.h); NULL when off */
     int topic_parts;       /* the event topic's partition count, once known */
     uint64_t last_folded;

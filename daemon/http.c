@@ -19,6 +19,7 @@
 #include "circmon/clock.h"
 #include "circmon/indicators.h"
 #include "circmon/timeutil.h"
+#include "alerts.h"
 #include "daemon.h"
 #include "http.h"
 #include "page.h"
@@ -211,7 +212,7 @@ static void get_metrics(struct cmd_http *h, struct evhttp_request *req)
     const struct cmd_figures *f = cmd_readside_figures(h->rs);
     struct cm_strbuf b = {0};
     if ((f && cm_strbuf_append(&b, f->prom, f->prom_len) < 0) ||
-        cmd_http_pipeline_metrics(h->d, &b) < 0) {
+        cmd_http_pipeline_metrics(h->d, &b) < 0 || cmd_alerts_metrics(h->d, &b) < 0) {
         cm_strbuf_free(&b);
         send_error(h, req, 500, "out of memory making the metrics");
         return;
@@ -303,7 +304,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     static const char *const known[] = {"/healthz",     "/readyz",     "/metrics",
-                                        "/v1/indicators", "/v1/schemes", "/v1/status"};
+                                        "/v1/indicators", "/v1/schemes", "/v1/status",
+                                        "/v1/alerts"};
     size_t i;
     for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (!strcmp(path, known[i]))
@@ -332,6 +334,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     case 2: get_metrics(h, req); break;
     case 3: get_indicators(h, req, query); break;
     case 4: send_json(h, req, 200, cmd_http_schemes_json(h->d)); break;
+    case 6: send_json(h, req, 200, cmd_alerts_json(h->d)); break;
     default: send_json(h, req, 200, cmd_http_status_json(h->d)); break;
     }
 }

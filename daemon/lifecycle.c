@@ -10,6 +10,7 @@
 
 #include "circmon/fold.h"
 #include "circmon/names.h"
+#include "alerts.h"
 #include "daemon.h"
 #include "http.h"
 #include "notify.h"
@@ -299,6 +300,7 @@ static void teardown(struct daemon *d)
     cmd_drop_all(d); /* batches are abandoned: late callbacks only free them */
     cmd_dlq_drain(d);
     cmd_drop_all(d);
+    cmd_alerts_free(d); /* before the read side it evaluates */
     cmd_http_stop(d);
     cmd_notify_free(d);
     d->st = cm_store_free(d->st); /* fails pending requests: their batches go */
@@ -454,6 +456,10 @@ int cmd_run(struct cm_config *cfg)
         return 1;
     }
     d->started = 1;
+    if (cmd_alerts_start(d) < 0) { /* logged */
+        teardown(d);
+        return 1;
+    }
     cm_log_info("consuming %s as group %s (batch_size %d, max_in_flight %d)", cfg->topic,
                 cfg->group_id, cfg->batch_size, cfg->max_in_flight);
     cmd_timer_in(d->flush_timer, FLUSH_TICK_MS);

@@ -23,7 +23,8 @@
 #define CM_STAY_MAX 3650
 #define CM_PASSWORD_FILE_MAX 4096 /* longest password read from password_file, in bytes */
 
-enum section_kind { SEC_NONE, SEC_CIRCMON, SEC_KAFKA, SEC_REDIS, SEC_HTTP, SEC_SCHEME };
+enum section_kind { SEC_NONE, SEC_CIRCMON, SEC_KAFKA, SEC_REDIS, SEC_HTTP, SEC_SCHEME, SEC_ALERTS,
+                    SEC_ALERT };
 
 /* Which keys a [scheme] section set, so that named schemes inherit the rest
  * from [scheme *] wherever it appears in the file. */
@@ -49,6 +50,8 @@ struct parser {
     size_t cap_schemes;
     unsigned default_set;
     int default_line;               /* line of [scheme *], 0 if none */
+    struct cm_alert_rule *alert;    /* current [alert NAME] target */
+    size_t cap_alerts;
     bool password_seen, password_file_seen;
     struct seen_key *keys;          /* every key so far, for duplicates */
     size_t n_keys, cap_keys;
@@ -395,6 +398,67 @@ static int handle_scheme(struct parser *ps, const char *key, const char *value) 
     return fail(ps, -EINVAL, "[%s] %s: unknown key", ps->section, key);
 }
 
+static int handle_alerts(struct parser *ps, const char *key, const char *value) {
+    if (strcmp(key, "interval_s") == 0)
+        return set_int(ps, key, value, 1, 86400, &ps->cfg->alerts_interval_s);
+    return fail(ps, -EINVAL, "[alerts] %s: unknown key", key);
+}
+
+static int handle_alert(struct parser *ps, const char *key, const char *value) {
+    char why[512];
+    int r = cm_alert_rule_set(ps->alert, key, value, why, sizeof why);
+
+    if (r < 0)
+        return fail(ps, r, "[%s] %s: %s", ps->section, key, why);
+    return 1;
+}
+
+/* The [alert] section that ends here is complete (its keys were checked one
+ * by one; here the ones it must have). */
+static int end_alert(struct parser *ps) {
+    char why[128];
+    int line = ps->lineno;
+
+    if (!ps->alert)
+        return 0;
+    if (cm_alert_rule_check(ps->alert, why, sizeof why) < 0) {
+        ps->lineno = ps->alert->line;
+        fail(ps, -EINVAL, "[alert %s]: %s", ps->alert->name, why);
+        ps->lineno = line;
+        return -EINVAL;
+    }
+    ps->alert = NULL;
+    return 0;
+}
+
+static int begin_alert(struct parser *ps, const char *name) {
+    struct cm_config *cfg = ps->cfg;
+
+    if (!cm_alert_name_ok(name, strlen(name)))
+        return fail(ps, -EINVAL, "[alert %s]: not a rule name (letters, digits, _ - .; 1..%d "
+                                 "bytes)", name, CM_ALERT_NAME_MAX), -EINVAL;
+    for (size_t i = 0; i < cfg->n_alerts; i++)
+        if (strcmp(cfg->alerts[i].name, name) == 0)
+            return fail(ps, -EINVAL, "[alert %s]: duplicate section (first at line %d)", name,
+                        cfg->alerts[i].line), -EINVAL;
+    if (cfg->n_alerts == CM_ALERT_MAX_RULES)
+        return fail(ps, -E2BIG, "[alert %s]: more than %d alert rules", name,
+                    CM_ALERT_MAX_RULES), -E2BIG;
+    if (cfg->n_alerts == ps->cap_alerts) {
+        size_t cap = ps->cap_alerts ? 2 * ps->cap_alerts : 8;
+        struct cm_alert_rule *a = realloc(cfg->alerts, cap * sizeof *a);
+
+        if (!a)
+            return fail(ps, -ENOMEM, "[alert %s]: out of memory for the rules", name), -ENOMEM;
+        cfg->alerts = a;
+        ps->cap_alerts = cap;
+    }
+    ps->alert = &cfg->alerts[cfg->n_alerts++];
+    cm_alert_rule_init(ps->alert, name, ps->lineno);
+    ps->kind = SEC_ALERT;
+    return 0;
+}
+
 static int handler(void *user, const char *section, const char *key, const char *value) {
     struct parser *ps = user;
 
@@ -433,6 +497,8 @@ static int handler(void *user, const char *section, const char *key, const char 
     case SEC_REDIS: return handle_redis(ps, key, value);
     case SEC_HTTP: return handle_http(ps, key, value);
     case SEC_SCHEME: return handle_scheme(ps, key, value);
+    case SEC_ALERTS: return handle_alerts(ps, key, value);
+    case SEC_ALERT: return handle_alert(ps, key, value);
     case SEC_NONE: break;
     }
     return 0;
@@ -450,7 +516,7 @@ static int begin_section(struct parser *ps, const char *name, size_t len) {
     struct cm_config *cfg = ps->cfg;
     static const struct { const char *name; enum section_kind kind; } fixed[] = {
         {"circmon", SEC_CIRCMON}, {"kafka", SEC_KAFKA}, {"redis", SEC_REDIS},
-        {"http", SEC_HTTP},
+        {"http", SEC_HTTP}, {"alerts", SEC_ALERTS},
     };
     const char *id;
     size_t idlen;
@@ -461,6 +527,8 @@ static int begin_section(struct parser *ps, const char *name, size_t len) {
         len--;
     memcpy(ps->section, name, len);
     ps->section[len] = '\0';
+    if (end_alert(ps) < 0)
+        return -EINVAL;
     ps->scheme = NULL;
     ps->kind = SEC_NONE;
 
@@ -469,6 +537,12 @@ static int begin_section(struct parser *ps, const char *name, size_t len) {
             ps->kind = fixed[i].kind;
             return 0;
         }
+    }
+    if (strncmp(ps->section, "alert", 5) == 0 && (ps->section[5] == ' ' || ps->section[5] == '\t')) {
+        const char *an = ps->section + 6;
+        while (*an == ' ' || *an == '\t')
+            an++;
+        return begin_alert(ps, an);
     }
     if (strncmp(ps->section, "scheme", 6) != 0 || (ps->section[6] != ' ' && ps->section[6] != '\t')) {
         fail(ps, -EINVAL, "unknown section [%s]", ps->section);
@@ -600,6 +674,7 @@ int cm_config_defaults(struct cm_config *cfg) {
         .http_max_connections = 64,
         .http_request_timeout_ms = 10000,
         .http_metrics_cohort_months = 24,
+        .alerts_interval_s = 60,
     };
     if (!cfg->log_level || !cfg->brokers || !cfg->topic || !cfg->group_id ||
         !cfg->dlq_topic || !cfg->alert_topic || !cfg->redis_host || !cfg->key_prefix ||
@@ -665,6 +740,8 @@ int cm_config_load(struct cm_config *cfg, const char *path, char *err, size_t er
     ini_allow_multiline = saved_multiline;
     ini_stop_on_first_error = saved_stop;
 
+    if (ps.rc == 0 && r == 0)
+        end_alert(&ps); /* the last section */
     if (ps.rc == 0 && ferror(ps.fp)) {
         set_err(err, errlen, "%s: read error", path);
         ps.rc = -EIO;
@@ -750,5 +827,6 @@ void cm_config_free(struct cm_config *cfg) {
     free(cfg->key_prefix);
     free(cfg->http_listen);
     free(cfg->schemes);
+    free(cfg->alerts);
     *cfg = (struct cm_config){0};
 }

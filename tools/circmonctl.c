@@ -14,6 +14,7 @@ static void usage(FILE *fp)
           "  indicators  read the indicators from Redis\n"
           "  status      show per-partition positions and lag\n"
           "  dlq         read the dead-letter topic, each dead letter once\n"
+          "  alerts      evaluate the alert rules against Redis\n"
           "\n"
           "'circmonctl COMMAND --help' describes a command.\n",
           fp);
@@ -30,6 +31,7 @@ int main(int argc, char **argv)
         {"indicators", cm_ctl_indicators},
         {"status", cm_ctl_status},
         {"dlq", cm_ctl_dlq},
+        {"alerts", cm_ctl_alerts},
     };
 
     if (argc < 2) {

@@ -15,7 +15,7 @@ libhiredis-dev libsystemd-dev libinih-dev libjansson-dev
 check libsubunit-dev
 redis-server kcat valgrind bc time
 clang-14 libclang-rt-14-dev llvm-14
-prometheus
+prometheus prometheus-alertmanager
 wrk
 curl
 chromium

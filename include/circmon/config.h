@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "circmon/alert.h"
+
 #define CM_ID_MAX 256 /* longest scheme id, like every contract string */
 #define CM_MAX_WINDOW_EVENTS_MAX 65536 /* upper bound of max_window_events */
 
@@ -57,6 +59,11 @@ struct cm_config {
     int http_max_connections;  /* connections served at once, default 64 */
     int http_request_timeout_ms; /* a request must arrive within this, default 10000 */
     int http_metrics_cohort_months; /* cohort months on /metrics, default 24 */
+
+    /* [alerts] and [alert NAME] sections (in file order, at most CM_ALERT_MAX_RULES) */
+    int alerts_interval_s;          /* rules evaluated every this, default 60 */
+    struct cm_alert_rule *alerts;
+    size_t n_alerts;
 
     /* [scheme ID] sections, in file order; [scheme *] in scheme_default */
     struct cm_scheme_conf *schemes;

@@ -1,0 +1,828 @@
+/* check_alerts_e2e.c - alerts end to end: circmonctl alerts on a real redis-server; circmond with a real redis-server and broker, its alert events on alert_topic exactly once (crashes, two daemons, a restart). */
+#include <check.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <librdkafka/rdkafka.h>
+#include "circmon/framing.h"
+#include "circmon/v1/alerts.pb-c.h"
+#include "cm_test.h"
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "circmon/agg.h"
+#include "circmon/alert.h"
+#include "circmon/names.h"
+
+static char ctl[4096], dir[4200];
+static pid_t redis_pid = -1;
+
+static void setup(void)
+{
+    const char *top = getenv("CM_TOP"), *t = getenv("TMPDIR");
+    ck_assert_msg(top && *top, "CM_TOP is not set (the repository top)");
+    snprintf(ctl, sizeof ctl, "%s/bin/circmonctl", top);
+    ck_assert_msg(access(ctl, X_OK) == 0, "%s is missing: build it first", ctl);
+    snprintf(dir, sizeof dir, "%s/check_alerts_e2e.XXXXXX", t && *t ? t : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGTERM);
+        waitpid(redis_pid, NULL, 0);
+        redis_pid = -1;
+    }
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Starts redis-server on a unix socket in dir; returns its path once it answers PING. */
+static const char *redis_start(void)
+{
+    static char sock[4300];
+    char log[4300];
+    snprintf(sock, sizeof sock, "%s/redis.sock", dir);
+    snprintf(log, sizeof log, "%s/redis.log", dir);
+    redis_pid = fork();
+    ck_assert_int_ge(redis_pid, 0);
+    if (redis_pid == 0) {
+        if (!freopen(log, "w", stdout) || !freopen(log, "a", stderr))
+            _exit(127);
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
+               "--appendonly", "no", "--dir", dir, (char *)NULL);
+        _exit(127);
+    }
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        redisContext *c = redisConnectUnix(sock);
+        if (c && !c->err) {
+            redisReply *r = redisCommand(c, "PING");
+            int up = r && r->type == REDIS_REPLY_STATUS;
+            if (r)
+                freeReplyObject(r);
+            redisFree(c);
+            if (up)
+                return sock;
+        } else if (c) {
+            redisFree(c);
+        }
+        ck_assert_msg(waitpid(redis_pid, NULL, WNOHANG) == 0, "redis-server exited (see %s)", log);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        ck_assert_msg(t.tv_sec - t0.tv_sec < 20, "redis-server did not answer on %s", sock);
+        struct timespec pause = {0, 10 * 1000 * 1000}; /* polling for readiness */
+        nanosleep(&pause, NULL);
+    }
+}
+
+/* Months since 1970-01 of y-m (INDICATORS.md section 1). */
+static int64_t MON(int y, int m) { return (int64_t)(y - 1970) * 12 + (m - 1); }
+
+/* Stores cohort counter ctr of (scheme, month) = v in partition part's aggregate. */
+static void put(redisContext *c, int part, const char *scheme, int64_t month, enum cm_ctr ctr,
+                int64_t v)
+{
+    struct cm_names *nm = cm_names_new();
+    ck_assert_ptr_nonnull(nm);
+    struct cm_agg_key k = {.kind = CM_AK_MONTH, .ctr = (uint8_t)ctr,
+                           .scheme = cm_names_intern(nm, scheme, strlen(scheme)), .a = month};
+    char f[1024];
+    int n = cm_agg_key_format(&k, nm, f, sizeof f);
+    ck_assert(n > 0 && (size_t)n <= sizeof f);
+    redisReply *r = redisCommand(c, "HINCRBY circmon:{%d}:agg %b %lld", part, f, (size_t)n,
+                                 (long long)v);
+    ck_assert(r && r->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+    cm_names_free(nm);
+}
+
+/* Runs circmonctl alerts, parses its JSON output. */
+static json_t *alerts(const char *conf, const char *as_of)
+{
+    char cmd[13000], out[4400];
+    snprintf(out, sizeof out, "%s/out", dir);
+    snprintf(cmd, sizeof cmd, "'%s' alerts --config '%s' --as-of %s --format json >'%s'", ctl,
+             conf, as_of, out);
+    int st = system(cmd);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "failed: %s", cmd);
+    json_error_t je;
+    json_t *doc = json_load_file(out, 0, &je);
+    ck_assert_msg(doc != NULL, "output: %s", je.text);
+    return doc;
+}
+
+static json_t *find(json_t *doc, const char *alert, const char *scheme)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(json_object_get(doc, "instances"), i, o)
+        if (!strcmp(json_string_value(json_object_get(o, "alert")), alert) &&
+            !strcmp(json_string_value(json_object_get(o, "scheme")), scheme))
+            return o;
+    return NULL;
+}
+
+START_TEST(test_ctl_fire_condition)
+{
+    const char *sock = redis_start();
+    redisContext *c = redisConnectUnix(sock);
+    ck_assert(c && !c->err);
+    /* S: 2026-10 40 expected, 1 late; 2026-12 20 expected, 2 in-country; 2026-09
+     * (outside a 3-month window as of December 2026) 100 late of 100, in
+     * another partition. T: 29 expected, all late (n = min_expected - 1). */
+    put(c, 0, "S", MON(2026, 10), CM_C_EXPECTED, 40);
+    put(c, 0, "S", MON(2026, 10), CM_C_LATE, 1);
+    put(c, 1, "S", MON(2026, 12), CM_C_EXPECTED, 20);
+    put(c, 1, "S", MON(2026, 12), CM_C_ICO, 2);
+    put(c, 1, "S", MON(2026, 9), CM_C_EXPECTED, 100);
+    put(c, 1, "S", MON(2026, 9), CM_C_LATE, 100);
+    put(c, 2, "T", MON(2026, 11), CM_C_EXPECTED, 29);
+    put(c, 2, "T", MON(2026, 11), CM_C_LATE, 29);
+    redisFree(c);
+
+    char conf[4400];
+    snprintf(conf, sizeof conf, "%s/c.conf", dir);
+    FILE *fp = fopen(conf, "w");
+    ck_assert_ptr_nonnull(fp);
+    fprintf(fp, "[redis]\nunix_socket = %s\n"
+                "[alert over5]\nscheme = *\nindicator = overstay_rate\nabove = 0.05\n"
+                "[alert ico]\nscheme = S\nindicator = in_country_overstay_rate\nabove = 0.034\n"
+                "min_expected = 60\n"
+                "[alert ret]\nscheme = S\nindicator = return_compliance_rate\nbelow = 0.5\n"
+                "window_months = 4\n", sock);
+    ck_assert_int_eq(fclose(fp), 0);
+
+    json_t *doc = alerts(conf, "2026-12-15");
+    /* over5 S: (1 + 2) / 60 = 0.05 >= 0.05, n = 60 >= 30: fires */
+    json_t *o = find(doc, "over5", "S");
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "expected_departures")), 60);
+    ck_assert(json_is_true(json_object_get(o, "fire")));
+    ck_assert(json_real_value(json_object_get(o, "value")) == 3.0 / 60.0);
+    /* over5 T: v = 1 but n = 29 < 30: does not fire */
+    o = find(doc, "over5", "T");
+    ck_assert_ptr_nonnull(o);
+    ck_assert(json_is_false(json_object_get(o, "fire")));
+    /* ico S: 2 / 60 = 0.0333 < 0.034 */
+    o = find(doc, "ico", "S");
+    ck_assert_ptr_nonnull(o);
+    ck_assert(json_is_false(json_object_get(o, "fire")));
+    /* ret S over 4 months (2026-09 joins): in-time 0 / 160 = 0 <= 0.5 */
+    o = find(doc, "ret", "S");
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "expected_departures")), 160);
+    ck_assert(json_is_true(json_object_get(o, "fire")));
+    ck_assert_uint_eq(json_array_size(json_object_get(doc, "instances")), 4);
+    json_decref(doc);
+
+    /* As of February 2027 the window 2026-12..2027-02 holds S's 20 only: n < 30 */
+    doc = alerts(conf, "2027-02-01");
+    o = find(doc, "over5", "S");
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "expected_departures")), 20);
+    ck_assert(json_is_false(json_object_get(o, "fire")));
+    ck_assert_ptr_null(find(doc, "over5", "T")); /* no expected departure in the window */
+    json_decref(doc);
+}
+END_TEST
+
+/* ------------------------------------------------------------ circmond */
+
+#define D_PARTS 4
+#define ALERT_TOPIC "circmon.events.alerts"
+
+static pid_t d_pids[16];
+static int d_npids;
+static char d_brokers[256], d_sock[4300];
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void nap_ms(int ms) /* polling outside processes, never to order events */
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Starts argv with stdout to out (or a pipe into *pipe_fd) and stderr to err. */
+static pid_t d_spawn(char *const argv[], char *const envp_add[], const char *out,
+                     const char *err, int *pipe_fd)
+{
+    int fds[2] = {-1, -1};
+    if (pipe_fd)
+        ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        signal(SIGTERM, SIG_DFL);
+        for (int i = 0; envp_add && envp_add[i]; i++) {
+            char kv[256];
+            snprintf(kv, sizeof kv, "%s", envp_add[i]);
+            char *eq = strchr(kv, '=');
+            if (eq) {
+                *eq = '\0';
+                setenv(kv, eq + 1, 1);
+            }
+        }
+        if (pipe_fd) {
+            dup2(fds[1], STDOUT_FILENO);
+            close(fds[0]);
+            close(fds[1]);
+        } else {
+            int fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            dup2(fd, STDOUT_FILENO);
+            close(fd);
+        }
+        int fd = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    if (pipe_fd) {
+        close(fds[1]);
+        *pipe_fd = fds[0];
+    }
+    ck_assert_int_lt(d_npids, 16);
+    d_pids[d_npids++] = pid;
+    return pid;
+}
+
+static void d_forget(pid_t pid)
+{
+    for (int i = 0; i < d_npids; i++)
+        if (d_pids[i] == pid)
+            d_pids[i] = d_pids[--d_npids];
+}
+
+/* Waits (bounded) for pid's end; its wait status, or -1 after killing it. */
+static int d_wait(pid_t pid, double timeout_s)
+{
+    double end = now_s() + timeout_s;
+    int st;
+    for (;;) {
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            d_forget(pid);
+            return st;
+        }
+        if (now_s() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            d_forget(pid);
+            return -1;
+        }
+        nap_ms(20);
+    }
+}
+
+static int file_has(const char *p, const char *needle)
+{
+    FILE *fp = fopen(p, "r");
+    char line[8192];
+    int found = 0;
+    if (!fp)
+        return 0;
+    while (!found && fgets(line, sizeof(line), fp))
+        found = strstr(line, needle) != NULL;
+    fclose(fp);
+    return found;
+}
+
+static void d_setup(void)
+{
+    setup();
+    d_npids = 0;
+    /* redis */
+    char log[4400];
+    snprintf(d_sock, sizeof d_sock, "%s/redis.sock", dir);
+    snprintf(log, sizeof log, "%s/redis.log", dir);
+    char *rargv[] = {"redis-server", "--port", "0", "--unixsocket", d_sock, "--save", "",
+                     "--appendonly", "no", "--dir", dir, NULL};
+    pid_t rp = d_spawn(rargv, NULL, log, log, NULL);
+    double end = now_s() + 15;
+    for (;;) {
+        redisContext *c = redisConnectUnix(d_sock);
+        int ok = 0;
+        if (c && !c->err) {
+            redisReply *r = redisCommand(c, "PING");
+            ok = r && r->type == REDIS_REPLY_STATUS;
+            if (r)
+                freeReplyObject(r);
+        }
+        if (c)
+            redisFree(c);
+        if (ok)
+            break;
+        ck_assert_msg(now_s() < end, "redis-server did not start");
+        ck_assert_msg(waitpid(rp, NULL, WNOHANG) == 0, "redis-server exited (see %s)", log);
+        nap_ms(20);
+    }
+    /* broker */
+    char path[4400], parts[16];
+    int fd;
+    size_t got = 0;
+    snprintf(path, sizeof path, "%s/bin/circmon-broker", getenv("CM_TOP"));
+    snprintf(parts, sizeof parts, "%d", D_PARTS);
+    snprintf(log, sizeof log, "%s/broker.log", dir);
+    char *bargv[] = {path, "--partitions", parts, "--topic", "circmon.events", "--topic",
+                     "circmon.events.dlq", "--topic", ALERT_TOPIC, NULL};
+    d_spawn(bargv, NULL, NULL, log, &fd);
+    while (got < sizeof(d_brokers) - 1) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ck_assert_msg(poll(&pfd, 1, 15000) > 0, "circmon-broker did not print its address");
+        ck_assert_int_eq(read(fd, d_brokers + got, 1), 1);
+        if (d_brokers[got] == '\n')
+            break;
+        got++;
+    }
+    d_brokers[got] = '\0';
+    close(fd);
+}
+
+static void d_teardown(void)
+{
+    while (d_npids > 0) {
+        pid_t p = d_pids[--d_npids];
+        kill(p, SIGKILL);
+        waitpid(p, NULL, 0);
+    }
+    teardown();
+}
+
+static const char *d_conf(int port)
+{
+    static char p[4400];
+    snprintf(p, sizeof p, "%s/circmond-%d.conf", dir, port);
+    FILE *fp = fopen(p, "w");
+    ck_assert_ptr_nonnull(fp);
+    fprintf(fp,
+            "[circmon]\nbatch_size = 100\nlog_level = info\n"
+            "[kafka]\nbrokers = %s\ngroup_id = g-alerts\nrdkafka.session.timeout.ms = 6000\n"
+            "[redis]\nunix_socket = %s\n"
+            "[http]\nlisten = 127.0.0.1\nport = %d\nrefresh_ms = 200\n"
+            "[alerts]\ninterval_s = 1\n"
+            "[alert over]\nscheme = *\nindicator = overstay_rate\nabove = 0.5\n"
+            "min_expected = 2\nwindow_months = 3\nhysteresis = 0.01\n",
+            d_brokers, d_sock, port);
+    ck_assert_int_eq(fclose(fp), 0);
+    return p;
+}
+
+/* A free loopback port below the ephemeral range. */
+static int d_port(void)
+{
+    static int next = 21000;
+    for (int tries = 0; tries < 2000; tries++) {
+        int p = next++ + (int)(getpid() % 500) * 4;
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        ck_assert_int_ge(fd, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        close(fd);
+        if (ok)
+            return p;
+    }
+    ck_abort_msg("no free port");
+    return -1;
+}
+
+struct dmn {
+    pid_t pid;
+    int port;
+    char log[4400];
+};
+
+/* Starts circmond with the extra environment; returns once its endpoint is open. */
+static struct dmn d_start(const char *tag, char *const env[])
+{
+    struct dmn m;
+    char path[4400];
+    m.port = d_port();
+    const char *conf = d_conf(m.port);
+    snprintf(m.log, sizeof m.log, "%s/circmond-%s.log", dir, tag);
+    snprintf(path, sizeof path, "%s/bin/circmond", getenv("CM_TOP"));
+    char *argv[] = {path, "--config", (char *)conf, "--foreground", NULL};
+    m.pid = d_spawn(argv, env, NULL, m.log, NULL);
+    double end = now_s() + 30;
+    while (!file_has(m.log, "http endpoint at")) {
+        ck_assert_msg(waitpid(m.pid, NULL, WNOHANG) == 0, "circmond exited (see %s)", m.log);
+        ck_assert_msg(now_s() < end, "circmond did not open its endpoint (see %s)", m.log);
+        nap_ms(20);
+    }
+    return m;
+}
+
+static void d_stop(struct dmn *m)
+{
+    kill(m->pid, SIGTERM);
+    int st = d_wait(m->pid, 30);
+    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "circmond did not stop cleanly (see %s)", m->log);
+}
+
+static void d_publish(const struct tev *evs, int n, const char *name)
+{
+    char p[4400], log[4400], path[4400];
+    snprintf(p, sizeof p, "%s/%s.bin", dir, name);
+    snprintf(log, sizeof log, "%s/publish.log", dir);
+    FILE *fp = fopen(p, "wb");
+    ck_assert_ptr_nonnull(fp);
+    for (int i = 0; i < n; i++) {
+        struct msg m = tev_pack(&evs[i]);
+        ck_assert_int_eq(cm_frame_write(fp, m.buf, m.len), 0);
+    }
+    ck_assert_int_eq(fclose(fp), 0);
+    snprintf(path, sizeof path, "%s", ctl);
+    char *argv[] = {path, "publish", "--config", (char *)d_conf(0), p, NULL};
+    pid_t pid = d_spawn(argv, NULL, NULL, log, NULL);
+    int st = d_wait(pid, 60);
+    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "publish failed (%s)", log);
+}
+
+/* n migrants of scheme S: permit from now - 80 d to now - 20 d, entered now
+ * - 70 d; with exits (now - 25 d: in time) or without (in-country
+ * overstays). Each is an expected departure of the cohort of month(now - 20 d),
+ * inside a window of 3 months as of now (INDICATORS.md sections 3, 5). */
+static void migrants(const char *tag, int n, int exits)
+{
+    int64_t now = (int64_t)time(NULL);
+    struct tev *ev = calloc((size_t)n * 3, sizeof *ev);
+    int k = 0;
+    ck_assert_ptr_nonnull(ev);
+    for (int i = 0; i < n; i++) {
+        char mid[64], pid[64];
+        snprintf(mid, sizeof mid, "%s-m%d", tag, i);
+        snprintf(pid, sizeof pid, "%s-p%d", tag, i);
+        ev[k++] = ev_grant(NULL, mid, now - 85 * DAY, pid, "S", "MEX", now - 80 * DAY,
+                           now - 20 * DAY);
+        ev[k++] = ev_entry(NULL, mid, now - 70 * DAY);
+        if (exits)
+            ev[k++] = ev_exit(NULL, mid, now - 25 * DAY);
+    }
+    d_publish(ev, k, tag);
+    free(ev);
+}
+
+/* Every alert event on the alert topic, read from the start of each partition. */
+struct seen {
+    int n;
+    char key[16][600];
+    char idem[16][64];
+    int state[16];
+    int64_t n_exp[16];
+};
+
+static struct seen topic_read(void)
+{
+    struct seen s = {0};
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", d_brokers, err, sizeof err) == 0);
+    ck_assert(rd_kafka_conf_set(conf, "group.id", "check-alerts-reader", err, sizeof err) == 0);
+    ck_assert(rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof err) == 0);
+    ck_assert(rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err) == 0);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    ck_assert_msg(rk != NULL, "%s", err);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(D_PARTS);
+    for (int p = 0; p < D_PARTS; p++)
+        rd_kafka_topic_partition_list_add(l, ALERT_TOPIC, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    ck_assert_int_eq(rd_kafka_assign(rk, l), 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    int eof = 0;
+    double end = now_s() + 30;
+    while (eof < D_PARTS) {
+        ck_assert_msg(now_s() < end, "reading %s did not reach its end", ALERT_TOPIC);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            eof++;
+        } else {
+            ck_assert_msg(!m->err, "reading %s: %s", ALERT_TOPIC, rd_kafka_message_errstr(m));
+            ck_assert_int_lt(s.n, 16);
+            Circmon__V1__Alert *a = circmon__v1__alert__unpack(NULL, m->len, m->payload);
+            ck_assert_msg(a != NULL, "an alert event that does not decode");
+            snprintf(s.key[s.n], sizeof s.key[0], "%.*s", (int)m->key_len, (const char *)m->key);
+            snprintf(s.idem[s.n], sizeof s.idem[0], "%s", a->idempotency_key);
+            s.state[s.n] = a->state;
+            s.n_exp[s.n] = a->expected_departures;
+            fprintf(stderr, "alert event on %s [%d] @%" PRId64 ": rule %s scheme %s state %s "
+                            "value %g n %" PRId64 " threshold %g since %" PRId64 " key %s\n",
+                    ALERT_TOPIC, m->partition, m->offset, a->rule, a->scheme,
+                    a->state == CIRCMON__V1__ALERT_STATE__FIRING ? "FIRING" : "RESOLVED",
+                    a->value, a->expected_departures, a->threshold, a->since,
+                    a->idempotency_key);
+            s.n++;
+            circmon__v1__alert__free_unpacked(a, NULL);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return s;
+}
+
+/* Polls (bounded) until the topic holds at least n events. */
+static struct seen topic_wait(int n, pid_t watch, const char *log)
+{
+    double end = now_s() + 60;
+    for (;;) {
+        struct seen s = topic_read();
+        if (s.n >= n)
+            return s;
+        if (watch > 0)
+            ck_assert_msg(waitpid(watch, NULL, WNOHANG) == 0, "circmond exited (see %s)", log);
+        ck_assert_msg(now_s() < end, "%d alert events after 60 s, want %d (see %s)", s.n, n, log);
+        nap_ms(300);
+    }
+}
+
+/* GET /v1/alerts of m, parsed. */
+static json_t *v1_alerts(const struct dmn *m)
+{
+    char buf[65536];
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)m->port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    static const char req[] = "GET /v1/alerts HTTP/1.0\r\n\r\n";
+    ck_assert_int_eq(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+    size_t got = 0;
+    for (ssize_t r; got + 1 < sizeof buf && (r = read(fd, buf + got, sizeof buf - 1 - got)) > 0;)
+        got += (size_t)r;
+    close(fd);
+    buf[got] = '\0';
+    char *body = strstr(buf, "\r\n\r\n");
+    ck_assert_msg(body && strstr(buf, " 200 "), "GET /v1/alerts: %s", buf);
+    json_t *j = json_loads(body + 4, 0, NULL);
+    ck_assert_msg(j != NULL, "GET /v1/alerts: not JSON: %s", body);
+    return j;
+}
+
+/* Polls m's /v1/alerts until instance (over, S) was evaluated at or after t. */
+static void evaluated_since(const struct dmn *m, int64_t t, const char *state)
+{
+    double end = now_s() + 60;
+    for (;;) {
+        json_t *j = v1_alerts(m);
+        size_t i;
+        json_t *o;
+        int ok = 0;
+        json_array_foreach(json_object_get(j, "alerts"), i, o)
+            if (!strcmp(json_string_value(json_object_get(o, "scheme")), "S") &&
+                json_integer_value(json_object_get(o, "evaluated_at")) >= t)
+                ok = !strcmp(json_string_value(json_object_get(o, "state")), state);
+        json_decref(j);
+        if (ok)
+            return;
+        ck_assert_msg(now_s() < end, "instance over/S not evaluated %s since %" PRId64 " (%s)",
+                      state, t, m->log);
+        nap_ms(200);
+    }
+}
+
+static void assert_distinct(const struct seen *s)
+{
+    for (int i = 0; i < s->n; i++)
+        for (int k = i + 1; k < s->n; k++)
+            ck_assert_msg(strcmp(s->idem[i], s->idem[k]) != 0, "event %s twice on the topic",
+                          s->idem[i]);
+}
+
+START_TEST(test_fire_restart_resolve)
+{
+    struct dmn m = d_start("a", NULL);
+    /* 2 in-country overstays of 2 expected departures: v = 1 >= 0.5, n = 2 >= 2 */
+    migrants("o", 2, 0);
+    struct seen s = topic_wait(1, m.pid, m.log);
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_int_eq(s.state[0], CIRCMON__V1__ALERT_STATE__FIRING);
+    ck_assert_int_eq(s.n_exp[0], 2);
+    ck_assert_int_eq(memcmp(s.key[0], "over", 5), 0); /* rule NUL scheme NUL */
+    ck_assert(file_has(m.log, "warning: alert over scheme S: FIRING"));
+    /* a restart with the alert still firing: evaluated again, nothing new */
+    d_stop(&m);
+    int64_t t = (int64_t)time(NULL) + 1;
+    m = d_start("b", NULL);
+    evaluated_since(&m, t + 1, "firing");
+    s = topic_read();
+    ck_assert_int_eq(s.n, 1);
+    ck_assert(!file_has(m.log, "FIRING"));
+    /* 6 in-time departures more: v = 2 / 8 = 0.25 < 0.5 - 0.01: one RESOLVED.
+     * It may come from figures read while the batches were applied: 2 / n
+     * < 0.49 holds from n = 5 on, so its n is 5..8. */
+    migrants("t", 6, 1);
+    s = topic_wait(2, m.pid, m.log);
+    ck_assert_int_eq(s.n, 2);
+    ck_assert_int_eq(s.state[1], CIRCMON__V1__ALERT_STATE__RESOLVED);
+    ck_assert_msg(s.n_exp[1] >= 5 && s.n_exp[1] <= 8, "RESOLVED with n = %" PRId64, s.n_exp[1]);
+    assert_distinct(&s);
+    evaluated_since(&m, (int64_t)time(NULL) + 1, "ok");
+    ck_assert_int_eq(topic_read().n, 2);
+    d_stop(&m);
+}
+END_TEST
+
+START_TEST(test_crashes_exactly_once)
+{
+    char *crash_cas[] = {"CIRCMOND_TEST_CRASH_AFTER_ALERT_CAS=1", NULL};
+    char *crash_dlv[] = {"CIRCMOND_TEST_CRASH_AFTER_ALERT_DELIVERY=1",
+                         "CIRCMOND_TEST_ALERT_LEASE_MS=1500", NULL};
+    char *short_lease[] = {"CIRCMOND_TEST_ALERT_LEASE_MS=1500", NULL};
+
+    /* A decides FIRING and is SIGKILLed before delivering it */
+    struct dmn a = d_start("a", crash_cas);
+    migrants("o", 2, 0);
+    int st = d_wait(a.pid, 60);
+    ck_assert_msg(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+                  "circmond A was not killed by its crash hook (see %s)", a.log);
+    ck_assert(file_has(a.log, "alert over scheme S: FIRING"));
+    ck_assert_int_eq(topic_read().n, 0);
+    /* B and C evaluate the same rules: the outbox's FIRING goes out once */
+    struct dmn b = d_start("b", short_lease), c = d_start("c", short_lease);
+    struct seen s = topic_wait(1, b.pid, b.log);
+    evaluated_since(&b, (int64_t)time(NULL) + 1, "firing");
+    evaluated_since(&c, (int64_t)time(NULL) + 1, "firing");
+    s = topic_read();
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_int_eq(s.state[0], CIRCMON__V1__ALERT_STATE__FIRING);
+    d_stop(&b);
+    d_stop(&c);
+
+    /* D decides RESOLVED, delivers it and is SIGKILLed before removing it
+     * from the outbox; E reads the partition back and does not send it again */
+    struct dmn d = d_start("d", crash_dlv);
+    migrants("t", 6, 1);
+    st = d_wait(d.pid, 60);
+    ck_assert_msg(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+                  "circmond D was not killed by its crash hook (see %s)", d.log);
+    s = topic_read();
+    ck_assert_int_eq(s.n, 2);
+    struct dmn e = d_start("e", short_lease), f = d_start("f", short_lease);
+    double end = now_s() + 60;
+    while (!file_has(e.log, "already on") && !file_has(f.log, "already on")) {
+        ck_assert_msg(now_s() < end, "no read-back of the delivered RESOLVED (see %s, %s)",
+                      e.log, f.log);
+        nap_ms(100);
+    }
+    evaluated_since(&e, (int64_t)time(NULL) + 1, "ok");
+    evaluated_since(&f, (int64_t)time(NULL) + 1, "ok");
+    s = topic_read();
+    ck_assert_int_eq(s.n, 2);
+    ck_assert_int_eq(s.state[0], CIRCMON__V1__ALERT_STATE__FIRING);
+    ck_assert_int_eq(s.state[1], CIRCMON__V1__ALERT_STATE__RESOLVED);
+    assert_distinct(&s);
+    /* the outbox is empty */
+    redisContext *rc = redisConnectUnix(d_sock);
+    ck_assert(rc && !rc->err);
+    char k[128];
+    snprintf(k, sizeof k, "circmon:{alert:%016" PRIx64 "}:outbox", cm_alert_instance_hash("over", "S"));
+    redisReply *r = redisCommand(rc, "LLEN %s", k);
+    ck_assert(r && r->type == REDIS_REPLY_INTEGER);
+    ck_assert_int_eq(r->integer, 0);
+    freeReplyObject(r);
+    redisFree(rc);
+    d_stop(&e);
+    d_stop(&f);
+}
+END_TEST
+
+
+/* GET path from 127.0.0.1:port into buf; the bytes read, or -1 when nobody listens. */
+static int d_http_get(int port, const char *path, char *buf, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        close(fd);
+        return -1;
+    }
+    char req[512];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    ck_assert_int_eq(write(fd, req, (size_t)n), n);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    size_t got = 0;
+    while (got + 1 < cap && poll(&pfd, 1, 5000) > 0) {
+        ssize_t r = read(fd, buf + got, cap - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[got] = '\0';
+    return (int)got;
+}
+
+/* circmond's own /metrics, scraped by a real Prometheus with
+ * config/prometheus/circmon.rules.yml, alerting a real Alertmanager: the
+ * scheme alert of a firing instance arrives in Alertmanager's API. */
+START_TEST(test_alertmanager_from_circmond)
+{
+    static char buf[262144];
+    struct dmn m = d_start("a", NULL);
+    migrants("o", 2, 0);
+    topic_wait(1, m.pid, m.log);
+    ck_assert_int_gt(d_http_get(m.port, "/metrics", buf, sizeof buf), 0);
+    ck_assert_msg(strstr(buf, "circmon_alert_firing{alert=\"over\",scheme=\"S\",nationality=\"\"} 1"),
+                  "/metrics: %.3000s", strstr(buf, "circmon_alert") ? strstr(buf, "circmon_alert") : buf);
+    ck_assert(strstr(buf, "circmon_alert_transitions_total{alert=\"over\",state=\"FIRING\"} 1"));
+    ck_assert(strstr(buf, "circmon_alert_expected_departures{alert=\"over\",scheme=\"S\",nationality=\"\"} 2"));
+
+    int aport = d_port(), pport = d_port();
+    char path[4400], log[4400], a_cfg[4500], a_listen[64], a_store[4500];
+    snprintf(path, sizeof path, "%s/alertmanager.yml", dir);
+    FILE *fp = fopen(path, "w");
+    ck_assert_ptr_nonnull(fp);
+    fputs("route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - name: none\n", fp);
+    ck_assert_int_eq(fclose(fp), 0);
+    snprintf(a_cfg, sizeof a_cfg, "--config.file=%s", path);
+    snprintf(a_listen, sizeof a_listen, "--web.listen-address=127.0.0.1:%d", aport);
+    snprintf(a_store, sizeof a_store, "--storage.path=%s/am", dir);
+    snprintf(log, sizeof log, "%s/alertmanager.log", dir);
+    char *aargv[] = {"prometheus-alertmanager", a_cfg, a_listen, a_store,
+                     "--cluster.listen-address=", NULL};
+    pid_t am = d_spawn(aargv, NULL, log, log, NULL);
+
+    char p_cfg[4500], p_listen[64], p_store[4500];
+    snprintf(path, sizeof path, "%s/prometheus.yml", dir);
+    fp = fopen(path, "w");
+    ck_assert_ptr_nonnull(fp);
+    fprintf(fp, "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                "rule_files:\n  - %s/config/prometheus/circmon.rules.yml\n"
+                "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:%d']\n"
+                "scrape_configs:\n  - job_name: circmond\n    static_configs:\n"
+                "      - targets: ['127.0.0.1:%d']\n", getenv("CM_TOP"), aport, m.port);
+    ck_assert_int_eq(fclose(fp), 0);
+    snprintf(p_cfg, sizeof p_cfg, "--config.file=%s", path);
+    snprintf(p_listen, sizeof p_listen, "--web.listen-address=127.0.0.1:%d", pport);
+    snprintf(p_store, sizeof p_store, "--storage.tsdb.path=%s/tsdb", dir);
+    snprintf(log, sizeof log, "%s/prometheus.log", dir);
+    char *pargv[] = {"prometheus", p_cfg, p_listen, p_store, NULL};
+    pid_t pr = d_spawn(pargv, NULL, log, log, NULL);
+
+    double end = now_s() + 90;
+    for (;;) {
+        ck_assert_msg(waitpid(am, NULL, WNOHANG) == 0, "alertmanager exited (logs in %s)", dir);
+        ck_assert_msg(waitpid(pr, NULL, WNOHANG) == 0, "prometheus exited (logs in %s)", dir);
+        if (d_http_get(aport, "/api/v2/alerts?filter=alertname%3D%22CircmonSchemeAlert%22", buf,
+                       sizeof buf) > 0 &&
+            strstr(buf, " 200 ") && strstr(buf, "\"scheme\":\"S\"") &&
+            strstr(buf, "\"alert\":\"over\""))
+            break;
+        ck_assert_msg(now_s() < end, "no CircmonSchemeAlert in Alertmanager after 90 s: %.2000s", buf);
+        nap_ms(300);
+    }
+    kill(pr, SIGTERM);
+    ck_assert_int_ge(d_wait(pr, 30), 0);
+    kill(am, SIGTERM);
+    ck_assert_int_ge(d_wait(am, 30), 0);
+    d_stop(&m);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("alerts_e2e");
+    TCase *tc = tcase_create("ctl");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_ctl_fire_condition);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("daemon");
+    tcase_add_checked_fixture(tc, d_setup, d_teardown);
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_fire_restart_resolve);
+    tcase_add_test(tc, test_crashes_exactly_once);
+    tcase_add_test(tc, test_alertmanager_from_circmond);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
