@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alerts.h"
 #include "daemon.h"
 #include "http.h"
 #include "notify.h"
@@ -163,6 +164,13 @@ static void apply_http(struct daemon *d, struct cm_config *nc)
         cmd_http_reconfigure(d);
 }
 
+/* The alert rules ([alerts], [alert NAME]): alerts.c takes them over. */
+static void apply_alerts(struct daemon *d, struct cm_config *nc)
+{
+    if (cmd_alerts_apply(d, d->cfg_rw, nc) < 0)
+        cm_log_warn("reload: the new alert rules could not be applied (logged above)");
+}
+
 /* Each subsystem's apply hook, in order, once the checks passed. A hook
  * takes what it needs from nc (it may move owned pointers out of it,
  * leaving NULL: nc is freed afterwards) into d->cfg_rw and its own state;
@@ -171,7 +179,7 @@ typedef void (*cmd_apply_fn)(struct daemon *d, struct cm_config *nc);
 static const cmd_apply_fn hooks[] = {
     apply_log,
     apply_http,
-    /* the alert rules: cmd_alerts_apply (helper "alerts") goes here */
+    apply_alerts,
 };
 
 /* Warns about the changed keys that only a restart applies. */

@@ -511,6 +511,34 @@ START_TEST(test_journal_fields)
 }
 END_TEST
 
+/* A reload hands new alert rules to the alerts: a daemon started without
+ * rules takes the one the file now has (here without an HTTP endpoint, so
+ * it says the rule waits for the read side). */
+START_TEST(test_reload_alert_rules)
+{
+    setup();
+    char conf[300], log[300];
+    snprintf(conf, sizeof(conf), "%s/c.conf", dir);
+    snprintf(log, sizeof(log), "%s/d.log", dir);
+    write_conf(conf, "", "");
+    pid_t d = daemon_start(conf, log, NULL, NULL);
+    int r1 = expect("READY=1", 60, d);
+    ck_assert(!file_has(log, "alerts: 1 rules"));
+    write_conf(conf, "",
+               "[alerts]\ninterval_s = 60\n"
+               "[alert over]\nscheme = *\nindicator = overstay_rate\nabove = 0.05\n");
+    ck_assert_int_eq(kill(d, SIGHUP), 0);
+    int rl = expect("RELOADING=1", 10, d);
+    int r2 = expect("READY=1", 10, d);
+    ck_assert_int_gt(rl, r1);
+    ck_assert_int_gt(r2, rl);
+    ck_assert_msg(!file_has(log, "reload refused"), "the rule was refused (%s)", log);
+    ck_assert_msg(file_has(log, "alerts: 1 rules"), "the new rule did not reach the alerts (%s)",
+                  log);
+    stop_daemon(d);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("systemd");
@@ -521,6 +549,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_notify_sequence);
     tcase_add_test(tc, test_watchdog_stall);
     tcase_add_test(tc, test_reload_refused);
+    tcase_add_test(tc, test_reload_alert_rules);
     suite_add_tcase(s, tc);
     return s;
 }
