@@ -20,7 +20,7 @@ static atomic_int to_journal = 0;
 static const char *_Atomic ident = "circmon";
 static const char *const names[] = {"debug", "info", "warning", "error"};
 static const int priorities[] = {7, 6, 4, 3}; /* syslog's, per level */
-static _Atomic cm_log_journal_fn journal_sink = NULL;
+static _Atomic cm_log_journal_fn journal_sink; /* NULL: stderr lines */
 
 /* Fixed, never to change: operators filter on them (journalctl MESSAGE_ID=). */
 static const char *const ids[CM_LOGID_COUNT] = {
