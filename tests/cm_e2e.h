@@ -42,140 +42,27 @@
 #include "circmon/names.h"
 #include "circmon/store.h"
 #include "cm_proc.h"
+#include "cm_svc.h"
 #include "cm_test.h"
 
 #define N_PARTS 8
 #define AS_OF "2025-01-01"
 #define AS_OF_MID "2022-06-15"
 
-static CMT_UNUSED char redis_sock[300]; /* dir/redis.sock */
-static CMT_UNUSED pid_t redis_pid = -1;
-static CMT_UNUSED pid_t broker_pid = -1;
-static CMT_UNUSED char brokers[256];
-
-/* ------------------------------------------------------------ processes (and cm_proc.h) */
-
-static CMT_UNUSED void kill_all(void)
-{
-    while (npids > 0) {
-        pid_t p = pids[npids - 1];
-        kill(p, SIGKILL);
-        waitpid(p, NULL, 0);
-        npids--;
-    }
-}
-
-static CMT_UNUSED redisContext *redis_conn(void)
-{
-    struct timeval tv = {1, 0};
-    redisContext *c = redisConnectUnixWithTimeout(redis_sock, tv);
-    if (c && c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    return c;
-}
-
-/* Starts redis-server on the unix socket redis_sock, TCP off (aof: persist
- * to dir/redis). */
-static CMT_UNUSED void redis_start(int aof)
-{
-    char rdir[300], log[300];
-    ck_assert_msg(strlen(redis_sock) < 100, "socket path too long: %s", redis_sock);
-    snprintf(rdir, sizeof(rdir), "%s/redis", dir);
-    snprintf(log, sizeof(log), "%s/redis.log", dir);
-    mkdir(rdir, 0755);
-    char *argv[] = {"redis-server", "--port", "0", "--unixsocket", redis_sock,
-                    "--unixsocketperm", "700", "--save", "",
-                    "--appendonly", aof ? "yes" : "no", "--appendfsync", "always",
-                    "--daemonize", "no", "--dir", rdir, NULL};
-    redis_pid = spawn(argv, log, log, NULL, NULL);
-    double end = now_s() + 15;
-    for (;;) {
-        redisContext *c = redis_conn();
-        if (c) {
-            redisReply *r = redisCommand(c, "PING");
-            int ok = r && r->type == REDIS_REPLY_STATUS;
-            if (r)
-                freeReplyObject(r);
-            redisFree(c);
-            if (ok)
-                return;
-        }
-        ck_assert_msg(now_s() < end, "redis-server did not start");
-        ck_assert_msg(alive(redis_pid), "redis-server exited (see %s)", log);
-        nap_ms(20);
-    }
-}
-
-static CMT_UNUSED void redis_stop(void)
-{
-    kill(redis_pid, SIGTERM);
-    ck_assert_int_ge(wait_pid(redis_pid, 15), 0);
-    redis_pid = -1;
-}
-
-static CMT_UNUSED void broker_start(void)
-{
-    char path[600], parts[16], log[300];
-    int fd;
-    size_t got = 0;
-    snprintf(path, sizeof(path), "%s/bin/circmon-broker", top());
-    snprintf(parts, sizeof(parts), "%d", N_PARTS);
-    snprintf(log, sizeof(log), "%s/broker.log", dir);
-    char *argv[] = {path, "--partitions", parts, "--topic", "circmon.events", "--topic",
-                    "circmon.events.dlq", NULL};
-    broker_pid = spawn(argv, NULL, log, &fd, NULL);
-    while (got < sizeof(brokers) - 1) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        ck_assert_msg(poll(&pfd, 1, 15000) > 0, "circmon-broker did not print its address");
-        ck_assert_int_eq(read(fd, brokers + got, 1), 1);
-        if (brokers[got] == '\n')
-            break;
-        got++;
-    }
-    brokers[got] = '\0';
-    close(fd);
-}
+/* ------------------------------------------------------------ services: cm_svc.h */
 
 /* ------------------------------------------------------------ fixture */
 
-static CMT_UNUSED char *paths[512]; /* made by path_in, freed by the teardown */
-static CMT_UNUSED int npaths;
-
-/* dir/name, valid until the teardown. */
-static CMT_UNUSED char *path_in(const char *name)
-{
-    char *p = malloc(strlen(dir) + strlen(name) + 2);
-    ck_assert_ptr_nonnull(p);
-    ck_assert_int_lt(npaths, 512);
-    sprintf(p, "%s/%s", dir, name);
-    return paths[npaths++] = p;
-}
-
-
 static CMT_UNUSED void setup(void)
 {
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof(dir), "%s/check_e2e.XXXXXX", t && *t ? t : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    npids = 0;
-    snprintf(redis_sock, sizeof(redis_sock), "%s/redis.sock", dir);
+    svc_dir_make("check_e2e");
     redis_start(0);
-    broker_start();
+    broker_start(N_PARTS);
 }
 
 static CMT_UNUSED void teardown(void)
 {
-    char cmd[400];
-    kill_all();
-    while (npaths > 0)
-        free(paths[--npaths]);
-    if (!getenv("CM_KEEP_TMP")) {
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", dir);
-    }
+    svc_dir_remove();
 }
 
 /* setup in the test itself: the services belong to the forked test. */
@@ -524,25 +411,6 @@ static CMT_UNUSED long read_dlq(void)
 {
     return read_dlq_reason(NULL, NULL);
 }
-
-
-/* Whether file p holds the text needle. */
-static CMT_UNUSED int file_has(const char *p, const char *needle)
-{
-    FILE *fp = fopen(p, "r");
-    if (!fp)
-        return 0; /* not written yet */
-    char line[4096];
-    int found = 0;
-    while (!found && fgets(line, sizeof(line), fp))
-        found = strstr(line, needle) != NULL;
-    fclose(fp);
-    return found;
-}
-
-
-
-
 
 
 /* --- the store's compare-and-set against a real redis-server ------------- */

@@ -1,0 +1,169 @@
+/* cm_svc.h - the services of the integration suites, header only: a
+ * redis-server on a unix socket in the suite's directory, a circmon-broker
+ * (which binds a loopback port itself and prints it), the suite's
+ * directory with its paths, and file probes. Built on cm_proc.h: every
+ * service is a recorded child, killed by svc_dir_remove() (the teardown)
+ * whatever happened. Waits poll with a deadline. The suite that includes
+ * it owns the state below. */
+#ifndef CM_SVC_H
+#define CM_SVC_H
+
+#include <poll.h>
+#include <sys/stat.h>
+
+#include <hiredis/hiredis.h>
+
+#include "cm_proc.h"
+
+static CMP_UNUSED char redis_sock[300]; /* dir/redis.sock, set by redis_start() */
+static CMP_UNUSED pid_t redis_pid = -1;
+static CMP_UNUSED pid_t broker_pid = -1;
+static CMP_UNUSED char brokers[256]; /* host:port printed by circmon-broker */
+
+/* ------------------------------------------------------------ services */
+
+/* Kills (SIGKILL) and reaps every recorded child. */
+static CMP_UNUSED void kill_all(void)
+{
+    while (npids > 0) {
+        pid_t p = pids[npids - 1];
+        kill(p, SIGKILL);
+        waitpid(p, NULL, 0);
+        npids--;
+    }
+}
+
+/* A connection to redis_sock (1 s timeout), or NULL. The caller frees it. */
+static CMP_UNUSED redisContext *redis_conn(void)
+{
+    struct timeval tv = {1, 0};
+    redisContext *c = redisConnectUnixWithTimeout(redis_sock, tv);
+    if (c && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Starts redis-server on the unix socket dir/redis.sock (redis_sock), TCP
+ * off, data in dir/redis (aof: append-only, fsync always), and waits up to
+ * 15 s for its PING. Fails the test if it does not answer. */
+static CMP_UNUSED void redis_start(int aof)
+{
+    char rdir[300], log[300];
+    snprintf(redis_sock, sizeof(redis_sock), "%s/redis.sock", dir);
+    ck_assert_msg(strlen(redis_sock) < 100, "socket path too long: %s", redis_sock);
+    snprintf(rdir, sizeof(rdir), "%s/redis", dir);
+    snprintf(log, sizeof(log), "%s/redis.log", dir);
+    mkdir(rdir, 0755);
+    char *argv[] = {"redis-server", "--port", "0", "--unixsocket", redis_sock,
+                    "--unixsocketperm", "700", "--save", "",
+                    "--appendonly", aof ? "yes" : "no", "--appendfsync", "always",
+                    "--daemonize", "no", "--dir", rdir, NULL};
+    redis_pid = spawn(argv, log, log, NULL, NULL);
+    double end = now_s() + 15;
+    for (;;) {
+        redisContext *c = redis_conn();
+        if (c) {
+            redisReply *r = redisCommand(c, "PING");
+            int ok = r && r->type == REDIS_REPLY_STATUS;
+            if (r)
+                freeReplyObject(r);
+            redisFree(c);
+            if (ok)
+                return;
+        }
+        ck_assert_msg(now_s() < end, "redis-server did not start");
+        ck_assert_msg(alive(redis_pid), "redis-server exited (see %s)", log);
+        nap_ms(20);
+    }
+}
+
+/* Stops redis-server (SIGTERM, so that it writes what it must). */
+static CMP_UNUSED void redis_stop(void)
+{
+    kill(redis_pid, SIGTERM);
+    ck_assert_int_ge(wait_pid(redis_pid, 15), 0);
+    redis_pid = -1;
+}
+
+/* Starts circmon-broker with the topics circmon.events and
+ * circmon.events.dlq of parts partitions; its address into brokers (15 s
+ * at most, else the test fails). Its stderr goes to dir/broker.log. */
+static CMP_UNUSED void broker_start(int parts)
+{
+    char path[600], nparts[16], log[300];
+    int fd;
+    size_t got = 0;
+    snprintf(path, sizeof(path), "%s/bin/circmon-broker", top());
+    snprintf(nparts, sizeof(nparts), "%d", parts);
+    snprintf(log, sizeof(log), "%s/broker.log", dir);
+    char *argv[] = {path, "--partitions", nparts, "--topic", "circmon.events", "--topic",
+                    "circmon.events.dlq", NULL};
+    broker_pid = spawn(argv, NULL, log, &fd, NULL);
+    while (got < sizeof(brokers) - 1) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ck_assert_msg(poll(&pfd, 1, 15000) > 0, "circmon-broker did not print its address");
+        ck_assert_int_eq(read(fd, brokers + got, 1), 1);
+        if (brokers[got] == '\n')
+            break;
+        got++;
+    }
+    brokers[got] = '\0';
+    close(fd);
+}
+
+/* ------------------------------------------------------------ directory */
+
+static CMP_UNUSED char *paths[512]; /* made by path_in, freed by svc_dir_remove */
+static CMP_UNUSED int npaths;
+
+/* Makes dir, $TMPDIR/<name>.XXXXXX (default /tmp); no child recorded yet. */
+static CMP_UNUSED void svc_dir_make(const char *name)
+{
+    const char *t = getenv("TMPDIR");
+    snprintf(dir, sizeof(dir), "%s/%s.XXXXXX", t && *t ? t : "/tmp", name);
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    npids = 0;
+}
+
+/* The teardown: kills every child, frees the paths, removes dir (unless
+ * CM_KEEP_TMP is set). */
+static CMP_UNUSED void svc_dir_remove(void)
+{
+    char cmd[400];
+    kill_all();
+    while (npaths > 0)
+        free(paths[--npaths]);
+    if (!getenv("CM_KEEP_TMP")) {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot remove %s\n", dir);
+    }
+}
+
+/* dir/name, valid until the teardown. */
+static CMP_UNUSED char *path_in(const char *name)
+{
+    char *p = malloc(strlen(dir) + strlen(name) + 2);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_lt(npaths, 512);
+    sprintf(p, "%s/%s", dir, name);
+    return paths[npaths++] = p;
+}
+
+/* Whether file p holds the text needle on one line (0 if not written yet). */
+static CMP_UNUSED int file_has(const char *p, const char *needle)
+{
+    FILE *fp = fopen(p, "r");
+    if (!fp)
+        return 0;
+    char line[4096];
+    int found = 0;
+    while (!found && fgets(line, sizeof(line), fp))
+        found = strstr(line, needle) != NULL;
+    fclose(fp);
+    return found;
+}
+
+#endif
