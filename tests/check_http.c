@@ -33,230 +33,24 @@
 #include "circmon/config.h"
 #include "circmon/framing.h"
 #include "circmon/store.h"
+#include "cm_svc.h"
 #include "cm_test.h"
 
 #define N_PARTS 4
 
-static char dir[256];
-static pid_t pids[32];
-static int npids;
-static char redis_sock[300];
-static char brokers[256];
 static int http_port;
 static pid_t daemon_pid = -1;
 
-/* ------------------------------------------------------------ processes */
-
-static const char *top(void)
-{
-    const char *t = getenv("CM_TOP");
-    return t && *t ? t : ".";
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static pid_t spawn(char *const argv[], const char *out, const char *err, int *pipe_fd)
-{
-    int fds[2] = {-1, -1};
-    if (pipe_fd)
-        ck_assert_int_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (pipe_fd) {
-            dup2(fds[1], STDOUT_FILENO);
-            close(fds[0]);
-            close(fds[1]);
-        } else {
-            int fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            dup2(fd, STDOUT_FILENO);
-            close(fd);
-        }
-        int fd = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, STDERR_FILENO);
-        close(fd);
-        execvp(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    if (pipe_fd) {
-        close(fds[1]);
-        *pipe_fd = fds[0];
-    }
-    if (npids < (int)(sizeof(pids) / sizeof(pids[0])))
-        pids[npids++] = pid;
-    return pid;
-}
-
-static void forget(pid_t pid)
-{
-    for (int i = 0; i < npids; i++)
-        if (pids[i] == pid)
-            pids[i] = pids[--npids];
-}
-
-static int wait_pid(pid_t pid, double timeout_s)
-{
-    double end = now_s() + timeout_s;
-    int st;
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            forget(pid);
-            return st;
-        }
-        if (now_s() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            forget(pid);
-            return -1;
-        }
-        nap_ms(10);
-    }
-}
-
-static int alive(pid_t pid)
-{
-    int st;
-    return waitpid(pid, &st, WNOHANG) == 0;
-}
-
-static int run_bin(const char *prog, char *const args[], const char *out, const char *err)
-{
-    char path[600];
-    char *argv[32];
-    int n = 0;
-    snprintf(path, sizeof(path), "%s/bin/%s", top(), prog);
-    argv[n++] = path;
-    for (int i = 0; args[i] && n < 31; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    pid_t pid = spawn(argv, out, err, NULL);
-    int st = wait_pid(pid, 120);
-    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static char *paths[128];
-static int npaths;
-
-static char *path_in(const char *name)
-{
-    char *p = malloc(strlen(dir) + strlen(name) + 2);
-    ck_assert_ptr_nonnull(p);
-    ck_assert_int_lt(npaths, 128);
-    sprintf(p, "%s/%s", dir, name);
-    return paths[npaths++] = p;
-}
-
-static int file_has(const char *p, const char *needle)
-{
-    FILE *fp = fopen(p, "r");
-    char line[4096];
-    int found = 0;
-    if (!fp)
-        return 0;
-    while (!found && fgets(line, sizeof(line), fp))
-        found = strstr(line, needle) != NULL;
-    fclose(fp);
-    return found;
-}
-
-static void redis_start(void)
-{
-    char log[300];
-    snprintf(redis_sock, sizeof(redis_sock), "%s/redis.sock", dir);
-    snprintf(log, sizeof(log), "%s/redis.log", dir);
-    char *argv[] = {"redis-server", "--port", "0", "--unixsocket", redis_sock, "--save", "",
-                    "--appendonly", "no", "--daemonize", "no", "--dir", dir, NULL};
-    pid_t pid = spawn(argv, log, log, NULL);
-    double end = now_s() + 15;
-    for (;;) {
-        redisContext *c = redisConnectUnix(redis_sock);
-        if (c && !c->err) {
-            redisReply *r = redisCommand(c, "PING");
-            int ok = r && r->type == REDIS_REPLY_STATUS;
-            if (r)
-                freeReplyObject(r);
-            redisFree(c);
-            if (ok)
-                return;
-        } else if (c) {
-            redisFree(c);
-        }
-        ck_assert_msg(now_s() < end, "redis-server did not start");
-        ck_assert_msg(alive(pid), "redis-server exited (see %s)", log);
-        nap_ms(20);
-    }
-}
-
-static void broker_start(void)
-{
-    char path[600], parts[16], log[300];
-    int fd;
-    size_t got = 0;
-    snprintf(path, sizeof(path), "%s/bin/circmon-broker", top());
-    snprintf(parts, sizeof(parts), "%d", N_PARTS);
-    snprintf(log, sizeof(log), "%s/broker.log", dir);
-    char *argv[] = {path, "--partitions", parts, "--topic", "circmon.events", "--topic",
-                    "circmon.events.dlq", NULL};
-    spawn(argv, NULL, log, &fd);
-    while (got < sizeof(brokers) - 1) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        ck_assert_msg(poll(&pfd, 1, 15000) > 0, "circmon-broker did not print its address");
-        ck_assert_int_eq(read(fd, brokers + got, 1), 1);
-        if (brokers[got] == '\n')
-            break;
-        got++;
-    }
-    brokers[got] = '\0';
-    close(fd);
-}
-
 static void setup(void)
 {
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof(dir), "%s/check_http.XXXXXX", t && *t ? t : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    npids = 0;
-    redis_start();
-    broker_start();
+    svc_dir_make("check_http");
+    redis_start(0);
+    broker_start(N_PARTS);
 }
 
 static void teardown(void)
 {
-    char cmd[400];
-    while (npids > 0) {
-        pid_t p = pids[npids - 1];
-        kill(p, SIGKILL);
-        waitpid(p, NULL, 0);
-        npids--;
-    }
-    while (npaths > 0)
-        free(paths[--npaths]);
-    if (!getenv("CM_KEEP_TMP")) {
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", dir);
-    }
+    svc_dir_remove();
 }
 
 /* ------------------------------------------------------------ circmond */
@@ -307,7 +101,7 @@ static const char *daemon_start(const char *redis, const char *extra)
         const char *log = path_in("circmond.log");
         unlink(log);
         char *argv[] = {path, "--config", (char *)conf, "--foreground", NULL};
-        daemon_pid = spawn(argv, NULL, log, NULL);
+        daemon_pid = spawn(argv, NULL, log, NULL, NULL);
         double end = now_s() + 20;
         for (;;) {
             if (file_has(log, "http endpoint at"))
@@ -443,31 +237,9 @@ static void expect_error(const char *req, int status)
     resp_free(&r);
 }
 
-static json_t *load_json(const char *p)
-{
-    json_error_t e;
-    json_t *j = json_load_file(p, 0, &e);
-    ck_assert_msg(j != NULL, "%s: %s", p, e.text);
-    return j;
-}
 
 /* ------------------------------------------------------------ the stream */
 
-static long count_records(const char *in)
-{
-    FILE *fi = fopen(in, "rb");
-    struct cm_frame_reader fr;
-    const uint8_t *data;
-    size_t len;
-    long n = 0;
-    ck_assert_ptr_nonnull(fi);
-    cm_frame_reader_init(&fr, fi);
-    while (cm_frame_read(&fr, &data, &len) == 1)
-        n++;
-    cm_frame_reader_free(&fr);
-    fclose(fi);
-    return n;
-}
 
 static const char *gen_publish(const char *conf, int migrants, long *n)
 {
@@ -482,25 +254,6 @@ static const char *gen_publish(const char *conf, int migrants, long *n)
     return ev;
 }
 
-static int64_t stored_sum(const char *conf)
-{
-    struct cm_config cfg = {0};
-    char err[512];
-    int32_t *parts = NULL;
-    int64_t *pos = NULL, sum = 0;
-    size_t n = 0;
-    ck_assert_msg(cm_config_load(&cfg, conf, err, sizeof(err)) == 0, "%s", err);
-    if (cm_store_read_positions(&cfg, &parts, &pos, &n, err, sizeof(err)) == 0) {
-        for (size_t i = 0; i < n; i++)
-            sum += pos[i];
-        free(parts);
-        free(pos);
-    } else {
-        sum = -1;
-    }
-    cm_config_free(&cfg);
-    return sum;
-}
 
 /* Waits until Redis holds every record and the endpoint serves figures read
  * after that. */
@@ -1021,7 +774,7 @@ START_TEST(test_taken_port_pipeline_goes_on)
     char path[600];
     snprintf(path, sizeof(path), "%s/bin/circmond", top());
     char *argv[] = {path, "--config", (char *)conf, "--foreground", NULL};
-    daemon_pid = spawn(argv, NULL, log, NULL);
+    daemon_pid = spawn(argv, NULL, log, NULL, NULL);
     double end = now_s() + 20;
     while (!file_has(log, "cannot listen")) {
         ck_assert_msg(alive(daemon_pid), "circmond exited (see %s)", log);

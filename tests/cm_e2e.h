@@ -122,10 +122,6 @@ static CMT_UNUSED long split(const char *in, long k, const char *a, const char *
     return n;
 }
 
-static CMT_UNUSED long count_records(const char *in)
-{
-    return split(in, 0, "/dev/null", "/dev/null");
-}
 
 static CMT_UNUSED void publish(const char *conf, const char *file)
 {
@@ -169,25 +165,6 @@ static CMT_UNUSED pid_t daemon_start(const char *conf, const char *log, char *co
     return pid;
 }
 
-static CMT_UNUSED int64_t stored_sum(const char *conf)
-{
-    struct cm_config cfg = {0};
-    char err[512];
-    int32_t *parts = NULL;
-    int64_t *pos = NULL, sum = 0;
-    size_t n = 0;
-    ck_assert_msg(cm_config_load(&cfg, conf, err, sizeof(err)) == 0, "%s", err);
-    if (cm_store_read_positions(&cfg, &parts, &pos, &n, err, sizeof(err)) == 0) {
-        for (size_t i = 0; i < n; i++)
-            sum += pos[i];
-        free(parts);
-        free(pos);
-    } else {
-        sum = -1; /* Redis restarting */
-    }
-    cm_config_free(&cfg);
-    return sum;
-}
 
 /* Polls until the stored positions add up to total (every partition starts
  * at offset 0 in a fresh topic), within timeout_s. */
@@ -213,13 +190,6 @@ static CMT_UNUSED void wait_progress(const char *conf, int64_t min, double timeo
     }
 }
 
-static CMT_UNUSED json_t *load_json(const char *p)
-{
-    json_error_t e;
-    json_t *j = json_load_file(p, 0, &e);
-    ck_assert_msg(j != NULL, "%s: %s", p, e.text);
-    return j;
-}
 
 /* indicators from Redis == replay of files, as of as_of. */
 static CMT_UNUSED void compare(const char *conf, const char *as_of, const char *f1, const char *f2)

@@ -12,7 +12,11 @@
 #include <sys/stat.h>
 
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 
+#include "circmon/config.h"
+#include "circmon/framing.h"
+#include "circmon/store.h"
 #include "cm_proc.h"
 
 static CMP_UNUSED char redis_sock[300]; /* dir/redis.sock, set by redis_start() */
@@ -164,6 +168,64 @@ static CMP_UNUSED int file_has(const char *p, const char *needle)
         found = strstr(line, needle) != NULL;
     fclose(fp);
     return found;
+}
+
+/* The wall clock in ms (what circmond stamps its figures with). */
+static CMP_UNUSED int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The JSON document in file p (the test fails if it is not one). */
+static CMP_UNUSED json_t *load_json(const char *p)
+{
+    json_error_t e;
+    json_t *j = json_load_file(p, 0, &e);
+    ck_assert_msg(j != NULL, "%s: %s", p, e.text);
+    return j;
+}
+
+/* ------------------------------------------------------------ the stream */
+
+/* How many framed records file in holds. */
+static CMP_UNUSED long count_records(const char *in)
+{
+    FILE *fi = fopen(in, "rb");
+    struct cm_frame_reader fr;
+    const uint8_t *data;
+    size_t len;
+    long n = 0;
+    ck_assert_msg(fi != NULL, "cannot open %s: %s", in, strerror(errno));
+    cm_frame_reader_init(&fr, fi);
+    while (cm_frame_read(&fr, &data, &len) == 1)
+        n++;
+    cm_frame_reader_free(&fr);
+    fclose(fi);
+    return n;
+}
+
+/* The sum of the positions stored in the Redis of configuration conf (the
+ * records folded), or -1 while they cannot be read (Redis restarting). */
+static CMP_UNUSED int64_t stored_sum(const char *conf)
+{
+    struct cm_config cfg = {0};
+    char err[512];
+    int32_t *parts = NULL;
+    int64_t *pos = NULL, sum = 0;
+    size_t n = 0;
+    ck_assert_msg(cm_config_load(&cfg, conf, err, sizeof(err)) == 0, "%s", err);
+    if (cm_store_read_positions(&cfg, &parts, &pos, &n, err, sizeof(err)) == 0) {
+        for (size_t i = 0; i < n; i++)
+            sum += pos[i];
+        free(parts);
+        free(pos);
+    } else {
+        sum = -1;
+    }
+    cm_config_free(&cfg);
+    return sum;
 }
 
 #endif
