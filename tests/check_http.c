@@ -237,9 +237,7 @@ static void expect_error(const char *req, int status)
     resp_free(&r);
 }
 
-
 /* ------------------------------------------------------------ the stream */
-
 
 static const char *gen_publish(const char *conf, int migrants, long *n)
 {
@@ -253,7 +251,6 @@ static const char *gen_publish(const char *conf, int migrants, long *n)
     ck_assert_int_eq(run_bin("circmonctl", p, NULL, path_in("publish.log")), 0);
     return ev;
 }
-
 
 /* Waits until Redis holds every record and the endpoint serves figures read
  * after that. */
@@ -660,7 +657,6 @@ START_TEST(test_max_connections)
     teardown();
 }
 END_TEST
-
 
 /* figures.read_at_ms of /v1/status (0 before the first read) and last_error. */
 static int64_t last_error_at;

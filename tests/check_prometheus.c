@@ -43,35 +43,12 @@
 #include "circmon/prom.h"
 #include "circmon/store.h"
 #include "cm_dash.h"
+#include "cm_svc.h"
 
 #define N_PARTS 4
 #define AS_OF "2025-01-01"
 
-static char dir[256];
-static pid_t pids[16];
-static int npids;
-
-/* ------------------------------------------------------------ processes */
-
-static const char *top(void)
-{
-    const char *t = getenv("CM_TOP");
-    return t && *t ? t : ".";
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* The pause between two polls of a condition (not a synchronisation). */
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
+/* ------------------------------------------------------------ processes (cm_proc.h) */
 
 /* dir/name into buf. */
 static const char *in_dir(char *buf, size_t cap, const char *name)
@@ -79,83 +56,6 @@ static const char *in_dir(char *buf, size_t cap, const char *name)
     int n = snprintf(buf, cap, "%s/%s", dir, name);
     ck_assert(n > 0 && (size_t)n < cap);
     return buf;
-}
-
-/* The signal a child gets when the test process ends: Check ends a failed
- * test with _exit(), so no teardown of ours runs then; the kernel stops the
- * children instead (Prometheus with SIGTERM, to shut down cleanly). */
-static int death_signal = SIGKILL;
-
-/* Starts argv (searched in PATH) with stdout and stderr into files (NULL:
- * /dev/null), or stdout into a pipe whose read end is *pipe_fd. */
-static pid_t spawn(char *const argv[], const char *out, const char *err, int *pipe_fd)
-{
-    int fds[2] = {-1, -1};
-    if (pipe_fd)
-        ck_assert_int_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, death_signal);
-        int fd;
-        if (pipe_fd) {
-            dup2(fds[1], STDOUT_FILENO);
-            close(fds[0]);
-            close(fds[1]);
-        } else {
-            fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            dup2(fd, STDOUT_FILENO);
-            close(fd);
-        }
-        fd = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, STDERR_FILENO);
-        close(fd);
-        execvp(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    if (pipe_fd) {
-        close(fds[1]);
-        *pipe_fd = fds[0];
-    }
-    ck_assert_int_lt(npids, (int)(sizeof(pids) / sizeof(pids[0])));
-    pids[npids++] = pid;
-    return pid;
-}
-
-static void forget(pid_t pid)
-{
-    for (int i = 0; i < npids; i++)
-        if (pids[i] == pid)
-            pids[i] = pids[--npids];
-}
-
-/* Waits for pid within timeout_s; returns its wait status, or -1 (it is then
- * killed). */
-static int wait_pid(pid_t pid, double timeout_s)
-{
-    double end = now_s() + timeout_s;
-    int st;
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            forget(pid);
-            return st;
-        }
-        if (now_s() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            forget(pid);
-            return -1;
-        }
-        nap_ms(10);
-    }
-}
-
-static int alive(pid_t pid)
-{
-    int st;
-    return waitpid(pid, &st, WNOHANG) == 0;
 }
 
 /* Stops pid: SIGTERM, up to timeout_s, then SIGKILL. */
@@ -170,46 +70,9 @@ static void stop(pid_t pid, double timeout_s)
 /* Runs argv to completion (at most 120 s); returns its exit status. */
 static int run(char *const argv[], const char *out, const char *err)
 {
-    pid_t pid = spawn(argv, out, err, NULL);
+    pid_t pid = spawn(argv, out, err, NULL, NULL);
     int st = wait_pid(pid, 120);
     return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* Runs bin/prog with args. */
-static int run_bin(const char *prog, char *const args[], const char *out, const char *err)
-{
-    char path[600];
-    char *argv[32];
-    int n = 0;
-    snprintf(path, sizeof(path), "%s/bin/%s", top(), prog);
-    argv[n++] = path;
-    for (int i = 0; args[i] && n < 31; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    return run(argv, out, err);
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    ck_assert_msg(fp != NULL, "cannot open %s", path);
-    size_t cap = 4096, n = 0;
-    char *s = malloc(cap);
-    ck_assert_ptr_nonnull(s);
-    size_t r;
-    while ((r = fread(s + n, 1, cap - n - 1, fp)) > 0) {
-        n += r;
-        if (cap - n < 2) {
-            cap *= 2;
-            s = realloc(s, cap);
-            ck_assert_ptr_nonnull(s);
-        }
-    }
-    fclose(fp);
-    s[n] = 0;
-    if (len)
-        *len = n;
-    return s;
 }
 
 static void put_file(const char *path, const char *text)
@@ -395,9 +258,7 @@ static void prom_start(int target)
         unlink(log);
         char *argv[] = {"prometheus", cflag, tflag, listen, "--log.level=warn",
                         "--storage.tsdb.retention.time=1h", NULL};
-        death_signal = SIGTERM;
-        prom_pid = spawn(argv, log, log, NULL);
-        death_signal = SIGKILL;
+        prom_pid = spawn_ex(argv, log, log, NULL, NULL, CMP_TERM_ON_DEATH);
         double end = now_s() + 60;
         int up = 0;
         while (!up) {
@@ -657,10 +518,7 @@ static int run_dashboard(const char *scheme, const char *text, int every_undated
 
 static void setup(void)
 {
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof(dir), "%s/check_prometheus.XXXXXX", t && *t ? t : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    npids = 0;
+    svc_dir_make("check_prometheus");
     prom_pid = -1;
 }
 
@@ -670,27 +528,8 @@ static void teardown(void)
         return;
     if (prom_pid > 0)
         prom_stop();
-    while (npids > 0) {
-        pid_t p = pids[npids - 1];
-        kill(p, SIGKILL);
-        waitpid(p, NULL, 0);
-        npids--;
-    }
-    if (!getenv("CM_KEEP_TMP")) {
-        char cmd[400];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", dir);
-    }
+    svc_dir_remove();
     dir[0] = 0;
-}
-
-static json_t *load_json(const char *p)
-{
-    json_error_t e;
-    json_t *j = json_load_file(p, 0, &e);
-    ck_assert_msg(j != NULL, "%s: %s", p, e.text);
-    return j;
 }
 
 /* A circmon-gen stream of migrants into dir/ev.bin and its replay document
@@ -772,73 +611,8 @@ END_TEST
 
 /* ------------------------------------------------------------ case "circmond" */
 
-static char redis_sock[300], brokers[256];
 static int http_port;
 static pid_t daemon_pid = -1;
-
-static void redis_start(void)
-{
-    char log[300];
-    in_dir(redis_sock, sizeof(redis_sock), "redis.sock");
-    in_dir(log, sizeof(log), "redis.log");
-    char *argv[] = {"redis-server", "--port", "0", "--unixsocket", redis_sock, "--save", "",
-                    "--appendonly", "no", "--daemonize", "no", "--dir", dir, NULL};
-    pid_t pid = spawn(argv, log, log, NULL);
-    double end = now_s() + 15;
-    for (;;) {
-        redisContext *c = redisConnectUnix(redis_sock);
-        int ok = 0;
-        if (c && !c->err) {
-            redisReply *r = redisCommand(c, "PING");
-            ok = r && r->type == REDIS_REPLY_STATUS;
-            if (r)
-                freeReplyObject(r);
-        }
-        if (c)
-            redisFree(c);
-        if (ok)
-            return;
-        ck_assert_msg(now_s() < end, "redis-server did not start (see %s)", log);
-        ck_assert_msg(alive(pid), "redis-server exited (see %s)", log);
-        nap_ms(20);
-    }
-}
-
-static void broker_start(void)
-{
-    char path[600], parts[16], log[300];
-    int fd;
-    size_t got = 0;
-    snprintf(path, sizeof(path), "%s/bin/circmon-broker", top());
-    snprintf(parts, sizeof(parts), "%d", N_PARTS);
-    in_dir(log, sizeof(log), "broker.log");
-    char *argv[] = {path, "--partitions", parts, "--topic", "circmon.events", "--topic",
-                    "circmon.events.dlq", NULL};
-    spawn(argv, NULL, log, &fd);
-    while (got < sizeof(brokers) - 1) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        ck_assert_msg(poll(&pfd, 1, 15000) > 0, "circmon-broker did not print its address");
-        ck_assert_int_eq(read(fd, brokers + got, 1), 1);
-        if (brokers[got] == '\n')
-            break;
-        got++;
-    }
-    brokers[got] = '\0';
-    close(fd);
-}
-
-static int file_has(const char *p, const char *needle)
-{
-    FILE *fp = fopen(p, "r");
-    char line[4096];
-    int found = 0;
-    if (!fp)
-        return 0;
-    while (!found && fgets(line, sizeof(line), fp))
-        found = strstr(line, needle) != NULL;
-    fclose(fp);
-    return found;
-}
 
 /* Starts circmond (the demo's schemes, [http] on a port below 32768,
  * figures read every 200 ms); a taken port is retried with another.
@@ -865,7 +639,7 @@ static const char *daemon_start(void)
         put_file(conf, text);
         unlink(log);
         char *argv[] = {path, "--config", conf, "--foreground", NULL};
-        daemon_pid = spawn(argv, NULL, log, NULL);
+        daemon_pid = spawn(argv, NULL, log, NULL, NULL);
         double end = now_s() + 20;
         for (;;) {
             if (file_has(log, "http endpoint at")) {
@@ -883,49 +657,6 @@ static const char *daemon_start(void)
     }
     ck_abort_msg("no free port for circmond's endpoint in 10 tries");
     return NULL;
-}
-
-static long count_records(const char *in)
-{
-    FILE *fi = fopen(in, "rb");
-    ck_assert_ptr_nonnull(fi);
-    struct cm_frame_reader fr;
-    const uint8_t *data;
-    size_t len;
-    long n = 0;
-    cm_frame_reader_init(&fr, fi);
-    while (cm_frame_read(&fr, &data, &len) == 1)
-        n++;
-    cm_frame_reader_free(&fr);
-    fclose(fi);
-    return n;
-}
-
-static int64_t stored_sum(const char *conf)
-{
-    struct cm_config cfg = {0};
-    char err[512];
-    int32_t *parts = NULL;
-    int64_t *pos = NULL, sum = 0;
-    size_t n = 0;
-    ck_assert_msg(cm_config_load(&cfg, conf, err, sizeof(err)) == 0, "%s", err);
-    if (cm_store_read_positions(&cfg, &parts, &pos, &n, err, sizeof(err)) == 0) {
-        for (size_t i = 0; i < n; i++)
-            sum += pos[i];
-        free(parts);
-        free(pos);
-    } else {
-        sum = -1;
-    }
-    cm_config_free(&cfg);
-    return sum;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* A JSON answer of circmond (200 expected). */
@@ -976,8 +707,8 @@ static void wait_figures(const char *conf, long total)
 START_TEST(test_circmond)
 {
     setup();
-    redis_start();
-    broker_start();
+    redis_start(0);
+    broker_start(N_PARTS);
     const char *conf = daemon_start();
     char ev[300], log[300], scrape[300];
     in_dir(ev, sizeof(ev), "ev.bin");

@@ -122,7 +122,6 @@ static CMT_UNUSED long split(const char *in, long k, const char *a, const char *
     return n;
 }
 
-
 static CMT_UNUSED void publish(const char *conf, const char *file)
 {
     char *args[] = {"publish", "--config", (char *)conf, (char *)file, NULL};
@@ -165,7 +164,6 @@ static CMT_UNUSED pid_t daemon_start(const char *conf, const char *log, char *co
     return pid;
 }
 
-
 /* Polls until the stored positions add up to total (every partition starts
  * at offset 0 in a fresh topic), within timeout_s. */
 static CMT_UNUSED void wait_caught_up(const char *conf, int64_t total, double timeout_s)
@@ -189,7 +187,6 @@ static CMT_UNUSED void wait_progress(const char *conf, int64_t min, double timeo
         nap_ms(5);
     }
 }
-
 
 /* indicators from Redis == replay of files, as of as_of. */
 static CMT_UNUSED void compare(const char *conf, const char *as_of, const char *f1, const char *f2)
@@ -286,10 +283,6 @@ static CMT_UNUSED long expected_dead_letters(void)
 
 /* ------------------------------------------------------------ tests */
 
-
-
-
-
 /* Occurrences of needle in the file at path. */
 static CMT_UNUSED int count_in_file(const char *path, const char *needle)
 {
@@ -313,7 +306,6 @@ static CMT_UNUSED void redis_cmd_ok(const char *cmd)
     freeReplyObject(r);
     redisFree(c);
 }
-
 
 /* Reads the whole dead-letter topic; checks each source offset appears once
  * with its headers. Returns the number of messages; *n_reason (when
@@ -381,7 +373,6 @@ static CMT_UNUSED long read_dlq(void)
 {
     return read_dlq_reason(NULL, NULL);
 }
-
 
 /* --- the store's compare-and-set against a real redis-server ------------- */
 
@@ -459,8 +450,6 @@ static CMT_UNUSED char *dump(void)
     return s;
 }
 
-
-
 /* ------------------------------------------------------------ robustness */
 
 /* Writes the events evs[0..n-1] as a framed file; returns its path. */
@@ -495,11 +484,6 @@ static CMT_UNUSED int loop_latency(const char *log, double *p50, double *p99, do
     fclose(fp);
     return found;
 }
-
-
-
-
-
 
 /* A test case of s with the teardown that stops every process it started. */
 

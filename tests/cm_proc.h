@@ -1,5 +1,5 @@
 /* cm_proc.h - the child processes of the integration suites (cm_e2e.h,
- * check_fence.c), header only: each started with PR_SET_PDEATHSIG and
+ * cm_svc.h and the suites that include them), header only: each started with PR_SET_PDEATHSIG and
  * recorded in pids[], so that a teardown can kill what is left; waits poll
  * with a deadline. The suite that includes it owns dir (its directory) and
  * the pids. */
@@ -45,10 +45,16 @@ static CMP_UNUSED void nap_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* Starts argv, stdout into out (or the pipe *pipe_fd), stderr appended to
- * err, with env (NAME=value, NULL-terminated) added. */
-static CMP_UNUSED pid_t spawn(char *const argv[], const char *out, const char *err, int *pipe_fd,
-                   char *const env[])
+#define CMP_OWN_GROUP 1     /* the child leads a process group of its own */
+#define CMP_TERM_ON_DEATH 2 /* SIGTERM, not SIGKILL, when the test process ends
+                             * (Check's _exit: a service that must shut down
+                             * cleanly, such as Prometheus) */
+
+/* Starts argv (searched in PATH), stdout into out (or the pipe *pipe_fd),
+ * stderr appended to err (NULL: /dev/null), with env (NAME=value,
+ * NULL-terminated, may be NULL) added; flags CMP_*. Records the pid. */
+static CMP_UNUSED pid_t spawn_ex(char *const argv[], const char *out, const char *err,
+                                 int *pipe_fd, char *const env[], int flags)
 {
     int fds[2] = {-1, -1};
     if (pipe_fd)
@@ -56,7 +62,9 @@ static CMP_UNUSED pid_t spawn(char *const argv[], const char *out, const char *e
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (flags & CMP_OWN_GROUP)
+            setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, flags & CMP_TERM_ON_DEATH ? SIGTERM : SIGKILL);
         if (pipe_fd) {
             dup2(fds[1], STDOUT_FILENO);
             close(fds[0]);
@@ -82,6 +90,8 @@ static CMP_UNUSED pid_t spawn(char *const argv[], const char *out, const char *e
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    if (flags & CMP_OWN_GROUP)
+        setpgid(pid, pid); /* both sides: no race with a kill of the group */
     if (pipe_fd) {
         close(fds[1]);
         *pipe_fd = fds[0];
@@ -89,6 +99,13 @@ static CMP_UNUSED pid_t spawn(char *const argv[], const char *out, const char *e
     ck_assert_int_lt(npids, (int)(sizeof(pids) / sizeof(pids[0])));
     pids[npids++] = pid;
     return pid;
+}
+
+/* spawn_ex without flags. */
+static CMP_UNUSED pid_t spawn(char *const argv[], const char *out, const char *err, int *pipe_fd,
+                              char *const env[])
+{
+    return spawn_ex(argv, out, err, pipe_fd, env, 0);
 }
 
 static CMP_UNUSED void forget(pid_t pid)

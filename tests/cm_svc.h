@@ -187,6 +187,31 @@ static CMP_UNUSED json_t *load_json(const char *p)
     return j;
 }
 
+/* The whole file path (malloc'd, NUL-terminated; its length into *len when
+ * len is not NULL). The caller frees it. */
+static CMP_UNUSED char *slurp(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    ck_assert_msg(fp != NULL, "cannot open %s: %s", path, strerror(errno));
+    size_t cap = 4096, n = 0;
+    char *s = malloc(cap);
+    ck_assert_ptr_nonnull(s);
+    size_t r;
+    while ((r = fread(s + n, 1, cap - n - 1, fp)) > 0) {
+        n += r;
+        if (cap - n < 2) {
+            cap *= 2;
+            s = realloc(s, cap);
+            ck_assert_ptr_nonnull(s);
+        }
+    }
+    fclose(fp);
+    s[n] = 0;
+    if (len)
+        *len = n;
+    return s;
+}
+
 /* ------------------------------------------------------------ the stream */
 
 /* How many framed records file in holds. */
