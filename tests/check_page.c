@@ -36,114 +36,16 @@
 #include "circmon/config.h"
 #include "circmon/framing.h"
 #include "circmon/store.h"
+#include "cm_svc.h"
 
 #define N_PARTS 4
 #define MIGRANTS 2000
 #define CHROMIUM_TIMEOUT_S 90
 
-static char dir[256];
-static pid_t pids[16];
-static int npids;
-static char brokers[256];
-static char sock_path[300];
 static int http_port;
 static char profile[320]; /* chromium's --user-data-dir of the current run */
 
 /* ------------------------------------------------------------ processes */
-
-static const char *top(void)
-{
-    const char *t = getenv("CM_TOP");
-    return t && *t ? t : ".";
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Starts argv (stdout to out or, with pipe_fd, a pipe; stderr appended to
- * err; NULL: /dev/null), in a process group of its own when own_group. */
-static pid_t spawn(char *const argv[], const char *out, const char *err, int *pipe_fd,
-                   int own_group)
-{
-    int fds[2] = {-1, -1};
-    if (pipe_fd)
-        ck_assert_int_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        if (own_group)
-            setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (pipe_fd) {
-            dup2(fds[1], STDOUT_FILENO);
-            close(fds[0]);
-            close(fds[1]);
-        } else {
-            int fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            dup2(fd, STDOUT_FILENO);
-            close(fd);
-        }
-        int fd = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, STDERR_FILENO);
-        close(fd);
-        execvp(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    if (own_group)
-        setpgid(pid, pid); /* both sides: no race with the kill below */
-    if (pipe_fd) {
-        close(fds[1]);
-        *pipe_fd = fds[0];
-    }
-    ck_assert_int_lt(npids, (int)(sizeof(pids) / sizeof(pids[0])));
-    pids[npids++] = pid;
-    return pid;
-}
-
-static void forget(pid_t pid)
-{
-    for (int i = 0; i < npids; i++)
-        if (pids[i] == pid)
-            pids[i] = pids[--npids];
-}
-
-/* Waits for pid within timeout_s; its wait status, or -1 (then it was killed). */
-static int wait_pid(pid_t pid, double timeout_s)
-{
-    double end = now_s() + timeout_s;
-    int st;
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            forget(pid);
-            return st;
-        }
-        if (now_s() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            forget(pid);
-            return -1;
-        }
-        nap_ms(10);
-    }
-}
-
-static int alive(pid_t pid)
-{
-    int st;
-    return waitpid(pid, &st, WNOHANG) == 0;
-}
 
 /* Kills every process whose command line names the current chromium
  * profile directory: the helpers chromium started, even one that left its
@@ -177,7 +79,8 @@ static void kill_profile_procs(void)
     closedir(d);
 }
 
-static void kill_all(void)
+/* Kills every child with its process group, then the chromium helpers. */
+static void kill_groups(void)
 {
     while (npids > 0) {
         pid_t p = pids[npids - 1];
@@ -187,22 +90,6 @@ static void kill_all(void)
         npids--;
     }
     kill_profile_procs();
-}
-
-/* Runs a bin/ program to completion; its exit status. */
-static int run_bin(const char *prog, char *const args[], const char *out, const char *err)
-{
-    char path[600];
-    char *argv[16];
-    int n = 0;
-    snprintf(path, sizeof(path), "%s/bin/%s", top(), prog);
-    argv[n++] = path;
-    for (int i = 0; args[i] && n < 15; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    pid_t pid = spawn(argv, out, err, NULL, 0);
-    int st = wait_pid(pid, 120);
-    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static int free_port(void)
@@ -217,105 +104,12 @@ static int free_port(void)
     return ntohs(a.sin_port);
 }
 
-static int redis_ping(void)
-{
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    char buf[16];
-    int ok = 0, fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (fd < 0)
-        return 0;
-    ck_assert_uint_lt(strlen(sock_path), sizeof(a.sun_path));
-    memcpy(a.sun_path, sock_path, strlen(sock_path) + 1);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && write(fd, "PING\r\n", 6) == 6) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, 1000) > 0 && read(fd, buf, sizeof(buf)) >= 5)
-            ok = !strncmp(buf, "+PONG", 5);
-    }
-    close(fd);
-    return ok;
-}
-
-static void redis_start(void)
-{
-    char rdir[300], log[300];
-    snprintf(sock_path, sizeof(sock_path), "%s/redis.sock", dir);
-    snprintf(rdir, sizeof(rdir), "%s/redis", dir);
-    snprintf(log, sizeof(log), "%s/redis.log", dir);
-    ck_assert_int_eq(mkdir(rdir, 0755), 0);
-    char *argv[] = {"redis-server", "--port", "0", "--unixsocket", sock_path, "--save", "",
-                    "--appendonly", "no", "--daemonize", "no", "--dir", rdir, NULL};
-    pid_t pid = spawn(argv, log, log, NULL, 0);
-    double end = now_s() + 15;
-    while (!redis_ping()) {
-        ck_assert_msg(now_s() < end, "redis-server did not answer on %s", sock_path);
-        ck_assert_msg(alive(pid), "redis-server exited (see %s)", log);
-        nap_ms(20);
-    }
-}
-
-static void broker_start(void)
-{
-    char path[600], parts[16], log[300];
-    int fd;
-    size_t got = 0;
-    snprintf(path, sizeof(path), "%s/bin/circmon-broker", top());
-    snprintf(parts, sizeof(parts), "%d", N_PARTS);
-    snprintf(log, sizeof(log), "%s/broker.log", dir);
-    char *argv[] = {path, "--partitions", parts, "--topic", "circmon.events", "--topic",
-                    "circmon.events.dlq", NULL};
-    spawn(argv, NULL, log, &fd, 0);
-    while (got < sizeof(brokers) - 1) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        ck_assert_msg(poll(&pfd, 1, 15000) > 0, "circmon-broker did not print its address");
-        ck_assert_int_eq(read(fd, brokers + got, 1), 1);
-        if (brokers[got] == '\n')
-            break;
-        got++;
-    }
-    brokers[got] = '\0';
-    close(fd);
-}
-
 /* ------------------------------------------------------------ files */
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    ck_assert_msg(fp != NULL, "%s: %s", path, strerror(errno));
-    ck_assert_int_eq(fseek(fp, 0, SEEK_END), 0);
-    long n = ftell(fp);
-    ck_assert_int_ge(n, 0);
-    rewind(fp);
-    char *b = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(b);
-    ck_assert_int_eq(fread(b, 1, (size_t)n, fp), (size_t)n);
-    b[n] = '\0';
-    fclose(fp);
-    if (len)
-        *len = (size_t)n;
-    return b;
-}
 
 static const char *in_dir(const char *name, char *buf, size_t n)
 {
     snprintf(buf, n, "%s/%s", dir, name);
     return buf;
-}
-
-static long count_records(const char *in)
-{
-    FILE *fi = fopen(in, "rb");
-    struct cm_frame_reader fr;
-    const uint8_t *data;
-    size_t len;
-    long n = 0;
-    ck_assert_ptr_nonnull(fi);
-    cm_frame_reader_init(&fr, fi);
-    while (cm_frame_read(&fr, &data, &len) == 1)
-        n++;
-    cm_frame_reader_free(&fr);
-    fclose(fi);
-    return n;
 }
 
 static void write_conf(const char *path)
@@ -329,28 +123,8 @@ static void write_conf(const char *path)
             "[http]\nlisten = 127.0.0.1\nport = %d\nrefresh_ms = 300\n"
             "[scheme *]\ngrace_days = 0\n[scheme SAWP-ES]\ngrace_days = 7\n"
             "[scheme STUDY-DE]\ngrace_days = 30\n[scheme SHORTSTAY]\nstay_limit = 90/180\n",
-            brokers, sock_path, http_port);
+            brokers, redis_sock, http_port);
     ck_assert_int_eq(fclose(fp), 0);
-}
-
-static int64_t stored_sum(const char *conf)
-{
-    struct cm_config cfg = {0};
-    char err[512];
-    int32_t *parts = NULL;
-    int64_t *pos = NULL, sum = 0;
-    size_t n = 0;
-    ck_assert_msg(cm_config_load(&cfg, conf, err, sizeof(err)) == 0, "%s", err);
-    if (cm_store_read_positions(&cfg, &parts, &pos, &n, err, sizeof(err)) == 0) {
-        for (size_t i = 0; i < n; i++)
-            sum += pos[i];
-        free(parts);
-        free(pos);
-    } else {
-        sum = -1;
-    }
-    cm_config_free(&cfg);
-    return sum;
 }
 
 /* ------------------------------------------------------------ HTTP */
@@ -642,7 +416,7 @@ static void chromium(const char *url, int w, int h, const char *extra, const cha
                     "--disable-component-update", "--disable-sync", "--disable-extensions",
                     "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio", udd, size,
                     "--virtual-time-budget=5000", (char *)extra, (char *)url, NULL};
-    pid_t pid = spawn(argv, out, log, NULL, 1);
+    pid_t pid = spawn_ex(argv, out, log, NULL, NULL, CMP_OWN_GROUP);
     int st = wait_pid(pid, CHROMIUM_TIMEOUT_S);
     kill(-pid, SIGKILL); /* what it left in its group */
     kill_profile_procs();
@@ -672,26 +446,18 @@ static void png_size(const char *path, unsigned *w, unsigned *h)
 
 static void setup(void)
 {
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof(dir), "%s/check_page.XXXXXX", t && *t ? t : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    npids = 0;
+    svc_dir_make("check_page");
     profile[0] = '\0';
     /* A failed assertion exits the forked test: its processes go with it. */
-    ck_assert_int_eq(atexit(kill_all), 0);
-    redis_start();
-    broker_start();
+    ck_assert_int_eq(atexit(kill_groups), 0);
+    redis_start(0);
+    broker_start(N_PARTS);
 }
 
 static void teardown(void)
 {
-    char cmd[400];
-    kill_all();
-    if (!getenv("CM_KEEP_TMP")) {
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", dir);
-    }
+    kill_groups();
+    svc_dir_remove();
 }
 
 /* Starts circmond on the published stream and waits until the figures it
@@ -713,7 +479,7 @@ static pid_t daemon_up(void)
 
     snprintf(path, sizeof(path), "%s/bin/circmond", top());
     char *da[] = {path, "--config", conf, "--foreground", NULL};
-    pid_t pid = spawn(da, NULL, log, NULL, 0);
+    pid_t pid = spawn(da, NULL, log, NULL, NULL);
     double end = now_s() + 60;
     int64_t s;
     while ((s = stored_sum(conf)) != total) {
