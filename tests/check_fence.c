@@ -36,11 +36,10 @@
 #include "circmon/kafka.h"
 #include "circmon/store.h"
 #include "cm_proc.h"
+#include "cm_svc.h"
 
 #define N_PARTS 8
 #define AS_OF "2025-01-01"
-
-static char sock[300], brokers[256];
 
 /* 'T' when pid is stopped, 'Z' when it exited, else its state letter. */
 static char proc_state(pid_t pid)
@@ -57,104 +56,17 @@ static char proc_state(pid_t pid)
     return rp && rp[1] == ' ' ? rp[2] : '?';
 }
 
-static char *paths[128];
-static int npaths;
-
-static char *path_in(const char *name)
-{
-    char *p = malloc(strlen(dir) + strlen(name) + 2);
-    ck_assert_ptr_nonnull(p);
-    ck_assert_int_lt(npaths, 128);
-    sprintf(p, "%s/%s", dir, name);
-    return paths[npaths++] = p;
-}
-
-static redisContext *redis_conn(void)
-{
-    struct timeval tv = {1, 0};
-    redisContext *c = redisConnectUnixWithTimeout(sock, tv);
-    if (c && c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    return c;
-}
-
-static void redis_start(void)
-{
-    char log[300];
-    snprintf(sock, sizeof(sock), "%s/redis.sock", dir);
-    snprintf(log, sizeof(log), "%s/redis.log", dir);
-    char *argv[] = {"redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
-                    "--appendonly", "no", "--daemonize", "no", "--dir", dir, NULL};
-    pid_t pid = spawn(argv, log, log, NULL, NULL);
-    double end = now_s() + 15;
-    for (;;) {
-        redisContext *c = redis_conn();
-        if (c) {
-            redisReply *r = redisCommand(c, "PING");
-            int ok = r && r->type == REDIS_REPLY_STATUS;
-            if (r)
-                freeReplyObject(r);
-            redisFree(c);
-            if (ok)
-                return;
-        }
-        ck_assert_msg(now_s() < end, "redis-server did not start (%s)", log);
-        ck_assert_msg(proc_state(pid) != 'Z', "redis-server exited (see %s)", log);
-        nap_ms(20);
-    }
-}
-
-static void broker_start(void)
-{
-    char path[600], parts[16], log[300];
-    int fd;
-    size_t got = 0;
-    snprintf(path, sizeof(path), "%s/bin/circmon-broker", top());
-    snprintf(parts, sizeof(parts), "%d", N_PARTS);
-    snprintf(log, sizeof(log), "%s/broker.log", dir);
-    char *argv[] = {path, "--partitions", parts, "--topic", "circmon.events", "--topic",
-                    "circmon.events.dlq", NULL};
-    spawn(argv, NULL, log, &fd, NULL);
-    while (got < sizeof(brokers) - 1) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        ck_assert_msg(poll(&pfd, 1, 15000) > 0, "circmon-broker did not print its address");
-        ck_assert_int_eq(read(fd, brokers + got, 1), 1);
-        if (brokers[got] == '\n')
-            break;
-        got++;
-    }
-    brokers[got] = '\0';
-    close(fd);
-}
-
 static void setup(void)
 {
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof(dir), "%s/check_fence.XXXXXX", t && *t ? t : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    npids = 0;
-    redis_start();
+    svc_dir_make("check_fence");
+    redis_start(0);
 }
 
 static void teardown(void)
 {
     for (int i = 0; i < npids; i++)
         kill(pids[i], SIGCONT); /* a stopped child would not die of SIGKILL later */
-    while (npids > 0) {
-        pid_t p = pids[--npids];
-        kill(p, SIGKILL);
-        waitpid(p, NULL, 0);
-    }
-    while (npaths > 0)
-        free(paths[--npaths]);
-    if (!getenv("CM_KEEP_TMP")) {
-        char cmd[400];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", dir);
-    }
+    svc_dir_remove();
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -173,7 +85,7 @@ static const char *write_conf_(const char *name, const char *group, const char *
             "[redis]\nunix_socket = %s\ncommand_timeout_ms = 3000\nconnect_timeout_ms = 1000\n"
             "[http]\nport = 0\n", /* two daemons per test: no endpoint */
             single ? 1 : 2, brokers[0] ? brokers : "127.0.0.1:1", group, extra ? extra : "",
-            sock);
+            redis_sock);
     fclose(fp);
     return p;
 }
@@ -183,42 +95,12 @@ static const char *write_conf(const char *name, const char *group, const char *e
     return write_conf_(name, group, extra, 0);
 }
 
-static long count_records(const char *in)
-{
-    FILE *fi = fopen(in, "rb");
-    struct cm_frame_reader fr;
-    const uint8_t *data;
-    size_t len;
-    long n = 0;
-    ck_assert_ptr_nonnull(fi);
-    cm_frame_reader_init(&fr, fi);
-    while (cm_frame_read(&fr, &data, &len) == 1)
-        n++;
-    cm_frame_reader_free(&fr);
-    fclose(fi);
-    return n;
-}
-
 static pid_t daemon_start(const char *conf, const char *log, char *const env[])
 {
     char path[600];
     snprintf(path, sizeof(path), "%s/bin/circmond", top());
     char *argv[] = {path, "--config", (char *)conf, "--foreground", NULL};
     return spawn(argv, NULL, log, NULL, env);
-}
-
-/* How many lines of file p hold needle. */
-static int count_in_file(const char *p, const char *needle)
-{
-    FILE *fp = fopen(p, "r");
-    if (!fp)
-        return 0;
-    char line[4096];
-    int n = 0;
-    while (fgets(line, sizeof(line), fp))
-        n += strstr(line, needle) != NULL;
-    fclose(fp);
-    return n;
 }
 
 /* The first line of p holding needle, copied into out; 0 when none. */
@@ -261,7 +143,8 @@ static int64_t redis_int(const char *key)
     return v;
 }
 
-static int64_t stored_sum(void)
+/* The sum of the partitions' positions, read key by key. */
+static int64_t stored_pos_sum(void)
 {
     int64_t s = 0;
     char k[64];
@@ -270,14 +153,6 @@ static int64_t stored_sum(void)
         s += redis_int(k);
     }
     return s;
-}
-
-static json_t *load_json(const char *p)
-{
-    json_error_t e;
-    json_t *j = json_load_file(p, 0, &e);
-    ck_assert_msg(j != NULL, "%s: %s", p, e.text);
-    return j;
 }
 
 /* indicators from Redis == replay of ev; returns the replay's dead letters
@@ -635,7 +510,7 @@ static void thaw_and_leave(pid_t a, const char *conf, const char *loga, long n, 
                   "circmond A did not stop cleanly (status %d, %s)", st, loga);
     double end = now_s() + 90;
     int64_t s;
-    while ((s = stored_sum()) != n) {
+    while ((s = stored_pos_sum()) != n) {
         ck_assert_msg(s <= n, "positions add up to %" PRId64 " > %ld", s, n);
         ck_assert_msg(now_s() < end, "B not caught up: %" PRId64 " of %ld", s, n);
         nap_ms(50);
@@ -651,7 +526,7 @@ static void thaw_and_leave(pid_t a, const char *conf, const char *loga, long n, 
 START_TEST(test_freeze_with_dead_letters_in_flight)
 {
     setup();
-    broker_start();
+    broker_start(N_PARTS);
     const char *conf = write_conf("c.conf", "fence", NULL);
     const char *loga = path_in("a.log"), *logb = path_in("b.log"), *ev;
     pid_t b;
@@ -690,7 +565,7 @@ END_TEST
 START_TEST(test_freeze_before_the_apply)
 {
     setup();
-    broker_start();
+    broker_start(N_PARTS);
     const char *conf = write_conf("c.conf", "fence", NULL);
     const char *loga = path_in("a.log"), *logb = path_in("b.log"), *ev;
     pid_t b;

@@ -283,19 +283,6 @@ static CMT_UNUSED long expected_dead_letters(void)
 
 /* ------------------------------------------------------------ tests */
 
-/* Occurrences of needle in the file at path. */
-static CMT_UNUSED int count_in_file(const char *path, const char *needle)
-{
-    FILE *fp = fopen(path, "r");
-    char line[4096];
-    int n = 0;
-    if (!fp)
-        return 0;
-    while (fgets(line, sizeof(line), fp))
-        n += strstr(line, needle) != NULL;
-    fclose(fp);
-    return n;
-}
 
 static CMT_UNUSED void redis_cmd_ok(const char *cmd)
 {

@@ -170,6 +170,20 @@ static CMP_UNUSED int file_has(const char *p, const char *needle)
     return found;
 }
 
+/* How many lines of file p hold needle (0 if not written yet). */
+static CMP_UNUSED int count_in_file(const char *p, const char *needle)
+{
+    FILE *fp = fopen(p, "r");
+    if (!fp)
+        return 0;
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof(line), fp))
+        n += strstr(line, needle) != NULL;
+    fclose(fp);
+    return n;
+}
+
 /* The wall clock in ms (what circmond stamps its figures with). */
 static CMP_UNUSED int64_t wall_ms(void)
 {
