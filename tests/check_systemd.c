@@ -25,134 +25,19 @@
 #include <unistd.h>
 
 #include "circmon/log.h"
+#include "cm_svc.h"
 
-static char dir[200];
-static pid_t pids[16];
-static int npids;
-static char brokers[256];
-static char redis_sock[300];
 static int nfd = -1; /* the notify socket */
 
 #define MAXMSG 4096
 static char *msgs[MAXMSG]; /* every datagram received, in order */
 static int nmsgs;
 
-static const char *top(void)
+/* argv with stdout (or a pipe, *pipe_fd) to /dev/null and stderr into err;
+ * env: extra NAME=VALUE, nothing of the test's own systemd variables. */
+static pid_t sd_spawn(char *const argv[], const char *err, int *pipe_fd, char *const env[])
 {
-    const char *t = getenv("CM_TOP");
-    return t && *t ? t : ".";
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* argv with stdout (or a pipe, *pipe_fd) and stderr into files; env: extra NAME=VALUE. */
-static pid_t spawn(char *const argv[], const char *err, int *pipe_fd, char *const env[])
-{
-    int fds[2] = {-1, -1};
-    if (pipe_fd)
-        ck_assert_int_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = pipe_fd ? fds[1] : open("/dev/null", O_WRONLY);
-        dup2(fd, STDOUT_FILENO);
-        fd = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, STDERR_FILENO);
-        if (nfd >= 0)
-            close(nfd);
-        unsetenv("NOTIFY_SOCKET");
-        unsetenv("WATCHDOG_USEC");
-        unsetenv("WATCHDOG_PID");
-        unsetenv("JOURNAL_STREAM");
-        for (int i = 0; env && env[i]; i++) {
-            char *eq = strchr(env[i], '=');
-            *eq = '\0';
-            setenv(env[i], eq + 1, 1);
-        }
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    if (pipe_fd) {
-        close(fds[1]);
-        *pipe_fd = fds[0];
-    }
-    ck_assert_int_lt(npids, 16);
-    pids[npids++] = pid;
-    return pid;
-}
-
-static int wait_pid(pid_t pid, double timeout_s)
-{
-    double end = now_s() + timeout_s;
-    int st;
-    for (;;) {
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            for (int i = 0; i < npids; i++)
-                if (pids[i] == pid)
-                    pids[i] = pids[--npids];
-            return st;
-        }
-        if (now_s() > end)
-            return -1;
-        nap_ms(10);
-    }
-}
-
-static int alive(pid_t pid)
-{
-    int st;
-    return waitpid(pid, &st, WNOHANG) == 0;
-}
-
-static void redis_start(void)
-{
-    char log[300];
-    snprintf(redis_sock, sizeof(redis_sock), "%s/redis.sock", dir);
-    snprintf(log, sizeof(log), "%s/redis.log", dir);
-    char *argv[] = {"redis-server", "--port", "0", "--unixsocket", redis_sock, "--save", "",
-                    "--appendonly", "no", "--daemonize", "no", "--dir", dir, NULL};
-    pid_t pid = spawn(argv, log, NULL, NULL);
-    double end = now_s() + 15;
-    struct stat sb;
-    while (stat(redis_sock, &sb) != 0) {
-        ck_assert_msg(now_s() < end, "redis-server did not start");
-        ck_assert_msg(alive(pid), "redis-server exited (see %s)", log);
-        nap_ms(20);
-    }
-}
-
-static void broker_start(void)
-{
-    char path[600], log[300];
-    int fd;
-    size_t got = 0;
-    snprintf(path, sizeof(path), "%s/bin/circmon-broker", top());
-    snprintf(log, sizeof(log), "%s/broker.log", dir);
-    char *argv[] = {path, "--partitions", "2", "--topic", "circmon.events", "--topic",
-                    "circmon.events.dlq", NULL};
-    spawn(argv, log, &fd, NULL);
-    while (got < sizeof(brokers) - 1) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        ck_assert_msg(poll(&pfd, 1, 15000) > 0, "circmon-broker did not print its address");
-        ck_assert_int_eq(read(fd, brokers + got, 1), 1);
-        if (brokers[got] == '\n')
-            break;
-        got++;
-    }
-    brokers[got] = '\0';
-    close(fd);
+    return spawn_ex(argv, NULL, err, pipe_fd, env, CMP_NO_SD_ENV);
 }
 
 static void notify_open(void)
@@ -168,34 +53,22 @@ static void notify_open(void)
 
 static void setup(void)
 {
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof(dir), "%s/check_systemd.XXXXXX", t && *t ? t : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    npids = 0;
+    svc_dir_make("check_systemd");
     nmsgs = 0;
-    redis_start();
-    broker_start();
+    redis_start(0);
+    broker_start(2);
     notify_open();
 }
 
 static void teardown(void)
 {
-    char cmd[300];
-    while (npids > 0) {
-        kill(pids[npids - 1], SIGKILL);
-        waitpid(pids[npids - 1], NULL, 0);
-        npids--;
-    }
+    kill_all();
     if (nfd >= 0)
         close(nfd);
     nfd = -1;
     while (nmsgs > 0)
         free(msgs[--nmsgs]);
-    if (!getenv("CM_KEEP_TMP")) {
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", dir);
-    }
+    svc_dir_remove();
 }
 
 /* Receives one datagram within timeout_s into msgs[]; its index or -1. */
@@ -249,16 +122,11 @@ static int has_line(int i, const char *line)
     return 0;
 }
 
-static int file_has(const char *path, const char *needle)
+/* file_has of a file that must exist (a log the test wrote). */
+static int log_has(const char *path, const char *needle)
 {
-    FILE *fp = fopen(path, "r");
-    ck_assert_msg(fp != NULL, "cannot read %s", path);
-    char line[4096];
-    int found = 0;
-    while (!found && fgets(line, sizeof(line), fp))
-        found = strstr(line, needle) != NULL;
-    fclose(fp);
-    return found;
+    ck_assert_msg(access(path, R_OK) == 0, "cannot read %s", path);
+    return file_has(path, needle);
 }
 
 /* The base configuration, with extra text appended (a section or keys). */
@@ -295,7 +163,7 @@ static pid_t daemon_start(const char *conf, const char *log, const char *wd_usec
     env[n] = NULL;
     snprintf(path, sizeof(path), "%s/bin/circmond", top());
     char *argv[] = {path, "--config", (char *)conf, "--foreground", NULL};
-    return spawn(argv, log, NULL, env);
+    return sd_spawn(argv, log, NULL, env);
 }
 
 static void stop_daemon(pid_t pid)
@@ -322,7 +190,7 @@ START_TEST(test_notify_sequence)
     int w2 = expect("WATCHDOG=1", 5, d);
     ck_assert_int_gt(w1, r1);
     ck_assert_int_gt(w2, w1);
-    ck_assert(file_has(log, "info: "));
+    ck_assert(log_has(log, "info: "));
 
     /* the same file with log_level = warning, and a password (restart-only) */
     write_conf(conf, "", "[redis]\npassword = s3cr3t-XYZ\n");
@@ -335,9 +203,9 @@ START_TEST(test_notify_sequence)
                   msgs[rl]);
     int r2 = expect("READY=1", 10, d);
     ck_assert_int_gt(r2, rl);
-    ck_assert(!file_has(log, "reload refused"));
-    ck_assert(file_has(log, "[redis] password changed: takes effect at the next start"));
-    ck_assert_msg(!file_has(log, "s3cr3t"), "a secret reached the log");
+    ck_assert(!log_has(log, "reload refused"));
+    ck_assert(log_has(log, "[redis] password changed: takes effect at the next start"));
+    ck_assert_msg(!log_has(log, "s3cr3t"), "a secret reached the log");
 
     ck_assert_int_eq(kill(d, SIGTERM), 0);
     int sp = expect("STOPPING=1", 30, d);
@@ -345,8 +213,8 @@ START_TEST(test_notify_sequence)
     int st = wait_pid(d, 30);
     ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
     /* at warning, the info lines of the stop are gone */
-    ck_assert_msg(!file_has(log, "info: signal"), "info lines still logged after the reload");
-    ck_assert_msg(!file_has(log, "info: stopped:"), "info lines still logged after the reload");
+    ck_assert_msg(!log_has(log, "info: signal"), "info lines still logged after the reload");
+    ck_assert_msg(!log_has(log, "info: stopped:"), "info lines still logged after the reload");
 }
 END_TEST
 
@@ -368,7 +236,7 @@ START_TEST(test_watchdog_stall)
     int s;
     do
         s = expect("STATUS=stalled", 10, d);
-    while (!file_has(log, "the loop-latency probe stops\n"));
+    while (!log_has(log, "the loop-latency probe stops\n"));
     /* fed every 0.5 s before: nothing in 6 intervals now */
     double end = now_s() + 3.0;
     while (now_s() < end) {
@@ -378,7 +246,7 @@ START_TEST(test_watchdog_stall)
                           i);
     }
     ck_assert(alive(d));
-    ck_assert(file_has(log, "WATCHDOG=1 withheld"));
+    ck_assert(log_has(log, "WATCHDOG=1 withheld"));
     stop_daemon(d);
 }
 END_TEST
@@ -394,7 +262,7 @@ static void reload_expect(pid_t d, const char *conf, const char *circmon_extra,
     int rl = expect("RELOADING=1", 10, d);
     int r = expect("READY=1", 10, d);
     ck_assert_int_gt(r, rl);
-    ck_assert_msg(file_has(log, needle), "no \"%s\" in %s", needle, log);
+    ck_assert_msg(log_has(log, needle), "no \"%s\" in %s", needle, log);
 }
 
 /* An invalid file and each refused key leave everything as it was (the log
@@ -430,8 +298,8 @@ START_TEST(test_reload_refused)
     ck_assert(alive(d));
     stop_daemon(d);
     /* every reload was refused: the level stayed info */
-    ck_assert_msg(file_has(log, "info: stopped:"), "a refused reload changed the log level");
-    ck_assert(!file_has(log, "reload: [circmon] log_level"));
+    ck_assert_msg(log_has(log, "info: stopped:"), "a refused reload changed the log level");
+    ck_assert(!log_has(log, "reload: [circmon] log_level"));
 }
 END_TEST
 
@@ -502,8 +370,8 @@ START_TEST(test_journal_fields)
     ck_assert_int_eq(cm_log_detect_journal(), 0);
     cm_log_ev(CM_LOG_WARNING, CM_LOGID_REDIS_UP, f, 1, "back");
     ck_assert_int_eq(jcalls, 2);
-    ck_assert(file_has(err, "circmond["));
-    ck_assert(file_has(err, "]: warning: back"));
+    ck_assert(log_has(err, "circmond["));
+    ck_assert(log_has(err, "]: warning: back"));
     unsetenv("JOURNAL_STREAM");
     cm_log_set_journal_sink(NULL);
     snprintf(err, sizeof(err), "rm -rf '%s'", dir);
@@ -523,7 +391,7 @@ START_TEST(test_reload_alert_rules)
     write_conf(conf, "", "");
     pid_t d = daemon_start(conf, log, NULL, NULL);
     int r1 = expect("READY=1", 60, d);
-    ck_assert(!file_has(log, "alerts: 1 rules"));
+    ck_assert(!log_has(log, "alerts: 1 rules"));
     write_conf(conf, "",
                "[alerts]\ninterval_s = 60\n"
                "[alert over]\nscheme = *\nindicator = overstay_rate\nabove = 0.05\n");
@@ -532,8 +400,8 @@ START_TEST(test_reload_alert_rules)
     int r2 = expect("READY=1", 10, d);
     ck_assert_int_gt(rl, r1);
     ck_assert_int_gt(r2, rl);
-    ck_assert_msg(!file_has(log, "reload refused"), "the rule was refused (%s)", log);
-    ck_assert_msg(file_has(log, "alerts: 1 rules"), "the new rule did not reach the alerts (%s)",
+    ck_assert_msg(!log_has(log, "reload refused"), "the rule was refused (%s)", log);
+    ck_assert_msg(log_has(log, "alerts: 1 rules"), "the new rule did not reach the alerts (%s)",
                   log);
     stop_daemon(d);
 }

@@ -49,6 +49,9 @@ static CMP_UNUSED void nap_ms(int ms)
 #define CMP_TERM_ON_DEATH 2 /* SIGTERM, not SIGKILL, when the test process ends
                              * (Check's _exit: a service that must shut down
                              * cleanly, such as Prometheus) */
+#define CMP_NO_SD_ENV 4     /* without the systemd variables of the test process
+                             * (NOTIFY_SOCKET, WATCHDOG_*, JOURNAL_STREAM):
+                             * only what env gives */
 
 /* Starts argv (searched in PATH), stdout into out (or the pipe *pipe_fd),
  * stderr appended to err (NULL: /dev/null), with env (NAME=value,
@@ -77,6 +80,12 @@ static CMP_UNUSED pid_t spawn_ex(char *const argv[], const char *out, const char
         int fd = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(fd, STDERR_FILENO);
         close(fd);
+        if (flags & CMP_NO_SD_ENV) {
+            unsetenv("NOTIFY_SOCKET");
+            unsetenv("WATCHDOG_USEC");
+            unsetenv("WATCHDOG_PID");
+            unsetenv("JOURNAL_STREAM");
+        }
         for (int i = 0; env && env[i]; i++) {
             char kv[256];
             snprintf(kv, sizeof(kv), "%s", env[i]);
