@@ -10,6 +10,7 @@
 #include <librdkafka/rdkafka.h>
 #include "circmon/framing.h"
 #include "circmon/v1/alerts.pb-c.h"
+#include "cm_svc.h"
 #include "cm_test.h"
 #include <errno.h>
 #include <jansson.h>
@@ -27,68 +28,20 @@
 #include "circmon/alert.h"
 #include "circmon/names.h"
 
-static char ctl[4096], dir[4200];
-static pid_t redis_pid = -1;
+static char ctl[4096];
 
 static void setup(void)
 {
-    const char *top = getenv("CM_TOP"), *t = getenv("TMPDIR");
+    const char *top = getenv("CM_TOP");
     ck_assert_msg(top && *top, "CM_TOP is not set (the repository top)");
     snprintf(ctl, sizeof ctl, "%s/bin/circmonctl", top);
     ck_assert_msg(access(ctl, X_OK) == 0, "%s is missing: build it first", ctl);
-    snprintf(dir, sizeof dir, "%s/check_alerts_e2e.XXXXXX", t && *t ? t : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    svc_dir_make("check_alerts_e2e");
 }
 
 static void teardown(void)
 {
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGTERM);
-        waitpid(redis_pid, NULL, 0);
-        redis_pid = -1;
-    }
-    char cmd[4400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-/* Starts redis-server on a unix socket in dir; returns its path once it answers PING. */
-static const char *redis_start(void)
-{
-    static char sock[4300];
-    char log[4300];
-    snprintf(sock, sizeof sock, "%s/redis.sock", dir);
-    snprintf(log, sizeof log, "%s/redis.log", dir);
-    redis_pid = fork();
-    ck_assert_int_ge(redis_pid, 0);
-    if (redis_pid == 0) {
-        if (!freopen(log, "w", stdout) || !freopen(log, "a", stderr))
-            _exit(127);
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
-               "--appendonly", "no", "--dir", dir, (char *)NULL);
-        _exit(127);
-    }
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        redisContext *c = redisConnectUnix(sock);
-        if (c && !c->err) {
-            redisReply *r = redisCommand(c, "PING");
-            int up = r && r->type == REDIS_REPLY_STATUS;
-            if (r)
-                freeReplyObject(r);
-            redisFree(c);
-            if (up)
-                return sock;
-        } else if (c) {
-            redisFree(c);
-        }
-        ck_assert_msg(waitpid(redis_pid, NULL, WNOHANG) == 0, "redis-server exited (see %s)", log);
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        ck_assert_msg(t.tv_sec - t0.tv_sec < 20, "redis-server did not answer on %s", sock);
-        struct timespec pause = {0, 10 * 1000 * 1000}; /* polling for readiness */
-        nanosleep(&pause, NULL);
-    }
+    svc_dir_remove();
 }
 
 /* Months since 1970-01 of y-m (INDICATORS.md section 1). */
@@ -140,7 +93,8 @@ static json_t *find(json_t *doc, const char *alert, const char *scheme)
 
 START_TEST(test_ctl_fire_condition)
 {
-    const char *sock = redis_start();
+    redis_start(0);
+    const char *sock = redis_sock;
     redisContext *c = redisConnectUnix(sock);
     ck_assert(c && !c->err);
     /* S: 2026-10 40 expected, 1 late; 2026-12 20 expected, 2 in-country; 2026-09
@@ -207,166 +161,15 @@ END_TEST
 #define D_PARTS 4
 #define ALERT_TOPIC "circmon.events.alerts"
 
-static pid_t d_pids[16];
-static int d_npids;
-static char d_brokers[256], d_sock[4300];
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void nap_ms(int ms) /* polling outside processes, never to order events */
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Starts argv with stdout to out (or a pipe into *pipe_fd) and stderr to err. */
-static pid_t d_spawn(char *const argv[], char *const envp_add[], const char *out,
-                     const char *err, int *pipe_fd)
-{
-    int fds[2] = {-1, -1};
-    if (pipe_fd)
-        ck_assert_int_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        signal(SIGTERM, SIG_DFL);
-        for (int i = 0; envp_add && envp_add[i]; i++) {
-            char kv[256];
-            snprintf(kv, sizeof kv, "%s", envp_add[i]);
-            char *eq = strchr(kv, '=');
-            if (eq) {
-                *eq = '\0';
-                setenv(kv, eq + 1, 1);
-            }
-        }
-        if (pipe_fd) {
-            dup2(fds[1], STDOUT_FILENO);
-            close(fds[0]);
-            close(fds[1]);
-        } else {
-            int fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            dup2(fd, STDOUT_FILENO);
-            close(fd);
-        }
-        int fd = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, STDERR_FILENO);
-        close(fd);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    if (pipe_fd) {
-        close(fds[1]);
-        *pipe_fd = fds[0];
-    }
-    ck_assert_int_lt(d_npids, 16);
-    d_pids[d_npids++] = pid;
-    return pid;
-}
-
-static void d_forget(pid_t pid)
-{
-    for (int i = 0; i < d_npids; i++)
-        if (d_pids[i] == pid)
-            d_pids[i] = d_pids[--d_npids];
-}
-
-/* Waits (bounded) for pid's end; its wait status, or -1 after killing it. */
-static int d_wait(pid_t pid, double timeout_s)
-{
-    double end = now_s() + timeout_s;
-    int st;
-    for (;;) {
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            d_forget(pid);
-            return st;
-        }
-        if (now_s() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            d_forget(pid);
-            return -1;
-        }
-        nap_ms(20);
-    }
-}
-
-static int file_has(const char *p, const char *needle)
-{
-    FILE *fp = fopen(p, "r");
-    char line[8192];
-    int found = 0;
-    if (!fp)
-        return 0;
-    while (!found && fgets(line, sizeof(line), fp))
-        found = strstr(line, needle) != NULL;
-    fclose(fp);
-    return found;
-}
-
 static void d_setup(void)
 {
     setup();
-    d_npids = 0;
-    /* redis */
-    char log[4400];
-    snprintf(d_sock, sizeof d_sock, "%s/redis.sock", dir);
-    snprintf(log, sizeof log, "%s/redis.log", dir);
-    char *rargv[] = {"redis-server", "--port", "0", "--unixsocket", d_sock, "--save", "",
-                     "--appendonly", "no", "--dir", dir, NULL};
-    pid_t rp = d_spawn(rargv, NULL, log, log, NULL);
-    double end = now_s() + 15;
-    for (;;) {
-        redisContext *c = redisConnectUnix(d_sock);
-        int ok = 0;
-        if (c && !c->err) {
-            redisReply *r = redisCommand(c, "PING");
-            ok = r && r->type == REDIS_REPLY_STATUS;
-            if (r)
-                freeReplyObject(r);
-        }
-        if (c)
-            redisFree(c);
-        if (ok)
-            break;
-        ck_assert_msg(now_s() < end, "redis-server did not start");
-        ck_assert_msg(waitpid(rp, NULL, WNOHANG) == 0, "redis-server exited (see %s)", log);
-        nap_ms(20);
-    }
-    /* broker */
-    char path[4400], parts[16];
-    int fd;
-    size_t got = 0;
-    snprintf(path, sizeof path, "%s/bin/circmon-broker", getenv("CM_TOP"));
-    snprintf(parts, sizeof parts, "%d", D_PARTS);
-    snprintf(log, sizeof log, "%s/broker.log", dir);
-    char *bargv[] = {path, "--partitions", parts, "--topic", "circmon.events", "--topic",
-                     "circmon.events.dlq", "--topic", ALERT_TOPIC, NULL};
-    d_spawn(bargv, NULL, NULL, log, &fd);
-    while (got < sizeof(d_brokers) - 1) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        ck_assert_msg(poll(&pfd, 1, 15000) > 0, "circmon-broker did not print its address");
-        ck_assert_int_eq(read(fd, d_brokers + got, 1), 1);
-        if (d_brokers[got] == '\n')
-            break;
-        got++;
-    }
-    d_brokers[got] = '\0';
-    close(fd);
+    redis_start(0);
+    broker_start_with(D_PARTS, ALERT_TOPIC);
 }
 
 static void d_teardown(void)
 {
-    while (d_npids > 0) {
-        pid_t p = d_pids[--d_npids];
-        kill(p, SIGKILL);
-        waitpid(p, NULL, 0);
-    }
     teardown();
 }
 
@@ -384,7 +187,7 @@ static const char *d_conf(int port)
             "[alerts]\ninterval_s = 1\n"
             "[alert over]\nscheme = *\nindicator = overstay_rate\nabove = 0.5\n"
             "min_expected = 2\nwindow_months = 3\nhysteresis = 0.01\n",
-            d_brokers, d_sock, port);
+            brokers, redis_sock, port);
     ck_assert_int_eq(fclose(fp), 0);
     return p;
 }
@@ -424,7 +227,7 @@ static struct dmn d_start(const char *tag, char *const env[])
     snprintf(m.log, sizeof m.log, "%s/circmond-%s.log", dir, tag);
     snprintf(path, sizeof path, "%s/bin/circmond", getenv("CM_TOP"));
     char *argv[] = {path, "--config", (char *)conf, "--foreground", NULL};
-    m.pid = d_spawn(argv, env, NULL, m.log, NULL);
+    m.pid = spawn(argv, NULL, m.log, NULL, env);
     double end = now_s() + 30;
     while (!file_has(m.log, "http endpoint at")) {
         ck_assert_msg(waitpid(m.pid, NULL, WNOHANG) == 0, "circmond exited (see %s)", m.log);
@@ -437,7 +240,7 @@ static struct dmn d_start(const char *tag, char *const env[])
 static void d_stop(struct dmn *m)
 {
     kill(m->pid, SIGTERM);
-    int st = d_wait(m->pid, 30);
+    int st = wait_pid(m->pid, 30);
     ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
                   "circmond did not stop cleanly (see %s)", m->log);
 }
@@ -456,8 +259,8 @@ static void d_publish(const struct tev *evs, int n, const char *name)
     ck_assert_int_eq(fclose(fp), 0);
     snprintf(path, sizeof path, "%s", ctl);
     char *argv[] = {path, "publish", "--config", (char *)d_conf(0), p, NULL};
-    pid_t pid = d_spawn(argv, NULL, NULL, log, NULL);
-    int st = d_wait(pid, 60);
+    pid_t pid = spawn(argv, NULL, log, NULL, NULL);
+    int st = wait_pid(pid, 60);
     ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "publish failed (%s)", log);
 }
 
@@ -499,7 +302,7 @@ static struct seen topic_read(void)
     struct seen s = {0};
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", d_brokers, err, sizeof err) == 0);
+    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof err) == 0);
     ck_assert(rd_kafka_conf_set(conf, "group.id", "check-alerts-reader", err, sizeof err) == 0);
     ck_assert(rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof err) == 0);
     ck_assert(rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err) == 0);
@@ -656,7 +459,7 @@ START_TEST(test_crashes_exactly_once)
     /* A decides FIRING and is SIGKILLed before delivering it */
     struct dmn a = d_start("a", crash_cas);
     migrants("o", 2, 0);
-    int st = d_wait(a.pid, 60);
+    int st = wait_pid(a.pid, 60);
     ck_assert_msg(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
                   "circmond A was not killed by its crash hook (see %s)", a.log);
     ck_assert(file_has(a.log, "alert over scheme S: FIRING"));
@@ -676,7 +479,7 @@ START_TEST(test_crashes_exactly_once)
      * from the outbox; E reads the partition back and does not send it again */
     struct dmn d = d_start("d", crash_dlv);
     migrants("t", 6, 1);
-    st = d_wait(d.pid, 60);
+    st = wait_pid(d.pid, 60);
     ck_assert_msg(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
                   "circmond D was not killed by its crash hook (see %s)", d.log);
     s = topic_read();
@@ -696,7 +499,7 @@ START_TEST(test_crashes_exactly_once)
     ck_assert_int_eq(s.state[1], CIRCMON__V1__ALERT_STATE__RESOLVED);
     assert_distinct(&s);
     /* the outbox is empty */
-    redisContext *rc = redisConnectUnix(d_sock);
+    redisContext *rc = redisConnectUnix(redis_sock);
     ck_assert(rc && !rc->err);
     char k[128];
     snprintf(k, sizeof k, "circmon:{alert:%016" PRIx64 "}:outbox", cm_alert_instance_hash("over", "S"));
@@ -709,7 +512,6 @@ START_TEST(test_crashes_exactly_once)
     d_stop(&f);
 }
 END_TEST
-
 
 /* GET path from 127.0.0.1:port into buf; the bytes read, or -1 when nobody listens. */
 static int d_http_get(int port, const char *path, char *buf, size_t cap)
@@ -766,7 +568,7 @@ START_TEST(test_alertmanager_from_circmond)
     snprintf(log, sizeof log, "%s/alertmanager.log", dir);
     char *aargv[] = {"prometheus-alertmanager", a_cfg, a_listen, a_store,
                      "--cluster.listen-address=", NULL};
-    pid_t am = d_spawn(aargv, NULL, log, log, NULL);
+    pid_t am = spawn(aargv, log, log, NULL, NULL);
 
     char p_cfg[4500], p_listen[64], p_store[4500];
     snprintf(path, sizeof path, "%s/prometheus.yml", dir);
@@ -783,7 +585,7 @@ START_TEST(test_alertmanager_from_circmond)
     snprintf(p_store, sizeof p_store, "--storage.tsdb.path=%s/tsdb", dir);
     snprintf(log, sizeof log, "%s/prometheus.log", dir);
     char *pargv[] = {"prometheus", p_cfg, p_listen, p_store, NULL};
-    pid_t pr = d_spawn(pargv, NULL, log, log, NULL);
+    pid_t pr = spawn(pargv, log, log, NULL, NULL);
 
     double end = now_s() + 90;
     for (;;) {
@@ -798,9 +600,9 @@ START_TEST(test_alertmanager_from_circmond)
         nap_ms(300);
     }
     kill(pr, SIGTERM);
-    ck_assert_int_ge(d_wait(pr, 30), 0);
+    ck_assert_int_ge(wait_pid(pr, 30), 0);
     kill(am, SIGTERM);
-    ck_assert_int_ge(d_wait(am, 30), 0);
+    ck_assert_int_ge(wait_pid(am, 30), 0);
     d_stop(&m);
 }
 END_TEST

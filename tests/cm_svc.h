@@ -91,10 +91,11 @@ static CMP_UNUSED void redis_stop(void)
     redis_pid = -1;
 }
 
-/* Starts circmon-broker with the topics circmon.events and
- * circmon.events.dlq of parts partitions; its address into brokers (15 s
- * at most, else the test fails). Its stderr goes to dir/broker.log. */
-static CMP_UNUSED void broker_start(int parts)
+/* Starts circmon-broker with the topics circmon.events,
+ * circmon.events.dlq and extra_topic (when not NULL) of parts partitions;
+ * its address into brokers (15 s at most, else the test fails). Its stderr
+ * goes to dir/broker.log. */
+static CMP_UNUSED void broker_start_with(int parts, const char *extra_topic)
 {
     char path[600], nparts[16], log[300];
     int fd;
@@ -103,7 +104,8 @@ static CMP_UNUSED void broker_start(int parts)
     snprintf(nparts, sizeof(nparts), "%d", parts);
     snprintf(log, sizeof(log), "%s/broker.log", dir);
     char *argv[] = {path, "--partitions", nparts, "--topic", "circmon.events", "--topic",
-                    "circmon.events.dlq", NULL};
+                    "circmon.events.dlq", extra_topic ? "--topic" : NULL, (char *)extra_topic,
+                    NULL};
     broker_pid = spawn(argv, NULL, log, &fd, NULL);
     while (got < sizeof(brokers) - 1) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -115,6 +117,12 @@ static CMP_UNUSED void broker_start(int parts)
     }
     brokers[got] = '\0';
     close(fd);
+}
+
+/* broker_start_with(parts, NULL). */
+static CMP_UNUSED void broker_start(int parts)
+{
+    broker_start_with(parts, NULL);
 }
 
 /* ------------------------------------------------------------ directory */
