@@ -13,9 +13,9 @@
 #include <hiredis/hiredis.h>
 
 #include "circmon/decimal.h"
+#include "cm_svc.h"
 
-static char ctl[4096], dir[64];
-static pid_t redis_pid = -1;
+static char ctl[4096];
 
 static void setup(void)
 {
@@ -23,20 +23,12 @@ static void setup(void)
     ck_assert_msg(top && *top, "CM_TOP is not set (the repository top)");
     snprintf(ctl, sizeof ctl, "%s/bin/circmonctl", top);
     ck_assert_msg(access(ctl, X_OK) == 0, "%s is missing: build it first", ctl);
-    snprintf(dir, sizeof dir, "/tmp/check_ctl.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    svc_dir_make("check_ctl");
 }
 
 static void teardown(void)
 {
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGTERM);
-        waitpid(redis_pid, NULL, 0);
-        redis_pid = -1;
-    }
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    svc_dir_remove();
 }
 
 /* Runs circmonctl with args, stdout and stderr to files; returns the exit
@@ -58,7 +50,7 @@ static int run(const char *args, char *err, size_t cap)
 
 static const char *write_conf(const char *body)
 {
-    static char path[128];
+    static char path[300];
     snprintf(path, sizeof path, "%s/c.conf", dir);
     FILE *fp = fopen(path, "w");
     ck_assert_ptr_nonnull(fp);
@@ -131,52 +123,13 @@ START_TEST(test_shared_usage)
 }
 END_TEST
 
-/* Starts redis-server on a unix socket in dir; returns its path once it
- * answers PING. */
-static const char *redis_start(void)
-{
-    static char sock[128];
-    char log[128];
-    snprintf(sock, sizeof sock, "%s/redis.sock", dir);
-    snprintf(log, sizeof log, "%s/redis.log", dir);
-    redis_pid = fork();
-    ck_assert_int_ge(redis_pid, 0);
-    if (redis_pid == 0) {
-        if (!freopen(log, "w", stdout) || !freopen(log, "a", stderr))
-            _exit(127);
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
-               "--appendonly", "no", "--dir", dir, (char *)NULL);
-        _exit(127);
-    }
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        redisContext *c = redisConnectUnix(sock);
-        if (c && !c->err) {
-            redisReply *r = redisCommand(c, "PING");
-            int up = r && r->type == REDIS_REPLY_STATUS;
-            if (r)
-                freeReplyObject(r);
-            redisFree(c);
-            if (up)
-                return sock;
-        } else if (c) {
-            redisFree(c);
-        }
-        ck_assert_msg(waitpid(redis_pid, NULL, WNOHANG) == 0, "redis-server exited (see %s)", log);
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        ck_assert_msg(t.tv_sec - t0.tv_sec < 20, "redis-server did not answer on %s", sock);
-        struct timespec pause = {0, 10 * 1000 * 1000}; /* polling for readiness */
-        nanosleep(&pause, NULL);
-    }
-}
-
 START_TEST(test_indicators_names_the_refused_key)
 {
     /* a scheme id that is not UTF-8 in Redis (written before the validation
      * of step 1, or by hand): jansson refuses it as a key, and circmonctl
      * says so instead of "out of memory" */
-    const char *sock = redis_start();
+    redis_start(0);
+    const char *sock = redis_sock;
     redisContext *c = redisConnectUnix(sock);
     ck_assert(c && !c->err);
     static const char field[] = "r:S\xe9JOUR";
@@ -194,7 +147,6 @@ START_TEST(test_indicators_names_the_refused_key)
                   "%s", err);
 }
 END_TEST
-
 
 START_TEST(test_decimal)
 {
