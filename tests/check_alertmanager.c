@@ -13,16 +13,15 @@
 #include <time.h>
 #include <unistd.h>
 
-static char top[4096], dir[4200];
+#include "cm_svc.h"
+
 static pid_t kids[3] = {-1, -1, -1};
 
 static void setup(void)
 {
-    const char *t = getenv("CM_TOP"), *tmp = getenv("TMPDIR");
+    const char *t = getenv("CM_TOP");
     ck_assert_msg(t && *t, "CM_TOP is not set (the repository top)");
-    snprintf(top, sizeof top, "%s", t);
-    snprintf(dir, sizeof dir, "%s/check_alertmanager.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    svc_dir_make("check_alertmanager");
 }
 
 static void teardown(void)
@@ -30,22 +29,20 @@ static void teardown(void)
     for (int i = 0; i < 3; i++)
         if (kids[i] > 0) {
             kill(kids[i], SIGTERM);
-            waitpid(kids[i], NULL, 0);
+            wait_pid(kids[i], 30); /* reaped and no longer recorded */
             kids[i] = -1;
         }
-    char cmd[4400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    svc_dir_remove();
 }
 
 START_TEST(test_promtool)
 {
     char cmd[9000];
     snprintf(cmd, sizeof cmd, "promtool check rules '%s/config/prometheus/circmon.rules.yml' >'%s/out' 2>&1",
-             top, dir);
+             top(), dir);
     ck_assert_msg(system(cmd) == 0, "promtool check rules failed: see %s/out", dir);
     snprintf(cmd, sizeof cmd, "cd '%s/tests/prometheus' && promtool test rules *.test.yml >'%s/out' 2>&1",
-             top, dir);
+             top(), dir);
     int st = system(cmd);
     if (st != 0) {
         snprintf(cmd, sizeof cmd, "cat '%s/out' >&2", dir);
@@ -113,52 +110,10 @@ static pid_t serve_metrics(int port, const char *body)
     return pid;
 }
 
-static pid_t spawn(const char *log, char *const argv[])
-{
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        if (!freopen(log, "w", stdout) || !freopen(log, "a", stderr))
-            _exit(127);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* GET path from 127.0.0.1:port into buf (cap bytes); the body's length, or -1. */
-static int http_get(int port, const char *path, char *buf, size_t cap)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {2, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        close(fd);
-        return -1;
-    }
-    char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-    size_t got = 0;
-    if (write(fd, req, (size_t)n) != n) {
-        close(fd);
-        return -1;
-    }
-    for (ssize_t r; got + 1 < cap && (r = read(fd, buf + got, cap - 1 - got)) > 0;)
-        got += (size_t)r;
-    close(fd);
-    buf[got] = '\0';
-    return (int)got;
-}
-
 START_TEST(test_alert_reaches_alertmanager)
 {
     int mport = free_port(20000), aport = free_port(mport + 1), pport = free_port(aport + 1);
-    char path[4400], log[4400], buf[65536];
-    FILE *fp;
+    char buf[65536];
 
     kids[0] = serve_metrics(mport,
                             "# TYPE circmon_alert_firing gauge\n"
@@ -166,36 +121,8 @@ START_TEST(test_alert_reaches_alertmanager)
                             "circmon_alert_firing{alert=\"over5\",scheme=\"H2A\",nationality=\"\"} 0\n"
                             "# TYPE circmon_ready gauge\ncircmon_ready 1\n");
 
-    snprintf(path, sizeof path, "%s/alertmanager.yml", dir);
-    fp = fopen(path, "w");
-    ck_assert_ptr_nonnull(fp);
-    fputs("route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - name: none\n", fp);
-    ck_assert_int_eq(fclose(fp), 0);
-    char a_cfg[4500], a_listen[64], a_store[4500];
-    snprintf(a_cfg, sizeof a_cfg, "--config.file=%s", path);
-    snprintf(a_listen, sizeof a_listen, "--web.listen-address=127.0.0.1:%d", aport);
-    snprintf(a_store, sizeof a_store, "--storage.path=%s/am", dir);
-    snprintf(log, sizeof log, "%s/alertmanager.log", dir);
-    char *aargv[] = {"prometheus-alertmanager", a_cfg, a_listen, a_store,
-                     "--cluster.listen-address=", NULL};
-    kids[1] = spawn(log, aargv);
-
-    snprintf(path, sizeof path, "%s/prometheus.yml", dir);
-    fp = fopen(path, "w");
-    ck_assert_ptr_nonnull(fp);
-    fprintf(fp, "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                "rule_files:\n  - %s/config/prometheus/circmon.rules.yml\n"
-                "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:%d']\n"
-                "scrape_configs:\n  - job_name: circmond\n    static_configs:\n"
-                "      - targets: ['127.0.0.1:%d']\n", top, aport, mport);
-    ck_assert_int_eq(fclose(fp), 0);
-    char p_cfg[4500], p_listen[64], p_store[4500];
-    snprintf(p_cfg, sizeof p_cfg, "--config.file=%s", path);
-    snprintf(p_listen, sizeof p_listen, "--web.listen-address=127.0.0.1:%d", pport);
-    snprintf(p_store, sizeof p_store, "--storage.tsdb.path=%s/tsdb", dir);
-    snprintf(log, sizeof log, "%s/prometheus.log", dir);
-    char *pargv[] = {"prometheus", p_cfg, p_listen, p_store, NULL};
-    kids[2] = spawn(log, pargv);
+    kids[1] = alertmanager_start(aport);
+    kids[2] = prometheus_rules_start(pport, aport, mport);
 
     /* Poll Alertmanager's API, bounded: the alert of SAWP arrives, H2A's never. */
     struct timespec t0, t;
@@ -205,7 +132,7 @@ START_TEST(test_alert_reaches_alertmanager)
         for (int i = 1; i < 3; i++)
             ck_assert_msg(waitpid(kids[i], NULL, WNOHANG) == 0, "%s exited (logs in %s)",
                           i == 1 ? "alertmanager" : "prometheus", dir);
-        if (http_get(aport, "/api/v2/alerts?filter=alertname%3D%22CircmonSchemeAlert%22", buf,
+        if (http_get_raw(aport, "/api/v2/alerts?filter=alertname%3D%22CircmonSchemeAlert%22", buf,
                      sizeof buf) > 0 &&
             strstr(buf, "200 OK") && strstr(buf, "\"scheme\":\"SAWP\"") &&
             strstr(buf, "\"alert\":\"over5\""))

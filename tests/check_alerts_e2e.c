@@ -513,33 +513,6 @@ START_TEST(test_crashes_exactly_once)
 }
 END_TEST
 
-/* GET path from 127.0.0.1:port into buf; the bytes read, or -1 when nobody listens. */
-static int d_http_get(int port, const char *path, char *buf, size_t cap)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        close(fd);
-        return -1;
-    }
-    char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-    ck_assert_int_eq(write(fd, req, (size_t)n), n);
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    size_t got = 0;
-    while (got + 1 < cap && poll(&pfd, 1, 5000) > 0) {
-        ssize_t r = read(fd, buf + got, cap - 1 - got);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    buf[got] = '\0';
-    return (int)got;
-}
-
 /* circmond's own /metrics, scraped by a real Prometheus with
  * config/prometheus/circmon.rules.yml, alerting a real Alertmanager: the
  * scheme alert of a firing instance arrives in Alertmanager's API. */
@@ -549,49 +522,21 @@ START_TEST(test_alertmanager_from_circmond)
     struct dmn m = d_start("a", NULL);
     migrants("o", 2, 0);
     topic_wait(1, m.pid, m.log);
-    ck_assert_int_gt(d_http_get(m.port, "/metrics", buf, sizeof buf), 0);
+    ck_assert_int_gt(http_get_raw(m.port, "/metrics", buf, sizeof buf), 0);
     ck_assert_msg(strstr(buf, "circmon_alert_firing{alert=\"over\",scheme=\"S\",nationality=\"\"} 1"),
                   "/metrics: %.3000s", strstr(buf, "circmon_alert") ? strstr(buf, "circmon_alert") : buf);
     ck_assert(strstr(buf, "circmon_alert_transitions_total{alert=\"over\",state=\"FIRING\"} 1"));
     ck_assert(strstr(buf, "circmon_alert_expected_departures{alert=\"over\",scheme=\"S\",nationality=\"\"} 2"));
 
     int aport = d_port(), pport = d_port();
-    char path[4400], log[4400], a_cfg[4500], a_listen[64], a_store[4500];
-    snprintf(path, sizeof path, "%s/alertmanager.yml", dir);
-    FILE *fp = fopen(path, "w");
-    ck_assert_ptr_nonnull(fp);
-    fputs("route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - name: none\n", fp);
-    ck_assert_int_eq(fclose(fp), 0);
-    snprintf(a_cfg, sizeof a_cfg, "--config.file=%s", path);
-    snprintf(a_listen, sizeof a_listen, "--web.listen-address=127.0.0.1:%d", aport);
-    snprintf(a_store, sizeof a_store, "--storage.path=%s/am", dir);
-    snprintf(log, sizeof log, "%s/alertmanager.log", dir);
-    char *aargv[] = {"prometheus-alertmanager", a_cfg, a_listen, a_store,
-                     "--cluster.listen-address=", NULL};
-    pid_t am = spawn(aargv, log, log, NULL, NULL);
-
-    char p_cfg[4500], p_listen[64], p_store[4500];
-    snprintf(path, sizeof path, "%s/prometheus.yml", dir);
-    fp = fopen(path, "w");
-    ck_assert_ptr_nonnull(fp);
-    fprintf(fp, "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                "rule_files:\n  - %s/config/prometheus/circmon.rules.yml\n"
-                "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:%d']\n"
-                "scrape_configs:\n  - job_name: circmond\n    static_configs:\n"
-                "      - targets: ['127.0.0.1:%d']\n", getenv("CM_TOP"), aport, m.port);
-    ck_assert_int_eq(fclose(fp), 0);
-    snprintf(p_cfg, sizeof p_cfg, "--config.file=%s", path);
-    snprintf(p_listen, sizeof p_listen, "--web.listen-address=127.0.0.1:%d", pport);
-    snprintf(p_store, sizeof p_store, "--storage.tsdb.path=%s/tsdb", dir);
-    snprintf(log, sizeof log, "%s/prometheus.log", dir);
-    char *pargv[] = {"prometheus", p_cfg, p_listen, p_store, NULL};
-    pid_t pr = spawn(pargv, log, log, NULL, NULL);
+    pid_t am = alertmanager_start(aport);
+    pid_t pr = prometheus_rules_start(pport, aport, m.port);
 
     double end = now_s() + 90;
     for (;;) {
         ck_assert_msg(waitpid(am, NULL, WNOHANG) == 0, "alertmanager exited (logs in %s)", dir);
         ck_assert_msg(waitpid(pr, NULL, WNOHANG) == 0, "prometheus exited (logs in %s)", dir);
-        if (d_http_get(aport, "/api/v2/alerts?filter=alertname%3D%22CircmonSchemeAlert%22", buf,
+        if (http_get_raw(aport, "/api/v2/alerts?filter=alertname%3D%22CircmonSchemeAlert%22", buf,
                        sizeof buf) > 0 &&
             strstr(buf, " 200 ") && strstr(buf, "\"scheme\":\"S\"") &&
             strstr(buf, "\"alert\":\"over\""))

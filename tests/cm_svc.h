@@ -8,7 +8,10 @@
 #ifndef CM_SVC_H
 #define CM_SVC_H
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <hiredis/hiredis.h>
@@ -123,6 +126,83 @@ static CMP_UNUSED void broker_start_with(int parts, const char *extra_topic)
 static CMP_UNUSED void broker_start(int parts)
 {
     broker_start_with(parts, NULL);
+}
+
+/* Starts prometheus-alertmanager on 127.0.0.1:port (no cluster), routing
+ * to a receiver that sends nothing; data and log in dir. */
+static CMP_UNUSED pid_t alertmanager_start(int port)
+{
+    char path[300], log[300], a_cfg[320], a_listen[64], a_store[320];
+    snprintf(path, sizeof path, "%s/alertmanager.yml", dir);
+    FILE *fp = fopen(path, "w");
+    ck_assert_msg(fp != NULL, "cannot write %s: %s", path, strerror(errno));
+    fputs("route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - name: none\n", fp);
+    ck_assert_int_eq(fclose(fp), 0);
+    snprintf(a_cfg, sizeof a_cfg, "--config.file=%s", path);
+    snprintf(a_listen, sizeof a_listen, "--web.listen-address=127.0.0.1:%d", port);
+    snprintf(a_store, sizeof a_store, "--storage.path=%s/am", dir);
+    snprintf(log, sizeof log, "%s/alertmanager.log", dir);
+    char *argv[] = {"prometheus-alertmanager", a_cfg, a_listen, a_store,
+                    "--cluster.listen-address=", NULL};
+    return spawn(argv, log, log, NULL, NULL);
+}
+
+/* Starts prometheus on 127.0.0.1:port with config/prometheus/circmon.rules.yml,
+ * scraping 127.0.0.1:target every second and alerting the Alertmanager on
+ * 127.0.0.1:am_port; data and log in dir. */
+static CMP_UNUSED pid_t prometheus_rules_start(int port, int am_port, int target)
+{
+    char path[300], log[300], p_cfg[320], p_listen[64], p_store[320];
+    snprintf(path, sizeof path, "%s/prometheus.yml", dir);
+    FILE *fp = fopen(path, "w");
+    ck_assert_msg(fp != NULL, "cannot write %s: %s", path, strerror(errno));
+    fprintf(fp, "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                "rule_files:\n  - %s/config/prometheus/circmon.rules.yml\n"
+                "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:%d']\n"
+                "scrape_configs:\n  - job_name: circmond\n    static_configs:\n"
+                "      - targets: ['127.0.0.1:%d']\n", top(), am_port, target);
+    ck_assert_int_eq(fclose(fp), 0);
+    snprintf(p_cfg, sizeof p_cfg, "--config.file=%s", path);
+    snprintf(p_listen, sizeof p_listen, "--web.listen-address=127.0.0.1:%d", port);
+    snprintf(p_store, sizeof p_store, "--storage.tsdb.path=%s/tsdb", dir);
+    snprintf(log, sizeof log, "%s/prometheus.log", dir);
+    char *argv[] = {"prometheus", p_cfg, p_listen, p_store, NULL};
+    return spawn(argv, log, log, NULL, NULL);
+}
+
+/* ------------------------------------------------------------ HTTP */
+
+/* GET path from 127.0.0.1:port (HTTP/1.0, closed by the server) into buf
+ * (cap bytes, NUL-terminated): status line, headers and body; waits at
+ * most 5 s for each read. Returns the bytes read, or -1 when nobody
+ * listens or the request cannot be sent. */
+static CMP_UNUSED int http_get_raw(int port, const char *path, char *buf, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        close(fd);
+        return -1;
+    }
+    char req[512];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (n < 0 || (size_t)n >= sizeof req || write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    size_t got = 0;
+    while (got + 1 < cap && poll(&pfd, 1, 5000) > 0) {
+        ssize_t r = read(fd, buf + got, cap - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[got] = '\0';
+    return (int)got;
 }
 
 /* ------------------------------------------------------------ directory */
