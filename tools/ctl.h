@@ -63,6 +63,15 @@ void cm_ctl_err(const struct cm_ctl_cmd *cmd, const char *fmt, ...)
  * nothing to free). */
 int cm_ctl_config(const struct cm_ctl_cmd *cmd, const char *path, struct cm_config *cfg);
 
+/* The start of the subcommands that read the aggregate (indicators,
+ * alerts): parses argv for cmd into *a (--as-of defaults to now), loads the
+ * configuration into cfg and reads the aggregate from its Redis into a new
+ * *ag and *nm. Returns -1 when the command goes on (cfg, *ag and *nm are
+ * then the caller's to free), or the exit status to return at once, after
+ * saying what went wrong (nothing left to free). */
+int cm_ctl_load_agg(const struct cm_ctl_cmd *cmd, int argc, char **argv, struct cm_ctl_args *a,
+                    struct cm_config *cfg, struct cm_agg **ag, struct cm_names **nm);
+
 /* Makes the indicators document of ag as of as_of and prints it to stdout
  * in format. When the document cannot be made, says why: a scheme id or
  * nationality that JSON cannot hold as a key (not UTF-8, or holding U+0000:

@@ -29,25 +29,10 @@ int cm_ctl_indicators(int argc, char **argv)
     struct cm_config cfg = {0};
     struct cm_agg *ag = NULL;
     struct cm_names *nm = NULL;
-    char err[512];
-    int rc = cm_ctl_parse(&CMD, argc, argv, &a);
+    int rc = cm_ctl_load_agg(&CMD, argc, argv, &a, &cfg, &ag, &nm);
     if (rc >= 0)
         return rc;
-    if (!a.have_as_of)
-        a.as_of = (int64_t)time(NULL);
-    if (cm_ctl_config(&CMD, a.config, &cfg))
-        return 1;
-    rc = 1;
-    if (!(ag = cm_agg_new()) || !(nm = cm_names_new())) {
-        cm_ctl_err(&CMD, "out of memory for the aggregate");
-        goto out;
-    }
-    if (cm_store_read_agg(&cfg, ag, nm, err, sizeof(err)) < 0) {
-        cm_ctl_err(&CMD, "%s", err);
-        goto out;
-    }
     rc = cm_ctl_print_indicators(&CMD, ag, nm, &cfg, a.as_of, a.format);
-out:
     cm_names_free(nm);
     cm_agg_free(ag);
     cm_config_free(&cfg);

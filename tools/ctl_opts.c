@@ -6,11 +6,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
 #include "circmon/event.h"
 #include "circmon/indicators.h"
+#include "circmon/store.h"
 #include "circmon/timeutil.h"
 #include "ctl.h"
 
@@ -144,6 +146,35 @@ static void escaped(const char *s, size_t len, char *out, size_t cap)
     if (len > 60 && j + 4 < cap)
         j += (size_t)snprintf(out + j, cap - j, "...");
     out[j] = 0;
+}
+
+int cm_ctl_load_agg(const struct cm_ctl_cmd *cmd, int argc, char **argv, struct cm_ctl_args *a,
+                    struct cm_config *cfg, struct cm_agg **ag, struct cm_names **nm)
+{
+    char err[512];
+    *ag = NULL;
+    *nm = NULL;
+    int rc = cm_ctl_parse(cmd, argc, argv, a);
+    if (rc >= 0)
+        return rc;
+    if (!a->have_as_of)
+        a->as_of = (int64_t)time(NULL);
+    if (cm_ctl_config(cmd, a->config, cfg))
+        return 1;
+    if (!(*ag = cm_agg_new()) || !(*nm = cm_names_new())) {
+        cm_ctl_err(cmd, "out of memory for the aggregate");
+        goto fail;
+    }
+    if (cm_store_read_agg(cfg, *ag, *nm, err, sizeof(err)) < 0) {
+        cm_ctl_err(cmd, "%s", err);
+        goto fail;
+    }
+    return -1;
+fail:
+    *nm = cm_names_free(*nm);
+    *ag = cm_agg_free(*ag);
+    cm_config_free(cfg);
+    return 1;
 }
 
 int cm_ctl_print_indicators(const struct cm_ctl_cmd *cmd, const struct cm_agg *ag,
