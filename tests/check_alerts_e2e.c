@@ -300,19 +300,7 @@ struct seen {
 static struct seen topic_read(void)
 {
     struct seen s = {0};
-    char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof err) == 0);
-    ck_assert(rd_kafka_conf_set(conf, "group.id", "check-alerts-reader", err, sizeof err) == 0);
-    ck_assert(rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof err) == 0);
-    ck_assert(rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err) == 0);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-    ck_assert_msg(rk != NULL, "%s", err);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(D_PARTS);
-    for (int p = 0; p < D_PARTS; p++)
-        rd_kafka_topic_partition_list_add(l, ALERT_TOPIC, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    ck_assert_int_eq(rd_kafka_assign(rk, l), 0);
-    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_t *rk = topic_reader(ALERT_TOPIC, D_PARTS, "check-alerts-reader");
     int eof = 0;
     double end = now_s() + 30;
     while (eof < D_PARTS) {

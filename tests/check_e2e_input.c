@@ -117,22 +117,7 @@ START_TEST(test_hostile_values_dead_lettered)
     ck_assert_int_eq(read_dlq(), expected_dead_letters());
 
     /* and each with its reason: the hand records found by their bytes */
-    char err[512];
-    rd_kafka_conf_t *kc = rd_kafka_conf_new();
-    ck_assert(rd_kafka_conf_set(kc, "bootstrap.servers", brokers, err, sizeof(err)) ==
-                  RD_KAFKA_CONF_OK &&
-              rd_kafka_conf_set(kc, "enable.partition.eof", "true", err, sizeof(err)) ==
-                  RD_KAFKA_CONF_OK &&
-              rd_kafka_conf_set(kc, "group.id", "dlq-reasons", err, sizeof(err)) ==
-                  RD_KAFKA_CONF_OK);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, err, sizeof(err));
-    ck_assert_msg(rk != NULL, "%s", err);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(N_PARTS);
-    for (int i = 0; i < N_PARTS; i++)
-        rd_kafka_topic_partition_list_add(l, "circmon.events.dlq", i)->offset =
-            RD_KAFKA_OFFSET_BEGINNING;
-    ck_assert_int_eq(rd_kafka_assign(rk, l), 0);
-    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_t *rk = topic_reader("circmon.events.dlq", N_PARTS, "dlq-reasons");
     int eof = 0;
     double end = now_s() + 30;
     while (eof < N_PARTS) {

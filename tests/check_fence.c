@@ -211,22 +211,7 @@ static int64_t hdr_i64(rd_kafka_headers_t *h, const char *name)
  * epoch), sorted; *n gets their number. Read with plain librdkafka. */
 static struct copy *read_copies(size_t *n)
 {
-    char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err)) ==
-              RD_KAFKA_CONF_OK);
-    ck_assert(rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err)) ==
-              RD_KAFKA_CONF_OK);
-    ck_assert(rd_kafka_conf_set(conf, "group.id", "fence-reader", err, sizeof(err)) ==
-              RD_KAFKA_CONF_OK);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    ck_assert_msg(rk != NULL, "%s", err);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(N_PARTS);
-    for (int i = 0; i < N_PARTS; i++)
-        rd_kafka_topic_partition_list_add(l, "circmon.events.dlq", i)->offset =
-            RD_KAFKA_OFFSET_BEGINNING;
-    ck_assert_int_eq(rd_kafka_assign(rk, l), 0);
-    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_t *rk = topic_reader("circmon.events.dlq", N_PARTS, "fence-reader");
     size_t cap = 1024;
     struct copy *c = malloc(cap * sizeof(*c));
     ck_assert_ptr_nonnull(c);

@@ -299,22 +299,7 @@ static CMT_UNUSED void redis_cmd_ok(const char *cmd)
  * reason is not NULL) gets the number whose reason is reason. */
 static CMT_UNUSED long read_dlq_reason(const char *reason, long *n_reason)
 {
-    char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err)) ==
-              RD_KAFKA_CONF_OK);
-    ck_assert(rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err)) ==
-              RD_KAFKA_CONF_OK);
-    ck_assert(rd_kafka_conf_set(conf, "group.id", "dlq-reader", err, sizeof(err)) ==
-              RD_KAFKA_CONF_OK);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    ck_assert_msg(rk != NULL, "%s", err);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(N_PARTS);
-    for (int i = 0; i < N_PARTS; i++)
-        rd_kafka_topic_partition_list_add(l, "circmon.events.dlq", i)->offset =
-            RD_KAFKA_OFFSET_BEGINNING;
-    ck_assert_int_eq(rd_kafka_assign(rk, l), 0);
-    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_t *rk = topic_reader("circmon.events.dlq", N_PARTS, "dlq-reader");
     int eof = 0;
     long n = 0;
     char (*seen)[48] = calloc(100000, sizeof(*seen));

@@ -16,6 +16,7 @@
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
+#include <librdkafka/rdkafka.h>
 
 #include "circmon/config.h"
 #include "circmon/framing.h"
@@ -168,6 +169,32 @@ static CMP_UNUSED pid_t prometheus_rules_start(int port, int am_port, int target
     snprintf(log, sizeof log, "%s/prometheus.log", dir);
     char *argv[] = {"prometheus", p_cfg, p_listen, p_store, NULL};
     return spawn(argv, log, log, NULL, NULL);
+}
+
+/* A consumer (in group, committing nothing) of partitions 0..parts-1 of
+ * topic on brokers, from their beginning, that reports each partition's
+ * end (enable.partition.eof). The caller closes and destroys it. */
+static CMP_UNUSED rd_kafka_t *topic_reader(const char *topic, int parts, const char *group)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    ck_assert_ptr_nonnull(conf);
+    ck_assert(rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err)) ==
+              RD_KAFKA_CONF_OK);
+    ck_assert(rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err)) ==
+              RD_KAFKA_CONF_OK);
+    ck_assert(rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err)) == RD_KAFKA_CONF_OK);
+    ck_assert(rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err)) ==
+              RD_KAFKA_CONF_OK);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    ck_assert_msg(rk != NULL, "%s", err);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
+    ck_assert_ptr_nonnull(l);
+    for (int i = 0; i < parts; i++)
+        rd_kafka_topic_partition_list_add(l, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    ck_assert_int_eq(rd_kafka_assign(rk, l), 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    return rk;
 }
 
 /* ------------------------------------------------------------ HTTP */
