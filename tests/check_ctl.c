@@ -19,10 +19,7 @@ static char ctl[4096];
 
 static void setup(void)
 {
-    const char *top = getenv("CM_TOP");
-    ck_assert_msg(top && *top, "CM_TOP is not set (the repository top)");
-    snprintf(ctl, sizeof ctl, "%s/bin/circmonctl", top);
-    ck_assert_msg(access(ctl, X_OK) == 0, "%s is missing: build it first", ctl);
+    svc_bin_needed("circmonctl", ctl, sizeof ctl);
     svc_dir_make("check_ctl");
 }
 

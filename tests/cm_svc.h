@@ -237,6 +237,17 @@ static CMP_UNUSED int http_get_raw(int port, const char *path, char *buf, size_t
 static CMP_UNUSED char *paths[512]; /* made by path_in, freed by svc_dir_remove */
 static CMP_UNUSED int npaths;
 
+/* Puts the path of bin/<prog> under CM_TOP into buf (cap bytes); the test
+ * fails unless CM_TOP is set and the program is built. */
+static CMP_UNUSED void svc_bin_needed(const char *prog, char *buf, size_t cap)
+{
+    const char *t = getenv("CM_TOP");
+    ck_assert_msg(t && *t, "CM_TOP is not set (the repository top)");
+    int n = snprintf(buf, cap, "%s/bin/%s", t, prog);
+    ck_assert(n > 0 && (size_t)n < cap);
+    ck_assert_msg(access(buf, X_OK) == 0, "%s is missing: build it first", buf);
+}
+
 /* Makes dir, $TMPDIR/<name>.XXXXXX (default /tmp); no child recorded yet. */
 static CMP_UNUSED void svc_dir_make(const char *name)
 {
