@@ -304,35 +304,27 @@ static CMT_UNUSED long read_dlq_reason(const char *reason, long *n_reason)
     long n = 0;
     char (*seen)[48] = calloc(100000, sizeof(*seen));
     double end = now_s() + 30;
-    while (eof < N_PARTS) {
-        ck_assert_msg(now_s() < end, "reading the dead-letter topic timed out");
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-        if (!m)
-            continue;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            eof++;
-        } else {
-            ck_assert_msg(!m->err, "%s", rd_kafka_message_errstr(m));
-            rd_kafka_headers_t *h = NULL;
-            ck_assert_int_eq(rd_kafka_message_headers(m, &h), 0);
-            const void *v[4];
-            size_t vl[4];
-            const char *names[] = {CM_DLQ_HDR_REASON, CM_DLQ_HDR_SRC_TOPIC,
-                                   CM_DLQ_HDR_SRC_PARTITION, CM_DLQ_HDR_SRC_OFFSET};
-            for (int i = 0; i < 4; i++)
-                ck_assert_msg(rd_kafka_header_get_last(h, names[i], &v[i], &vl[i]) == 0 &&
-                                  vl[i] > 0,
-                              "dead letter without header %s", names[i]);
-            char key[48];
-            snprintf(key, sizeof(key), "%.*s/%.*s", (int)vl[2], (const char *)v[2], (int)vl[3],
-                     (const char *)v[3]);
-            if (reason && vl[0] == strlen(reason) && !memcmp(v[0], reason, vl[0]))
-                ++*n_reason;
-            for (long i = 0; i < n; i++)
-                ck_assert_msg(strcmp(seen[i], key), "dead letter for %s twice", key);
-            ck_assert(n < 100000);
-            strcpy(seen[n++], key);
-        }
+    rd_kafka_message_t *m;
+    while ((m = topic_next(rk, "circmon.events.dlq", N_PARTS, &eof, end))) {
+        rd_kafka_headers_t *h = NULL;
+        ck_assert_int_eq(rd_kafka_message_headers(m, &h), 0);
+        const void *v[4];
+        size_t vl[4];
+        const char *names[] = {CM_DLQ_HDR_REASON, CM_DLQ_HDR_SRC_TOPIC,
+                               CM_DLQ_HDR_SRC_PARTITION, CM_DLQ_HDR_SRC_OFFSET};
+        for (int i = 0; i < 4; i++)
+            ck_assert_msg(rd_kafka_header_get_last(h, names[i], &v[i], &vl[i]) == 0 &&
+                              vl[i] > 0,
+                          "dead letter without header %s", names[i]);
+        char key[48];
+        snprintf(key, sizeof(key), "%.*s/%.*s", (int)vl[2], (const char *)v[2], (int)vl[3],
+                 (const char *)v[3]);
+        if (reason && vl[0] == strlen(reason) && !memcmp(v[0], reason, vl[0]))
+            ++*n_reason;
+        for (long i = 0; i < n; i++)
+            ck_assert_msg(strcmp(seen[i], key), "dead letter for %s twice", key);
+        ck_assert(n < 100000);
+        strcpy(seen[n++], key);
         rd_kafka_message_destroy(m);
     }
     free(seen);

@@ -197,6 +197,29 @@ static CMP_UNUSED rd_kafka_t *topic_reader(const char *topic, int parts, const c
     return rk;
 }
 
+/* The next message of rk, a topic_reader of topic's parts partitions (the
+ * caller destroys it), or NULL once every partition reported its end
+ * (*eof counts them; start it at 0). The test fails on an error message
+ * or when the end is not reached by end (now_s()). */
+static CMP_UNUSED rd_kafka_message_t *topic_next(rd_kafka_t *rk, const char *topic, int parts,
+                                                 int *eof, double end)
+{
+    while (*eof < parts) {
+        ck_assert_msg(now_s() < end, "reading %s did not reach its end in time", topic);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            ++*eof;
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        ck_assert_msg(!m->err, "reading %s: %s", topic, rd_kafka_message_errstr(m));
+        return m;
+    }
+    return NULL;
+}
+
 /* ------------------------------------------------------------ HTTP */
 
 /* GET path from 127.0.0.1:port (HTTP/1.0, closed by the server) into buf
