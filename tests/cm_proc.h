@@ -1,8 +1,9 @@
-/* cm_proc.h - the child processes of the integration suites (cm_e2e.h,
- * cm_svc.h and the suites that include them), header only: each started with PR_SET_PDEATHSIG and
- * recorded in pids[], so that a teardown can kill what is left; waits poll
- * with a deadline. The suite that includes it owns dir (its directory) and
- * the pids. */
+/* cm_proc.h - the child processes of the integration suites (through
+ * cm_svc.h and cm_e2e.h, or directly), header only: each started with
+ * PR_SET_PDEATHSIG and recorded in pids[] (at most 32 at a time, else the
+ * test fails), so that a teardown can kill what is left; waits poll with a
+ * deadline. The suite that includes it owns dir (its directory) and the
+ * pids. */
 #ifndef CM_PROC_H
 #define CM_PROC_H
 
