@@ -125,26 +125,7 @@ START_TEST(test_alert_reaches_alertmanager)
     kids[2] = prometheus_rules_start(pport, aport, mport);
 
     /* Poll Alertmanager's API, bounded: the alert of SAWP arrives, H2A's never. */
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int seen = 0;
-    while (!seen) {
-        for (int i = 1; i < 3; i++)
-            ck_assert_msg(waitpid(kids[i], NULL, WNOHANG) == 0, "%s exited (logs in %s)",
-                          i == 1 ? "alertmanager" : "prometheus", dir);
-        if (http_get_raw(aport, "/api/v2/alerts?filter=alertname%3D%22CircmonSchemeAlert%22", buf,
-                     sizeof buf) > 0 &&
-            strstr(buf, "200 OK") && strstr(buf, "\"scheme\":\"SAWP\"") &&
-            strstr(buf, "\"alert\":\"over5\""))
-            seen = 1;
-        if (!seen) {
-            clock_gettime(CLOCK_MONOTONIC, &t);
-            ck_assert_msg(t.tv_sec - t0.tv_sec < 90, "no CircmonSchemeAlert in Alertmanager "
-                                                     "after 90 s (logs in %s): %s", dir, buf);
-            struct timespec pause = {0, 200 * 1000 * 1000}; /* polling an outside service */
-            nanosleep(&pause, NULL);
-        }
-    }
+    alertmanager_wait(aport, "SAWP", "over5", kids[1], kids[2], buf, sizeof buf);
     ck_assert_ptr_null(strstr(buf, "\"scheme\":\"H2A\""));
 }
 END_TEST

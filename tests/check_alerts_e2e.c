@@ -509,18 +509,7 @@ START_TEST(test_alertmanager_from_circmond)
     pid_t am = alertmanager_start(aport);
     pid_t pr = prometheus_rules_start(pport, aport, m.port);
 
-    double end = now_s() + 90;
-    for (;;) {
-        ck_assert_msg(waitpid(am, NULL, WNOHANG) == 0, "alertmanager exited (logs in %s)", dir);
-        ck_assert_msg(waitpid(pr, NULL, WNOHANG) == 0, "prometheus exited (logs in %s)", dir);
-        if (http_get_raw(aport, "/api/v2/alerts?filter=alertname%3D%22CircmonSchemeAlert%22", buf,
-                       sizeof buf) > 0 &&
-            strstr(buf, " 200 ") && strstr(buf, "\"scheme\":\"S\"") &&
-            strstr(buf, "\"alert\":\"over\""))
-            break;
-        ck_assert_msg(now_s() < end, "no CircmonSchemeAlert in Alertmanager after 90 s: %.2000s", buf);
-        nap_ms(300);
-    }
+    alertmanager_wait(aport, "S", "over", am, pr, buf, sizeof buf);
     kill(pr, SIGTERM);
     ck_assert_int_ge(wait_pid(pr, 30), 0);
     kill(am, SIGTERM);

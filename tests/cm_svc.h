@@ -255,6 +255,29 @@ static CMP_UNUSED int http_get_raw(int port, const char *path, char *buf, size_t
     return (int)got;
 }
 
+/* Polls the Alertmanager on 127.0.0.1:port (90 s at most, while am and
+ * prom run) until its CircmonSchemeAlert of alert for scheme arrives; the
+ * last answer stays in buf (cap bytes). */
+static CMP_UNUSED void alertmanager_wait(int port, const char *scheme, const char *alert,
+                                         pid_t am, pid_t prom, char *buf, size_t cap)
+{
+    char want_s[200], want_a[200];
+    snprintf(want_s, sizeof want_s, "\"scheme\":\"%s\"", scheme);
+    snprintf(want_a, sizeof want_a, "\"alert\":\"%s\"", alert);
+    double end = now_s() + 90;
+    for (;;) {
+        ck_assert_msg(alive(am), "alertmanager exited (logs in %s)", dir);
+        ck_assert_msg(alive(prom), "prometheus exited (logs in %s)", dir);
+        if (http_get_raw(port, "/api/v2/alerts?filter=alertname%3D%22CircmonSchemeAlert%22", buf,
+                         cap) > 0 &&
+            strstr(buf, " 200 ") && strstr(buf, want_s) && strstr(buf, want_a))
+            return;
+        ck_assert_msg(now_s() < end, "no CircmonSchemeAlert in Alertmanager after 90 s (logs in %s): %.2000s",
+                      dir, buf);
+        nap_ms(200); /* polling an outside service */
+    }
+}
+
 /* ------------------------------------------------------------ directory */
 
 static CMP_UNUSED char *paths[512]; /* made by path_in, freed by svc_dir_remove */
