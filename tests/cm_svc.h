@@ -1,10 +1,12 @@
 /* cm_svc.h - the services of the integration suites, header only: a
  * redis-server on a unix socket in the suite's directory, a circmon-broker
- * (which binds a loopback port itself and prints it), the suite's
- * directory with its paths, and file probes. Built on cm_proc.h: every
- * service is a recorded child, killed by svc_dir_remove() (the teardown)
- * whatever happened. Waits poll with a deadline. The suite that includes
- * it owns the state below. */
+ * (which binds a loopback port itself and prints it), Prometheus and
+ * Alertmanager, a reader of a Kafka topic, a tiny HTTP GET, the suite's
+ * directory with its paths, and file and stream probes. Built on
+ * cm_proc.h: every service is a recorded child, killed by svc_dir_remove()
+ * (the teardown) whatever happened. Waits poll with a deadline; every
+ * failure fails the test with what went wrong. The suite that includes it
+ * owns the state below. */
 #ifndef CM_SVC_H
 #define CM_SVC_H
 
