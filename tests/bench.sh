@@ -33,7 +33,7 @@ bench_http() {
     start_redis
     start_broker "$PARTITIONS"
     local conf=$work/http.conf port n
-    port=$(free_port)
+    port=$(pick_http_port)
     write_config "$conf"
     bin/circmonctl publish --config "$conf" "$work/events.bin" 2>"$work/publish-http.log"
     n=$(sed -n "s/.*: \([0-9]*\) delivered.*/\1/p" "$work/publish-http.log" | tail -1)
@@ -42,7 +42,7 @@ bench_http() {
     # from the assignment to caught up (events/s) and its seconds into
     # $work/rate-VARIANT.txt, leaves the daemon running in $daemon
     catch_up() {
-        redis-cli -p "$redis_port" flushall >/dev/null
+        rcli flushall >/dev/null
         write_config "$conf" # a fresh group id: no wait for the previous member
         printf '\n[http]\nport = %s\nrefresh_ms = 1000\n' "$2" >>"$conf"
         : >"$work/circmond-$1.log"

@@ -27,7 +27,7 @@ start_broker "$PARTITIONS"
 say "redis-server on $redis_sock, circmon-broker on $brokers ($PARTITIONS partitions)"
 conf=$work/circmond.conf
 write_config "$conf"
-http_port=$(free_port)
+http_port=$(pick_http_port)
 printf '\n[http]\nport = %s\nrefresh_ms = 1000\n' "$http_port" >>"$conf"
 
 say "generating $MIGRANTS migrants (seed $SEED)"

@@ -47,6 +47,24 @@ start_redis() {
 }
 
 # rcli ARGS...: redis-cli against the redis-server of start_redis.
+# A TCP port for an HTTP endpoint on 127.0.0.1: below the ephemeral range
+# (ip_local_port_range), so no outgoing connection takes it, and with nothing
+# listening on it now. circmond logs an error and folds on without its
+# endpoint if it is taken before circmond binds it.
+pick_http_port() {
+    local low p i
+    low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    for i in $(seq 1 50); do
+        p=$((20000 + RANDOM % (low - 20000)))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    echo "no free port below $low on 127.0.0.1" >&2
+    return 1
+}
+
 rcli() { redis-cli -s "$redis_sock" "$@"; }
 
 # start_broker PARTITIONS: sets brokers.
