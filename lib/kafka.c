@@ -104,38 +104,9 @@ int cm_dlq_send_opaque(rd_kafka_t *rk, const char *topic, const void *key, size_
                        const char *src_topic, int32_t partition, int64_t offset,
                        int32_t dlq_partition, void *msg_opaque)
 {
-    char pbuf[16], obuf[24];
-    rd_kafka_resp_err_t e;
-
-    if (!rk || !topic || !reason || !src_topic)
-        return -EINVAL;
-    snprintf(pbuf, sizeof(pbuf), "%" PRId32, partition);
-    snprintf(obuf, sizeof(obuf), "%" PRId64, offset);
-    e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(dlq_partition),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, len),
-                          RD_KAFKA_V_HEADER(CM_DLQ_HDR_REASON, reason, (ssize_t)strlen(reason)),
-                          RD_KAFKA_V_HEADER(CM_DLQ_HDR_SRC_TOPIC, src_topic,
-                                            (ssize_t)strlen(src_topic)),
-                          RD_KAFKA_V_HEADER(CM_DLQ_HDR_SRC_PARTITION, pbuf,
-                                            (ssize_t)strlen(pbuf)),
-                          RD_KAFKA_V_HEADER(CM_DLQ_HDR_SRC_OFFSET, obuf, (ssize_t)strlen(obuf)),
-                          RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
-    switch (e) {
-    case RD_KAFKA_RESP_ERR_NO_ERROR:
-        return 0;
-    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
-        return -ENOBUFS;
-    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-        return -EMSGSIZE;
-    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
-        return -ENOENT;
-    case RD_KAFKA_RESP_ERR__INVALID_ARG:
-        return -EINVAL;
-    default:
-        return -EIO;
-    }
+    /* epoch 0: the same dead letter without the owner-epoch header */
+    return cm_dlq_produce(rk, topic, dlq_partition, key, keylen, value, len, reason, src_topic,
+                          partition, offset, 0, msg_opaque);
 }
 
 int cm_dlq_send(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
