@@ -200,13 +200,16 @@ tests-asan: $(ASAN_SUITES)
 # Runs every suite even after a failure, then fails if any did.
 # $(1): label, $(2): environment, $(3): binaries, $(4): command prefix
 define run_suites
-	@fail=0; n=0; \
+	@fail=0; n=0; failed=; \
 	for t in $(3); do \
 	    n=$$((n + 1)); \
 	    echo "== $(1): $$t"; \
-	    if ! env $(2) $(4) $$t; then echo "!! $(1): $$t FAILED"; fail=$$((fail + 1)); fi; \
+	    if ! env $(2) $(4) $$t; then \
+	        echo "!! $(1): $$t FAILED"; fail=$$((fail + 1)); \
+	        failed="$$failed $${t##*/}"; \
+	    fi; \
 	done; \
-	echo "== $(1): $$n suites, $$fail failed"; \
+	echo "== $(1): $$n suites, $$fail failed$${failed:+:$$failed}"; \
 	test $$fail -eq 0
 endef
 
