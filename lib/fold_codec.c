@@ -213,8 +213,12 @@ static int32_t state_name(struct cm_fold_ctx *fc, const char *s)
 
 /* Checks the runs of one scheme (start, end, checked, first breach), in
  * order: what stay_begin, stay_end and cm_fold_scan_run make. A run starts
- * and ends on the day of an event folded (an entry, an exit, a status
- * change), so never after last_day, the day of the latest event. Found by
+ * and ends on the day of an event folded into the snapshot (an entry, an
+ * exit, a grant, a status change), so never after last_day, the day of the
+ * snapshot's latest event. Found by fuzz_state: a bound on the latest event
+ * of the window let through a snapshot run that began after an event the
+ * window may still fold; folding such an event closed the run before its
+ * start, and the state the fold left did not unpack. Found by
  * fuzz_state: a closed run with a scan position past start + 3650 (which
  * only a run's end bounded) was open again after the next entry, and the
  * state the fold left did not unpack. */
@@ -290,7 +294,7 @@ static int message_ok(const Circmon__V1__MigrantState *m)
     }
     for (size_t i = 0; i < m->n_schemes; i++) {
         const Circmon__V1__StateScheme *ss = m->schemes[i];
-        if (!runs_ok(ss->runs, ss->n_runs, m->latest / 86400))
+        if (!runs_ok(ss->runs, ss->n_runs, m->snapshot_latest / 86400))
             return 0;
         nruns += ss->n_runs / 4;
         for (size_t j = 0; j < i; j++)

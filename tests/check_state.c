@@ -571,8 +571,28 @@ static int unpack_with_run(struct cm_fold_ctx *fc, const Circmon__V1__MigrantSta
                            int32_t start, int32_t end, struct cm_mstate **st)
 {
     Circmon__V1__MigrantState m = *m0;
+    /* the snapshot's runs are bounded by its own latest event (see
+     * test_unpack_refuses_run_after_snapshot): one second before the
+     * window's only event, the same day */
+    m.snapshot_latest = m0->latest - 1;
     Circmon__V1__StateScheme sc = *m0->schemes[0], *scp = &sc;
     int32_t runs[4] = {start, end, m0->schemes[0]->runs[2], m0->schemes[0]->runs[3]};
+    sc.runs = runs;
+    m.schemes = &scp;
+    uint8_t b[4096];
+    ck_assert_uint_le(circmon__v1__migrant_state__get_packed_size(&m), sizeof b);
+    size_t n = circmon__v1__migrant_state__pack(&m, b);
+    return cm_mstate_unpack(fc, b, n, st);
+}
+
+/* m0 with its only run open from day start, scanned to the day before it
+ * (nothing checked yet), no breach found. */
+static int unpack_with_run_at(struct cm_fold_ctx *fc, const Circmon__V1__MigrantState *m0,
+                              int32_t start, struct cm_mstate **st)
+{
+    Circmon__V1__MigrantState m = *m0;
+    Circmon__V1__StateScheme sc = *m0->schemes[0], *scp = &sc;
+    int32_t runs[4] = {start, INT32_MAX, start - 1, INT32_MAX};
     sc.runs = runs;
     m.schemes = &scp;
     uint8_t b[4096];
@@ -607,6 +627,8 @@ START_TEST(test_unpack_refuses_run_after_latest)
     fclose(fp);
     ck_assert_uint_eq(m->n_schemes, 1);
     ck_assert_uint_eq(m->schemes[0]->n_runs, 4);
+    ck_assert_uint_eq(m->n_window, 1);
+    ck_assert_int_eq((m->latest - 1) / 86400, m->latest / 86400);
     int32_t last = (int32_t)(m->latest / 86400), chk = m->schemes[0]->runs[2];
     ck_assert_int_gt(m->schemes[0]->runs[1], last);
     ck_assert_int_gt(chk, m->schemes[0]->runs[0] + 3650);
@@ -624,6 +646,77 @@ START_TEST(test_unpack_refuses_run_after_latest)
     struct cm_item *items = NULL;
     size_t ni = 0, cap = 0;
     ck_assert_int_eq(cm_fold_event(fc, st, &ev, &items, &ni, &cap), CM_FOLD_ACCEPTED);
+    uint8_t *b1 = NULL;
+    long l1 = cm_mstate_pack(fc, st, &b1);
+    ck_assert_int_gt(l1, 0);
+    struct cm_mstate *again = NULL;
+    ck_assert_int_eq(cm_mstate_unpack(fc, b1, (size_t)l1, &again), 0);
+    free(b1);
+    free(items);
+    cm_mstate_free(fc, again);
+    cm_mstate_free(fc, st);
+    cm_fold_ctx_free(fc);
+    cm_names_free(nm);
+    cm_config_free(&cfg);
+}
+END_TEST
+
+/* The snapshot holds the fold of the events up to snapshot_latest, so its
+ * runs start and end on or before that day; the window's events come after
+ * it and may still be folded in an order that changes. Found by fuzz_state
+ * (tests/fuzz/regress/fuzz_state/run-after-snapshot): a snapshot with no
+ * event (snapshot_latest 0) held an open run from day 19497, the window an
+ * exit on day 13477 and an entry on day 19701; the bound was the window's
+ * latest day, so it was taken. One entry more moved the exit into the
+ * snapshot, which closed the run on day 13477, before its start, and the
+ * state the fold left did not unpack. Refused now; the same state with its
+ * run on the snapshot's day is taken, folds, and what it leaves unpacks. */
+START_TEST(test_unpack_refuses_run_after_snapshot)
+{
+    struct cm_config cfg;
+    config_demo(&cfg);
+    struct cm_names *nm = cm_names_new();
+    struct cm_fold_ctx *fc = cm_fold_ctx_new(&cfg, nm);
+    ck_assert(nm && fc);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fuzz/regress/fuzz_state/run-after-snapshot",
+             getenv("CM_TOP"));
+    FILE *fp = fopen(path, "rb");
+    ck_assert_msg(fp != NULL, "%s: %s", path, strerror(errno));
+    uint8_t raw[4096];
+    size_t got = fread(raw, 1, sizeof raw, fp);
+    fclose(fp);
+    /* the fuzzer's record: a varint length, cut to what the file holds */
+    uint64_t v = 0;
+    size_t h = cm_varint_get(raw, got, 10, &v);
+    ck_assert_uint_gt(h, 0);
+    size_t len = v < got - h ? (size_t)v : got - h;
+    struct cm_mstate *st = NULL;
+    ck_assert_int_eq(cm_mstate_unpack(fc, raw + h, len, &st), -EINVAL);
+    ck_assert_ptr_null(st);
+    Circmon__V1__MigrantState *m = circmon__v1__migrant_state__unpack(NULL, len, raw + h);
+    ck_assert_ptr_nonnull(m);
+    /* what the finding needs: a run after the snapshot's day, before the
+     * window's latest, and an exit in the window before the run */
+    ck_assert_uint_eq(m->n_schemes, 1);
+    ck_assert_uint_eq(m->schemes[0]->n_runs, 4);
+    ck_assert_uint_eq(m->n_window, 2);
+    int64_t snap_day = m->snapshot_latest / 86400, run0 = m->schemes[0]->runs[0];
+    ck_assert_int_gt(run0, snap_day);
+    ck_assert_int_le(run0, m->latest / 86400);
+    ck_assert_int_eq(m->window[0]->type, CM_EV_EXIT);
+    ck_assert_int_lt(m->window[0]->occurred_at / 86400, run0);
+    /* the run on the snapshot's day (scan and breach moved with it): taken */
+    ck_assert_int_eq(unpack_with_run_at(fc, m, (int32_t)snap_day + 1, &st), -EINVAL);
+    ck_assert_ptr_null(st);
+    ck_assert_int_eq(unpack_with_run_at(fc, m, (int32_t)snap_day, &st), 0);
+    circmon__v1__migrant_state__free_unpacked(m, NULL);
+    struct cm_event ev = {.type = CM_EV_ENTRY, .event_id = "e", .migrant_id = "m",
+                          .occurred_at = 1700000000, .permit_id = "", .scheme_id = "",
+                          .nationality = ""};
+    struct cm_item *items = NULL;
+    size_t ni = 0, cap = 0;
+    ck_assert_int_ge(cm_fold_event(fc, st, &ev, &items, &ni, &cap), 0);
     uint8_t *b1 = NULL;
     long l1 = cm_mstate_pack(fc, st, &b1);
     ck_assert_int_gt(l1, 0);
@@ -736,6 +829,7 @@ int main(void)
     tcase_add_test(tc, test_unpack_mutated_valid_states);
     tcase_add_test(tc, test_unpack_refuses_far_run_and_latest_int64_min);
     tcase_add_test(tc, test_unpack_refuses_run_after_latest);
+    tcase_add_test(tc, test_unpack_refuses_run_after_snapshot);
     suite_add_tcase(s, tc);
     tc = tcase_create("pool");
     tcase_add_test(tc, test_pool_blocks_keep_their_bytes);
