@@ -200,14 +200,20 @@ tests-asan: $(ASAN_SUITES)
 # Runs every suite even after a failure, then fails if any did.
 # $(1): label, $(2): environment, $(3): binaries, $(4): command prefix
 define run_suites
-	@fail=0; n=0; failed=; \
+	@fail=0; n=0; failed=; mkdir -p build/test-logs; \
 	for t in $(3); do \
-	    n=$$((n + 1)); \
-	    echo "== $(1): $$t"; \
-	    if ! env $(2) $(4) $$t; then \
-	        echo "!! $(1): $$t FAILED"; fail=$$((fail + 1)); \
+	    n=$$((n + 1)); log=build/test-logs/$(1)-$${t##*/}.log; \
+	    echo "== $(1): $$t"; s0=$$(date +%s); \
+	    env $(2) $(4) $$t > $$log 2>&1; rc=$$?; cat $$log; \
+	    if [ $$rc -ne 0 ]; then \
+	        echo "!! $(1): $$t FAILED (exit $$rc)"; fail=$$((fail + 1)); \
 	        failed="$$failed $${t##*/}"; \
 	    fi; \
+	    echo "== $(1): $${t##*/} took $$(( $$(date +%s) - s0 )) s"; \
+	done; \
+	for f in $$failed; do \
+	    echo "!! $(1): the end of $$f's output (all of it: build/test-logs/$(1)-$$f.log):"; \
+	    tail -n 40 build/test-logs/$(1)-$$f.log; \
 	done; \
 	echo "== $(1): $$n suites, $$fail failed$${failed:+:$$failed}"; \
 	test $$fail -eq 0
