@@ -41,7 +41,7 @@ char *cm_purge_pattern(const char *prefix)
 static int scan_once(redisContext *c, const char *pattern, char *cursor, size_t count,
                      redisReply **keys, char *err, size_t errlen)
 {
-    redisReply *rep = redisCommand(c, "SCAN %s MATCH %s COUNT %zu", cursor, pattern, count);
+    redisReply *rep = redisCommand(c, "SCAN %s MATCH %s COUNT %d", cursor, pattern, (int)count);
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
         rep->element[0]->type != REDIS_REPLY_STRING ||
         rep->element[1]->type != REDIS_REPLY_ARRAY || rep->element[0]->len >= 32) {
