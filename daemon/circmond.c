@@ -121,7 +121,7 @@ int main(int argc, char **argv)
     if (cm_log_set_level(cfg.log_level) < 0)
         cm_log_warn("unknown log_level '%s'; using info", cfg.log_level);
     rc = check_config(&cfg);
-    if (!rc && rebuild && cmd_rebuild_check(&cfg, err, sizeof(err)) < 0) {
+    if (!rc && cmd_rebuild_check(&cfg, err, sizeof(err)) < 0) {
         cm_log_err("%s", err);
         rc = 1;
     }

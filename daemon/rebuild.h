@@ -28,8 +28,15 @@
  * with err. */
 int cmd_rebuild_prepare(struct cm_config *cfg, char *err, size_t errlen);
 
-/* Reads the alias from Redis (blocking, before the loop exists) and checks
- * that it names a prefix, and not cfg's key_prefix. Returns 0 or -1 with err. */
+/* The start-up check, when [redis] alias is set (blocking, before the loop
+ * exists; returns 0 at once without an alias). A rebuild run: the alias must
+ * name a prefix, and not cfg's key_prefix, and the settings marker
+ * cm_alias_marker_key(key_prefix) is written (SET NX) or must agree with
+ * cfg's settings (a prefix is folded with one set of settings, also across
+ * restarts of the rebuild). A normal run: refused when its key_prefix is the
+ * active prefix and the alias records other settings than cfg's; Redis
+ * unreachable is only a warning (the pipeline waits for Redis by itself).
+ * Returns 0 or -1 with err. */
 int cmd_rebuild_check(const struct cm_config *cfg, char *err, size_t errlen);
 
 #endif

@@ -327,6 +327,15 @@ int cm_alias_apply(struct cm_config *cfg, struct cm_alias *a)
     return 0;
 }
 
+char *cm_alias_marker_key(const char *prefix)
+{
+    size_t n = strlen(prefix) + sizeof(":{rebuild}:settings");
+    char *k = malloc(n);
+    if (k)
+        snprintf(k, n, "%s:{rebuild}:settings", prefix);
+    return k;
+}
+
 /* KEYS[1] the alias; ARGV: expected prefix ("" = none), new prefix,
  * settings, since. {1} when switched, {0, prefix found} when not. */
 static const char lua_switch[] =

@@ -198,6 +198,24 @@ static char *alias_prefix(void)
     return s;
 }
 
+/* circmond on conf (with --rebuild when rebuild) must exit 1 at start-up,
+ * saying needle. */
+static void expect_refused(const char *conf, int rebuild, const char *needle)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    char *argv[] = {path, "--config", (char *)conf, "--foreground", rebuild ? "--rebuild" : NULL,
+                    NULL};
+    const char *lr = path_in("refused.log");
+    unlink(lr);
+    pid_t r = spawn(argv, NULL, lr, NULL, NULL);
+    int st = wait_pid(r, 30);
+    forget(r);
+    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1,
+                  "circmond %s was not refused (status %d)", conf, st);
+    ck_assert_msg(file_has(lr, needle), "circmond %s: no '%s' in %s", conf, needle, lr);
+}
+
 /* ------------------------------------------------------------ the poller */
 
 /* Reads the read side during the switch, on its own thread: every answer
@@ -295,21 +313,15 @@ START_TEST(test_rebuild_end_to_end)
     free(ap);
 
     /* a rebuild into the active prefix is refused */
-    {
-        char path[600];
-        snprintf(path, sizeof(path), "%s/bin/circmond", top());
-        char *argv[] = {path, "--config", (char *)c1, "--rebuild", NULL};
-        const char *lr = path_in("refused.log");
-        pid_t r = spawn(argv, NULL, lr, NULL, NULL);
-        int st = wait_pid(r, 30);
-        ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1,
-                      "circmond --rebuild on the active prefix did not exit 1");
-        ck_assert(file_has(lr, "is the active prefix"));
-    }
+    expect_refused(c1, 1, "is the active prefix");
 
     /* the rebuild: config 2, prefix new, group g.rebuild */
     pid_t d2 = start_http("c2.conf", "new", SCHEMES2, 1, log2, &p2, &c2);
     ck_assert(file_has(log2, "as group g.rebuild"));
+    /* the prefix is being folded with config 2's settings: another rebuild run
+     * of it with other settings is refused */
+    const char *cbad = conf_write("cbad.conf", "new", 0, "[scheme *]\ngrace_days = 5\n");
+    expect_refused(cbad, 1, "was begun with other scheme settings");
     /* while it runs every reader serves old with config 1's settings: d1,
      * d2 (whose own settings are config 2's) and circmonctl under either file */
     int64_t s;
@@ -341,6 +353,10 @@ START_TEST(test_rebuild_end_to_end)
     ck_assert(json_is_true(json_object_get(st, "caught_up")));
     ck_assert_str_eq(json_string_value(json_object_get(st, "active")), "old");
     json_decref(st);
+
+    /* a switch with settings other than the rebuild's is refused */
+    ck_assert_int_eq(ctl_rebuild("switch", cbad, NULL, NULL), 1);
+    ck_assert(file_has(path_in("rebuild.err"), "rebuilt with other scheme settings"));
 
     /* the switch, polled meanwhile: each answer is one whole set, never a mix */
     struct poller pl = {.port = p1, .j1 = j1, .j2 = j2};
@@ -384,6 +400,9 @@ START_TEST(test_rebuild_end_to_end)
     ck_assert_ptr_nonnull(strstr(met, "circmon_indicators_prefix{prefix=\"new\"} 1"));
     free(met);
     ck_assert(file_has(log2, "names this rebuild run's prefix new now"));
+    /* a normal daemon on the active prefix with other settings is refused */
+    const char *c1new = conf_write("c1new.conf", "new", 0, "");
+    expect_refused(c1new, 0, "folded with other scheme settings");
 
     /* the daemons move: both stop, config 2 runs normally on new */
     stop_daemon(d1);

@@ -288,6 +288,42 @@ static int act_status(redisContext *c, const struct cm_config *cfg, const char *
     return fflush(stdout) ? 1 : 0;
 }
 
+/* The settings the prefix was rebuilt with (circmond --rebuild's marker)
+ * are cfg's: 0, or -1 after saying why not. */
+static int marker_agrees(redisContext *c, const struct cm_config *cfg)
+{
+    char *k = cm_alias_marker_key(cfg->key_prefix), why[400];
+    struct cm_config fold;
+    int r = -1;
+    if (!k) {
+        cm_ctl_err(&CMD, "out of memory");
+        return -1;
+    }
+    redisReply *rep = redisCommand(c, "GET %s", k);
+    if (!rep || (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_NIL)) {
+        cm_ctl_err(&CMD, "GET %s: %s", k,
+                   !rep ? c->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "not a string");
+    } else if (rep->type == REDIS_REPLY_NIL) {
+        cm_ctl_err(&CMD, "%s holds no %s: it was not folded by 'circmond --rebuild', so its "
+                         "settings are not known; the alias still names the old prefix",
+                   cfg->key_prefix, k);
+    } else if (cm_alias_settings_parse(rep->str, rep->len, &fold, why, sizeof(why)) < 0) {
+        cm_ctl_err(&CMD, "%s: %s", k, why);
+    } else {
+        if (cm_alias_settings_equal(&fold, cfg))
+            r = 0;
+        else
+            cm_ctl_err(&CMD, "%s was rebuilt with other scheme settings than %s's (%s): give "
+                             "the configuration the rebuild ran with",
+                       cfg->key_prefix, cfg->path, k);
+        cm_config_free(&fold);
+    }
+    if (rep)
+        freeReplyObject(rep);
+    free(k);
+    return r;
+}
+
 static int act_switch(redisContext *c, const struct cm_config *cfg, int64_t max_lag)
 {
     char err[512];
@@ -330,6 +366,8 @@ static int act_switch(redisContext *c, const struct cm_config *cfg, int64_t max_
                          "out of memory)");
         goto out;
     }
+    if (marker_agrees(c, cfg) < 0)
+        goto out;
     int r = cm_alias_switch_sync(c, cfg, al.prefix, cfg->key_prefix, settings,
                                  (int64_t)time(NULL), &cur, err, sizeof(err));
     if (r < 0) {

@@ -87,6 +87,12 @@ void cm_alias_free(struct cm_alias *a);
  * unchanged). */
 int cm_alias_apply(struct cm_config *cfg, struct cm_alias *a);
 
+/* "<prefix>:{rebuild}:settings", malloc'd, or NULL: the settings a prefix
+ * is being rebuilt with, written by its first `circmond --rebuild` (SET NX),
+ * compared by every later one and by the switch (a key of the prefix: the
+ * deletion takes it with the rest). */
+char *cm_alias_marker_key(const char *prefix);
+
 /* The switch, on c: sets the alias key of cfg to name prefix `to` with
  * settings (text of cm_alias_settings_format), `previous` = expect and
  * `since` = now, only if its `prefix` field is still `expect` ("" = the key
