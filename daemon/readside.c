@@ -423,6 +423,12 @@ static void on_alias(struct cm_rconn *c, struct redisReply *rep, int err, void *
         cm_log_info("read side: reading prefix %s%s%s", r->al.prefix,
                     r->al.from_alias ? ", named by alias " : "",
                     r->al.from_alias ? rs->cfg->redis_alias : "");
+        if (!rs->cfg->rebuild_run && r->al.from_alias && strcmp(r->al.prefix, rs->cfg->key_prefix))
+            cm_log_warn("alias %s names prefix %s, not this daemon's key_prefix %s: its figures "
+                        "are served from %s; this daemon folds a prefix nobody reads: restart "
+                        "it on %s (README, Operations, Rebuild)",
+                        rs->cfg->redis_alias, r->al.prefix, rs->cfg->key_prefix, r->al.prefix,
+                        r->al.prefix);
         if (rs->cfg->rebuild_run && !strcmp(r->al.prefix, rs->cfg->key_prefix))
             cm_log_warn("alias %s names this rebuild run's prefix %s now: stop the daemons of "
                         "%s, and restart this one without --rebuild (a rebuild run writes no "

@@ -400,6 +400,7 @@ START_TEST(test_rebuild_end_to_end)
     ck_assert_ptr_nonnull(strstr(met, "circmon_indicators_prefix{prefix=\"new\"} 1"));
     free(met);
     ck_assert(file_has(log2, "names this rebuild run's prefix new now"));
+    ck_assert(file_has(log1, "not this daemon's key_prefix old"));
     /* a normal daemon on the active prefix with other settings is refused */
     const char *c1new = conf_write("c1new.conf", "new", 0, "");
     expect_refused(c1new, 0, "folded with other scheme settings");
