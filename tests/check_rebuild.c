@@ -28,7 +28,12 @@
 #include "cm_e2e.h"
 
 #define ALIAS "t:active"
-#define Q_AS_OF "/v1/indicators?as_of=" AS_OF
+/* An instant inside the stream: some permits are then due under one grace and
+ * not yet under the other, so the figures depend on the settings they are
+ * evaluated with when read, not only on those folded with. */
+#define T_AS_OF "2025-06-15"
+#define START_YEAR "2023" /* the stream runs 2023..2027: "now" is inside it too */
+#define Q_AS_OF "/v1/indicators?as_of=" T_AS_OF
 
 /* ------------------------------------------------------------ helpers */
 
@@ -116,19 +121,48 @@ static json_t *http_json(int port, const char *path)
     return j;
 }
 
-/* replay of files under conf as of AS_OF. */
+/* A circmon-gen stream of START_YEAR and the 5 years after. */
+static void gen_now(const char *out, int seed, int migrants)
+{
+    char sd[16], m[16];
+    snprintf(sd, sizeof(sd), "%d", seed);
+    snprintf(m, sizeof(m), "%d", migrants);
+    char *args[] = {"--seed", sd, "--migrants", m, "--start-year", START_YEAR, "--years", "5",
+                    "--out", (char *)out, NULL};
+    ck_assert_int_eq(run_bin("circmon-gen", args, NULL, path_in("gen.log")), 0);
+}
+
+/* The cached document of port (GET /v1/indicators, as of its read instant)
+ * equals the replay of files under conf as of that instant. */
+static void cached_equals_replay(int port, const char *conf, const char *f1, const char *f2)
+{
+    json_t *h = http_json(port, "/v1/indicators");
+    ck_assert_ptr_nonnull(h);
+    char at[32];
+    snprintf(at, sizeof(at), "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(h, "as_of")));
+    char *a[] = {"replay", "--config", (char *)conf, "--as-of", at, "--format", "json",
+                 (char *)f1, (char *)f2, NULL};
+    ck_assert_int_eq(run_bin("circmonctl", a, path_in("repnow.json"), path_in("ctl.log")), 0);
+    json_t *r = load_json(path_in("repnow.json"));
+    ck_assert_msg(json_equal(h, r), "the cached figures as of %s differ from replay under %s", at,
+                  conf);
+    json_decref(h);
+    json_decref(r);
+}
+
+/* replay of files under conf as of T_AS_OF. */
 static json_t *replay(const char *conf, const char *f1, const char *f2, const char *out)
 {
-    char *a[] = {"replay", "--config", (char *)conf, "--as-of", AS_OF, "--format", "json",
+    char *a[] = {"replay", "--config", (char *)conf, "--as-of", T_AS_OF, "--format", "json",
                  (char *)f1, (char *)f2, NULL};
     ck_assert_int_eq(run_bin("circmonctl", a, path_in(out), path_in("ctl.log")), 0);
     return load_json(path_in(out));
 }
 
-/* circmonctl indicators under conf as of AS_OF. */
+/* circmonctl indicators under conf as of T_AS_OF. */
 static json_t *indicators(const char *conf)
 {
-    char *a[] = {"indicators", "--config", (char *)conf, "--as-of", AS_OF, "--format", "json",
+    char *a[] = {"indicators", "--config", (char *)conf, "--as-of", T_AS_OF, "--format", "json",
                  NULL};
     ck_assert_int_eq(run_bin("circmonctl", a, path_in("ind.json"), path_in("ctl.log")), 0);
     return load_json(path_in("ind.json"));
@@ -274,7 +308,7 @@ START_TEST(test_rebuild_end_to_end)
     /* config 1 serves prefix old */
     pid_t d1 = start_http("c1.conf", "old", "", 0, log1, &p1, &c1);
     const char *evA = path_in("a.bin"), *evB = path_in("b.bin");
-    gen(evA, 11, 1500);
+    gen_now(evA, 11, 1500);
     long nA = count_records(evA);
     publish(c1, evA);
     wait_caught_up(c1, nA, 120);
@@ -297,6 +331,7 @@ START_TEST(test_rebuild_end_to_end)
     ck_assert_str_eq(ap, "old");
     free(ap);
     wait_http_equals(p1, j1, "before the rebuild");
+    cached_equals_replay(p1, c1, evA, NULL);
     double end = now_s() + 30;
     while (dlq_count() < want_dl) {
         ck_assert_msg(now_s() < end, "the dead letters of stream A did not arrive");
@@ -346,6 +381,7 @@ START_TEST(test_rebuild_end_to_end)
     } while (s != nA);
     ck_assert_int_ge(rounds, 1);
     wait_http_equals(p2, j1, "d2 before the switch");
+    cached_equals_replay(p2, c1, evA, NULL); /* old, with config 1's settings */
     /* the rebuild wrote no dead letter */
     ck_assert_int_eq(dlq_count(), dl_before);
     ck_assert_int_eq(ctl_rebuild("status", c2, "--format", "json"), 0);
@@ -385,6 +421,8 @@ START_TEST(test_rebuild_end_to_end)
     ck_assert_msg(json_equal(i1, j2), "circmonctl indicators (config 1) after the switch");
     json_decref(i1);
     wait_http_equals(p2, j2, "d2 after the switch");
+    wait_http_equals(p1, j2, "d1 after the switch");
+    cached_equals_replay(p1, c2pre, evA, NULL); /* new, with config 2's settings */
     json_t *hs = http_json(p1, "/v1/status");
     ck_assert_ptr_nonnull(hs);
     ck_assert_str_eq(json_string_value(json_object_get(json_object_get(hs, "figures"), "prefix")),
@@ -410,7 +448,7 @@ START_TEST(test_rebuild_end_to_end)
     stop_daemon(d2);
     forget(d1);
     forget(d2);
-    gen(evB, 12, 300);
+    gen_now(evB, 12, 300);
     long nB = count_records(evB);
     publish(c2, evB);
     pid_t d3 = start_http("c3.conf", "new", SCHEMES2, 0, path_in("d3.log"), &p3, &c3);
@@ -599,6 +637,80 @@ START_TEST(test_purge_only_its_prefix)
 }
 END_TEST
 
+/* [redis] alias in the configuration, and what the commands refuse before
+ * touching anything. */
+START_TEST(test_config_and_usage)
+{
+    svc_dir_make("check_rebuild");
+    struct cm_config cfg = {0};
+    char err[512];
+    static const char *const vals[][2] = {
+        {"alias = a{b\n", "[redis] alias: must not contain braces"},
+        {"alias = a b\n", "[redis] alias: must not contain braces"},
+        {"alias = x\nalias = y\n", "alias"},
+    };
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        const char *p = path_in("bad.conf");
+        FILE *fp = fopen(p, "w");
+        ck_assert_ptr_nonnull(fp);
+        fprintf(fp, "[redis]\n%s", vals[i][0]);
+        fclose(fp);
+        ck_assert_int_lt(cm_config_load(&cfg, p, err, sizeof(err)), 0);
+        ck_assert_msg(strstr(err, vals[i][1]) && strstr(err, "bad.conf:"), "'%s': %s",
+                      vals[i][0], err);
+    }
+    const char *p = path_in("ok.conf");
+    FILE *fp = fopen(p, "w");
+    ck_assert_ptr_nonnull(fp);
+    fprintf(fp, "[redis]\nunix_socket = %s/none.sock\nalias = circmon:active\n", dir);
+    fclose(fp);
+    ck_assert_msg(cm_config_load(&cfg, p, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(cfg.redis_alias, "circmon:active");
+    cm_config_free(&cfg);
+    const char *pn = path_in("none.conf");
+    fp = fopen(pn, "w");
+    ck_assert_ptr_nonnull(fp);
+    fprintf(fp, "[redis]\nalias =\n");
+    fclose(fp);
+    ck_assert_msg(cm_config_load(&cfg, pn, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_ptr_null(cfg.redis_alias);
+    cm_config_free(&cfg);
+
+    /* usage errors: exit 2, before any connection */
+    static const char *const usage[][4] = {
+        {"rebuild", NULL, NULL, NULL},
+        {"rebuild", "undo", NULL, NULL},
+        {"rebuild", "delete", "--max-lag", "3"},
+        {"rebuild", "switch", "--step", "0"},
+        {"rebuild", "status", "--prefix", "a{"},
+        {"rebuild", "switch", "--format", "json"},
+    };
+    for (size_t i = 0; i < sizeof(usage) / sizeof(usage[0]); i++) {
+        char *a[8] = {0};
+        int n = 0;
+        for (int k = 0; k < 4 && usage[i][k]; k++)
+            a[n++] = (char *)usage[i][k];
+        a[n++] = "--config";
+        a[n++] = (char *)p;
+        ck_assert_msg(run_bin("circmonctl", a, NULL, path_in("usage.err")) == 2,
+                      "case %zu: not a usage error", i);
+    }
+    /* without an alias: the rebuild commands and circmond --rebuild refuse */
+    char *a[] = {"rebuild", "status", "--config", (char *)pn, NULL};
+    ck_assert_int_eq(run_bin("circmonctl", a, NULL, path_in("noalias.err")), 1);
+    ck_assert(file_has(path_in("noalias.err"), "[redis] alias is not set"));
+    char path[600];
+    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    char *argv[] = {path, "--config", (char *)pn, "--rebuild", NULL};
+    pid_t r = spawn(argv, NULL, path_in("noalias.log"), NULL, NULL);
+    int st = wait_pid(r, 30);
+    forget(r);
+    ck_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    ck_assert(file_has(path_in("noalias.log"), "--rebuild needs [redis] alias"));
+    svc_dir_remove();
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("rebuild");
@@ -610,6 +722,7 @@ static Suite *suite(void)
         {"end_to_end", test_rebuild_end_to_end, 400},
         {"alias_checked", test_alias_checked, 60},
         {"purge_only_its_prefix", test_purge_only_its_prefix, 60},
+        {"config_and_usage", test_config_and_usage, 60},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         TCase *tc = tcase_create(cases[i].name);
