@@ -37,21 +37,28 @@
 
 /* ------------------------------------------------------------ helpers */
 
-/* conf for prefix, settings block `schemes` (INI text), HTTP on port. */
-static const char *conf_write(const char *name, const char *prefix, int port, const char *schemes)
+/* conf for prefix, settings block `schemes` (INI text), HTTP on port;
+ * batches of batch events, in_flight at once. */
+static const char *conf_write_b(const char *name, const char *prefix, int port,
+                                const char *schemes, int batch, int in_flight)
 {
     const char *p = path_in(name);
     FILE *fp = fopen(p, "w");
     ck_assert_ptr_nonnull(fp);
     fprintf(fp,
-            "[circmon]\nbatch_size = 200\nmax_in_flight = 4\nlog_level = info\n"
+            "[circmon]\nbatch_size = %d\nmax_in_flight = %d\nlog_level = info\n"
             "[kafka]\nbrokers = %s\ngroup_id = g\nrdkafka.session.timeout.ms = 6000\n"
             "[redis]\nunix_socket = %s\ncommand_timeout_ms = 3000\nconnect_timeout_ms = 1000\n"
             "key_prefix = %s\nalias = " ALIAS "\n"
             "[http]\nlisten = 127.0.0.1\nport = %d\nrefresh_ms = 100\n%s",
-            brokers, redis_sock, prefix, port, schemes);
+            batch, in_flight, brokers, redis_sock, prefix, port, schemes);
     fclose(fp);
     return p;
+}
+
+static const char *conf_write(const char *name, const char *prefix, int port, const char *schemes)
+{
+    return conf_write_b(name, prefix, port, schemes, 200, 4);
 }
 
 static int pick_port(unsigned *seed)
@@ -72,7 +79,9 @@ static pid_t start_http(const char *name, const char *prefix, const char *scheme
     snprintf(path, sizeof(path), "%s/bin/circmond", top());
     for (int attempt = 0; attempt < 10; attempt++) {
         *port = pick_port(&seed);
-        *conf = conf_write(name, prefix, *port, schemes);
+        /* the rebuild in small steps, so that it is seen half done */
+        *conf = rebuild ? conf_write_b(name, prefix, *port, schemes, 50, 1)
+                        : conf_write(name, prefix, *port, schemes);
         unlink(log);
         char *argv[] = {path, "--config", (char *)*conf, "--foreground",
                         rebuild ? "--rebuild" : NULL, NULL};
@@ -357,6 +366,23 @@ START_TEST(test_rebuild_end_to_end)
      * of it with other settings is refused */
     const char *cbad = conf_write("cbad.conf", "new", 0, "[scheme *]\ngrace_days = 5\n");
     expect_refused(cbad, 1, "was begun with other scheme settings");
+    /* half done (frozen there by SIGSTOP, so that the readers are asked
+     * while new holds part of the stream): every reader serves old */
+    wait_progress(c2, 1, 60);
+    ck_assert_int_eq(kill(d2, SIGSTOP), 0);
+    int64_t half = stored_sum(c2);
+    ck_assert_msg(half > 0 && half < nA, "the rebuild was not seen half done (%" PRId64 " of %ld)",
+                  half, nA);
+    {
+        json_t *h1 = http_json(p1, Q_AS_OF), *i1 = indicators(c1), *i2 = indicators(c2);
+        ck_assert_msg(h1 && json_equal(h1, j1), "d1 served other figures, the rebuild half done");
+        ck_assert_msg(json_equal(i1, j1) && json_equal(i2, j1),
+                      "circmonctl indicators, the rebuild half done");
+        json_decref(h1);
+        json_decref(i1);
+        json_decref(i2);
+    }
+    ck_assert_int_eq(kill(d2, SIGCONT), 0);
     /* while it runs every reader serves old with config 1's settings: d1,
      * d2 (whose own settings are config 2's) and circmonctl under either file */
     int64_t s;
