@@ -72,7 +72,7 @@ static int marker_check(redisContext *c, const struct cm_config *cfg, char *err,
         goto out;
     }
     if (!cm_alias_settings_equal(&fold, cfg))
-        snprintf(err, errlen, "--rebuild: prefix %s was begun with other scheme settings than "
+        snprintf(err, errlen, "--rebuild: prefix %s was begun with other fold settings than "
                               "%s's (%s): a prefix is folded with one set of settings; delete it "
                               "(circmonctl rebuild delete --prefix %s) or use another",
                  cfg->key_prefix, cfg->path ? cfg->path : "the configuration", k,
@@ -115,7 +115,7 @@ int cmd_rebuild_check(const struct cm_config *cfg, char *err, size_t errlen)
         if (al.from_alias && !strcmp(al.prefix, cfg->key_prefix) &&
             !cm_alias_settings_equal(&al.fold, cfg)) {
             snprintf(err, errlen, "key_prefix %s is the active prefix (alias %s), folded with "
-                                  "other scheme settings than %s's: folding it with these would "
+                                  "other settings than %s's: folding it with these would "
                                   "mix two settings in one prefix",
                      cfg->key_prefix, cfg->redis_alias, cfg->path ? cfg->path : "the file");
             r = -1;

@@ -54,8 +54,9 @@ char *cm_alias_settings_format(const struct cm_config *cfg)
         if (!e || json_array_append_new(list, e) < 0)
             goto out;
     }
-    doc = json_pack("{s:i, s:o, s:O}", "v", 1, "default", triple(&cfg->scheme_default),
-                    "schemes", list);
+    doc = json_pack("{s:i, s:[i, i], s:o, s:O}", "v", 1, "window", cfg->reorder_window_days,
+                    cfg->max_window_events, "default", triple(&cfg->scheme_default), "schemes",
+                    list);
     if (doc)
         s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
 out:
@@ -99,18 +100,30 @@ int cm_alias_settings_parse(const char *s, size_t len, struct cm_config *fold, c
     json_t *def = doc ? json_object_get(doc, "default") : NULL;
     json_t *list = doc ? json_object_get(doc, "schemes") : NULL;
     json_t *v = doc ? json_object_get(doc, "v") : NULL;
+    json_t *win = doc ? json_object_get(doc, "window") : NULL;
     struct cm_scheme_conf *sc = NULL;
     int r = -EPROTO;
     if (!doc) {
         errf(err, errlen, "settings: not JSON: %s at byte %d", je.text, je.position);
         return -EPROTO;
     }
-    if (!json_is_object(doc) || json_object_size(doc) != 3 || !json_is_integer(v) ||
+    if (!json_is_object(doc) || json_object_size(doc) != 4 || !json_is_integer(v) ||
         json_integer_value(v) != 1 || !json_is_array(def) || json_array_size(def) != 3 ||
-        !json_is_array(list)) {
-        errf(err, errlen, "settings: not {\"v\":1,\"default\":[g,n,w],\"schemes\":[...]}");
+        !json_is_array(list) || !json_is_array(win) || json_array_size(win) != 2) {
+        errf(err, errlen, "settings: not {\"v\":1,\"window\":[r,m],\"default\":[g,n,w],"
+                          "\"schemes\":[...]}");
         goto out;
     }
+    json_t *wr = json_array_get(win, 0), *wm = json_array_get(win, 1);
+    if (!json_is_integer(wr) || !json_is_integer(wm) || json_integer_value(wr) < 0 ||
+        json_integer_value(wr) > 3650 || json_integer_value(wm) < 1 ||
+        json_integer_value(wm) > CM_MAX_WINDOW_EVENTS_MAX) {
+        errf(err, errlen, "settings: window: reorder_window_days 0..3650 and max_window_events "
+                          "1..%d expected", CM_MAX_WINDOW_EVENTS_MAX);
+        goto out;
+    }
+    fold->reorder_window_days = (int)json_integer_value(wr);
+    fold->max_window_events = (int)json_integer_value(wm);
     if (parse_triple(def, 0, &fold->scheme_default) < 0) {
         errf(err, errlen, "settings: default: grace_days 0..3650 and stay_limit N/W 1..3650 "
                           "(or 0,0) expected");
@@ -173,6 +186,9 @@ out:
 int cm_alias_settings_equal(const struct cm_config *a, const struct cm_config *b)
 {
     const struct cm_config *both[2] = {a, b};
+    if (a->reorder_window_days != b->reorder_window_days ||
+        a->max_window_events != b->max_window_events)
+        return 0;
     if (a->scheme_default.grace_days != b->scheme_default.grace_days ||
         a->scheme_default.stay_n != b->scheme_default.stay_n ||
         a->scheme_default.stay_w != b->scheme_default.stay_w)
@@ -190,6 +206,8 @@ int cm_alias_settings_equal(const struct cm_config *a, const struct cm_config *b
 static int copy_fold(const struct cm_config *cfg, struct cm_config *fold)
 {
     memset(fold, 0, sizeof(*fold));
+    fold->reorder_window_days = cfg->reorder_window_days;
+    fold->max_window_events = cfg->max_window_events;
     fold->scheme_default = cfg->scheme_default;
     if (cfg->n_schemes) {
         fold->schemes = malloc(cfg->n_schemes * sizeof(*fold->schemes));

@@ -365,7 +365,7 @@ START_TEST(test_rebuild_end_to_end)
     /* the prefix is being folded with config 2's settings: another rebuild run
      * of it with other settings is refused */
     const char *cbad = conf_write("cbad.conf", "new", 0, "[scheme *]\ngrace_days = 5\n");
-    expect_refused(cbad, 1, "was begun with other scheme settings");
+    expect_refused(cbad, 1, "was begun with other fold settings");
     /* half done (frozen there by SIGSTOP, so that the readers are asked
      * while new holds part of the stream): every reader serves old */
     wait_progress(c2, 1, 60);
@@ -418,7 +418,7 @@ START_TEST(test_rebuild_end_to_end)
 
     /* a switch with settings other than the rebuild's is refused */
     ck_assert_int_eq(ctl_rebuild("switch", cbad, NULL, NULL), 1);
-    ck_assert(file_has(path_in("rebuild.err"), "rebuilt with other scheme settings"));
+    ck_assert(file_has(path_in("rebuild.err"), "rebuilt with other fold settings"));
 
     /* the switch, polled meanwhile: each answer is one whole set, never a mix */
     struct poller pl = {.port = p1, .j1 = j1, .j2 = j2};
@@ -467,7 +467,7 @@ START_TEST(test_rebuild_end_to_end)
     ck_assert(file_has(log1, "not this daemon's key_prefix old"));
     /* a normal daemon on the active prefix with other settings is refused */
     const char *c1new = conf_write("c1new.conf", "new", 0, "");
-    expect_refused(c1new, 0, "folded with other scheme settings");
+    expect_refused(c1new, 0, "folded with other settings");
 
     /* the daemons move: both stop, config 2 runs normally on new */
     stop_daemon(d1);
@@ -560,6 +560,9 @@ START_TEST(test_alias_checked)
     ck_assert_int_eq(al.since, 102);
     ck_assert(cm_alias_settings_equal(&al.fold, &c2));
     ck_assert(!cm_alias_settings_equal(&al.fold, &cfg));
+    c2.reorder_window_days = 31; /* the window counts too */
+    ck_assert(!cm_alias_settings_equal(&al.fold, &c2));
+    c2.reorder_window_days = 30;
     ck_assert_int_eq(cm_config_scheme(&al.fold, "SAWP-ES")->grace_days, 4);
     ck_assert_int_eq(cm_config_scheme(&al.fold, "other")->grace_days, 9);
     cm_alias_free(&al);
@@ -571,11 +574,23 @@ START_TEST(test_alias_checked)
         {"since", "-1", "since"},
         {"since", "x", "since"},
         {"settings", "{", "not JSON"},
-        {"settings", "{\"v\":2,\"default\":[0,0,0],\"schemes\":[]}", "settings"},
-        {"settings", "{\"v\":1,\"default\":[3651,0,0],\"schemes\":[]}", "default"},
-        {"settings", "{\"v\":1,\"default\":[0,90,0],\"schemes\":[]}", "default"},
-        {"settings", "{\"v\":1,\"default\":[0,0,0],\"schemes\":[[\"a]\",1,0,0]]}", "scheme 0"},
-        {"settings", "{\"v\":1,\"default\":[0,0,0],\"schemes\":[[\"a\",1,0,0],[\"a\",2,0,0]]}",
+        {"settings", "{\"v\":2,\"window\":[30,256],\"default\":[0,0,0],\"schemes\":[]}",
+         "settings"},
+        {"settings", "{\"v\":1,\"default\":[0,0,0],\"schemes\":[]}", "settings"},
+        {"settings", "{\"v\":1,\"window\":[30,0],\"default\":[0,0,0],\"schemes\":[]}",
+         "window"},
+        {"settings", "{\"v\":1,\"window\":[3651,256],\"default\":[0,0,0],\"schemes\":[]}",
+         "window"},
+        {"settings", "{\"v\":1,\"window\":[30,256],\"default\":[3651,0,0],\"schemes\":[]}",
+         "default"},
+        {"settings", "{\"v\":1,\"window\":[30,256],\"default\":[0,90,0],\"schemes\":[]}",
+         "default"},
+        {"settings",
+         "{\"v\":1,\"window\":[30,256],\"default\":[0,0,0],\"schemes\":[[\"a]\",1,0,0]]}",
+         "scheme 0"},
+        {"settings",
+         "{\"v\":1,\"window\":[30,256],\"default\":[0,0,0],\"schemes\":[[\"a\",1,0,0],"
+         "[\"a\",2,0,0]]}",
          "twice"},
         {"other", "1", "unknown field"},
     };

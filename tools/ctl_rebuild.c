@@ -27,11 +27,11 @@ static const struct cm_ctl_cmd CMD = {
         "(README, Operations, Rebuild). FILE's [redis] alias names the key that tells\n"
         "every reader which prefix to read.\n"
         "  begin   makes the alias name FILE's key_prefix (the one in use) with FILE's\n"
-        "          scheme settings, if it names none yet\n"
+        "          fold settings, if it names none yet\n"
         "  status  per partition: the position of FILE's key_prefix (the prefix being\n"
         "          rebuilt by 'circmond --rebuild'), the high watermark, the lag\n"
         "  switch  once every partition of FILE's key_prefix is within N (default 0) of\n"
-        "          the topic's high watermark, makes the alias name it, with FILE's scheme\n"
+        "          the topic's high watermark, makes the alias name it, with FILE's fold\n"
         "          settings: one atomic compare-and-set; every reader reads it from its\n"
         "          next refresh on\n"
         "  delete  deletes every key of prefix OLD (default: the one the alias replaced)\n"
@@ -164,7 +164,7 @@ static int act_begin(redisContext *c, const struct cm_config *cfg)
     char *settings = cm_alias_settings_format(cfg), *cur = NULL;
     int rc = 1;
     if (!settings) {
-        cm_ctl_err(&CMD, "cannot write the scheme settings (a scheme id that is not UTF-8, or "
+        cm_ctl_err(&CMD, "cannot write the fold settings (a scheme id that is not UTF-8, or "
                          "out of memory)");
         return 1;
     }
@@ -178,15 +178,11 @@ static int act_begin(redisContext *c, const struct cm_config *cfg)
     } else if (!strcmp(cur, cfg->key_prefix)) {
         /* begun before: fine when it was with these settings */
         if (read_alias(c, cfg, &al) == 0) {
-            struct cm_config tmp = *cfg;
-            tmp.schemes = al.fold.schemes;
-            tmp.n_schemes = al.fold.n_schemes;
-            tmp.scheme_default = al.fold.scheme_default;
-            if (cm_alias_settings_equal(&tmp, cfg)) {
+            if (cm_alias_settings_equal(&al.fold, cfg)) {
                 printf("alias %s names %s already\n", cfg->redis_alias, cfg->key_prefix);
                 rc = 0;
             } else {
-                cm_ctl_err(&CMD, "alias %s names %s with other scheme settings than %s's",
+                cm_ctl_err(&CMD, "alias %s names %s with other fold settings than %s's",
                            cfg->redis_alias, cur, cfg->path);
             }
             cm_alias_free(&al);
@@ -313,7 +309,7 @@ static int marker_agrees(redisContext *c, const struct cm_config *cfg)
         if (cm_alias_settings_equal(&fold, cfg))
             r = 0;
         else
-            cm_ctl_err(&CMD, "%s was rebuilt with other scheme settings than %s's (%s): give "
+            cm_ctl_err(&CMD, "%s was rebuilt with other fold settings than %s's (%s): give "
                              "the configuration the rebuild ran with",
                        cfg->key_prefix, cfg->path, k);
         cm_config_free(&fold);
@@ -362,7 +358,7 @@ static int act_switch(redisContext *c, const struct cm_config *cfg, int64_t max_
         goto out;
     }
     if (!(settings = cm_alias_settings_format(cfg))) {
-        cm_ctl_err(&CMD, "cannot write the scheme settings (a scheme id that is not UTF-8, or "
+        cm_ctl_err(&CMD, "cannot write the fold settings (a scheme id that is not UTF-8, or "
                          "out of memory)");
         goto out;
     }
