@@ -7,6 +7,7 @@
 
 #include "circmon/config.h"
 #include "daemon.h"
+#include "rebuild.h"
 
 #ifndef CIRCMON_VERSION
 #define CIRCMON_VERSION "0.1.0"
@@ -14,13 +15,16 @@
 
 static void usage(FILE *fp)
 {
-    fputs("usage: circmond --config FILE [--foreground] [--check-config] [--version]\n"
+    fputs("usage: circmond --config FILE [--rebuild] [--foreground] [--check-config] [--version]\n"
           "\n"
           "Consumes the circmon event topic and folds it into Redis, exactly once.\n"
           "\n"
           "  --config FILE    the INI configuration (required)\n"
           "  --foreground     stay attached to the terminal (the only mode: circmond\n"
           "                   never forks; systemd runs it as Type=notify)\n"
+          "  --rebuild        a rebuild run: fold FILE's key_prefix (a new one) from the\n"
+          "                   beginning as group <group_id>.rebuild, without dead letters\n"
+          "                   or alerts, while the prefix the alias names is served\n"
           "  --check-config   validate the configuration and exit 0 (valid) or 1\n"
           "  --version        print the version and exit\n"
           "\n"
@@ -58,12 +62,13 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"foreground", no_argument, NULL, 'f'},
         {"check-config", no_argument, NULL, 'k'},
+        {"rebuild", no_argument, NULL, 'r'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
-    int check = 0, c, rc;
+    int check = 0, rebuild = 0, c, rc;
     cm_log_set_ident("circmond");
     struct cm_config cfg = {0};
     char err[512];
@@ -77,6 +82,9 @@ int main(int argc, char **argv)
             break; /* always in the foreground */
         case 'k':
             check = 1;
+            break;
+        case 'r':
+            rebuild = 1;
             break;
         case 'V':
             printf("circmond %s (librdkafka %s)\n", CIRCMON_VERSION, rd_kafka_version_str());
@@ -98,6 +106,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "circmond: %s\n", err);
         return 1;
     }
+    if (rebuild && cmd_rebuild_prepare(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "circmond: %s\n", err);
+        cm_config_free(&cfg);
+        return 1;
+    }
     if (check) {
         rc = check_config(&cfg);
         if (!rc)
@@ -108,6 +121,14 @@ int main(int argc, char **argv)
     if (cm_log_set_level(cfg.log_level) < 0)
         cm_log_warn("unknown log_level '%s'; using info", cfg.log_level);
     rc = check_config(&cfg);
+    if (!rc && cmd_rebuild_check(&cfg, err, sizeof(err)) < 0) {
+        cm_log_err("%s", err);
+        rc = 1;
+    }
+    if (!rc && rebuild)
+        cm_log_info("rebuild run: folding prefix %s from the beginning as group %s, without "
+                    "dead letters or alerts; the readers serve what alias %s names",
+                    cfg.key_prefix, cfg.group_id, cfg.redis_alias);
     if (!rc)
         rc = cmd_run(&cfg);
     cm_config_free(&cfg);

@@ -104,7 +104,8 @@ json_t *cmd_http_status_json(struct daemon *d)
         }
     }
     json_t *figs = json_pack(
-        "{s:o, s:o, s:o, s:o, s:o, s:s?, s:o}", "read", json_boolean(f != NULL), "as_of",
+        "{s:s?, s:s?, s:o, s:o, s:o, s:o, s:o, s:s?, s:o}", "prefix", f ? f->al.prefix : NULL,
+        "alias", d->cfg->redis_alias, "read", json_boolean(f != NULL), "as_of",
         f ? json_integer(f->as_of) : json_null(), "read_at_ms",
         f ? json_integer(f->read_at_ms) : json_null(), "read_started_at_ms",
         f ? json_integer(f->read_at_ms - f->took_us / 1000 - 1) : json_null(), "refresh_ms",
@@ -172,6 +173,8 @@ json_t *cmd_http_schemes_json(struct daemon *d)
 {
     const struct cm_config *cfg = d->cfg;
     const struct cmd_figures *f = cmd_readside_figures(d->http->rs);
+    /* the settings of the prefix the figures come from (alias.h): the ones they mean */
+    const struct cm_config *set = f ? &f->al.fold : cfg;
     json_t *docs = f ? json_object_get(f->doc, "schemes") : NULL;
     json_t *list = json_array(), *seen = json_object();
     if (!list || !seen)
@@ -188,7 +191,7 @@ json_t *cmd_http_schemes_json(struct daemon *d)
                 if (json_object_get(seen, k))
                     continue;
                 json_t *o = json_pack("{s:s, s:b, s:o, s:o}", "id", k, "configured", 0,
-                                      "settings", scheme_settings(cm_config_scheme(cfg, k)),
+                                      "settings", scheme_settings(cm_config_scheme(set, k)),
                                       "figures", headline(v));
                 if (!o || json_array_append_new(list, o) < 0)
                     goto oom;
@@ -196,7 +199,7 @@ json_t *cmd_http_schemes_json(struct daemon *d)
             break;
         }
         json_t *o = json_pack("{s:s, s:b, s:o, s:o}", "id", id, "configured", 1, "settings",
-                              scheme_settings(cm_config_scheme(cfg, id)), "figures",
+                              scheme_settings(cm_config_scheme(set, id)), "figures",
                               headline(docs ? json_object_get(docs, id) : NULL));
         if (!o || json_array_append_new(list, o) < 0 ||
             json_object_set_new(seen, id, json_true()) < 0)
@@ -204,7 +207,7 @@ json_t *cmd_http_schemes_json(struct daemon *d)
     }
     json_decref(seen);
     return json_pack("{s:o, s:o, s:o}", "as_of", f ? json_integer(f->as_of) : json_null(),
-                     "defaults", scheme_settings(cm_config_scheme(cfg, "")), "schemes", list);
+                     "defaults", scheme_settings(cm_config_scheme(set, "")), "schemes", list);
 oom:
     if (list)
         json_decref(list);
@@ -387,6 +390,12 @@ int cmd_http_pipeline_metrics(struct daemon *d, struct cm_strbuf *b)
     TRY(cm_metrics_each(d->m, reg_one, &w));
     TRY(cm_prom_family(b, "circmon_build_info", "gauge", "the version of this circmond, as a label"));
     TRY(sample1(b, "circmon_build_info", "version", CIRCMON_VERSION, 1));
+    const struct cmd_figures *fg = cmd_readside_figures(h->rs);
+    if (fg) {
+        TRY(cm_prom_family(b, "circmon_indicators_prefix", "gauge",
+                           "1, with the key prefix the indicator gauges were read from as a label"));
+        TRY(sample1(b, "circmon_indicators_prefix", "prefix", fg->al.prefix, 1));
+    }
     json_t *reasons = json_array();
     int ready = reasons ? cmd_http_ready(d, reasons) : 0;
     if (reasons)

@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
+#include "circmon/alias.h"
 #include "circmon/clock.h"
 #include "circmon/decimal.h"
 #include "circmon/indicators.h"
@@ -26,6 +27,7 @@
 /* One refresh: a fresh aggregate filled partition by partition. */
 struct rs_run {
     struct cmd_readside *rs;
+    struct cm_alias al; /* the prefix read and its settings, resolved once for the whole run */
     struct cm_agg *ag;
     struct cm_names *nm;
     int64_t *pos;
@@ -81,6 +83,7 @@ static void figures_free(struct cmd_figures *f)
     free(f->json);
     free(f->prom);
     free(f->pos);
+    cm_alias_free(&f->al);
     free(f);
 }
 
@@ -93,6 +96,7 @@ static void run_free(struct rs_run *r)
     cm_names_free(r->nm);
     free(r->pos);
     free(r->got);
+    cm_alias_free(&r->al);
     free(r);
 }
 
@@ -192,6 +196,8 @@ static void install(struct cmd_readside *rs, struct rs_run *r)
     f->nm = r->nm;
     f->pos = r->pos;
     f->n_parts = r->n_parts;
+    f->al = r->al;
+    memset(&r->al, 0, sizeof(r->al));
     r->ag = NULL;
     r->nm = NULL;
     r->pos = NULL;
@@ -225,7 +231,7 @@ static void on_evaluated(evutil_socket_t fd, short what, void *arg)
  * can start). */
 static void finish(struct cmd_readside *rs, struct rs_run *r)
 {
-    r->cfg = rs->cfg;
+    r->cfg = &r->al.fold; /* the settings the prefix read was folded with */
     r->cohort_months = rs->cfg->http_metrics_cohort_months;
     if (pthread_create(&rs->th, NULL, eval_main, r) == 0) {
         rs->evaluating = 1;
@@ -349,8 +355,8 @@ static int send_one(struct rs_run *r, int part, int is_pos)
 {
     struct cmd_readside *rs = r->rs;
     struct rs_cmd *cmd = calloc(1, sizeof(*cmd));
-    char *k = is_pos ? cm_store_key_pos(rs->cfg->key_prefix, part)
-                     : cm_store_key_agg(rs->cfg->key_prefix, part);
+    char *k = is_pos ? cm_store_key_pos(r->al.prefix, part)
+                     : cm_store_key_agg(r->al.prefix, part);
     int rc = -ENOMEM;
     if (cmd && k) {
         cmd->run = r;
@@ -389,6 +395,49 @@ static void send_more(struct rs_run *r)
     }
 }
 
+/* The alias's reply: the prefix (and settings) of the whole run. */
+static void on_alias(struct cm_rconn *c, struct redisReply *rep, int err, void *ud)
+{
+    (void)c;
+    struct rs_run *r = ud;
+    struct cmd_readside *rs = r->rs;
+    char why[600] = "";
+    r->replies--;
+    if (r->detached) {
+        run_free(r);
+        return;
+    }
+    if (err < 0)
+        snprintf(why, sizeof(why), "alias %s: %s", rs->cfg->redis_alias,
+                 err == -ETIMEDOUT ? "no reply within command_timeout_ms"
+                                   : "connection lost before the reply");
+    else
+        cm_alias_from_reply(rep, rs->cfg, &r->al, why, sizeof(why));
+    if (why[0]) {
+        fail(rs, "%s", why);
+        rs->run = NULL;
+        run_free(r);
+        return;
+    }
+    if (!rs->fig || strcmp(rs->fig->al.prefix, r->al.prefix)) {
+        cm_log_info("read side: reading prefix %s%s%s", r->al.prefix,
+                    r->al.from_alias ? ", named by alias " : "",
+                    r->al.from_alias ? rs->cfg->redis_alias : "");
+        if (!rs->cfg->rebuild_run && r->al.from_alias && strcmp(r->al.prefix, rs->cfg->key_prefix))
+            cm_log_warn("alias %s names prefix %s, not this daemon's key_prefix %s: its figures "
+                        "are served from %s; this daemon folds a prefix nobody reads: restart "
+                        "it on %s (README, Operations, Rebuild)",
+                        rs->cfg->redis_alias, r->al.prefix, rs->cfg->key_prefix, r->al.prefix,
+                        r->al.prefix);
+        if (rs->cfg->rebuild_run && !strcmp(r->al.prefix, rs->cfg->key_prefix))
+            cm_log_warn("alias %s names this rebuild run's prefix %s now: stop the daemons of "
+                        "%s, and restart this one without --rebuild (a rebuild run writes no "
+                        "dead letters)",
+                        rs->cfg->redis_alias, r->al.prefix, r->al.previous);
+    }
+    send_more(r);
+}
+
 static void refresh(struct cmd_readside *rs)
 {
     if (rs->run || rs->n_parts <= 0)
@@ -409,7 +458,28 @@ static void refresh(struct cmd_readside *rs)
     r->n_parts = rs->n_parts;
     r->t0_us = cm_clock_us();
     rs->run = r;
-    send_more(r);
+    if (!rs->cfg->redis_alias) {
+        char why[300] = "";
+        if (cm_alias_from_reply(NULL, rs->cfg, &r->al, why, sizeof(why)) < 0) {
+            rs->run = NULL;
+            run_free(r);
+            fail(rs, "%s", why);
+            return;
+        }
+        send_more(r);
+        return;
+    }
+    /* once per run: every partition of this run is read under the prefix it names */
+    const char *argv[] = {"HGETALL", rs->cfg->redis_alias};
+    int e = cm_rconn_send(rs->rc, 2, argv, NULL, on_alias, r);
+    if (e < 0) {
+        rs->run = NULL;
+        run_free(r);
+        fail(rs, "alias %s: %s", rs->cfg->redis_alias,
+             e == -ENOTCONN ? "redis connection lost" : "out of memory sending the read");
+        return;
+    }
+    r->replies++;
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)

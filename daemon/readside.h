@@ -1,6 +1,8 @@
 /* readside.h - circmond's read side: every partition's aggregate read from Redis, evaluated, cached.
  *
- * Every refresh_ms the read side reads <prefix>:{P}:agg (HGETALL: one
+ * Every refresh_ms the read side first resolves [redis] alias (one HGETALL,
+ * alias.h; without an alias: key_prefix and the configured settings), then
+ * reads, under that one prefix, <prefix>:{P}:agg (HGETALL: one
  * partition's hash is read atomically, as one apply wrote it) and
  * <prefix>:{P}:pos for every partition P of the topic, whoever owns it (no
  * SCAN: each command touches one hash slot), on a Redis connection of its
@@ -28,6 +30,7 @@
 #include <jansson.h>
 
 #include "circmon/agg.h"
+#include "circmon/alias.h"
 #include "circmon/config.h"
 #include "circmon/metrics.h"
 #include "circmon/names.h"
@@ -52,6 +55,8 @@ struct cmd_figures {
     size_t prom_len;
     int64_t *pos;         /* stored position of each partition (0 when absent) */
     int n_parts;
+    struct cm_alias al;   /* the one prefix read, and the settings doc was evaluated with
+                             (al.fold: use it for any other evaluation of ag) */
 };
 
 /* A read side on base over cfg (both borrowed). It connects at once and

@@ -9,6 +9,7 @@
 #include "daemon.h"
 #include "http.h"
 #include "notify.h"
+#include "rebuild.h"
 #include "reload.h"
 
 enum fkind { F_LIVE, F_RESTART, F_REFUSE };
@@ -45,6 +46,7 @@ static const struct field fields[] = {
     {"redis", "password", offsetof(struct cm_config, redis_password), T_SECRET, F_RESTART},
     FI("redis", "db", redis_db, F_RESTART),
     FS("redis", "key_prefix", key_prefix, F_REFUSE),
+    FS("redis", "alias", redis_alias, F_RESTART),
     FI("redis", "connect_timeout_ms", connect_timeout_ms, F_RESTART),
     FI("redis", "command_timeout_ms", command_timeout_ms, F_RESTART),
     FS("http", "listen", http_listen, F_RESTART),
@@ -212,6 +214,11 @@ int cmd_reload(struct daemon *d)
         cm_log_ev(CM_LOG_ERROR, CM_LOGID_RELOAD, NULL, 0,
                   "reload refused: %s; the configuration stays as it was", err);
         rc = -EINVAL;
+        goto out;
+    }
+    if (c->rebuild_run && (rc = cmd_rebuild_prepare(nc, err, sizeof(err))) < 0) {
+        cm_log_ev(CM_LOG_ERROR, CM_LOGID_RELOAD, NULL, 0,
+                  "reload refused: %s; the configuration stays as it was", err);
         goto out;
     }
     if ((rc = cmd_reload_check(c, nc, err, sizeof(err))) < 0) {

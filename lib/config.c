@@ -351,6 +351,13 @@ static int handle_redis(struct parser *ps, const char *key, const char *value) {
                                      "blanks: \"%s\"", value);
         return set_str(ps, key, value, &cfg->key_prefix);
     }
+    if (strcmp(key, "alias") == 0) {
+        /* no braces: the name can never match <prefix>:{*, the keys of a prefix */
+        if (strpbrk(value, "{} \t"))
+            return fail(ps, -EINVAL, "[redis] alias: must not contain braces or "
+                                     "blanks: \"%s\"", value);
+        return set_opt_str(ps, key, value, &cfg->redis_alias);
+    }
     if (strcmp(key, "connect_timeout_ms") == 0)
         return set_int(ps, key, value, 1, 3600000, &cfg->connect_timeout_ms);
     if (strcmp(key, "command_timeout_ms") == 0)
@@ -825,6 +832,7 @@ void cm_config_free(struct cm_config *cfg) {
     free(cfg->redis_user);
     free(cfg->redis_password);
     free(cfg->key_prefix);
+    free(cfg->redis_alias);
     free(cfg->http_listen);
     free(cfg->schemes);
     free(cfg->alerts);

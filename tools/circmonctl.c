@@ -15,6 +15,7 @@ static void usage(FILE *fp)
           "  status      show per-partition positions and lag\n"
           "  dlq         read the dead-letter topic, each dead letter once\n"
           "  alerts      evaluate the alert rules against Redis\n"
+          "  rebuild     rebuild into a new key prefix, switch readers to it, delete the old\n"
           "\n"
           "'circmonctl COMMAND --help' describes a command.\n",
           fp);
@@ -32,6 +33,7 @@ int main(int argc, char **argv)
         {"status", cm_ctl_status},
         {"dlq", cm_ctl_dlq},
         {"alerts", cm_ctl_alerts},
+        {"rebuild", cm_ctl_rebuild},
     };
 
     if (argc < 2) {

@@ -18,6 +18,7 @@ int cm_ctl_indicators(int argc, char **argv); /* tools/ctl_indicators.c */
 int cm_ctl_status(int argc, char **argv);     /* tools/ctl_status.c */
 int cm_ctl_dlq(int argc, char **argv);        /* tools/ctl_dlq.c */
 int cm_ctl_alerts(int argc, char **argv);     /* tools/ctl_alerts.c */
+int cm_ctl_rebuild(int argc, char **argv);    /* tools/ctl_rebuild.c */
 
 /* ---- tools/ctl_opts.c: shared option handling ---- */
 
@@ -63,14 +64,35 @@ void cm_ctl_err(const struct cm_ctl_cmd *cmd, const char *fmt, ...)
  * nothing to free). */
 int cm_ctl_config(const struct cm_ctl_cmd *cmd, const char *path, struct cm_config *cfg);
 
+/* When cfg names an alias ([redis] alias), reads it and makes cfg read
+ * what it names: key_prefix and the scheme settings become those of the
+ * active prefix (alias.h), so that one read uses one prefix with the
+ * settings it was folded with. Without an alias, changes nothing. Returns 0
+ * or 1 after saying what went wrong (cfg is still the caller's to free). */
+int cm_ctl_resolve(const struct cm_ctl_cmd *cmd, struct cm_config *cfg);
+
 /* The start of the subcommands that read the aggregate (indicators,
  * alerts): parses argv for cmd into *a (--as-of defaults to now), loads the
- * configuration into cfg and reads the aggregate from its Redis into a new
+ * configuration into cfg, resolves its alias (cm_ctl_resolve) and reads the
+ * aggregate of that prefix from its Redis into a new
  * *ag and *nm. Returns -1 when the command goes on (cfg, *ag and *nm are
  * then the caller's to free), or the exit status to return at once, after
  * saying what went wrong (nothing left to free). */
 int cm_ctl_load_agg(const struct cm_ctl_cmd *cmd, int argc, char **argv, struct cm_ctl_args *a,
                     struct cm_config *cfg, struct cm_agg **ag, struct cm_names **nm);
+
+/* One partition of the topic (tools/ctl_status.c). */
+struct cm_ctl_part {
+    int32_t partition;
+    int64_t position;  /* next offset to fold, from Redis; 0 when absent */
+    int64_t low, high; /* Kafka watermarks */
+};
+
+/* Fills *rows (malloc'd, *n of them, indexed by partition id) with the
+ * topic's partitions and their watermarks, positions 0. Returns 0, or -1
+ * after saying what went wrong (nothing to free). */
+int cm_ctl_read_kafka(const struct cm_ctl_cmd *cmd, const struct cm_config *cfg,
+                      struct cm_ctl_part **rows, int *n);
 
 /* Makes the indicators document of ag as of as_of and prints it to stdout
  * in format. When the document cannot be made, says why: a scheme id or

@@ -10,6 +10,9 @@
 
 #include <jansson.h>
 
+#include <hiredis/hiredis.h>
+
+#include "circmon/alias.h"
 #include "circmon/event.h"
 #include "circmon/indicators.h"
 #include "circmon/store.h"
@@ -148,6 +151,32 @@ static void escaped(const char *s, size_t len, char *out, size_t cap)
     out[j] = 0;
 }
 
+int cm_ctl_resolve(const struct cm_ctl_cmd *cmd, struct cm_config *cfg)
+{
+    char err[512];
+    struct cm_alias al;
+    if (!cfg->redis_alias)
+        return 0;
+    redisContext *c = cm_store_connect_sync(cfg, err, sizeof(err));
+    if (!c) {
+        cm_ctl_err(cmd, "%s", err);
+        return 1;
+    }
+    int r = cm_alias_read_sync(c, cfg, &al, err, sizeof(err));
+    redisFree(c);
+    if (r < 0) {
+        cm_ctl_err(cmd, "%s", err);
+        return 1;
+    }
+    r = cm_alias_apply(cfg, &al);
+    cm_alias_free(&al);
+    if (r < 0) {
+        cm_ctl_err(cmd, "out of memory");
+        return 1;
+    }
+    return 0;
+}
+
 int cm_ctl_load_agg(const struct cm_ctl_cmd *cmd, int argc, char **argv, struct cm_ctl_args *a,
                     struct cm_config *cfg, struct cm_agg **ag, struct cm_names **nm)
 {
@@ -161,6 +190,8 @@ int cm_ctl_load_agg(const struct cm_ctl_cmd *cmd, int argc, char **argv, struct 
         a->as_of = (int64_t)time(NULL);
     if (cm_ctl_config(cmd, a->config, cfg))
         return 1;
+    if (cm_ctl_resolve(cmd, cfg))
+        goto fail;
     if (!(*ag = cm_agg_new()) || !(*nm = cm_names_new())) {
         cm_ctl_err(cmd, "out of memory for the aggregate");
         goto fail;

@@ -14,11 +14,7 @@
 #include "circmon/store.h"
 #include "ctl.h"
 
-struct part_row {
-    int32_t partition;
-    int64_t position; /* next offset to fold, from Redis; 0 when absent */
-    int64_t low, high; /* Kafka watermarks */
-};
+#define part_row cm_ctl_part
 
 static const struct cm_ctl_cmd CMD = {
     .name = "status",
@@ -28,7 +24,8 @@ static const struct cm_ctl_cmd CMD = {
              "offset circmond will fold), Kafka's low and high watermarks, and the lag\n"
              "(high - position). A position below the low watermark means events were\n"
              "removed from Kafka before circmond read them; one above the high\n"
-             "watermark means the topic was recreated under the stored state.\n",
+             "watermark means the topic was recreated under the stored state. With\n"
+             "[redis] alias set, the positions are those of the prefix it names.\n",
     .opts = CM_CTL_CONFIG | CM_CTL_FORMAT,
     .required = CM_CTL_CONFIG,
     .format = "table",
@@ -69,8 +66,8 @@ static int read_positions(const struct cm_config *cfg, struct part_row *rows, in
     return ret;
 }
 
-/* Fills *rows with the topic's partitions (sorted) and their watermarks. */
-static int read_kafka(const struct cm_config *cfg, struct part_row **rows, int *n)
+int cm_ctl_read_kafka(const struct cm_ctl_cmd *cmd, const struct cm_config *cfg,
+                      struct cm_ctl_part **rows, int *n)
 {
     char err[512];
     rd_kafka_conf_t *conf = cm_kafka_conf_new(cfg, err, sizeof(err));
@@ -81,24 +78,26 @@ static int read_kafka(const struct cm_config *cfg, struct part_row **rows, int *
     int timeout = 10000, ret = -1;
 
     if (!conf) {
-        cm_ctl_err(&CMD, "%s", err);
+        cm_ctl_err(cmd, "%s", err);
         return -1;
     }
-    if (cm_kafka_conf_default(conf, cfg, "client.id", "circmonctl-status", err, sizeof(err))) {
-        cm_ctl_err(&CMD, "%s", err);
+    char client[64];
+    snprintf(client, sizeof(client), "circmonctl-%s", cmd->name);
+    if (cm_kafka_conf_default(conf, cfg, "client.id", client, err, sizeof(err))) {
+        cm_ctl_err(cmd, "%s", err);
         rd_kafka_conf_destroy(conf);
         return -1;
     }
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!rk) {
-        cm_ctl_err(&CMD, "cannot create the Kafka client: %s", err);
+        cm_ctl_err(cmd, "cannot create the Kafka client: %s", err);
         rd_kafka_conf_destroy(conf);
         return -1;
     }
     /* All topics rather than one: asking for one may auto-create it. */
     e = rd_kafka_metadata(rk, 1, NULL, &md, timeout);
     if (e) {
-        cm_ctl_err(&CMD, "Kafka %s: metadata: %s", cfg->brokers,
+        cm_ctl_err(cmd, "Kafka %s: metadata: %s", cfg->brokers,
                 rd_kafka_err2str(e));
         goto out;
     }
@@ -106,21 +105,21 @@ static int read_kafka(const struct cm_config *cfg, struct part_row **rows, int *
         if (!strcmp(md->topics[i].topic, cfg->topic))
             mt = &md->topics[i];
     if (!mt || mt->err) {
-        cm_ctl_err(&CMD, "topic %s: %s", cfg->topic,
+        cm_ctl_err(cmd, "topic %s: %s", cfg->topic,
                 mt ? rd_kafka_err2str(mt->err) : "does not exist");
         goto out;
     }
     *n = mt->partition_cnt;
     *rows = calloc((size_t)*n ? (size_t)*n : 1, sizeof(**rows));
     if (!*rows) {
-        cm_ctl_err(&CMD, "out of memory for %d partition rows", *n);
+        cm_ctl_err(cmd, "out of memory for %d partition rows", *n);
         goto out;
     }
     /* metadata lists partitions in no promised order */
     for (int i = 0; i < *n; i++) {
         int32_t p = mt->partitions[i].id;
         if (p < 0 || p >= *n) {
-            cm_ctl_err(&CMD, "topic %s: unexpected partition id %" PRId32,
+            cm_ctl_err(cmd, "topic %s: unexpected partition id %" PRId32,
                     cfg->topic, p);
             goto out;
         }
@@ -130,7 +129,7 @@ static int read_kafka(const struct cm_config *cfg, struct part_row **rows, int *
         e = rd_kafka_query_watermark_offsets(rk, cfg->topic, (*rows)[i].partition,
                                              &(*rows)[i].low, &(*rows)[i].high, timeout);
         if (e) {
-            cm_ctl_err(&CMD, "topic %s [%" PRId32 "]: watermarks: %s",
+            cm_ctl_err(cmd, "topic %s [%" PRId32 "]: watermarks: %s",
                     cfg->topic, (*rows)[i].partition, rd_kafka_err2str(e));
             goto out;
         }
@@ -166,6 +165,7 @@ static int print_json(const struct cm_config *cfg, const struct part_row *rows, 
         tlag += lag;
     }
     json_object_set_new(doc, "topic", json_string(cfg->topic));
+    json_object_set_new(doc, "prefix", json_string(cfg->key_prefix));
     json_object_set_new(doc, "partitions", parts);
     json_object_set_new(doc, "total",
                         json_pack("{s:I, s:I, s:I}", "position", (json_int_t)tpos, "high",
@@ -180,7 +180,7 @@ static void print_table(const struct cm_config *cfg, const struct part_row *rows
 {
     int64_t tpos = 0, thigh = 0, tlag = 0;
 
-    printf("topic %s\n", cfg->topic);
+    printf("topic %s, prefix %s\n", cfg->topic, cfg->key_prefix);
     printf("%9s %14s %14s %14s %12s\n", "partition", "position", "low", "high", "lag");
     for (int i = 0; i < n; i++) {
         int64_t lag = rows[i].high - rows[i].position;
@@ -209,7 +209,9 @@ int cm_ctl_status(int argc, char **argv)
     if (cm_ctl_config(&CMD, a.config, &cfg))
         return 1;
     rc = 1;
-    if (read_kafka(&cfg, &rows, &n) < 0 || read_positions(&cfg, rows, n) < 0)
+    if (cm_ctl_resolve(&CMD, &cfg))
+        goto out;
+    if (cm_ctl_read_kafka(&CMD, &cfg, &rows, &n) < 0 || read_positions(&cfg, rows, n) < 0)
         goto out;
     if (!strcmp(a.format, "json")) {
         if (print_json(&cfg, rows, n) < 0)

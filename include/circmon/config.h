@@ -48,7 +48,8 @@ struct cm_config {
     char *redis_user;     /* default NULL */
     char *redis_password; /* default NULL; never logged */
     int redis_db;         /* default 0 */
-    char *key_prefix;     /* default "circmon" */
+    char *key_prefix;     /* default "circmon": where circmond writes */
+    char *redis_alias;    /* default NULL: the key naming the prefix readers read (alias.h) */
     int connect_timeout_ms; /* default 2000 */
     int command_timeout_ms; /* default 5000 */
 
@@ -69,6 +70,9 @@ struct cm_config {
     struct cm_scheme_conf *schemes;
     size_t n_schemes;
     struct cm_scheme_conf scheme_default;
+
+    /* not a key of the file: circmond --rebuild (daemon/rebuild.c) */
+    int rebuild_run;
 };
 
 /* Fills cfg with the built-in defaults. Returns 0, or -ENOMEM (cfg then holds
