@@ -207,4 +207,27 @@ int cm_store_read_positions_of(const struct cm_config *cfg, const int32_t *parts
 int cm_store_read_positions(const struct cm_config *cfg, int32_t **parts, int64_t **pos,
                             size_t *n, char *err, size_t errlen);
 
+/* ----------------------------------------------- sync, by partition name
+ * For both deployments (lib/store_read.c, over cluster_sync.h): each
+ * partition's keys are read by name, routed by hash slot, never by SCAN.
+ * With [redis] cluster = yes, cm_store_read_agg and cm_store_read_positions
+ * (which SCAN) return -ENOTSUP and cm_store_read_positions_of routes. */
+
+/* cm_store_read_agg over the named partitions parts[0..n-1] only. Same
+ * error contract. */
+int cm_store_read_agg_of(const struct cm_config *cfg, const int32_t *parts, size_t n,
+                         struct cm_agg *ag, struct cm_names *nm, char *err, size_t errlen);
+
+/* cm_store_read_positions_of through cluster_sync.h (any deployment). */
+int cm_store_read_positions_routed(const struct cm_config *cfg, const int32_t *parts, size_t n,
+                                   int64_t *pos, char *err, size_t errlen);
+
+/* For lib/: adds a reply to HGETALL of aggregate key k into ag (0, or
+ * -EPROTO/-ENOMEM with err set); parses a reply to GET of a position key
+ * (absent is 0; 0, or -EINVAL for anything but a decimal >= 0). */
+struct redisReply;
+int cm_store_agg_add_reply(const char *k, const struct redisReply *rep, struct cm_agg *ag,
+                           struct cm_names *nm, char *err, size_t errlen);
+int cm_store_pos_parse(const struct redisReply *rep, int64_t *pos);
+
 #endif
