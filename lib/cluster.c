@@ -63,6 +63,7 @@ struct cm_rcluster {
 
     struct ccmd *cmds;
     size_t n_cmds;
+    struct cm_rcluster_stats st;
 };
 
 static void schedule_refresh(struct cm_rcluster *cl, int ms);
@@ -353,6 +354,7 @@ static void on_slots(struct cm_rconn *c, redisReply *rep, int err, void *ud)
                          "sees it)", asked->host, asked->port);
     cl->have_map = 1;
     cl->stale = 0;
+    cl->st.map_reads++;
     check_up(cl);
 }
 
@@ -502,8 +504,13 @@ static void on_node_reply(struct cm_rconn *c, redisReply *rep, int err, void *ud
                     cl->slot_node[slot] = (uint16_t)(node_index(cl, nd) + 1);
                 schedule_refresh(cl, 0); /* the rest of the map moved too, maybe */
             }
-            if (dispatch(q, nd, ask) == 0)
+            if (dispatch(q, nd, ask) == 0) {
+                if (moved)
+                    cl->st.moved++;
+                else
+                    cl->st.ask++;
                 return;
+            }
             cm_rconn_set_err(cl->top, "redis cluster: redirected to %.*s:%d, not connected",
                              (int)hl, host, port);
             deliver(q, NULL, -ECONNRESET);
@@ -518,8 +525,10 @@ static void on_node_reply(struct cm_rconn *c, redisReply *rep, int err, void *ud
         if (is_err(rep, "CLUSTERDOWN"))
             schedule_refresh(cl, 0);
         q->redirects = 0; /* ASK, TRYAGAIN, ASK...: bounded by the deadline instead */
-        if (evtimer_add(q->retry, &tv) == 0)
+        if (evtimer_add(q->retry, &tv) == 0) {
+            cl->st.tryagain++;
             return;
+        }
     }
     deliver(q, rep, err);
 }
@@ -586,6 +595,11 @@ struct cm_rcluster *cm_rcluster_free(struct cm_rcluster *cl)
 int cm_rcluster_ready(const struct cm_rcluster *cl)
 {
     return cl->up;
+}
+
+void cm_rcluster_stats(const struct cm_rcluster *cl, struct cm_rcluster_stats *st)
+{
+    *st = cl->st;
 }
 
 size_t cm_rcluster_pending(const struct cm_rcluster *cl)

@@ -414,6 +414,14 @@ struct cm_rconn *cm_rconn_free(struct cm_rconn *c)
     return NULL;
 }
 
+int cm_rconn_cluster_stats(const struct cm_rconn *c, struct cm_rcluster_stats *st)
+{
+    if (!c->cl)
+        return -ENOTSUP;
+    cm_rcluster_stats(c->cl, st);
+    return 0;
+}
+
 int cm_rconn_ready(const struct cm_rconn *c)
 {
     if (c->cl)

@@ -592,6 +592,11 @@ const char *cm_store_errstr(const struct cm_store *s)
     return cm_rconn_errstr(s->c);
 }
 
+int cm_store_cluster_stats(const struct cm_store *s, struct cm_rcluster_stats *st)
+{
+    return cm_rconn_cluster_stats(s->c, st);
+}
+
 void cm_store_drop(struct cm_store *s)
 {
     cm_rconn_drop(s->c, "connection dropped on request");

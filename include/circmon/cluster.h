@@ -60,6 +60,9 @@ size_t cm_rcluster_pending(const struct cm_rcluster *cl);
 /* Drops every node connection (as a loss: see cm_rconn_drop). */
 void cm_rcluster_drop(struct cm_rcluster *cl, const char *why);
 
+/* What cl followed so far. */
+void cm_rcluster_stats(const struct cm_rcluster *cl, struct cm_rcluster_stats *st);
+
 /* cm_rconn_send, routed by the key's slot (see above). */
 int cm_rcluster_send(struct cm_rcluster *cl, int argc, const char **argv, const size_t *lens,
                      cm_rconn_reply_cb cb, void *ud);

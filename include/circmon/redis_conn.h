@@ -22,6 +22,7 @@
 #define CIRCMON_REDIS_CONN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "circmon/config.h"
 
@@ -58,6 +59,18 @@ struct cm_rconn *cm_rconn_new(struct event_base *base, const struct cm_config *c
 struct cm_rconn *cm_rconn_new_node(struct event_base *base, const struct cm_config *cfg,
                                    const char *host, int port, cm_rconn_prepare_cb prepare,
                                    cm_rconn_state_cb state_cb, void *ud);
+
+/* What a cluster client followed since it started (see cluster.h). */
+struct cm_rcluster_stats {
+    uint64_t moved;     /* MOVED redirections followed */
+    uint64_t ask;       /* ASK redirections followed */
+    uint64_t tryagain;  /* TRYAGAIN and CLUSTERDOWN replies waited out */
+    uint64_t map_reads; /* slot maps read (CLUSTER SLOTS answered) */
+};
+
+/* Fills *st for a cluster client and returns 0; -ENOTSUP for a connection
+ * to one Redis (st untouched). */
+int cm_rconn_cluster_stats(const struct cm_rconn *c, struct cm_rcluster_stats *st);
 
 /* Closes and frees c: the callbacks of pending commands get -ECONNRESET
  * before it returns; state_cb is not called. Accepts NULL; returns NULL. */

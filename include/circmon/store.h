@@ -94,6 +94,11 @@ const char *cm_store_errstr(const struct cm_store *s);
  * for callers that detect a protocol mismatch. */
 void cm_store_drop(struct cm_store *s);
 
+/* With [redis] cluster = yes: what the store's cluster client followed
+ * (MOVED, ASK, TRYAGAIN, maps read) into *st, 0; else -ENOTSUP. */
+struct cm_rcluster_stats;
+int cm_store_cluster_stats(const struct cm_store *s, struct cm_rcluster_stats *st);
+
 /* What Redis holds for a partition besides its states: the position, and the
  * dead-letter mark: every dead letter for an offset at or past the position
  * is at offset dlq_from or later of partition dlq_part of the dead-letter

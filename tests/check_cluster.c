@@ -1,0 +1,574 @@
+/* check_cluster.c - circmon on a Redis Cluster: hash slots against the spec and
+ * redis-server's CLUSTER KEYSLOT, the configuration, and end to end on a
+ * cluster of 3 masters and 3 replicas on loopback (started by each test,
+ * stopped by the teardown whatever happens): figures equal replay, also when
+ * slots holding partitions move to another master during ingestion and when
+ * a master is SIGKILLed and its replica takes over. Shared helpers:
+ * cm_e2e.h (broker, circmon-gen, publish, replay). */
+#include "cm_e2e.h"
+
+#include "circmon/slot.h"
+
+#define CL_N 6 /* 3 masters, 3 replicas */
+
+static int cl_port[CL_N];
+static pid_t cl_pid[CL_N];
+
+/* ------------------------------------------------------------ slots */
+
+START_TEST(test_crc16_and_slots_from_the_spec)
+{
+    /* The spec's test vector of its CRC16 ("XMODEM"). */
+    ck_assert_uint_eq(cm_slot_crc16("123456789", 9), 0x31C3);
+    ck_assert_uint_eq(cm_slot_crc16("", 0), 0);
+    /* The spec's hash tag rules. */
+    ck_assert_int_eq(cm_slot_of("{user1000}.following", 20), cm_slot_of("user1000", 8));
+    ck_assert_int_eq(cm_slot_of("{user1000}.followers", 20), cm_slot_of("user1000", 8));
+    ck_assert_int_eq(cm_slot_of("foo{}{bar}", 10),
+                     cm_slot_crc16("foo{}{bar}", 10) & 16383); /* empty tag: whole key */
+    ck_assert_int_eq(cm_slot_of("foo{{bar}}zap", 13),
+                     cm_slot_crc16("{bar", 4) & 16383); /* the tag is "{bar" */
+    ck_assert_int_eq(cm_slot_of("foo{bar}{zap}", 13), cm_slot_crc16("bar", 3) & 16383);
+    ck_assert_int_eq(cm_slot_of("{", 1), cm_slot_crc16("{", 1) & 16383);   /* no '}' */
+    ck_assert_int_eq(cm_slot_of("a}b{", 4), cm_slot_crc16("a}b{", 4) & 16383); /* '}' first */
+    /* A NUL byte is data. */
+    ck_assert_int_eq(cm_slot_of("{a\0b}x", 6), cm_slot_crc16("a\0b", 3) & 16383);
+    for (int i = 0; i < 1000; i++) {
+        char k[32];
+        int n = snprintf(k, sizeof(k), "key:%d", i);
+        ck_assert_int_lt(cm_slot_of(k, (size_t)n), CM_SLOTS);
+        ck_assert_int_ge(cm_slot_of(k, (size_t)n), 0);
+    }
+}
+END_TEST
+
+START_TEST(test_nodes_parse)
+{
+    struct cm_node_addr a[3];
+    char err[300];
+    ck_assert_int_eq(cm_slot_nodes_parse("127.0.0.1:7000", a, 3, err, sizeof(err)), 1);
+    ck_assert_str_eq(a[0].host, "127.0.0.1");
+    ck_assert_int_eq(a[0].port, 7000);
+    ck_assert_int_eq(cm_slot_nodes_parse(" h1:1 , [::1]:65535,h3:2", a, 3, err, sizeof(err)), 3);
+    ck_assert_str_eq(a[0].host, "h1");
+    ck_assert_str_eq(a[1].host, "::1");
+    ck_assert_int_eq(a[1].port, 65535);
+    ck_assert_str_eq(a[2].host, "h3");
+    const char *bad[] = {"", "h", "h:", ":1", "h:0", "h:65536", "h:1,", "h:1,,h:2", "::1:7",
+                         "[::1]7", "h:1x", "a:1,b:2,c:3,d:4", "h h:1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = 0;
+        ck_assert_msg(cm_slot_nodes_parse(bad[i], a, 3, err, sizeof(err)) == -EINVAL,
+                      "accepted \"%s\"", bad[i]);
+        ck_assert_msg(err[0], "no message for \"%s\"", bad[i]);
+    }
+}
+END_TEST
+
+/* Writes text into dir/name and loads it: 0 and cfg, or the error in err. */
+static int load_text(const char *name, const char *text, struct cm_config *cfg, char *err,
+                     size_t errlen)
+{
+    const char *p = path_in(name);
+    FILE *fp = fopen(p, "w");
+    ck_assert_ptr_nonnull(fp);
+    fputs(text, fp);
+    fclose(fp);
+    return cm_config_load(cfg, p, err, errlen);
+}
+
+START_TEST(test_config)
+{
+    svc_dir_make("check_cluster");
+    struct cm_config cfg;
+    char err[600];
+    ck_assert_msg(load_text("a.conf", "[redis]\ncluster = yes\nnodes = 127.0.0.1:7000, "
+                                      "127.0.0.1:7001\npassword = pw\n",
+                            &cfg, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(cfg.redis_cluster, 1);
+    ck_assert_uint_eq(cfg.n_redis_nodes, 2);
+    ck_assert_int_eq(cfg.redis_nodes[1].port, 7001);
+    cm_config_free(&cfg);
+    struct {
+        const char *text, *msg;
+    } bad[] = {
+        {"[redis]\ncluster = yes\n", ":2: [redis] cluster = yes needs nodes"},
+        {"[redis]\ncluster = yes\nnodes = h:1\ndb = 2\n", ":4: [redis] db: a Redis Cluster"},
+        {"[redis]\ndb = 1\ncluster = yes\nnodes = h:1\n", ":2: [redis] db: a Redis Cluster"},
+        {"[redis]\ncluster = yes\nnodes = h:1\nunix_socket = /x\n", ":4: [redis] unix_socket"},
+        {"[redis]\nnodes = h:1\n", ":2: [redis] nodes: only used with cluster = yes"},
+        {"[redis]\ncluster = maybe\n", ":2: [redis] cluster: not yes or no"},
+        {"[redis]\ncluster = yes\nnodes = h:99999\n", ":3: [redis] nodes: port not in"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(load_text("b.conf", bad[i].text, &cfg, err, sizeof(err)) < 0,
+                      "accepted: %s", bad[i].text);
+        ck_assert_msg(strstr(err, bad[i].msg) && strstr(err, "b.conf"),
+                      "for %s: \"%s\" lacks \"%s\"", bad[i].text, err, bad[i].msg);
+    }
+    svc_dir_remove();
+}
+END_TEST
+
+/* ------------------------------------------------------------ the cluster */
+
+static redisContext *node_conn(int port)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (c && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    if (c)
+        redisSetTimeout(c, tv);
+    return c;
+}
+
+/* The reply of argv on the node at port (NULL when it does not answer). */
+static redisReply *node_cmdv(int port, int argc, const char **argv)
+{
+    redisContext *c = node_conn(port);
+    if (!c)
+        return NULL;
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    redisFree(c);
+    return r;
+}
+
+static redisReply *node_cmd(int port, const char *a0, const char *a1, const char *a2,
+                            const char *a3, const char *a4, const char *a5)
+{
+    const char *argv[] = {a0, a1, a2, a3, a4, a5};
+    int n = 0;
+    while (n < 6 && argv[n])
+        n++;
+    return node_cmdv(port, n, argv);
+}
+
+static void node_ok(int port, const char *a0, const char *a1, const char *a2, const char *a3,
+                    const char *a4, const char *a5)
+{
+    redisReply *r = node_cmd(port, a0, a1, a2, a3, a4, a5);
+    ck_assert_msg(r && r->type != REDIS_REPLY_ERROR, "node %d: %s %s %s: %s", port, a0,
+                  a1 ? a1 : "", a2 ? a2 : "", r ? r->str : "no answer");
+    freeReplyObject(r);
+}
+
+/* Whether the node at port answers CLUSTER INFO with cluster_state:ok. */
+static int node_state_ok(int port)
+{
+    redisReply *r = node_cmd(port, "CLUSTER", "INFO", NULL, NULL, NULL, NULL);
+    int ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok") &&
+             strstr(r->str, "cluster_slots_ok:16384");
+    freeReplyObject(r);
+    return ok;
+}
+
+static void node_id(int port, char *id, size_t cap)
+{
+    redisReply *r = node_cmd(port, "CLUSTER", "MYID", NULL, NULL, NULL, NULL);
+    ck_assert_msg(r && r->type == REDIS_REPLY_STRING, "node %d: no id", port);
+    snprintf(id, cap, "%s", r->str);
+    freeReplyObject(r);
+}
+
+/* The port of slot's master as the node at ask sees it (-1 unknown). */
+static int slot_owner(int ask, int slot)
+{
+    redisReply *r = node_cmd(ask, "CLUSTER", "SLOTS", NULL, NULL, NULL, NULL);
+    int port = -1;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        redisReply *e = r->element[i];
+        if (e->element[0]->integer <= slot && slot <= e->element[1]->integer)
+            port = (int)e->element[2]->element[1]->integer;
+    }
+    freeReplyObject(r);
+    return port;
+}
+
+/* Whether the node at port is a master (ROLE). */
+static int is_master(int port)
+{
+    redisReply *r = node_cmd(port, "ROLE", NULL, NULL, NULL, NULL, NULL);
+    int m = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+            r->element[0]->type == REDIS_REPLY_STRING && !strcmp(r->element[0]->str, "master");
+    freeReplyObject(r);
+    return m;
+}
+
+/* Starts the 6 nodes on ports base..base+5 (bus ports +10000, all below
+ * the ephemeral range); 0, or -1 when one could not bind (then none runs). */
+static int nodes_start(int base)
+{
+    for (int i = 0; i < CL_N; i++) {
+        char port[16], cfgf[400], rdir[300], log[300];
+        cl_port[i] = base + i;
+        snprintf(port, sizeof(port), "%d", cl_port[i]);
+        snprintf(rdir, sizeof(rdir), "%s/r%d", dir, cl_port[i]);
+        snprintf(cfgf, sizeof(cfgf), "%s/nodes.conf", rdir);
+        snprintf(log, sizeof(log), "%s/redis-%d.log", dir, cl_port[i]);
+        mkdir(rdir, 0755);
+        char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1",
+                        "--cluster-enabled", "yes", "--cluster-config-file", cfgf,
+                        "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor",
+                        "0", "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir",
+                        rdir, NULL};
+        cl_pid[i] = spawn(argv, log, log, NULL, NULL);
+    }
+    double end = now_s() + 15;
+    for (int i = 0; i < CL_N; i++) {
+        for (;;) {
+            redisReply *r = node_cmd(cl_port[i], "PING", NULL, NULL, NULL, NULL, NULL);
+            int ok = r && r->type == REDIS_REPLY_STATUS;
+            freeReplyObject(r);
+            if (ok)
+                break;
+            if (!alive(cl_pid[i]) || now_s() > end) { /* port taken: another base */
+                for (int k = 0; k < CL_N; k++) {
+                    kill(cl_pid[k], SIGKILL);
+                    wait_pid(cl_pid[k], 10);
+                }
+                return -1;
+            }
+            nap_ms(20);
+        }
+    }
+    return 0;
+}
+
+/* Starts a cluster of 3 masters and 3 replicas and waits until every node
+ * says cluster_state:ok. */
+static void cluster_start(void)
+{
+    int base = -1;
+    for (int attempt = 0; attempt < 8 && base < 0; attempt++) {
+        int b = 10000 + (int)(((unsigned)getpid() * 7u + (unsigned)attempt * 131u) % 1200u) * 8;
+        if (nodes_start(b) == 0)
+            base = b;
+    }
+    ck_assert_msg(base > 0, "cannot start the cluster's nodes (ports taken?)");
+    char addr[CL_N][32];
+    char *argv[16];
+    int n = 0;
+    argv[n++] = "redis-cli";
+    argv[n++] = "--cluster";
+    argv[n++] = "create";
+    for (int i = 0; i < CL_N; i++) {
+        snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", cl_port[i]);
+        argv[n++] = addr[i];
+    }
+    argv[n++] = "--cluster-replicas";
+    argv[n++] = "1";
+    argv[n++] = "--cluster-yes";
+    argv[n] = NULL;
+    int st = wait_pid(spawn(argv, path_in("create.log"), path_in("create.log"), NULL, NULL), 60);
+    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "redis-cli --cluster create failed (see %s)", path_in("create.log"));
+    double end = now_s() + 30;
+    for (int i = 0; i < CL_N; i++)
+        while (!node_state_ok(cl_port[i])) {
+            ck_assert_msg(now_s() < end, "node %d: cluster not ok after 30 s", cl_port[i]);
+            nap_ms(50);
+        }
+}
+
+static void cl_setup(void)
+{
+    svc_dir_make("check_cluster");
+    cluster_start();
+    broker_start(N_PARTS);
+}
+
+/* A configuration on the cluster (two seed nodes: the first may be killed). */
+static const char *cl_conf(const char *name, const char *group, int batch_size, int in_flight)
+{
+    const char *p = path_in(name);
+    FILE *fp = fopen(p, "w");
+    ck_assert_ptr_nonnull(fp);
+    fprintf(fp,
+            "[circmon]\nbatch_size = %d\nmax_in_flight = %d\nlog_level = info\n"
+            "[kafka]\nbrokers = %s\ngroup_id = %s\nrdkafka.session.timeout.ms = 6000\n"
+            "[redis]\ncluster = yes\nnodes = 127.0.0.1:%d, 127.0.0.1:%d\n"
+            "command_timeout_ms = 3000\nconnect_timeout_ms = 1000\n"
+            "[http]\nport = 0\n",
+            batch_size, in_flight, brokers, group, cl_port[0], cl_port[1]);
+    fclose(fp);
+    return p;
+}
+
+/* Sum of the stored positions of partitions 0..N_PARTS-1, read by name
+ * through the cluster (-1 while they cannot be read). */
+static int64_t cl_stored_sum(const char *conf)
+{
+    struct cm_config cfg = {0};
+    char err[512];
+    int32_t parts[N_PARTS];
+    int64_t pos[N_PARTS], sum = 0;
+    ck_assert_msg(cm_config_load(&cfg, conf, err, sizeof(err)) == 0, "%s", err);
+    for (int i = 0; i < N_PARTS; i++)
+        parts[i] = i;
+    if (cm_store_read_positions_of(&cfg, parts, N_PARTS, pos, err, sizeof(err)) == 0)
+        for (int i = 0; i < N_PARTS; i++)
+            sum += pos[i];
+    else
+        sum = -1;
+    cm_config_free(&cfg);
+    return sum;
+}
+
+static void cl_wait_sum(const char *conf, int64_t min, int64_t max, double timeout_s)
+{
+    double end = now_s() + timeout_s;
+    int64_t s;
+    while ((s = cl_stored_sum(conf)) < min) {
+        ck_assert_msg(now_s() < end, "positions at %" PRId64 ", not %" PRId64 " after %.0f s",
+                      s, min, timeout_s);
+        nap_ms(20);
+    }
+    ck_assert_msg(s <= max, "positions add up to %" PRId64 " > %" PRId64, s, max);
+}
+
+/* The hash slot of partition p's keys. */
+static int part_slot(int p)
+{
+    char k[32];
+    int n = snprintf(k, sizeof(k), "circmon:{%d}:pos", p);
+    return cm_slot_of(k, (size_t)n);
+}
+
+/* Number of keys of slot on the node at port. */
+static long slot_keys(int port, int slot)
+{
+    char s[16];
+    snprintf(s, sizeof(s), "%d", slot);
+    redisReply *r = node_cmd(port, "CLUSTER", "COUNTKEYSINSLOT", s, NULL, NULL, NULL);
+    ck_assert_msg(r && r->type == REDIS_REPLY_INTEGER, "node %d: COUNTKEYSINSLOT", port);
+    long n = (long)r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+/* Moves slot from the master at src to the master at dst the way redis-cli
+ * --cluster reshard does: IMPORTING/MIGRATING, MIGRATE of its keys in
+ * batches, then SETSLOT NODE on every master. */
+static void migrate_slot(int slot, int src, int dst)
+{
+    char s[16], sid[64], did[64], dp[16];
+    snprintf(s, sizeof(s), "%d", slot);
+    snprintf(dp, sizeof(dp), "%d", dst);
+    node_id(src, sid, sizeof(sid));
+    node_id(dst, did, sizeof(did));
+    node_ok(dst, "CLUSTER", "SETSLOT", s, "IMPORTING", sid, NULL);
+    node_ok(src, "CLUSTER", "SETSLOT", s, "MIGRATING", did, NULL);
+    for (;;) {
+        redisReply *r = node_cmd(src, "CLUSTER", "GETKEYSINSLOT", s, "20", NULL, NULL);
+        ck_assert(r && r->type == REDIS_REPLY_ARRAY);
+        if (r->elements == 0) {
+            freeReplyObject(r);
+            break;
+        }
+        const char *argv[40] = {"MIGRATE", "127.0.0.1", dp, "", "0", "5000", "KEYS"};
+        int n = 7;
+        for (size_t i = 0; i < r->elements; i++)
+            argv[n++] = r->element[i]->str;
+        redisReply *m = node_cmdv(src, n, argv);
+        ck_assert_msg(m && m->type != REDIS_REPLY_ERROR, "MIGRATE: %s", m ? m->str : "no answer");
+        freeReplyObject(m);
+        freeReplyObject(r);
+    }
+    node_ok(dst, "CLUSTER", "SETSLOT", s, "NODE", did, NULL);
+    node_ok(src, "CLUSTER", "SETSLOT", s, "NODE", did, NULL);
+    for (int i = 0; i < CL_N; i++)
+        if (cl_port[i] != src && cl_port[i] != dst && is_master(cl_port[i]))
+            node_ok(cl_port[i], "CLUSTER", "SETSLOT", s, "NODE", did, NULL);
+}
+
+/* The counts of circmond's last "redis cluster: followed ..." log line. */
+static void followed(const char *log, long *moved, long *ask, long *tryagain, long *maps)
+{
+    size_t len;
+    char *t = slurp(log, &len), *p, *last = NULL;
+    ck_assert_ptr_nonnull(t);
+    for (p = t; (p = strstr(p, "redis cluster: followed ")); p++)
+        last = p;
+    ck_assert_msg(last, "no cluster summary in %s", log);
+    ck_assert_int_eq(sscanf(last, "redis cluster: followed %ld MOVED, %ld ASK, %ld "
+                                  "TRYAGAIN/CLUSTERDOWN; %ld slot maps read",
+                            moved, ask, tryagain, maps), 4);
+    free(t);
+}
+
+/* ------------------------------------------------------------ end to end */
+
+/* Every partition key's slot as redis-server computes it. */
+START_TEST(test_slots_equal_redis)
+{
+    svc_dir_make("check_cluster");
+    cluster_start();
+    for (int p = 0; p < 200; p++) {
+        char k[64];
+        snprintf(k, sizeof(k), "circmon:{%d}:m:mig-%d", p, p * 7);
+        redisReply *r = node_cmd(cl_port[0], "CLUSTER", "KEYSLOT", k, NULL, NULL, NULL);
+        ck_assert(r && r->type == REDIS_REPLY_INTEGER);
+        ck_assert_int_eq(cm_slot_of(k, strlen(k)), r->integer);
+        ck_assert_int_eq(part_slot(p), r->integer);
+        freeReplyObject(r);
+        snprintf(k, sizeof(k), "plain-%d", p * 131);
+        r = node_cmd(cl_port[0], "CLUSTER", "KEYSLOT", k, NULL, NULL, NULL);
+        ck_assert(r && r->type == REDIS_REPLY_INTEGER);
+        ck_assert_int_eq(cm_slot_of(k, strlen(k)), r->integer);
+        freeReplyObject(r);
+    }
+}
+END_TEST
+
+/* The partitions' keys are spread over every master, the figures equal
+ * replay, and status reads the positions by name. */
+START_TEST(test_cluster_end_to_end)
+{
+    cl_setup();
+    const char *conf = cl_conf("c.conf", "cl-e2e", 500, 4);
+    const char *ev;
+    long n = gen_publish(conf, 1, 2000, &ev);
+    pid_t d = daemon_start(conf, path_in("d.log"), NULL);
+    cl_wait_sum(conf, n, n, 60);
+    compare(conf, AS_OF, ev, NULL);
+    compare(conf, AS_OF_MID, ev, NULL);
+    int masters = 0;
+    for (int i = 0; i < CL_N; i++) {
+        if (!is_master(cl_port[i]))
+            continue;
+        redisReply *r = node_cmd(cl_port[i], "DBSIZE", NULL, NULL, NULL, NULL, NULL);
+        ck_assert(r && r->type == REDIS_REPLY_INTEGER);
+        masters += r->integer > 0;
+        freeReplyObject(r);
+    }
+    ck_assert_int_eq(masters, 3);
+    char *a[] = {"status", "--config", (char *)conf, "--format", "json", NULL};
+    ck_assert_int_eq(run_bin("circmonctl", a, path_in("st.json"), path_in("ctl.log")), 0);
+    json_t *st = load_json(path_in("st.json"));
+    json_t *tot = json_object_get(st, "total");
+    ck_assert_int_eq(json_integer_value(json_object_get(tot, "position")), n);
+    ck_assert_int_eq(json_integer_value(json_object_get(tot, "lag")), 0);
+    json_decref(st);
+    ck_assert(alive(d));
+    stop_daemon(d);
+    long mv, ask, ta, maps;
+    followed(path_in("d.log"), &mv, &ask, &ta, &maps);
+    ck_assert_int_eq(mv + ask + ta, 0); /* a stable cluster: every command went straight */
+    ck_assert_msg(!file_has(path_in("d.log"), "resynchronising"),
+                  "a resync on a healthy cluster (see %s)", path_in("d.log"));
+}
+END_TEST
+
+/* Slots of three partitions move to another master while circmond folds:
+ * MOVED, ASK and TRYAGAIN are followed and the figures stay equal. */
+START_TEST(test_cluster_reshard_during_ingestion)
+{
+    cl_setup();
+    const char *ev = path_in("ev.bin"), *a = path_in("a.bin"), *b = path_in("b.bin");
+    gen(ev, 5, 3000);
+    long n = count_records(ev);
+    split(ev, n / 2, a, b);
+    const char *conf = cl_conf("c.conf", "cl-reshard", 100, 2);
+    publish(conf, a);
+    pid_t d = daemon_start(conf, path_in("d.log"), NULL);
+    cl_wait_sum(conf, n / 8, n / 2, 60);
+    int moved[3] = {1, 4, 6}, to[3];
+    for (int i = 0; i < 3; i++) {
+        int s = part_slot(moved[i]), src = slot_owner(cl_port[0], s);
+        ck_assert_int_gt(src, 0);
+        to[i] = -1;
+        for (int k = 0; k < CL_N && to[i] < 0; k++)
+            if (cl_port[k] != src && is_master(cl_port[k]))
+                to[i] = cl_port[k];
+        migrate_slot(s, src, to[i]);
+        if (i == 0)
+            publish(conf, b); /* the rest moves while the second half is folded */
+    }
+    cl_wait_sum(conf, n, n, 90);
+    for (int i = 0; i < 3; i++) {
+        int s = part_slot(moved[i]);
+        ck_assert_int_eq(slot_owner(cl_port[0], s), to[i]);
+        ck_assert_int_gt(slot_keys(to[i], s), 0);
+    }
+    compare(conf, AS_OF, a, b);
+    compare(conf, AS_OF_MID, a, b);
+    ck_assert(alive(d));
+    stop_daemon(d);
+    long mv, ask, ta, maps;
+    followed(path_in("d.log"), &mv, &ask, &ta, &maps);
+    ck_assert_msg(mv > 0, "no MOVED followed: the moves did not meet the stream");
+}
+END_TEST
+
+/* The master holding partition 0 is SIGKILLed mid-stream; its replica takes
+ * over; circmond pauses, reads the new map, resumes from the positions the
+ * replica holds: nothing lost, nothing counted twice. */
+START_TEST(test_cluster_master_killed_during_ingestion)
+{
+    cl_setup();
+    const char *ev = path_in("ev.bin"), *a = path_in("a.bin"), *b = path_in("b.bin");
+    gen(ev, 6, 3000);
+    long n = count_records(ev);
+    split(ev, n / 2, a, b);
+    const char *conf = cl_conf("c.conf", "cl-kill", 100, 2);
+    publish(conf, a);
+    const char *log = path_in("d.log");
+    pid_t d = daemon_start(conf, log, NULL);
+    cl_wait_sum(conf, n / 8, n / 2, 60);
+    int victim = slot_owner(cl_port[2], part_slot(0)), vi = -1;
+    for (int i = 0; i < CL_N; i++)
+        if (cl_port[i] == victim)
+            vi = i;
+    ck_assert_int_ge(vi, 0);
+    kill(cl_pid[vi], SIGKILL);
+    wait_pid(cl_pid[vi], 10);
+    publish(conf, b);
+    /* a replica takes the slot over */
+    int other = cl_port[(vi + 1) % CL_N];
+    double end = now_s() + 30;
+    int owner;
+    while ((owner = slot_owner(other, part_slot(0))) == victim || owner < 0 ||
+           !node_state_ok(other)) {
+        ck_assert_msg(now_s() < end, "no replica took over from %d within 30 s", victim);
+        nap_ms(50);
+    }
+    cl_wait_sum(conf, n, n, 90);
+    compare(conf, AS_OF, a, b);
+    compare(conf, AS_OF_MID, a, b);
+    ck_assert_msg(file_has(log, "partitions paused until Redis is back"),
+                  "circmond did not pause during the failover (see %s)", log);
+    ck_assert(alive(d));
+    stop_daemon(d);
+    long mv, ask, ta, maps;
+    followed(log, &mv, &ask, &ta, &maps);
+    ck_assert_msg(maps >= 2, "the map was not read again after the failover");
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("cluster");
+    TCase *tc = new_case(s, "slots", 30);
+    tcase_add_test(tc, test_crc16_and_slots_from_the_spec);
+    tcase_add_test(tc, test_nodes_parse);
+    tcase_add_test(tc, test_config);
+    tcase_add_test(tc, test_slots_equal_redis);
+
+    tc = new_case(s, "cluster", 180);
+    tcase_add_test(tc, test_cluster_end_to_end);
+    tcase_add_test(tc, test_cluster_reshard_during_ingestion);
+    tcase_add_test(tc, test_cluster_master_killed_during_ingestion);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
