@@ -7,6 +7,7 @@
  * cm_e2e.h (broker, circmon-gen, publish, replay). */
 #include "cm_e2e.h"
 
+#include "circmon/redis_conn.h"
 #include "circmon/slot.h"
 
 #define CL_N 6 /* 3 masters, 3 replicas */
@@ -423,6 +424,199 @@ START_TEST(test_slots_equal_redis)
 }
 END_TEST
 
+/* --- the async store and the routed reads in this process (under ASan too) */
+
+struct st_res {
+    int done, err, applied;
+    int64_t stored;
+    struct event_base *base;
+};
+
+static void st_on_apply(int err, int applied, int64_t stored, void *ud)
+{
+    struct st_res *r = ud;
+    r->done = 1;
+    r->err = err;
+    r->applied = applied;
+    r->stored = stored;
+}
+
+/* Sends an apply of partition part (exp -> np, one state, the aggregate ag). */
+static void st_send(struct cm_store *st, const struct cm_config *cfg, int part, int64_t exp,
+                    int64_t np, const struct cm_agg *ag, const struct cm_names *nm,
+                    struct st_res *r)
+{
+    char mid[16], val[32];
+    int ml = snprintf(mid, sizeof(mid), "m%d", part);
+    int vl = snprintf(val, sizeof(val), "state-%" PRId64, np);
+    struct cm_store_apply *ap = cm_store_apply_new(cfg->key_prefix, part, exp, np);
+    ck_assert_ptr_nonnull(ap);
+    ck_assert_int_eq(cm_store_apply_state(ap, mid, (size_t)ml, (const uint8_t *)val, (size_t)vl),
+                     0);
+    ck_assert_int_eq(cm_store_apply_agg(ap, ag, nm), 0);
+    memset(r, 0, sizeof(*r));
+    ck_assert_int_eq(cm_store_apply_send(st, ap, st_on_apply, r), 0);
+}
+
+/* Runs the loop until *flag is set (each pass bounded), within timeout_s. */
+static void loop_until(struct event_base *base, const int *flag, double timeout_s)
+{
+    double end = now_s() + timeout_s;
+    while (!*flag) {
+        ck_assert_msg(now_s() < end, "no reply within %.0f s", timeout_s);
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        nap_ms(1); /* not a synchronisation: the loop is polled with a deadline */
+    }
+}
+
+static void st_apply(struct event_base *base, struct cm_store *st, const struct cm_config *cfg,
+                     int part, int64_t exp, int64_t np, const struct cm_agg *ag,
+                     const struct cm_names *nm)
+{
+    struct st_res r;
+    st_send(st, cfg, part, exp, np, ag, nm, &r);
+    loop_until(base, &r.done, 20);
+    ck_assert_msg(r.err == 0 && r.applied == 1 && r.stored == np,
+                  "partition %d %" PRId64 "->%" PRId64 ": err %d applied %d stored %" PRId64,
+                  part, exp, np, r.err, r.applied, r.stored);
+}
+
+static void st_on_up(struct cm_store *s, int up, void *ud)
+{
+    (void)s;
+    if (up)
+        *(int *)ud = 1;
+}
+
+/* The store routes every partition to its master, loads its script on each
+ * node (NOSCRIPT after SCRIPT FLUSH on one node), follows MOVED after a
+ * reshard, ASK and TRYAGAIN while a slot is half moved (and the blocking
+ * reads too), and its figures read back by name are what was applied. */
+START_TEST(test_store_on_cluster)
+{
+    svc_dir_make("check_cluster");
+    cluster_start();
+    strcpy(brokers, "127.0.0.1:9"); /* unused here */
+    const char *conf = cl_conf("c.conf", "unused", 10, 1);
+    struct cm_config cfg = {0};
+    char err[512];
+    ck_assert_msg(cm_config_load(&cfg, conf, err, sizeof(err)) == 0, "%s", err);
+    struct event_base *base = event_base_new();
+    int up = 0;
+    struct cm_store *st = cm_store_new(base, &cfg, st_on_up, &up);
+    loop_until(base, &up, 20);
+    ck_assert(cm_store_ready(st));
+
+    struct cm_names *nm = cm_names_new();
+    struct cm_agg *ag = cm_agg_new();
+    int32_t sch = cm_names_intern(nm, "SEASONAL-X", 10);
+    struct cm_agg_key k1 = {.kind = CM_AK_DQ, .ctr = CM_DQ_INVALID};
+    (void)sch;
+    ck_assert_int_eq(cm_agg_add(ag, &k1, 1), 0);
+    for (int p = 0; p < N_PARTS; p++)
+        st_apply(base, st, &cfg, p, 0, 10, ag, nm);
+
+    /* One node forgets its scripts: NOSCRIPT there, EVAL, applied. */
+    int m3 = slot_owner(cl_port[0], part_slot(3));
+    node_ok(m3, "SCRIPT", "FLUSH", NULL, NULL, NULL, NULL);
+    for (int p = 0; p < N_PARTS; p++)
+        st_apply(base, st, &cfg, p, 10, 20, ag, nm);
+
+    /* Partition 3's slot moves: MOVED, then straight to the new master. */
+    int s3 = part_slot(3), to = -1;
+    for (int k = 0; k < CL_N && to < 0; k++)
+        if (cl_port[k] != m3 && is_master(cl_port[k]))
+            to = cl_port[k];
+    migrate_slot(s3, m3, to);
+    st_apply(base, st, &cfg, 3, 20, 30, ag, nm);
+    struct cm_rcluster_stats cs;
+    ck_assert_int_eq(cm_store_cluster_stats(st, &cs), 0);
+    ck_assert_uint_eq(cs.moved, 1);
+    st_apply(base, st, &cfg, 3, 30, 40, ag, nm);
+    ck_assert_int_eq(cm_store_cluster_stats(st, &cs), 0);
+    ck_assert_uint_eq(cs.moved, 1); /* the map entry was updated */
+
+    /* Partition 5's slot half moved (keys on the target, slot still open):
+     * the apply is sent, told ASK, then TRYAGAIN (some of its keys do not
+     * exist yet), and waits; the blocking read follows ASK meanwhile; once
+     * the move completes the apply lands. */
+    int s5 = part_slot(5), m5 = slot_owner(cl_port[0], s5), to5 = -1;
+    for (int k = 0; k < CL_N && to5 < 0; k++)
+        if (cl_port[k] != m5 && is_master(cl_port[k]))
+            to5 = cl_port[k];
+    char ss[16], sid[64], did[64], dp[16];
+    snprintf(ss, sizeof(ss), "%d", s5);
+    snprintf(dp, sizeof(dp), "%d", to5);
+    node_id(m5, sid, sizeof(sid));
+    node_id(to5, did, sizeof(did));
+    node_ok(to5, "CLUSTER", "SETSLOT", ss, "IMPORTING", sid, NULL);
+    node_ok(m5, "CLUSTER", "SETSLOT", ss, "MIGRATING", did, NULL);
+    redisReply *keys = node_cmd(m5, "CLUSTER", "GETKEYSINSLOT", ss, "100", NULL, NULL);
+    ck_assert(keys && keys->type == REDIS_REPLY_ARRAY && keys->elements >= 3);
+    const char *mv[110] = {"MIGRATE", "127.0.0.1", dp, "", "0", "5000", "KEYS"};
+    int nmv = 7;
+    for (size_t i = 0; i < keys->elements; i++)
+        mv[nmv++] = keys->element[i]->str;
+    redisReply *m = node_cmdv(m5, nmv, mv);
+    ck_assert_msg(m && m->type != REDIS_REPLY_ERROR, "MIGRATE: %s", m ? m->str : "no answer");
+    freeReplyObject(m);
+    freeReplyObject(keys);
+    int32_t p5 = 5;
+    int64_t pos5 = -1;
+    ck_assert_msg(cm_store_read_positions_of(&cfg, &p5, 1, &pos5, err, sizeof(err)) == 0, "%s",
+                  err);
+    ck_assert_int_eq(pos5, 20);
+    struct st_res r;
+    st_send(st, &cfg, 5, 20, 30, ag, nm, &r);
+    double end = now_s() + 10;
+    for (;;) { /* until the apply was told ASK and then TRYAGAIN */
+        ck_assert_int_eq(cm_store_cluster_stats(st, &cs), 0);
+        if (cs.ask >= 1 && cs.tryagain >= 1)
+            break;
+        ck_assert_msg(!r.done, "applied while its slot was open: err %d applied %d", r.err,
+                      r.applied);
+        ck_assert_msg(now_s() < end, "no ASK and TRYAGAIN within 10 s");
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        nap_ms(1);
+    }
+    node_ok(to5, "CLUSTER", "SETSLOT", ss, "NODE", did, NULL);
+    node_ok(m5, "CLUSTER", "SETSLOT", ss, "NODE", did, NULL);
+    for (int i = 0; i < CL_N; i++)
+        if (cl_port[i] != m5 && cl_port[i] != to5 && is_master(cl_port[i]))
+            node_ok(cl_port[i], "CLUSTER", "SETSLOT", ss, "NODE", did, NULL);
+    loop_until(base, &r.done, 10);
+    ck_assert_msg(r.err == 0 && r.applied == 1 && r.stored == 30, "err %d applied %d", r.err,
+                  r.applied);
+    ck_assert_int_eq(slot_keys(to5, s5), 3); /* pos, agg and the state of m5 */
+    ck_assert_int_eq(slot_keys(m5, s5), 0);
+
+    /* The read-back by name, routed. */
+    int32_t parts[N_PARTS];
+    int64_t pos[N_PARTS];
+    for (int p = 0; p < N_PARTS; p++)
+        parts[p] = p;
+    ck_assert_msg(cm_store_read_positions_of(&cfg, parts, N_PARTS, pos, err, sizeof(err)) == 0,
+                  "%s", err);
+    for (int p = 0; p < N_PARTS; p++)
+        ck_assert_int_eq(pos[p], p == 3 ? 40 : p == 5 ? 30 : 20);
+    struct cm_agg *rag = cm_agg_new();
+    struct cm_names *rnm = cm_names_new();
+    ck_assert_msg(cm_store_read_agg_of(&cfg, parts, N_PARTS, rag, rnm, err, sizeof(err)) == 0,
+                  "%s", err);
+    ck_assert_int_eq(cm_agg_get(rag, &k1), 2 * N_PARTS + 3);
+    /* the SCAN-based reads refuse a cluster instead of reading one node */
+    ck_assert_int_eq(cm_store_read_agg(&cfg, rag, rnm, err, sizeof(err)), -ENOTSUP);
+    cm_agg_free(rag);
+    cm_names_free(rnm);
+    cm_agg_free(ag);
+    cm_names_free(nm);
+    cm_store_free(st);
+    event_base_free(base);
+    cm_config_free(&cfg);
+    svc_dir_remove();
+}
+END_TEST
+
 /* The partitions' keys are spread over every master, the figures equal
  * replay, and status reads the positions by name. */
 START_TEST(test_cluster_end_to_end)
@@ -556,6 +750,9 @@ static Suite *suite(void)
     tcase_add_test(tc, test_nodes_parse);
     tcase_add_test(tc, test_config);
     tcase_add_test(tc, test_slots_equal_redis);
+
+    tc = new_case(s, "store", 60);
+    tcase_add_test(tc, test_store_on_cluster);
 
     tc = new_case(s, "cluster", 180);
     tcase_add_test(tc, test_cluster_end_to_end);
