@@ -617,6 +617,124 @@ START_TEST(test_store_on_cluster)
 }
 END_TEST
 
+static void st_on_updown(struct cm_store *s, int up, void *ud)
+{
+    (void)s;
+    int *v = ud;
+    v[up ? 1 : 0]++;
+}
+
+/* A master is SIGKILLed: the store says down, reads the map until its
+ * replica took over, says up again; the replica holds what was applied
+ * (WAIT-free replication may lose the last writes: none here, each apply
+ * was answered and the replica caught up before the kill); a command sent
+ * meanwhile is refused (-ENOTCONN) or fails, never hangs. Freeing the
+ * store with a command waiting out TRYAGAIN fails that command. */
+START_TEST(test_store_failover)
+{
+    svc_dir_make("check_cluster");
+    cluster_start();
+    strcpy(brokers, "127.0.0.1:9");
+    const char *conf = cl_conf("c.conf", "unused", 10, 1);
+    struct cm_config cfg = {0};
+    char err[512];
+    ck_assert_msg(cm_config_load(&cfg, conf, err, sizeof(err)) == 0, "%s", err);
+    struct event_base *base = event_base_new();
+    int ud[2] = {0, 0};
+    struct cm_store *st = cm_store_new(base, &cfg, st_on_updown, ud);
+    loop_until(base, &ud[1], 20);
+    struct cm_names *nm = cm_names_new();
+    struct cm_agg *ag = cm_agg_new();
+    struct cm_agg_key k1 = {.kind = CM_AK_DQ, .ctr = CM_DQ_INVALID};
+    ck_assert_int_eq(cm_agg_add(ag, &k1, 1), 0);
+    st_apply(base, st, &cfg, 0, 0, 10, ag, nm);
+    int victim = slot_owner(cl_port[0], part_slot(0)), vi = -1;
+    for (int i = 0; i < CL_N; i++)
+        if (cl_port[i] == victim)
+            vi = i;
+    ck_assert_int_ge(vi, 0);
+    /* the replica has the apply before the kill */
+    double end = now_s() + 20;
+    redisReply *role;
+    while (!((role = node_cmd(victim, "ROLE", NULL, NULL, NULL, NULL, NULL)) &&
+             role->type == REDIS_REPLY_ARRAY && role->elements == 3 &&
+             role->element[2]->type == REDIS_REPLY_ARRAY && role->element[2]->elements == 1)) {
+        freeReplyObject(role);
+        ck_assert_msg(now_s() < end, "master %d has no replica attached", victim);
+        nap_ms(20);
+    }
+    int rport = atoi(role->element[2]->element[0]->element[1]->str);
+    freeReplyObject(role);
+    redisContext *rc = node_conn(rport);
+    ck_assert_ptr_nonnull(rc);
+    freeReplyObject(redisCommand(rc, "READONLY"));
+    for (;;) {
+        redisReply *g = redisCommand(rc, "GET circmon:{0}:pos");
+        int ok = g && g->type == REDIS_REPLY_STRING && !strcmp(g->str, "10");
+        freeReplyObject(g);
+        if (ok)
+            break;
+        ck_assert_msg(now_s() < end, "replica %d did not get the apply", rport);
+        nap_ms(20);
+    }
+    redisFree(rc);
+    kill(cl_pid[vi], SIGKILL);
+    wait_pid(cl_pid[vi], 10);
+    loop_until(base, &ud[0], 20); /* down */
+    ck_assert(!cm_store_ready(st));
+    ck_assert_int_eq(cm_store_apply_send(st, cm_store_apply_new(cfg.key_prefix, 0, 10, 20),
+                                         st_on_apply, NULL),
+                     -ENOTCONN);
+    int ups = ud[1];
+    end = now_s() + 30;
+    while (ud[1] == ups) {
+        ck_assert_msg(now_s() < end, "the store did not come back within 30 s: %s",
+                      cm_store_errstr(st));
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        nap_ms(1);
+    }
+    ck_assert(cm_store_ready(st));
+    ck_assert_int_ne(slot_owner(cl_port[(vi + 1) % CL_N], part_slot(0)), victim);
+    st_apply(base, st, &cfg, 0, 10, 20, ag, nm);
+    struct cm_rcluster_stats cs;
+    ck_assert_int_eq(cm_store_cluster_stats(st, &cs), 0);
+    ck_assert_uint_ge(cs.map_reads, 2);
+
+    /* a command waiting out TRYAGAIN when the store is freed */
+    int s1 = part_slot(1), m1 = slot_owner(cl_port[(vi + 1) % CL_N], s1), to1 = -1;
+    st_apply(base, st, &cfg, 1, 0, 10, ag, nm);
+    for (int k = 0; k < CL_N && to1 < 0; k++)
+        if (k != vi && cl_port[k] != m1 && is_master(cl_port[k]))
+            to1 = cl_port[k];
+    ck_assert_int_gt(to1, 0);
+    char ss[16], sid[64], did[64];
+    snprintf(ss, sizeof(ss), "%d", s1);
+    node_id(m1, sid, sizeof(sid));
+    node_id(to1, did, sizeof(did));
+    node_ok(to1, "CLUSTER", "SETSLOT", ss, "IMPORTING", sid, NULL);
+    node_ok(m1, "CLUSTER", "SETSLOT", ss, "MIGRATING", did, NULL);
+    struct st_res r;
+    st_send(st, &cfg, 1, 10, 20, ag, nm, &r); /* its new dlq/epoch keys: TRYAGAIN */
+    end = now_s() + 10;
+    for (;;) {
+        ck_assert_int_eq(cm_store_cluster_stats(st, &cs), 0);
+        if (cs.tryagain >= 1)
+            break;
+        ck_assert_msg(!r.done && now_s() < end, "no TRYAGAIN (done %d err %d)", r.done, r.err);
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        nap_ms(1);
+    }
+    cm_store_free(st);
+    ck_assert(r.done);
+    ck_assert_int_eq(r.err, -ECONNRESET);
+    cm_agg_free(ag);
+    cm_names_free(nm);
+    event_base_free(base);
+    cm_config_free(&cfg);
+    svc_dir_remove();
+}
+END_TEST
+
 /* The partitions' keys are spread over every master, the figures equal
  * replay, and status reads the positions by name. */
 START_TEST(test_cluster_end_to_end)
@@ -753,6 +871,7 @@ static Suite *suite(void)
 
     tc = new_case(s, "store", 60);
     tcase_add_test(tc, test_store_on_cluster);
+    tcase_add_test(tc, test_store_failover);
 
     tc = new_case(s, "cluster", 180);
     tcase_add_test(tc, test_cluster_end_to_end);
