@@ -281,8 +281,10 @@ static void cl_setup(void)
     broker_start(N_PARTS);
 }
 
-/* A configuration on the cluster (two seed nodes: the first may be killed). */
-static const char *cl_conf(const char *name, const char *group, int batch_size, int in_flight)
+/* A configuration on the cluster (two seed nodes: the first may be killed),
+ * the HTTP endpoint on port (0: none). */
+static const char *cl_conf_port(const char *name, const char *group, int batch_size,
+                                int in_flight, int port)
 {
     const char *p = path_in(name);
     FILE *fp = fopen(p, "w");
@@ -292,10 +294,66 @@ static const char *cl_conf(const char *name, const char *group, int batch_size, 
             "[kafka]\nbrokers = %s\ngroup_id = %s\nrdkafka.session.timeout.ms = 6000\n"
             "[redis]\ncluster = yes\nnodes = 127.0.0.1:%d, 127.0.0.1:%d\n"
             "command_timeout_ms = 3000\nconnect_timeout_ms = 1000\n"
-            "[http]\nport = 0\n",
-            batch_size, in_flight, brokers, group, cl_port[0], cl_port[1]);
+            "[http]\nlisten = 127.0.0.1\nport = %d\nrefresh_ms = 200\n",
+            batch_size, in_flight, brokers, group, cl_port[0], cl_port[1], port);
     fclose(fp);
     return p;
+}
+
+static const char *cl_conf(const char *name, const char *group, int batch_size, int in_flight)
+{
+    return cl_conf_port(name, group, batch_size, in_flight, 0);
+}
+
+/* cl_conf with the HTTP endpoint on a port below the ephemeral range and
+ * a fast read side; starts circmond on it, another port when it is taken.
+ * *port gets the port. */
+static pid_t cl_daemon_http(const char *group, int batch_size, int in_flight, const char **conf,
+                            int *port)
+{
+    unsigned seed = (unsigned)getpid() ^ (unsigned)wall_ms();
+    const char *log = path_in("d.log");
+    for (int attempt = 0; attempt < 10; attempt++) {
+        *port = 20000 + (int)(rand_r(&seed) % 12000u);
+        *conf = cl_conf_port("c.conf", group, batch_size, in_flight, *port);
+        unlink(log);
+        pid_t d = daemon_start(*conf, log, NULL);
+        double end = now_s() + 20;
+        for (;;) {
+            if (file_has(log, "http endpoint at"))
+                return d;
+            if (file_has(log, "cannot listen")) {
+                kill(d, SIGKILL);
+                wait_pid(d, 10);
+                break;
+            }
+            ck_assert_msg(alive(d), "circmond exited (see %s)", log);
+            ck_assert_msg(now_s() < end, "circmond did not open its endpoint (see %s)", log);
+            nap_ms(10);
+        }
+    }
+    ck_abort_msg("no free port for circmond's endpoint in 10 tries");
+    return -1;
+}
+
+/* Polls GET path on port until its JSON body equals the file want (20 s). */
+static void http_equals(int port, const char *path, const char *want)
+{
+    json_t *w = load_json(want);
+    static char buf[1 << 20];
+    double end = now_s() + 20;
+    for (;;) {
+        int n = http_get_raw(port, path, buf, sizeof(buf));
+        char *body = n > 0 ? strstr(buf, "\r\n\r\n") : NULL;
+        json_t *got = body && strstr(buf, " 200 ") ? json_loads(body + 4, 0, NULL) : NULL;
+        int eq = got && json_equal(got, w);
+        json_decref(got);
+        if (eq)
+            break;
+        ck_assert_msg(now_s() < end, "GET %s never equalled %s", path, want);
+        nap_ms(50);
+    }
+    json_decref(w);
 }
 
 /* Sum of the stored positions of partitions 0..N_PARTS-1, read by name
@@ -740,13 +798,23 @@ END_TEST
 START_TEST(test_cluster_end_to_end)
 {
     cl_setup();
-    const char *conf = cl_conf("c.conf", "cl-e2e", 500, 4);
-    const char *ev;
-    long n = gen_publish(conf, 1, 2000, &ev);
-    pid_t d = daemon_start(conf, path_in("d.log"), NULL);
+    const char *conf;
+    int port;
+    const char *ev = path_in("ev.bin");
+    gen(ev, 1, 2000);
+    long n = count_records(ev);
+    pid_t d = cl_daemon_http("cl-e2e", 500, 4, &conf, &port);
+    publish(conf, ev);
     cl_wait_sum(conf, n, n, 60);
     compare(conf, AS_OF, ev, NULL);
     compare(conf, AS_OF_MID, ev, NULL);
+    /* the read side, on its own cluster client: the same figures */
+    http_equals(port, "/v1/indicators?as_of=" AS_OF_MID, path_in("rep.json"));
+    static char buf[1 << 22];
+    ck_assert_int_gt(http_get_raw(port, "/metrics", buf, sizeof(buf)), 0);
+    ck_assert_msg(strstr(buf, "circmon_redis_cluster_redirects_total{kind=\"moved\"} 0") &&
+                      strstr(buf, "circmon_redis_cluster_map_reads_total "),
+                  "no cluster metrics on /metrics");
     int masters = 0;
     for (int i = 0; i < CL_N; i++) {
         if (!is_master(cl_port[i]))
