@@ -57,6 +57,7 @@ struct cm_rcluster {
     int freeing;
 
     struct event *refresh_timer;
+    struct event *gc_ev; /* frees the nodes a new map no longer names */
     int refresh_ms;
     int refresh_inflight;
     size_t ask_next; /* the node asked for the map rotates */
@@ -355,7 +356,37 @@ static void on_slots(struct cm_rconn *c, redisReply *rep, int err, void *ud)
     cl->have_map = 1;
     cl->stale = 0;
     cl->st.map_reads++;
+    event_active(cl->gc_ev, 0, 0); /* not from here: we may be inside a node's callback */
     check_up(cl);
+}
+
+/* Frees the nodes that own no slot and have nothing in flight (a master
+ * replaced by its replica, a seed), so that topology changes over a long run
+ * never fill CL_NODES_MAX. Runs from the loop, outside any hiredis callback. */
+static void on_gc(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct cm_rcluster *cl = arg;
+    uint16_t remap[CL_NODES_MAX];
+    size_t k = 0;
+    for (size_t i = 0; i < cl->n_nodes; i++) {
+        struct node *nd = cl->nodes[i];
+        if (!nd->master && cm_rconn_pending(nd->c) == 0) {
+            cm_rconn_free(nd->c); /* nothing pending: no callback runs */
+            free(nd);
+            remap[i] = 0;
+            continue;
+        }
+        cl->nodes[k] = nd;
+        remap[i] = (uint16_t)(k + 1);
+        k++;
+    }
+    cl->n_nodes = k;
+    for (size_t s = 0; s < CM_SLOTS; s++)
+        if (cl->slot_node[s])
+            cl->slot_node[s] = remap[cl->slot_node[s] - 1]; /* owners are masters: kept */
+    cl->ask_next = 0;
 }
 
 /* Asks a connected node for the map (masters first, in turn); when none is
@@ -500,8 +531,10 @@ static void on_node_reply(struct cm_rconn *c, redisReply *rep, int err, void *ud
             q->redirects++;
             struct node *nd = node_get(cl, host, hl, port);
             if (moved) {
-                if (nd)
+                if (nd) {
                     cl->slot_node[slot] = (uint16_t)(node_index(cl, nd) + 1);
+                    nd->master = 1; /* it owns a slot now: kept, and must be connected */
+                }
                 schedule_refresh(cl, 0); /* the rest of the map moved too, maybe */
             }
             if (dispatch(q, nd, ask) == 0) {
@@ -566,7 +599,10 @@ struct cm_rcluster *cm_rcluster_new(struct event_base *base, const struct cm_con
     cl->state_cb = state_cb;
     cl->ud = ud;
     cl->refresh_ms = REFRESH_MIN_MS;
-    if (!(cl->refresh_timer = evtimer_new(base, on_refresh_timer, cl))) {
+    if (!(cl->refresh_timer = evtimer_new(base, on_refresh_timer, cl)) ||
+        !(cl->gc_ev = event_new(base, -1, 0, on_gc, cl))) {
+        if (cl->refresh_timer)
+            event_free(cl->refresh_timer);
         free(cl);
         return NULL;
     }
@@ -588,6 +624,7 @@ struct cm_rcluster *cm_rcluster_free(struct cm_rcluster *cl)
     while (cl->cmds) /* waiting for a retry */
         deliver(cl->cmds, NULL, -ECONNRESET);
     event_free(cl->refresh_timer);
+    event_free(cl->gc_ev);
     free(cl);
     return NULL;
 }

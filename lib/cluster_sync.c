@@ -15,7 +15,8 @@
 #include "circmon/slot.h"
 #include "circmon/store.h"
 
-#define RETRY_MS 20
+#define RETRY_MS 20      /* after TRYAGAIN or CLUSTERDOWN */
+#define MAP_RETRY_MS 100 /* after a node did not answer */
 
 struct snode {
     char host[CM_NODE_HOST_MAX + 1];
@@ -267,6 +268,16 @@ static void sleep_ms(int ms)
         ;
 }
 
+/* Reads the map again from any node but avoid; 0 or -1. */
+static int reread_map(struct cm_rsync *r, size_t avoid)
+{
+    char scratch[256];
+    for (size_t k = 0; k < r->n_nodes; k++)
+        if (k != avoid && read_map(r, k, scratch, sizeof(scratch)) == 0)
+            return 0;
+    return -1;
+}
+
 redisReply *cm_rsync_command(struct cm_rsync *r, int argc, const char **argv,
                              const size_t *lens, char *err, size_t errlen)
 {
@@ -288,8 +299,16 @@ redisReply *cm_rsync_command(struct cm_rsync *r, int argc, const char **argv,
     }
     for (;;) {
         redisReply *rep = run_on(r, ix, asking, argc, argv, lens, err, errlen);
-        if (!rep)
-            return NULL;
+        if (!rep) { /* a node gone: until a replica took over, within the deadline */
+            if (cm_clock_ms() - t0 >= r->cfg->command_timeout_ms)
+                return NULL;
+            sleep_ms(MAP_RETRY_MS);
+            if (reread_map(r, ix) == 0 && r->slot_node[slot])
+                ix = r->slot_node[slot] - 1u;
+            redirects = 0;
+            asking = 0;
+            continue;
+        }
         asking = 0;
         int moved = starts(rep, "MOVED"), ask = starts(rep, "ASK"), s, to;
         if ((moved || ask) && redirects < CL_REDIRECTS_MAX &&
@@ -304,8 +323,11 @@ redisReply *cm_rsync_command(struct cm_rsync *r, int argc, const char **argv,
         }
         if ((starts(rep, "TRYAGAIN") || starts(rep, "CLUSTERDOWN")) &&
             cm_clock_ms() - t0 < r->cfg->command_timeout_ms) {
+            int down = starts(rep, "CLUSTERDOWN");
             freeReplyObject(rep);
             sleep_ms(RETRY_MS); /* a slot being migrated, or a failover: wait, then again */
+            if (down)
+                (void)reread_map(r, CL_NODES_MAX); /* any node */
             redirects = 0;
             ix = r->slot_node[slot] ? r->slot_node[slot] - 1u : ix;
             continue;

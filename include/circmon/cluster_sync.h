@@ -6,7 +6,10 @@
  * when first needed (connect_timeout_ms, command_timeout_ms, AUTH), each
  * command sent to the master of its key's slot (cm_rcluster_cmd_key), MOVED
  * followed (the slot is updated), ASK followed with ASKING, TRYAGAIN and
- * CLUSTERDOWN sent again every 20 ms until command_timeout_ms has passed. At
+ * CLUSTERDOWN sent again every 20 ms until command_timeout_ms has passed; a
+ * node that does not answer (a master lost) makes it read the map from the
+ * other nodes every 100 ms until a replica took over, within the same
+ * deadline (this blocks: it is for the tools, never for circmond's loop). At
  * most CL_REDIRECTS_MAX redirections per command and CL_NODES_MAX nodes. */
 #ifndef CIRCMON_CLUSTER_SYNC_H
 #define CIRCMON_CLUSTER_SYNC_H
