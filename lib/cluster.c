@@ -148,8 +148,7 @@ static void ccmd_link(struct ccmd *q)
     cl->n_cmds++;
 }
 
-/* Hands the reply to the user and forgets q. */
-static void deliver(struct ccmd *q, redisReply *rep, int err)
+static void ccmd_unlink(struct ccmd *q)
 {
     struct cm_rcluster *cl = q->cl;
     if (q->prev)
@@ -159,6 +158,13 @@ static void deliver(struct ccmd *q, redisReply *rep, int err)
     if (q->next)
         q->next->prev = q->prev;
     cl->n_cmds--;
+}
+
+/* Hands the reply to the user and forgets q. */
+static void deliver(struct ccmd *q, redisReply *rep, int err)
+{
+    struct cm_rcluster *cl = q->cl;
+    ccmd_unlink(q);
     q->cb(cl->top, rep, err, q->ud);
     ccmd_free(q);
 }
@@ -574,13 +580,13 @@ int cm_rcluster_send(struct cm_rcluster *cl, int argc, const char **argv, const 
     struct ccmd *q = ccmd_new(cl, argc, argv, lens, cb, ud);
     if (!q)
         return -ENOMEM;
+    ccmd_link(q); /* first: a failure inside the send delivers q at once */
     int r = dispatch(q, node_of(cl, q->slot), 0);
     if (r) {
+        ccmd_unlink(q);
         ccmd_free(q);
-        return r;
     }
-    ccmd_link(q);
-    return 0;
+    return r;
 }
 
 /* ---------------------------------------------------------------- setup */
@@ -617,6 +623,7 @@ struct cm_rcluster *cm_rcluster_free(struct cm_rcluster *cl)
     if (!cl)
         return NULL;
     cl->freeing = 1;
+    cl->up = 0; /* what callbacks send from here on is refused */
     for (size_t i = 0; i < cl->n_nodes; i++) {
         cm_rconn_free(cl->nodes[i]->c); /* fails what it has in flight */
         free(cl->nodes[i]);
