@@ -7,6 +7,7 @@
  * cm_e2e.h (broker, circmon-gen, publish, replay). */
 #include "cm_e2e.h"
 
+#include "circmon/cluster.h"
 #include "circmon/redis_conn.h"
 #include "circmon/slot.h"
 
@@ -40,6 +41,33 @@ START_TEST(test_crc16_and_slots_from_the_spec)
         ck_assert_int_lt(cm_slot_of(k, (size_t)n), CM_SLOTS);
         ck_assert_int_ge(cm_slot_of(k, (size_t)n), 0);
     }
+}
+END_TEST
+
+/* The key the router takes of a command. */
+START_TEST(test_cmd_key)
+{
+    const char *k;
+    size_t kl;
+    const char *get[] = {"GET", "circmon:{3}:pos"};
+    ck_assert_int_eq(cm_rcluster_cmd_key(2, get, NULL, &k, &kl), 1);
+    ck_assert_ptr_eq(k, get[1]);
+    ck_assert_uint_eq(kl, strlen(get[1]));
+    const char *ev[] = {"evalsha", "sha", "2", "k1", "k2", "a"};
+    ck_assert_int_eq(cm_rcluster_cmd_key(6, ev, NULL, &k, &kl), 1);
+    ck_assert_str_eq(k, "k1");
+    const char *ev0[] = {"EVAL", "return 1", "0"};
+    ck_assert_int_eq(cm_rcluster_cmd_key(3, ev0, NULL, &k, &kl), 0);
+    const char *evbad[] = {"EVAL", "s", "x", "k"};
+    ck_assert_int_eq(cm_rcluster_cmd_key(4, evbad, NULL, &k, &kl), 0);
+    const char *ping[] = {"PING"};
+    ck_assert_int_eq(cm_rcluster_cmd_key(1, ping, NULL, &k, &kl), 0);
+    /* with lengths: a key holding a NUL byte */
+    const char *mg[] = {"MGET", "a\0{7}"};
+    const size_t ml[] = {4, 6};
+    ck_assert_int_eq(cm_rcluster_cmd_key(2, mg, ml, &k, &kl), 1);
+    ck_assert_uint_eq(kl, 6);
+    ck_assert_int_eq(cm_slot_of(k, kl), cm_slot_of("7", 1));
 }
 END_TEST
 
@@ -933,6 +961,7 @@ static Suite *suite(void)
     Suite *s = suite_create("cluster");
     TCase *tc = new_case(s, "slots", 30);
     tcase_add_test(tc, test_crc16_and_slots_from_the_spec);
+    tcase_add_test(tc, test_cmd_key);
     tcase_add_test(tc, test_nodes_parse);
     tcase_add_test(tc, test_config);
     tcase_add_test(tc, test_slots_equal_redis);
