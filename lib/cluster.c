@@ -526,6 +526,11 @@ static void on_node_reply(struct cm_rconn *c, redisReply *rep, int err, void *ud
     (void)c;
     if (cl->freeing || err || rep->type != REDIS_REPLY_ERROR) {
         deliver(q, rep, err);
+        /* A lost reply is always followed by a down notice (the user
+         * resynchronises on the next up), also from a node that is not a
+         * master (an ASK target). */
+        if (err && !cl->freeing)
+            mark_down(cl);
         return;
     }
     int moved = is_err(rep, "MOVED"), ask = is_err(rep, "ASK");

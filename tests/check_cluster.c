@@ -306,7 +306,7 @@ static void cl_setup(void)
 {
     svc_dir_make("check_cluster");
     cluster_start();
-    broker_start(N_PARTS);
+    broker_start_with(N_PARTS, "circmon.events.alerts");
 }
 
 /* A configuration on the cluster (two seed nodes: the first may be killed),
@@ -322,8 +322,13 @@ static const char *cl_conf_port(const char *name, const char *group, int batch_s
             "[kafka]\nbrokers = %s\ngroup_id = %s\nrdkafka.session.timeout.ms = 6000\n"
             "[redis]\ncluster = yes\nnodes = 127.0.0.1:%d, 127.0.0.1:%d\n"
             "command_timeout_ms = 3000\nconnect_timeout_ms = 1000\n"
-            "[http]\nlisten = 127.0.0.1\nport = %d\nrefresh_ms = 200\n",
-            batch_size, in_flight, brokers, group, cl_port[0], cl_port[1], port);
+            "[http]\nlisten = 127.0.0.1\nport = %d\nrefresh_ms = 200\n%s",
+            batch_size, in_flight, brokers, group, cl_port[0], cl_port[1], port,
+            port ? /* a rule that fires for every scheme: its state goes through the cluster */
+                "[alerts]\ninterval_s = 1\n[alert all]\nscheme = *\n"
+                "indicator = return_compliance_rate\nbelow = 1\nmin_expected = 1\n"
+                "window_months = 120\n"
+                 : "");
     fclose(fp);
     return p;
 }
@@ -843,6 +848,44 @@ START_TEST(test_cluster_end_to_end)
     ck_assert_msg(strstr(buf, "circmon_redis_cluster_redirects_total{kind=\"moved\"} 0") &&
                       strstr(buf, "circmon_redis_cluster_map_reads_total "),
                   "no cluster metrics on /metrics");
+    /* the alerts' state (keys {alert:<hash>} and {alerts}) through the cluster */
+    double end = now_s() + 30;
+    while (!(http_get_raw(port, "/v1/alerts", buf, sizeof(buf)) > 0 && strstr(buf, " 200 ") &&
+             strstr(buf, "\"firing\""))) {
+        ck_assert_msg(now_s() < end, "no alert instance firing after 30 s: %s", buf);
+        nap_ms(100);
+    }
+    int ap = slot_owner(cl_port[0], cm_slot_of("alerts", 6));
+    redisReply *mem = node_cmd(ap, "SMEMBERS", "circmon:{alerts}:instances", NULL, NULL, NULL,
+                               NULL);
+    ck_assert_msg(mem && mem->type == REDIS_REPLY_ARRAY && mem->elements > 0,
+                  "no alert instances stored on the master of {alerts}");
+    freeReplyObject(mem);
+    char *al[] = {"alerts", "--config", (char *)conf, "--format", "json", NULL};
+    ck_assert_int_eq(run_bin("circmonctl", al, path_in("alerts.json"), path_in("ctl.log")), 0);
+    int firing = count_in_file(path_in("alerts.json"), "\"fire\": true");
+    ck_assert_int_gt(firing, 0);
+    /* each firing instance's event delivered once (outbox, lease and mark in
+     * the cluster) */
+    long got = 0;
+    end = now_s() + 30;
+    for (int round = 0; got < firing; round++) {
+        char grp[32];
+        snprintf(grp, sizeof(grp), "alert-reader-%d", round);
+        rd_kafka_t *rk = topic_reader("circmon.events.alerts", N_PARTS, grp);
+        int eof = 0;
+        rd_kafka_message_t *m;
+        got = 0;
+        while ((m = topic_next(rk, "circmon.events.alerts", N_PARTS, &eof, end))) {
+            got++;
+            rd_kafka_message_destroy(m);
+        }
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        ck_assert_msg(got <= firing, "%ld alert events for %d firing instances", got, firing);
+        ck_assert_msg(got == firing || now_s() < end, "%ld alert events of %d after 30 s", got,
+                      firing);
+    }
     int masters = 0;
     for (int i = 0; i < CL_N; i++) {
         if (!is_master(cl_port[i]))

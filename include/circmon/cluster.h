@@ -18,8 +18,9 @@
  * client not ready (state_cb(0), the command fails with -ECONNRESET): it
  * reads the map again every 100 ms (doubling to 1 s) until every slot has a
  * connected master (a replica took over, or the master is back), then
- * state_cb(1). The user resynchronises from what Redis holds, as after a
- * lost single connection.
+ * state_cb(1). A command that fails with -ECONNRESET or -ETIMEDOUT is
+ * always followed by state_cb(0) (if the client was up). The user
+ * resynchronises from what Redis holds, as after a lost single connection.
  *
  * Bounds: the map is 16384 slot entries; at most CL_NODES_MAX nodes are
  * known (a map naming more is refused); commands in flight are those the
