@@ -913,8 +913,9 @@ START_TEST(test_cluster_end_to_end)
 }
 END_TEST
 
-/* Slots of three partitions move to another master while circmond folds:
- * MOVED, ASK and TRYAGAIN are followed and the figures stay equal. */
+/* Slots of three partitions move to another master while two circmond of
+ * one group fold: MOVED, ASK and TRYAGAIN are followed and the figures stay
+ * equal. */
 START_TEST(test_cluster_reshard_during_ingestion)
 {
     cl_setup();
@@ -924,7 +925,9 @@ START_TEST(test_cluster_reshard_during_ingestion)
     split(ev, n / 2, a, b);
     const char *conf = cl_conf("c.conf", "cl-reshard", 100, 2);
     publish(conf, a);
+    /* two daemons of one group: scale-out on both sides at once */
     pid_t d = daemon_start(conf, path_in("d.log"), NULL);
+    pid_t d2 = daemon_start(conf, path_in("d2.log"), NULL);
     cl_wait_sum(conf, n / 8, n / 2, 60);
     int moved[3] = {1, 4, 6}, to[3];
     for (int i = 0; i < 3; i++) {
@@ -946,11 +949,13 @@ START_TEST(test_cluster_reshard_during_ingestion)
     }
     compare(conf, AS_OF, a, b);
     compare(conf, AS_OF_MID, a, b);
-    ck_assert(alive(d));
+    ck_assert(alive(d) && alive(d2));
     stop_daemon(d);
-    long mv, ask, ta, maps;
+    stop_daemon(d2);
+    long mv, ask, ta, maps, mv2, ask2, ta2, maps2;
     followed(path_in("d.log"), &mv, &ask, &ta, &maps);
-    ck_assert_msg(mv > 0, "no MOVED followed: the moves did not meet the stream");
+    followed(path_in("d2.log"), &mv2, &ask2, &ta2, &maps2);
+    ck_assert_msg(mv + mv2 > 0, "no MOVED followed: the moves did not meet the stream");
 }
 END_TEST
 
