@@ -17,7 +17,10 @@
  *   AUTH, SELECT, SCRIPT LOAD), reconnects with backoff from a timer after a
  *   loss, and times commands out itself (hiredis 0.14 has no async
  *   timeouts); a timed-out command drops the connection, since its fate is
- *   unknown and later replies would be out of step;
+ *   unknown and later replies would be out of step; with [redis] cluster =
+ *   yes the same over one connection per master, each command routed by
+ *   the hash slot of its partition (redis_conn.h, cluster.h): the store is
+ *   ready when every slot's master is;
  * - synchronous reads for circmonctl (cm_store_read_*), one blocking
  *   connection per call.
  *
