@@ -104,7 +104,7 @@ ASAN_ENV := $(TEST_ENV) CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-3} \
             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
 .PHONY: FORCE all test check check-plain check-asan check-valgrind tests tests-asan \
-        bench demo deps install uninstall clean fuzz fuzz-build fuzz-corpus fuzz-regress
+        bench bench-cluster demo deps install uninstall clean fuzz fuzz-build fuzz-corpus fuzz-regress
 .DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
 .SECONDARY:
@@ -348,6 +348,10 @@ fuzz: $(FUZZ_BINS) build/fuzz/corpus/.stamp fuzz-regress
 	test $$fail -eq 0
 
 # --- scripts written elsewhere ---------------------------------------------
+# Redis Cluster against one Redis (tests/bench_cluster.sh); figures only.
+bench-cluster: all
+	CM_TOP=$(CURDIR) bash tests/bench_cluster.sh
+
 bench: all build/bench/bench_fold
 	@if [ -x tests/bench.sh ] || [ -f tests/bench.sh ]; then \
 	    CM_TOP=$(CURDIR) bash tests/bench.sh; \

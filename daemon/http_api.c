@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "circmon/clock.h"
+#include "circmon/redis_conn.h"
+#include "circmon/store.h"
 #include "daemon.h"
 #include "http.h"
 #include "readside.h"
@@ -386,6 +388,19 @@ int cmd_http_pipeline_metrics(struct daemon *d, struct cm_strbuf *b)
                 h->rebalances));
     TRY(counter(b, "circmon_http_connections_refused_total",
                 "HTTP connections closed at once: max_connections were open", h->conns_refused));
+    struct cm_rcluster_stats cs;
+    if (d->st && cm_store_cluster_stats(d->st, &cs) == 0) {
+        TRY(cm_prom_family(b, "circmon_redis_cluster_redirects_total", "counter",
+                           "Redis Cluster replies the store followed: MOVED, ASK, TRYAGAIN "
+                           "(with CLUSTERDOWN: waited out and sent again)"));
+        TRY(sample1(b, "circmon_redis_cluster_redirects_total", "kind", "moved",
+                    (double)cs.moved));
+        TRY(sample1(b, "circmon_redis_cluster_redirects_total", "kind", "ask", (double)cs.ask));
+        TRY(sample1(b, "circmon_redis_cluster_redirects_total", "kind", "tryagain",
+                    (double)cs.tryagain));
+        TRY(counter(b, "circmon_redis_cluster_map_reads_total",
+                    "Redis Cluster slot maps the store read (CLUSTER SLOTS)", cs.map_reads));
+    }
     struct reg_walk w = {b};
     TRY(cm_metrics_each(d->m, reg_one, &w));
     TRY(cm_prom_family(b, "circmon_build_info", "gauge", "the version of this circmond, as a label"));

@@ -10,6 +10,7 @@
 
 #include "circmon/fold.h"
 #include "circmon/names.h"
+#include "circmon/redis_conn.h"
 #include "alerts.h"
 #include "daemon.h"
 #include "http.h"
@@ -417,10 +418,11 @@ int cmd_run(struct cm_config *cfg)
     }
 
     /* Redis first, within the start-up budget. */
-    const char *where = cfg->redis_unix_socket && *cfg->redis_unix_socket
+    const char *where = cfg->redis_cluster ? cfg->redis_nodes_spec
+                        : cfg->redis_unix_socket && *cfg->redis_unix_socket
                             ? cfg->redis_unix_socket
                             : cfg->redis_host;
-    cm_log_info("connecting to redis at %s", where);
+    cm_log_info("connecting to redis %sat %s", cfg->redis_cluster ? "cluster " : "", where);
     if (!(d->st = cm_store_new(d->base, cfg, cmd_on_store, d))) {
         cm_log_err("out of memory creating the redis store");
         teardown(d);
@@ -478,6 +480,11 @@ int cmd_run(struct cm_config *cfg)
                 (double)cm_hist_quantile(d->h_loop, 0.5) / 1000,
                 (double)cm_hist_quantile(d->h_loop, 0.99) / 1000, (double)d->h_loop->max / 1000,
                 d->h_loop->count);
+    struct cm_rcluster_stats cs;
+    if (cm_store_cluster_stats(d->st, &cs) == 0)
+        cm_log_info("redis cluster: followed %" PRIu64 " MOVED, %" PRIu64 " ASK, %" PRIu64
+                    " TRYAGAIN/CLUSTERDOWN; %" PRIu64 " slot maps read",
+                    cs.moved, cs.ask, cs.tryagain, cs.map_reads);
     teardown(d);
     return 0;
 }

@@ -45,6 +45,8 @@ static const struct field fields[] = {
     FS("redis", "user", redis_user, F_RESTART),
     {"redis", "password", offsetof(struct cm_config, redis_password), T_SECRET, F_RESTART},
     FI("redis", "db", redis_db, F_RESTART),
+    FI("redis", "cluster", redis_cluster, F_RESTART),
+    FS("redis", "nodes", redis_nodes_spec, F_RESTART),
     FS("redis", "key_prefix", key_prefix, F_REFUSE),
     FS("redis", "alias", redis_alias, F_RESTART),
     FI("redis", "connect_timeout_ms", connect_timeout_ms, F_RESTART),

@@ -53,6 +53,7 @@ struct parser {
     struct cm_alert_rule *alert;    /* current [alert NAME] target */
     size_t cap_alerts;
     bool password_seen, password_file_seen;
+    int cluster_line, nodes_line, db_line, unix_line; /* [redis] keys checked together */
     struct seen_key *keys;          /* every key so far, for duplicates */
     size_t n_keys, cap_keys;
     int rc;                         /* first error, 0 if none */
@@ -324,8 +325,10 @@ static int handle_redis(struct parser *ps, const char *key, const char *value) {
         return set_str(ps, key, value, &cfg->redis_host);
     if (strcmp(key, "port") == 0)
         return set_int(ps, key, value, 0, 65535, &cfg->redis_port);
-    if (strcmp(key, "unix_socket") == 0)
+    if (strcmp(key, "unix_socket") == 0) {
+        ps->unix_line = ps->lineno;
         return set_opt_str(ps, key, value, &cfg->redis_unix_socket);
+    }
     if (strcmp(key, "user") == 0)
         return set_opt_str(ps, key, value, &cfg->redis_user);
     if (strcmp(key, "password") == 0 || strcmp(key, "password_file") == 0) {
@@ -343,8 +346,40 @@ static int handle_redis(struct parser *ps, const char *key, const char *value) {
         ps->password_seen = true;
         return set_opt_str(ps, key, value, &cfg->redis_password);
     }
-    if (strcmp(key, "db") == 0)
+    if (strcmp(key, "db") == 0) {
+        ps->db_line = ps->lineno;
         return set_int(ps, key, value, 0, 1000000, &cfg->redis_db);
+    }
+    if (strcmp(key, "cluster") == 0) {
+        ps->cluster_line = ps->lineno;
+        if (strcmp(value, "yes") && strcmp(value, "no"))
+            return fail(ps, -EINVAL, "[redis] cluster: not yes or no: \"%s\"", value);
+        cfg->redis_cluster = strcmp(value, "yes") == 0;
+        return 1;
+    }
+    if (strcmp(key, "nodes") == 0) {
+        char e[300];
+        struct cm_node_addr *v = calloc(CM_NODES_MAX, sizeof(*v));
+        if (!v)
+            return fail(ps, -ENOMEM, "[redis] nodes: out of memory");
+        int n = cm_slot_nodes_parse(value, v, CM_NODES_MAX, e, sizeof(e));
+        if (n < 0) {
+            free(v);
+            return fail(ps, -EINVAL, "[redis] nodes: %s", e);
+        }
+        char *spec = xstrdup(value);
+        if (!spec) {
+            free(v);
+            return fail(ps, -ENOMEM, "[redis] nodes: out of memory");
+        }
+        free(cfg->redis_nodes);
+        free(cfg->redis_nodes_spec);
+        cfg->redis_nodes = v;
+        cfg->redis_nodes_spec = spec;
+        cfg->n_redis_nodes = (size_t)n;
+        ps->nodes_line = ps->lineno;
+        return 1;
+    }
     if (strcmp(key, "key_prefix") == 0) {
         if (strpbrk(value, "{} \t"))
             return fail(ps, -EINVAL, "[redis] key_prefix: must not contain braces or "
@@ -776,6 +811,32 @@ int cm_config_load(struct cm_config *cfg, const char *path, char *err, size_t er
             cfg->schemes[i].stay_w = cfg->scheme_default.stay_w;
         }
     }
+    /* Redis Cluster has one database and no unix sockets between its nodes. */
+    if (cfg->redis_cluster && !cfg->n_redis_nodes) {
+        set_err(err, errlen, "%s:%d: [redis] cluster = yes needs nodes = host:port[,...]", path,
+                ps.cluster_line);
+        r = -EINVAL;
+        goto fail;
+    }
+    if (cfg->redis_cluster && cfg->redis_db) {
+        set_err(err, errlen, "%s:%d: [redis] db: a Redis Cluster has database 0 only (no "
+                "SELECT): remove db or set cluster = no", path, ps.db_line);
+        r = -EINVAL;
+        goto fail;
+    }
+    if (cfg->redis_cluster && cfg->redis_unix_socket) {
+        set_err(err, errlen, "%s:%d: [redis] unix_socket: with cluster = yes the nodes are "
+                "reached by TCP at the addresses the cluster announces: use nodes", path,
+                ps.unix_line);
+        r = -EINVAL;
+        goto fail;
+    }
+    if (!cfg->redis_cluster && cfg->n_redis_nodes) {
+        set_err(err, errlen, "%s:%d: [redis] nodes: only used with cluster = yes (a single "
+                "Redis is host and port)", path, ps.nodes_line);
+        r = -EINVAL;
+        goto fail;
+    }
     dlq_set = cfg->dlq_topic != NULL;
     alert_set = cfg->alert_topic != NULL;
     if (!dlq_set)
@@ -831,6 +892,8 @@ void cm_config_free(struct cm_config *cfg) {
     free(cfg->redis_unix_socket);
     free(cfg->redis_user);
     free(cfg->redis_password);
+    free(cfg->redis_nodes);
+    free(cfg->redis_nodes_spec);
     free(cfg->key_prefix);
     free(cfg->redis_alias);
     free(cfg->http_listen);

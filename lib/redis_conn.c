@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 
 #include "circmon/clock.h"
+#include "circmon/cluster.h"
 #include "circmon/redis_conn.h"
 
 #define BACKOFF_MIN_MS 100
@@ -48,6 +49,10 @@ struct cm_rconn {
     struct event *retry_timer;   /* reconnect after backoff */
     struct event *notify_ev;     /* deferred state_cb(0) of a failed attempt */
     int backoff_ms;
+
+    const char *host; /* a cluster node's address (owned by the cluster); NULL: cfg's */
+    int port;
+    struct cm_rcluster *cl; /* cfg->redis_cluster: the router; the fields above unused */
 };
 
 static void start_connect(struct cm_rconn *c);
@@ -272,7 +277,9 @@ static void start_connect(struct cm_rconn *c)
 {
     const struct cm_config *cfg = c->cfg;
     redisAsyncContext *ac;
-    if (cfg->redis_unix_socket && *cfg->redis_unix_socket)
+    if (c->host)
+        ac = redisAsyncConnect(c->host, c->port);
+    else if (cfg->redis_unix_socket && *cfg->redis_unix_socket)
         ac = redisAsyncConnectUnix(cfg->redis_unix_socket);
     else
         ac = redisAsyncConnect(cfg->redis_host, cfg->redis_port);
@@ -314,7 +321,7 @@ static void start_connect(struct cm_rconn *c)
             r = cm_rconn_handshake(c, 2, a, NULL, NULL, NULL);
         }
     }
-    if (!r && cfg->redis_db) {
+    if (!r && cfg->redis_db && !c->host) {
         snprintf(db, sizeof(db), "%d", cfg->redis_db);
         const char *a[] = {"SELECT", db};
         r = cm_rconn_handshake(c, 2, a, NULL, NULL, NULL);
@@ -331,13 +338,15 @@ static void start_connect(struct cm_rconn *c)
     }
 }
 
-struct cm_rconn *cm_rconn_new(struct event_base *base, const struct cm_config *cfg,
-                              cm_rconn_prepare_cb prepare, cm_rconn_state_cb state_cb,
-                              void *ud)
+static struct cm_rconn *rconn_new(struct event_base *base, const struct cm_config *cfg,
+                                  const char *host, int port, cm_rconn_prepare_cb prepare,
+                                  cm_rconn_state_cb state_cb, void *ud)
 {
     struct cm_rconn *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
+    c->host = host;
+    c->port = port;
     c->base = base;
     c->cfg = cfg;
     c->prepare = prepare;
@@ -355,10 +364,40 @@ struct cm_rconn *cm_rconn_new(struct event_base *base, const struct cm_config *c
     return c;
 }
 
+struct cm_rconn *cm_rconn_new_node(struct event_base *base, const struct cm_config *cfg,
+                                   const char *host, int port, cm_rconn_prepare_cb prepare,
+                                   cm_rconn_state_cb state_cb, void *ud)
+{
+    return rconn_new(base, cfg, host, port, prepare, state_cb, ud);
+}
+
+struct cm_rconn *cm_rconn_new(struct event_base *base, const struct cm_config *cfg,
+                              cm_rconn_prepare_cb prepare, cm_rconn_state_cb state_cb,
+                              void *ud)
+{
+    if (!cfg->redis_cluster)
+        return rconn_new(base, cfg, NULL, 0, prepare, state_cb, ud);
+    struct cm_rconn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->base = base;
+    c->cfg = cfg;
+    if (!(c->cl = cm_rcluster_new(base, cfg, c, prepare, state_cb, ud))) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
 struct cm_rconn *cm_rconn_free(struct cm_rconn *c)
 {
     if (!c)
         return NULL;
+    if (c->cl) {
+        c->cl = cm_rcluster_free(c->cl);
+        free(c);
+        return NULL;
+    }
     c->state_cb = NULL;
     if (c->ac) {
         redisAsyncContext *ac = c->ac;
@@ -375,13 +414,25 @@ struct cm_rconn *cm_rconn_free(struct cm_rconn *c)
     return NULL;
 }
 
+int cm_rconn_cluster_stats(const struct cm_rconn *c, struct cm_rcluster_stats *st)
+{
+    if (!c->cl)
+        return -ENOTSUP;
+    cm_rcluster_stats(c->cl, st);
+    return 0;
+}
+
 int cm_rconn_ready(const struct cm_rconn *c)
 {
+    if (c->cl)
+        return cm_rcluster_ready(c->cl);
     return c->state == RC_UP && c->ac != NULL;
 }
 
 size_t cm_rconn_pending(const struct cm_rconn *c)
 {
+    if (c->cl)
+        return cm_rcluster_pending(c->cl);
     return c->n_cmds;
 }
 
@@ -392,6 +443,10 @@ const char *cm_rconn_errstr(const struct cm_rconn *c)
 
 void cm_rconn_drop(struct cm_rconn *c, const char *why)
 {
+    if (c->cl) {
+        cm_rcluster_drop(c->cl, why);
+        return;
+    }
     if (c->ac) {
         cm_rconn_set_err(c, "%s", why ? why : "connection dropped on request");
         lose(c, c->ac, 1);
@@ -401,6 +456,8 @@ void cm_rconn_drop(struct cm_rconn *c, const char *why)
 int cm_rconn_send(struct cm_rconn *c, int argc, const char **argv, const size_t *lens,
                   cm_rconn_reply_cb cb, void *ud)
 {
+    if (c->cl)
+        return cm_rcluster_send(c->cl, argc, argv, lens, cb, ud);
     if (!cm_rconn_ready(c))
         return -ENOTCONN;
     struct rcmd *q = cmd_new(c, 0, cb, ud);

@@ -592,6 +592,11 @@ const char *cm_store_errstr(const struct cm_store *s)
     return cm_rconn_errstr(s->c);
 }
 
+int cm_store_cluster_stats(const struct cm_store *s, struct cm_rcluster_stats *st)
+{
+    return cm_rconn_cluster_stats(s->c, st);
+}
+
 void cm_store_drop(struct cm_store *s)
 {
     cm_rconn_drop(s->c, "connection dropped on request");
@@ -929,9 +934,46 @@ out:
     return r;
 }
 
+int cm_store_agg_add_reply(const char *k, const struct redisReply *rep, struct cm_agg *ag,
+                           struct cm_names *nm, char *err, size_t errlen)
+{
+    int r = 0;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements % 2) {
+        errf(err, errlen, "redis HGETALL %s failed: %s", k,
+             rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply");
+        return -EPROTO;
+    }
+    for (size_t j = 0; !r && j < rep->elements; j += 2) {
+        redisReply *f = rep->element[j], *v = rep->element[j + 1];
+        struct cm_agg_key key;
+        int64_t x;
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+            cm_decimal_i64(v->str, v->len, &x) ||
+            (r = cm_agg_key_parse(f->str, f->len, nm, &key)) != 0) {
+            errf(err, errlen, "%s: malformed aggregate field '%.*s'", k,
+                 f->type == REDIS_REPLY_STRING ? (int)(f->len > 200 ? 200 : f->len) : 0,
+                 f->type == REDIS_REPLY_STRING ? f->str : "");
+            r = r == -ENOMEM ? r : -EPROTO;
+        } else if ((r = cm_agg_add(ag, &key, x)) != 0) {
+            errf(err, errlen, "out of memory");
+        }
+    }
+    return r;
+}
+
+int cm_store_pos_parse(const struct redisReply *rep, int64_t *pos)
+{
+    return pos_parse(rep, pos);
+}
+
 int cm_store_read_agg(const struct cm_config *cfg, struct cm_agg *ag, struct cm_names *nm,
                       char *err, size_t errlen)
 {
+    if (cfg->redis_cluster) { /* SCAN sees one node: name the partitions */
+        errf(err, errlen, "with [redis] cluster = yes the partitions are read by name "
+             "(cm_store_read_agg_of)");
+        return -ENOTSUP;
+    }
     redisContext *c = cm_store_connect_sync(cfg, err, errlen);
     if (!c)
         return -ECONNREFUSED;
@@ -947,26 +989,9 @@ int cm_store_read_agg(const struct cm_config *cfg, struct cm_agg *ag, struct cm_
         /* HGETALL: one partition's hash is read atomically (HSCAN could
          * return a field twice while the hash is rehashed). */
         redisReply *rep = redisCommand(c, "HGETALL %s", k);
-        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements % 2) {
-            errf(err, errlen, "redis HGETALL %s failed: %s", k,
-                 !rep ? c->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply");
-            r = -EPROTO;
-        }
-        for (size_t j = 0; !r && j < rep->elements; j += 2) {
-            redisReply *f = rep->element[j], *v = rep->element[j + 1];
-            struct cm_agg_key key;
-            int64_t x;
-            if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
-                cm_decimal_i64(v->str, v->len, &x) ||
-                (r = cm_agg_key_parse(f->str, f->len, nm, &key)) != 0) {
-                errf(err, errlen, "%s: malformed aggregate field '%.*s'", k,
-                     f->type == REDIS_REPLY_STRING ? (int)(f->len > 200 ? 200 : f->len) : 0,
-                     f->type == REDIS_REPLY_STRING ? f->str : "");
-                r = r == -ENOMEM ? r : -EPROTO;
-            } else if ((r = cm_agg_add(ag, &key, x)) != 0) {
-                errf(err, errlen, "out of memory");
-            }
-        }
+        if (!rep)
+            errf(err, errlen, "redis HGETALL %s failed: %s", k, c->errstr);
+        r = rep ? cm_store_agg_add_reply(k, rep, ag, nm, err, errlen) : -EPROTO;
         if (rep)
             freeReplyObject(rep);
         free(k);
@@ -1007,6 +1032,8 @@ static int read_pos(redisContext *c, const char *prefix, const int32_t *parts, s
 int cm_store_read_positions_of(const struct cm_config *cfg, const int32_t *parts, size_t n,
                                int64_t *pos, char *err, size_t errlen)
 {
+    if (cfg->redis_cluster)
+        return cm_store_read_positions_routed(cfg, parts, n, pos, err, errlen);
     redisContext *c = cm_store_connect_sync(cfg, err, errlen);
     if (!c)
         return -ECONNREFUSED;
@@ -1018,6 +1045,11 @@ int cm_store_read_positions_of(const struct cm_config *cfg, const int32_t *parts
 int cm_store_read_positions(const struct cm_config *cfg, int32_t **parts_out, int64_t **pos_out,
                             size_t *n_out, char *err, size_t errlen)
 {
+    if (cfg->redis_cluster) {
+        errf(err, errlen, "with [redis] cluster = yes the partitions are read by name "
+             "(cm_store_read_positions_of)");
+        return -ENOTSUP;
+    }
     redisContext *c = cm_store_connect_sync(cfg, err, errlen);
     if (!c)
         return -ECONNREFUSED;

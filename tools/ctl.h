@@ -71,11 +71,17 @@ int cm_ctl_config(const struct cm_ctl_cmd *cmd, const char *path, struct cm_conf
  * or 1 after saying what went wrong (cfg is still the caller's to free). */
 int cm_ctl_resolve(const struct cm_ctl_cmd *cmd, struct cm_config *cfg);
 
+/* The number of partitions of cfg's topic, from Kafka's metadata (with
+ * [redis] cluster = yes Redis is read by partition name, not by SCAN).
+ * Returns it (>= 0), or -1 after saying what went wrong. */
+int cm_ctl_topic_parts(const struct cm_ctl_cmd *cmd, const struct cm_config *cfg);
+
 /* The start of the subcommands that read the aggregate (indicators,
  * alerts): parses argv for cmd into *a (--as-of defaults to now), loads the
  * configuration into cfg, resolves its alias (cm_ctl_resolve) and reads the
- * aggregate of that prefix from its Redis into a new
- * *ag and *nm. Returns -1 when the command goes on (cfg, *ag and *nm are
+ * aggregate of that prefix from its Redis into a new *ag and *nm (with
+ * [redis] cluster = yes: the partitions of the topic, by name). Returns -1
+ * when the command goes on (cfg, *ag and *nm are
  * then the caller's to free), or the exit status to return at once, after
  * saying what went wrong (nothing left to free). */
 int cm_ctl_load_agg(const struct cm_ctl_cmd *cmd, int argc, char **argv, struct cm_ctl_args *a,

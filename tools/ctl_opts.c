@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -196,7 +197,24 @@ int cm_ctl_load_agg(const struct cm_ctl_cmd *cmd, int argc, char **argv, struct 
         cm_ctl_err(cmd, "out of memory for the aggregate");
         goto fail;
     }
-    if (cm_store_read_agg(cfg, *ag, *nm, err, sizeof(err)) < 0) {
+    if (cfg->redis_cluster) {
+        int np = cm_ctl_topic_parts(cmd, cfg);
+        int32_t *parts = np > 0 ? calloc((size_t)np, sizeof(*parts)) : NULL;
+        if (np < 0)
+            goto fail;
+        if (np > 0 && !parts) {
+            cm_ctl_err(cmd, "out of memory for %d partitions", np);
+            goto fail;
+        }
+        for (int i = 0; i < np; i++)
+            parts[i] = i;
+        int r = np ? cm_store_read_agg_of(cfg, parts, (size_t)np, *ag, *nm, err, sizeof(err)) : 0;
+        free(parts);
+        if (r < 0) {
+            cm_ctl_err(cmd, "%s", err);
+            goto fail;
+        }
+    } else if (cm_store_read_agg(cfg, *ag, *nm, err, sizeof(err)) < 0) {
         cm_ctl_err(cmd, "%s", err);
         goto fail;
     }

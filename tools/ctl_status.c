@@ -41,6 +41,24 @@ static int read_positions(const struct cm_config *cfg, struct part_row *rows, in
     size_t np = 0, extra = 0;
     char err[512];
 
+    if (cfg->redis_cluster) { /* by name: each partition's key routed by its slot */
+        int32_t *ids = calloc(n ? (size_t)n : 1, sizeof(*ids));
+        int64_t *v = calloc(n ? (size_t)n : 1, sizeof(*v));
+        int r = ids && v ? 0 : -1;
+        if (r)
+            cm_ctl_err(&CMD, "out of memory for %d partitions", n);
+        for (int i = 0; !r && i < n; i++)
+            ids[i] = rows[i].partition;
+        if (!r && n && cm_store_read_positions_of(cfg, ids, (size_t)n, v, err, sizeof(err)) < 0) {
+            cm_ctl_err(&CMD, "%s", err);
+            r = -1;
+        }
+        for (int i = 0; !r && i < n; i++)
+            rows[i].position = v[i];
+        free(ids);
+        free(v);
+        return r;
+    }
     if (cm_store_read_positions(cfg, &parts, &pos, &np, err, sizeof(err)) < 0) {
         cm_ctl_err(&CMD, "%s", err);
         return -1;

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "circmon/alert.h"
+#include "circmon/slot.h"
 
 #define CM_ID_MAX 256 /* longest scheme id, like every contract string */
 #define CM_MAX_WINDOW_EVENTS_MAX 65536 /* upper bound of max_window_events */
@@ -47,7 +48,11 @@ struct cm_config {
     char *redis_unix_socket; /* default NULL */
     char *redis_user;     /* default NULL */
     char *redis_password; /* default NULL; never logged */
-    int redis_db;         /* default 0 */
+    int redis_db;         /* default 0; must be 0 with redis_cluster */
+    int redis_cluster;    /* [redis] cluster = yes: route by hash slot, default 0 */
+    struct cm_node_addr *redis_nodes; /* [redis] nodes: the seed nodes (cluster only) */
+    size_t n_redis_nodes;
+    char *redis_nodes_spec; /* [redis] nodes as written (NULL when unset) */
     char *key_prefix;     /* default "circmon": where circmond writes */
     char *redis_alias;    /* default NULL: the key naming the prefix readers read (alias.h) */
     int connect_timeout_ms; /* default 2000 */

@@ -8,12 +8,21 @@
  * unknown and later replies would be out of step), and reconnects from a
  * timer with a backoff of 100 ms doubling up to 5 s after any loss.
  *
+ * With [redis] cluster = yes the same object is a Redis Cluster client
+ * (lib/cluster.c): one such connection per master, each command sent to the
+ * owner of its key's hash slot, MOVED/ASK/TRYAGAIN followed; it is ready
+ * when every slot has a master whose connection is ready. The key of a
+ * command is argv[1], or argv[3] for EVAL/EVALSHA (argv[2] keys); commands
+ * without a key go to any master. The prepare callback runs for each node's
+ * connection (SCRIPT LOAD per node), with that node's connection as c.
+ *
  * Callbacks run from the loop, never from inside the call that queued them;
  * they may send commands but must not free the connection. */
 #ifndef CIRCMON_REDIS_CONN_H
 #define CIRCMON_REDIS_CONN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "circmon/config.h"
 
@@ -43,6 +52,25 @@ typedef void (*cm_rconn_reply_cb)(struct cm_rconn *c, struct redisReply *rep, in
 struct cm_rconn *cm_rconn_new(struct event_base *base, const struct cm_config *cfg,
                               cm_rconn_prepare_cb prepare, cm_rconn_state_cb state_cb,
                               void *ud);
+
+/* A connection to host:port (borrowed, must outlive it), never a cluster:
+ * cm_rconn_new for one node of a cluster (cfg's host, port, unix_socket and
+ * db unused; AUTH from cfg). */
+struct cm_rconn *cm_rconn_new_node(struct event_base *base, const struct cm_config *cfg,
+                                   const char *host, int port, cm_rconn_prepare_cb prepare,
+                                   cm_rconn_state_cb state_cb, void *ud);
+
+/* What a cluster client followed since it started (see cluster.h). */
+struct cm_rcluster_stats {
+    uint64_t moved;     /* MOVED redirections followed */
+    uint64_t ask;       /* ASK redirections followed */
+    uint64_t tryagain;  /* TRYAGAIN and CLUSTERDOWN replies waited out */
+    uint64_t map_reads; /* slot maps read (CLUSTER SLOTS answered) */
+};
+
+/* Fills *st for a cluster client and returns 0; -ENOTSUP for a connection
+ * to one Redis (st untouched). */
+int cm_rconn_cluster_stats(const struct cm_rconn *c, struct cm_rcluster_stats *st);
 
 /* Closes and frees c: the callbacks of pending commands get -ECONNRESET
  * before it returns; state_cb is not called. Accepts NULL; returns NULL. */

@@ -17,7 +17,10 @@
  *   AUTH, SELECT, SCRIPT LOAD), reconnects with backoff from a timer after a
  *   loss, and times commands out itself (hiredis 0.14 has no async
  *   timeouts); a timed-out command drops the connection, since its fate is
- *   unknown and later replies would be out of step;
+ *   unknown and later replies would be out of step; with [redis] cluster =
+ *   yes the same over one connection per master, each command routed by
+ *   the hash slot of its partition (redis_conn.h, cluster.h): the store is
+ *   ready when every slot's master is;
  * - synchronous reads for circmonctl (cm_store_read_*), one blocking
  *   connection per call.
  *
@@ -93,6 +96,11 @@ const char *cm_store_errstr(const struct cm_store *s);
  * with -ECONNRESET, conn_cb(0), reconnect after the backoff). For tests and
  * for callers that detect a protocol mismatch. */
 void cm_store_drop(struct cm_store *s);
+
+/* With [redis] cluster = yes: what the store's cluster client followed
+ * (MOVED, ASK, TRYAGAIN, maps read) into *st, 0; else -ENOTSUP. */
+struct cm_rcluster_stats;
+int cm_store_cluster_stats(const struct cm_store *s, struct cm_rcluster_stats *st);
 
 /* What Redis holds for a partition besides its states: the position, and the
  * dead-letter mark: every dead letter for an offset at or past the position
@@ -206,5 +214,28 @@ int cm_store_read_positions_of(const struct cm_config *cfg, const int32_t *parts
  * entries sorted by partition. Same error contract as cm_store_read_agg. */
 int cm_store_read_positions(const struct cm_config *cfg, int32_t **parts, int64_t **pos,
                             size_t *n, char *err, size_t errlen);
+
+/* ----------------------------------------------- sync, by partition name
+ * For both deployments (lib/store_read.c, over cluster_sync.h): each
+ * partition's keys are read by name, routed by hash slot, never by SCAN.
+ * With [redis] cluster = yes, cm_store_read_agg and cm_store_read_positions
+ * (which SCAN) return -ENOTSUP and cm_store_read_positions_of routes. */
+
+/* cm_store_read_agg over the named partitions parts[0..n-1] only. Same
+ * error contract. */
+int cm_store_read_agg_of(const struct cm_config *cfg, const int32_t *parts, size_t n,
+                         struct cm_agg *ag, struct cm_names *nm, char *err, size_t errlen);
+
+/* cm_store_read_positions_of through cluster_sync.h (any deployment). */
+int cm_store_read_positions_routed(const struct cm_config *cfg, const int32_t *parts, size_t n,
+                                   int64_t *pos, char *err, size_t errlen);
+
+/* For lib/: adds a reply to HGETALL of aggregate key k into ag (0, or
+ * -EPROTO/-ENOMEM with err set); parses a reply to GET of a position key
+ * (absent is 0; 0, or -EINVAL for anything but a decimal >= 0). */
+struct redisReply;
+int cm_store_agg_add_reply(const char *k, const struct redisReply *rep, struct cm_agg *ag,
+                           struct cm_names *nm, char *err, size_t errlen);
+int cm_store_pos_parse(const struct redisReply *rep, int64_t *pos);
 
 #endif
