@@ -28,6 +28,7 @@ struct al_inst {
     size_t rule;   /* index in cfg->alerts */
     char name[CM_ALERT_NAME_MAX + 1];
     char scheme[CM_ALERT_SCHEME_MAX + 1];
+    char nationality[CM_ALERT_SCHEME_MAX + 1]; /* "" for a rule without nationality */
     char hex[17];  /* cm_alert_instance_hash, the Redis key's hash tag */
     int known;     /* its stored state was read */
     int state;     /* enum cm_alert_state, as stored */

@@ -353,7 +353,7 @@ START_TEST(test_decimals)
     cm_alert_decimal_str(1, b);
     ck_assert_str_eq(b, "0.000000001");
     /* instance identity: rule and scheme, neither run into the other */
-    ck_assert(cm_alert_instance_hash("ab", "c") != cm_alert_instance_hash("a", "bc"));
+    ck_assert(cm_alert_instance_hash("ab", "c", "") != cm_alert_instance_hash("a", "bc", ""));
 }
 END_TEST
 

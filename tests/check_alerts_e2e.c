@@ -479,7 +479,7 @@ START_TEST(test_crashes_exactly_once)
     redisContext *rc = redisConnectUnix(redis_sock);
     ck_assert(rc && !rc->err);
     char k[128];
-    snprintf(k, sizeof k, "circmon:{alert:%016" PRIx64 "}:outbox", cm_alert_instance_hash("over", "S"));
+    snprintf(k, sizeof k, "circmon:{alert:%016" PRIx64 "}:outbox", cm_alert_instance_hash("over", "S", ""));
     redisReply *r = redisCommand(rc, "LLEN %s", k);
     ck_assert(r && r->type == REDIS_REPLY_INTEGER);
     ck_assert_int_eq(r->integer, 0);
