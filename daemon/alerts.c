@@ -317,6 +317,15 @@ static void send_cas(struct cmd_alerts *a, struct al_inst *in)
     free(ev);
 }
 
+/* The instances of rule r are not evaluated this time: they keep their
+ * state and last figures (no compare-and-set). */
+static void hold(struct cmd_alerts *a, size_t r)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (a->v[i].rule == r)
+            a->v[i].present = 2;
+}
+
 /* One evaluation of every rule on the read side's figures. */
 static void evaluate(struct cmd_alerts *a, const struct cmd_figures *fig)
 {
@@ -325,17 +334,25 @@ static void evaluate(struct cmd_alerts *a, const struct cmd_figures *fig)
     for (size_t r = 0; r < a->cfg->n_alerts; r++) {
         struct cm_alert_inst *iv = NULL;
         size_t n = 0;
+        if (a->cfg->alerts[r].nationality[0] && !fig->nat_cohorts) {
+            /* figures made before a reload brought the first nationality
+             * rule: evaluated from the next read on */
+            hold(a, r);
+            continue;
+        }
         int rc = cm_alert_instances(&a->cfg->alerts[r], fig->doc, fig->as_of, &iv, &n);
         if (rc == -ENODATA) {
             cm_log_err("alerts: rule %s: the stored aggregate has no cohorts per nationality "
                        "for some of its data (folded by a version before them): rebuild the "
                        "aggregate (README \"Operations\"); the rule is not evaluated",
                        a->cfg->alerts[r].name);
+            hold(a, r);
             continue;
         }
         if (rc < 0) {
             cm_log_err("alerts: rule %s: cannot take its instances from the figures: %s",
                        a->cfg->alerts[r].name, strerror(-rc));
+            hold(a, r); /* not evaluated: not resolved either */
             continue;
         }
         for (size_t j = 0; j < n; j++) {
@@ -349,6 +366,8 @@ static void evaluate(struct cmd_alerts *a, const struct cmd_figures *fig)
     }
     for (size_t i = 0; i < a->n; i++) {
         struct al_inst *in = &a->v[i];
+        if (in->present == 2)
+            continue;
         if (!in->present) /* a scheme (or nationality) with no expected departure in the window */
             in->f = (struct cm_alert_figures){0, 0};
         in->eval_at = fig->as_of;

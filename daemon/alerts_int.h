@@ -35,7 +35,8 @@ struct al_inst {
     int64_t seq, since, at, outbox;
     struct cm_alert_figures f; /* of the last evaluation */
     int64_t eval_at;
-    int present, evaluated, in_flight, tries;
+    int present; /* this evaluation: 1 in the figures, 0 not (n = 0), 2 its rule not evaluated */
+    int evaluated, in_flight, tries;
     char hist[AL_HIST][256];
     int n_hist;
 };

@@ -355,10 +355,17 @@ int cm_indicators_as_of_check(int64_t as_of, char *err, size_t errlen)
 json_t *cm_indicators_json(const struct cm_agg *ag, const struct cm_names *nm,
                            const struct cm_config *cfg, int64_t as_of)
 {
+    return cm_indicators_json_ex(ag, nm, cfg, as_of,
+                                 cm_indicators_nat_cohorts_wanted(cfg) ? CM_IND_NAT_COHORTS : 0);
+}
+
+json_t *cm_indicators_json_ex(const struct cm_agg *ag, const struct cm_names *nm,
+                              const struct cm_config *cfg, int64_t as_of, unsigned flags)
+{
     if (cm_indicators_as_of_check(as_of, NULL, 0) < 0)
         return NULL;
     struct eval e = {.cfg = cfg, .nm = nm, .ds = cm_day(as_of),
-                     .natc = cm_indicators_nat_cohorts_wanted(cfg)};
+                     .natc = (flags & CM_IND_NAT_COHORTS) != 0};
     json_t *doc = NULL, *schemes = NULL, *dq = NULL, *ret = NULL;
     struct totals *tot = NULL;
     size_t ntot = 0;

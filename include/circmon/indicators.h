@@ -36,8 +36,16 @@ json_t *cm_indicators_json(const struct cm_agg *ag, const struct cm_names *nm,
  * those rules are taken from. A group whose cohorts would not sum to its own
  * counters (an aggregate folded, in part, by a version without cohorts per
  * nationality: README "Operations", rebuild) gets no by_cohort member at
- * all. Can't fail; cfg may be NULL (0). */
+ * all. Reads cfg's rules. Can't fail; cfg may be NULL (0). */
 int cm_indicators_nat_cohorts_wanted(const struct cm_config *cfg);
+
+#define CM_IND_NAT_COHORTS 0x1u /* by_cohort in every by_nationality group */
+
+/* cm_indicators_json with the nationality cohorts decided by flags, not by
+ * cfg's rules (cfg is read for the schemes' settings only): for a caller
+ * whose rules may change meanwhile (circmond's read side, on a thread). */
+json_t *cm_indicators_json_ex(const struct cm_agg *ag, const struct cm_names *nm,
+                              const struct cm_config *cfg, int64_t as_of, unsigned flags);
 
 /* Prints doc (as made by cm_indicators_json) as an aligned table for people:
  * one row per scheme with the main counters and rates, then data quality.
