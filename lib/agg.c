@@ -62,8 +62,9 @@ struct table {
 };
 
 /* Two tables: the few keys most events touch (counters, presence, data
- * quality) stay in cache apart from the many keyed by a day (pending
- * permits, open breaches), which each event touches one or two of. */
+ * quality) stay in cache apart from the many keyed by a day or a month and a
+ * nationality (pending permits, open breaches, the cohorts of each
+ * nationality), which each event touches one or two of. */
 struct cm_agg {
     struct table t[2];
 };
@@ -71,7 +72,8 @@ struct cm_agg {
 static struct table *table_of(struct cm_agg *ag, uint64_t w2)
 {
     unsigned kind = (unsigned)(w2 >> 48) & 0xff;
-    return &ag->t[kind == CM_AK_PEND || kind == CM_AK_BREACH || kind == CM_AK_BDAYS];
+    return &ag->t[kind == CM_AK_PEND || kind == CM_AK_BREACH || kind == CM_AK_BDAYS ||
+                   kind == CM_AK_NATMONTH];
 }
 
 /* Keys are packed: a and b fit 32 bits (numbers of names, months, days

@@ -31,7 +31,7 @@ struct eval {
     const struct cm_names *nm;
     int64_t ds;
     int natc; /* cohorts per nationality wanted (an alert rule has a nationality) */
-    struct cm_agg *res;  /* (kind, ctr, scheme, a) -> value, as of ds */
+    struct cm_agg *res;  /* (kind, ctr, scheme, a, b) -> value, as of ds */
     struct cm_agg *gidx; /* (kind, 0, scheme, a, b) -> group number + 1 */
     struct group *g;
     size_t ng, capg;

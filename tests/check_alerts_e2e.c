@@ -613,6 +613,60 @@ START_TEST(test_nationality_fires_once)
 }
 END_TEST
 
+/* A nationality rule brought by a reload (SIGHUP): the figures read before
+ * it have no nationality cohorts; the rule waits for the next read instead
+ * of reporting them missing (no "rebuild" in the log), then fires once. */
+START_TEST(test_nationality_rule_reloaded)
+{
+    static const char over[] = "[alert over]\nscheme = *\nindicator = overstay_rate\n"
+                               "above = 0.5\nmin_expected = 2\n";
+    static char both[512];
+    d_rules = over;
+    struct dmn m = d_start("a", NULL);
+    /* GTM first: over/S fires at n = 2, v = 1; MEX's in-time departures then
+     * bring it to 2 of 3 and 2 of 4, never below 0.5 - 0.01: one event */
+    migrants_of("g", 2, 0, "GTM");
+    struct seen s = topic_wait(1, m.pid, m.log);
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_str_eq(s.nat[0], "");
+    ck_assert_int_eq(s.state[0], CIRCMON__V1__ALERT_STATE__FIRING);
+    migrants_of("x", 2, 1, "MEX");
+    double end = now_s() + 60;
+    for (;;) {
+        json_t *j = v1_alerts(&m);
+        json_t *o = v1_find(j, "over", "S", "");
+        int ok = o && json_integer_value(json_object_get(o, "expected_departures")) == 4;
+        json_decref(j);
+        if (ok)
+            break;
+        ck_assert_msg(now_s() < end, "over/S not evaluated on the 4 departures (%s)", m.log);
+        nap_ms(200);
+    }
+    snprintf(both, sizeof both, "%s[alert nat]\nscheme = S\nnationality = GTM\n"
+             "indicator = in_country_overstay_rate\nabove = 0.75\nmin_expected = 2\n", over);
+    d_rules = both;
+    d_conf(m.port); /* the daemon's own file, rewritten */
+    ck_assert_int_eq(kill(m.pid, SIGHUP), 0);
+    s = topic_wait(2, m.pid, m.log);
+    ck_assert_int_eq(s.n, 2);
+    /* read partition by partition: the order on the topic is not the order of events */
+    int gtm = !strcmp(s.nat[1], "GTM") ? 1 : 0;
+    ck_assert_str_eq(s.nat[gtm], "GTM");
+    ck_assert_str_eq(s.nat[1 - gtm], "");
+    ck_assert_int_eq(s.state[gtm], CIRCMON__V1__ALERT_STATE__FIRING);
+    ck_assert_int_eq(s.state[1 - gtm], CIRCMON__V1__ALERT_STATE__FIRING);
+    assert_distinct(&s);
+    json_t *j = v1_alerts(&m);
+    json_t *g = v1_find(j, "nat", "S", "GTM");
+    ck_assert_ptr_nonnull(g);
+    ck_assert_str_eq(json_string_value(json_object_get(g, "state")), "firing");
+    json_decref(j);
+    ck_assert_msg(!file_has(m.log, "rebuild") && !file_has(m.log, "cannot take its instances"),
+                  "a reloaded nationality rule reported its figures missing (see %s)", m.log);
+    d_stop(&m);
+}
+END_TEST
+
 /* circmond's own /metrics, scraped by a real Prometheus with
  * config/prometheus/circmon.rules.yml, alerting a real Alertmanager: the
  * scheme alert of a firing instance arrives in Alertmanager's API. */
@@ -656,6 +710,7 @@ int main(void)
     tcase_add_test(tc, test_crashes_exactly_once);
     tcase_add_test(tc, test_alertmanager_from_circmond);
     tcase_add_test(tc, test_nationality_fires_once);
+    tcase_add_test(tc, test_nationality_rule_reloaded);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
