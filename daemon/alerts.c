@@ -36,6 +36,7 @@ static const char CAS_LUA[] =
     "  since = ARGV[2]\n"
     "  redis.call('HSET', KEYS[1], 'state', state, 'seq', seq, 'since', since, 'at', ARGV[2],\n"
     "             'v', ARGV[4], 'n', ARGV[5])\n"
+    "  at = tonumber(ARGV[2])\n"
     "  redis.call('RPUSH', KEYS[2], ARGV[6])\n"
     "  redis.call('LPUSH', KEYS[3], ARGV[7])\n"
     "  redis.call('LTRIM', KEYS[3], 0, 4)\n"
@@ -190,13 +191,17 @@ static void log_transition(const struct cmd_alerts *a, const struct al_inst *in,
         snprintf(val, sizeof val, "%.6f", v);
     else
         snprintf(val, sizeof val, "null");
-    cm_log_warn("alert %s scheme %s%s%s: %s: %s %s (%s %s, hysteresis %s) over %d months, "
-                "expected departures %" PRId64 " (min %" PRId64 "), evaluated at %" PRId64
-                ", since %" PRId64 ", key %s-%" PRId64,
-                r->name, in->scheme, in->nationality[0] ? " nationality " : "", in->nationality,
-                in->state == CM_ALERT_FIRING ? "FIRING" : "RESOLVED",
-                cm_rate_name(r->indicator), val, r->below ? "below" : "above", thr, hy,
-                r->window_months, in->f.n, r->min_expected, in->at, in->since, in->hex, seq);
+    const struct cm_log_field f[] = {{"CIRCMON_ALERT", r->name},
+                                     {"CIRCMON_SCHEME", in->scheme},
+                                     {"CIRCMON_NATIONALITY", in->nationality[0] ? in->nationality : NULL}};
+    cm_log_ev(CM_LOG_WARNING, CM_LOGID_ALERT, f, NELEM(f),
+              "alert %s scheme %s%s%s: %s: %s %s (%s %s, hysteresis %s) over %d months, "
+              "expected departures %" PRId64 " (min %" PRId64 "), evaluated at %" PRId64
+              ", since %" PRId64 ", key %s-%" PRId64,
+              r->name, in->scheme, in->nationality[0] ? " nationality " : "", in->nationality,
+              in->state == CM_ALERT_FIRING ? "FIRING" : "RESOLVED", cm_rate_name(r->indicator),
+              val, r->below ? "below" : "above", thr, hy, r->window_months, in->f.n,
+              r->min_expected, in->at, in->since, in->hex, seq);
 }
 
 static void on_cas(struct cm_rconn *c, struct redisReply *rep, int err, void *ud)

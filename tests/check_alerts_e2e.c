@@ -537,6 +537,9 @@ START_TEST(test_nationality_fires_once)
     ck_assert_uint_eq(s.key_len[0], 9);
     ck_assert_int_eq(memcmp(s.key[0], "nat\0S\0GTM", 9), 0); /* rule NUL scheme NUL nationality */
     ck_assert(file_has(m.log, "warning: alert nat scheme S nationality GTM: FIRING"));
+    /* the transition's evaluation instant is its own, not the state's previous one */
+    ck_assert_msg(!file_has(m.log, "evaluated at -1"), "a transition logged as evaluated at -1 (%s)",
+                  m.log);
 
     /* GET /v1/alerts: both instances, GTM firing with its figures, MEX ok */
     int64_t t = (int64_t)time(NULL) + 1;
