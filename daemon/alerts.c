@@ -310,9 +310,8 @@ static void send_cas(struct cmd_alerts *a, struct al_inst *in)
     const char *argv[] = {"EVAL", CAS_LUA, "3", k_st, k_ob, k_hi, seq, at, tname, v, n,
                           ev ? (const char *)ev : "", hist};
     size_t lens[NELEM(argv)];
-    for (size_t i = 0; i < NELEM(argv); i++)
-        lens[i] = strlen(argv[i]);
-    lens[11] = ev_len;
+    for (size_t i = 0; i < NELEM(argv); i++) /* the event is binary: its own length */
+        lens[i] = i == 11 ? ev_len : strlen(argv[i]);
     if (cm_rconn_send(a->rc, (int)NELEM(argv), argv, lens, on_cas, x) < 0) {
         free(x);
     } else {
