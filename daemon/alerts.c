@@ -36,6 +36,7 @@ static const char CAS_LUA[] =
     "  since = ARGV[2]\n"
     "  redis.call('HSET', KEYS[1], 'state', state, 'seq', seq, 'since', since, 'at', ARGV[2],\n"
     "             'v', ARGV[4], 'n', ARGV[5])\n"
+    "  at = tonumber(ARGV[2])\n"
     "  redis.call('RPUSH', KEYS[2], ARGV[6])\n"
     "  redis.call('LPUSH', KEYS[3], ARGV[7])\n"
     "  redis.call('LTRIM', KEYS[3], 0, 4)\n"
@@ -60,16 +61,18 @@ void al_key(const struct cmd_alerts *a, const struct al_inst *in, const char *wh
     snprintf(buf, cap, "%s:{alert:%s}:%s", a->cfg->key_prefix, in->hex, what);
 }
 
-static struct al_inst *find_or_add(struct cmd_alerts *a, size_t rule, const char *scheme)
+static struct al_inst *find_or_add(struct cmd_alerts *a, size_t rule, const char *scheme,
+                                   const char *nat)
 {
     const char *name = a->cfg->alerts[rule].name;
     for (size_t i = 0; i < a->n; i++)
-        if (a->v[i].rule == rule && !strcmp(a->v[i].scheme, scheme))
+        if (a->v[i].rule == rule && !strcmp(a->v[i].scheme, scheme) &&
+            !strcmp(a->v[i].nationality, nat))
             return &a->v[i];
     if (a->n == AL_MAX_INSTANCES) {
         if (!a->full_logged)
-            cm_log_warn("alerts: more than %d instances; rule %s, scheme %s not evaluated",
-                        AL_MAX_INSTANCES, name, scheme);
+            cm_log_warn("alerts: more than %d instances; rule %s, scheme %s, nationality \"%s\" "
+                        "not evaluated", AL_MAX_INSTANCES, name, scheme, nat);
         a->full_logged = 1;
         return NULL;
     }
@@ -77,7 +80,7 @@ static struct al_inst *find_or_add(struct cmd_alerts *a, size_t rule, const char
         size_t c = a->cap ? a->cap * 2 : 16;
         struct al_inst *nv = realloc(a->v, c * sizeof *nv);
         if (!nv) {
-            cm_log_err("alerts: out of memory for instance %s/%s", name, scheme);
+            cm_log_err("alerts: out of memory for instance %s/%s/%s", name, scheme, nat);
             return NULL;
         }
         a->v = nv;
@@ -88,19 +91,27 @@ static struct al_inst *find_or_add(struct cmd_alerts *a, size_t rule, const char
     in->rule = rule;
     snprintf(in->name, sizeof in->name, "%s", name);
     snprintf(in->scheme, sizeof in->scheme, "%s", scheme);
-    snprintf(in->hex, sizeof in->hex, "%016" PRIx64, cm_alert_instance_hash(name, scheme));
+    snprintf(in->nationality, sizeof in->nationality, "%s", nat);
+    snprintf(in->hex, sizeof in->hex, "%016" PRIx64, cm_alert_instance_hash(name, scheme, nat));
     in->id = ++a->next_id;
     a->n++;
     /* the instance registry: a restarted daemon finds firing instances whose
-     * scheme has left the figures, and resolves them */
-    char set[512], member[CM_ALERT_NAME_MAX + CM_ALERT_SCHEME_MAX + 2];
+     * scheme (or nationality) has left the figures, and resolves them. A
+     * member is name NUL scheme, and NUL nationality for a nationality rule */
+    char set[512], member[CM_ALERT_NAME_MAX + 2 * CM_ALERT_SCHEME_MAX + 3];
     snprintf(set, sizeof set, "%s:{alerts}:instances", a->cfg->key_prefix);
-    size_t ml = strlen(name);
+    size_t ml = strlen(name), sl = strlen(scheme), nl = strlen(nat);
     memcpy(member, name, ml);
     member[ml] = '\0';
-    memcpy(member + ml + 1, scheme, strlen(scheme));
+    memcpy(member + ml + 1, scheme, sl);
+    size_t len = ml + 1 + sl;
+    if (nl) {
+        member[len++] = '\0';
+        memcpy(member + len, nat, nl);
+        len += nl;
+    }
     const char *argv[] = {"SADD", set, member};
-    size_t lens[] = {4, strlen(set), ml + 1 + strlen(scheme)};
+    size_t lens[] = {4, strlen(set), len};
     if (cm_rconn_ready(a->rc))
         (void)cm_rconn_send(a->rc, 3, argv, lens, al_ignore_reply, NULL);
     return in;
@@ -122,7 +133,7 @@ static uint8_t *make_event(struct cmd_alerts *a, const struct al_inst *in, int t
     snprintf(idem, sizeof idem, "%s-%" PRId64, in->hex, seq);
     ev.rule = (char *)r->name;
     ev.scheme = (char *)in->scheme;
-    ev.nationality = (char *)"";
+    ev.nationality = (char *)in->nationality;
     ev.indicator = (char *)cm_rate_name(r->indicator);
     ev.state = target == CM_ALERT_FIRING ? CIRCMON__V1__ALERT_STATE__FIRING
                                          : CIRCMON__V1__ALERT_STATE__RESOLVED;
@@ -180,12 +191,17 @@ static void log_transition(const struct cmd_alerts *a, const struct al_inst *in,
         snprintf(val, sizeof val, "%.6f", v);
     else
         snprintf(val, sizeof val, "null");
-    cm_log_warn("alert %s scheme %s: %s: %s %s (%s %s, hysteresis %s) over %d months, "
-                "expected departures %" PRId64 " (min %" PRId64 "), evaluated at %" PRId64
-                ", since %" PRId64 ", key %s-%" PRId64,
-                r->name, in->scheme, in->state == CM_ALERT_FIRING ? "FIRING" : "RESOLVED",
-                cm_rate_name(r->indicator), val, r->below ? "below" : "above", thr, hy,
-                r->window_months, in->f.n, r->min_expected, in->at, in->since, in->hex, seq);
+    const struct cm_log_field f[] = {{"CIRCMON_ALERT", r->name},
+                                     {"CIRCMON_SCHEME", in->scheme},
+                                     {"CIRCMON_NATIONALITY", in->nationality[0] ? in->nationality : NULL}};
+    cm_log_ev(CM_LOG_WARNING, CM_LOGID_ALERT, f, NELEM(f),
+              "alert %s scheme %s%s%s: %s: %s %s (%s %s, hysteresis %s) over %d months, "
+              "expected departures %" PRId64 " (min %" PRId64 "), evaluated at %" PRId64
+              ", since %" PRId64 ", key %s-%" PRId64,
+              r->name, in->scheme, in->nationality[0] ? " nationality " : "", in->nationality,
+              in->state == CM_ALERT_FIRING ? "FIRING" : "RESOLVED", cm_rate_name(r->indicator),
+              val, r->below ? "below" : "above", thr, hy, r->window_months, in->f.n,
+              r->min_expected, in->at, in->since, in->hex, seq);
 }
 
 static void on_cas(struct cm_rconn *c, struct redisReply *rep, int err, void *ud)
@@ -204,8 +220,8 @@ static void on_cas(struct cm_rconn *c, struct redisReply *rep, int err, void *ud
     if (err || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 6) {
         a->redis_errors++;
         if (!a->err_logged)
-            cm_log_err("alerts: the state of %s/%s could not be compared and set: %s",
-                       in->name, in->scheme,
+            cm_log_err("alerts: the state of %s/%s%s%s could not be compared and set: %s",
+                       in->name, in->scheme, in->nationality[0] ? "/" : "", in->nationality,
                        err ? strerror(-err) : rep && rep->type == REDIS_REPLY_ERROR ? rep->str
                                                                                   : "bad reply");
         a->err_logged = 1;
@@ -271,7 +287,8 @@ static void send_cas(struct cmd_alerts *a, struct al_inst *in)
     if (target >= 0) {
         ev = make_event(a, in, target, in->seq + 1, in->eval_at, &ev_len);
         if (!ev) {
-            cm_log_err("alerts: out of memory for the event of %s/%s", in->name, in->scheme);
+            cm_log_err("alerts: out of memory for the event of %s/%s%s%s", in->name, in->scheme,
+                       in->nationality[0] ? "/" : "", in->nationality);
             return;
         }
         snprintf(hist, sizeof hist,
@@ -293,9 +310,8 @@ static void send_cas(struct cmd_alerts *a, struct al_inst *in)
     const char *argv[] = {"EVAL", CAS_LUA, "3", k_st, k_ob, k_hi, seq, at, tname, v, n,
                           ev ? (const char *)ev : "", hist};
     size_t lens[NELEM(argv)];
-    for (size_t i = 0; i < NELEM(argv); i++)
-        lens[i] = strlen(argv[i]);
-    lens[11] = ev_len;
+    for (size_t i = 0; i < NELEM(argv); i++) /* the event is binary: its own length */
+        lens[i] = i == 11 ? ev_len : strlen(argv[i]);
     if (cm_rconn_send(a->rc, (int)NELEM(argv), argv, lens, on_cas, x) < 0) {
         free(x);
     } else {
@@ -303,6 +319,15 @@ static void send_cas(struct cmd_alerts *a, struct al_inst *in)
         a->pending++;
     }
     free(ev);
+}
+
+/* The instances of rule r are not evaluated this time: they keep their
+ * state and last figures (no compare-and-set). */
+static void hold(struct cmd_alerts *a, size_t r)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (a->v[i].rule == r)
+            a->v[i].present = 2;
 }
 
 /* One evaluation of every rule on the read side's figures. */
@@ -313,14 +338,29 @@ static void evaluate(struct cmd_alerts *a, const struct cmd_figures *fig)
     for (size_t r = 0; r < a->cfg->n_alerts; r++) {
         struct cm_alert_inst *iv = NULL;
         size_t n = 0;
+        if (a->cfg->alerts[r].nationality[0] && !fig->nat_cohorts) {
+            /* figures made before a reload brought the first nationality
+             * rule: evaluated from the next read on */
+            hold(a, r);
+            continue;
+        }
         int rc = cm_alert_instances(&a->cfg->alerts[r], fig->doc, fig->as_of, &iv, &n);
+        if (rc == -ENODATA) {
+            cm_log_err("alerts: rule %s: the stored aggregate has no cohorts per nationality "
+                       "for some of its data (folded by a version before them): rebuild the "
+                       "aggregate (README \"Operations\"); the rule is not evaluated",
+                       a->cfg->alerts[r].name);
+            hold(a, r);
+            continue;
+        }
         if (rc < 0) {
             cm_log_err("alerts: rule %s: cannot take its instances from the figures: %s",
                        a->cfg->alerts[r].name, strerror(-rc));
+            hold(a, r); /* not evaluated: not resolved either */
             continue;
         }
         for (size_t j = 0; j < n; j++) {
-            struct al_inst *in = find_or_add(a, r, iv[j].scheme);
+            struct al_inst *in = find_or_add(a, r, iv[j].scheme, iv[j].nationality);
             if (!in)
                 continue;
             in->f = iv[j].f;
@@ -330,7 +370,9 @@ static void evaluate(struct cmd_alerts *a, const struct cmd_figures *fig)
     }
     for (size_t i = 0; i < a->n; i++) {
         struct al_inst *in = &a->v[i];
-        if (!in->present) /* a scheme with no expected departure in the window */
+        if (in->present == 2)
+            continue;
+        if (!in->present) /* a scheme (or nationality) with no expected departure in the window */
             in->f = (struct cm_alert_figures){0, 0};
         in->eval_at = fig->as_of;
         in->evaluated = 1;
@@ -354,17 +396,30 @@ static void on_members(struct cm_rconn *c, struct redisReply *rep, int err, void
         const redisReply *e = rep->element[i];
         if (e->type != REDIS_REPLY_STRING)
             continue;
+        /* name NUL scheme [NUL nationality] */
         size_t nl = strnlen(e->str, e->len);
-        if (nl >= e->len || e->len - nl - 1 > CM_ALERT_SCHEME_MAX)
+        if (nl >= e->len)
             continue;
-        char scheme[CM_ALERT_SCHEME_MAX + 1];
-        memcpy(scheme, e->str + nl + 1, e->len - nl - 1);
-        scheme[e->len - nl - 1] = '\0';
-        for (size_t r = 0; r < a->cfg->n_alerts; r++)
-            if (!strcmp(a->cfg->alerts[r].name, e->str) &&
-                (!strcmp(a->cfg->alerts[r].scheme, "*") ||
-                 !strcmp(a->cfg->alerts[r].scheme, scheme)))
-                (void)find_or_add(a, r, scheme);
+        const char *sp = e->str + nl + 1;
+        size_t rest = e->len - nl - 1, sl = strnlen(sp, rest);
+        size_t tl = sl < rest ? rest - sl - 1 : 0;
+        if (sl > CM_ALERT_SCHEME_MAX || tl > CM_ALERT_SCHEME_MAX || (sl < rest && !tl) ||
+            memchr(sp + sl + (sl < rest), 0, tl))
+            continue;
+        char scheme[CM_ALERT_SCHEME_MAX + 1], nat[CM_ALERT_SCHEME_MAX + 1];
+        memcpy(scheme, sp, sl);
+        scheme[sl] = '\0';
+        if (tl)
+            memcpy(nat, sp + sl + 1, tl);
+        nat[tl] = '\0';
+        for (size_t r = 0; r < a->cfg->n_alerts; r++) {
+            const struct cm_alert_rule *ru = &a->cfg->alerts[r];
+            if (!strcmp(ru->name, e->str) &&
+                (!strcmp(ru->scheme, "*") || !strcmp(ru->scheme, scheme)) &&
+                (ru->nationality[0] ? !strcmp(ru->nationality, "*") || !strcmp(ru->nationality, nat)
+                                    : !nat[0]))
+                (void)find_or_add(a, r, scheme, nat);
+        }
     }
 }
 
@@ -534,7 +589,7 @@ json_t *cmd_alerts_json(struct daemon *d)
         }
         int has = cm_alert_value(&in->f, &v);
         json_t *o = json_pack("{sssssssssssosIsssssIsisIsIsIsI}", "alert", r->name, "scheme",
-                              in->scheme, "nationality", "", "indicator",
+                              in->scheme, "nationality", in->nationality, "indicator",
                               cm_rate_name(r->indicator), "state",
                               in->state == CM_ALERT_FIRING ? "firing" : "ok", "value",
                               has ? json_real(v) : json_null(), "expected_departures",
@@ -594,7 +649,7 @@ int cmd_alerts_metrics(struct daemon *d, struct cm_strbuf *b)
                 continue;
             double x = f == 0 ? (in->state == CM_ALERT_FIRING) : f == 1 ? v : (double)in->f.n;
             const char *const kv[][2] = {{"alert", in->name}, {"scheme", in->scheme},
-                                         {"nationality", ""}};
+                                         {"nationality", in->nationality}};
             if (sample(b, fam[f].name, kv, 3, x) < 0)
                 return -ENOMEM;
         }

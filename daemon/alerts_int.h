@@ -28,13 +28,15 @@ struct al_inst {
     size_t rule;   /* index in cfg->alerts */
     char name[CM_ALERT_NAME_MAX + 1];
     char scheme[CM_ALERT_SCHEME_MAX + 1];
+    char nationality[CM_ALERT_SCHEME_MAX + 1]; /* "" for a rule without nationality */
     char hex[17];  /* cm_alert_instance_hash, the Redis key's hash tag */
     int known;     /* its stored state was read */
     int state;     /* enum cm_alert_state, as stored */
     int64_t seq, since, at, outbox;
     struct cm_alert_figures f; /* of the last evaluation */
     int64_t eval_at;
-    int present, evaluated, in_flight, tries;
+    int present; /* this evaluation: 1 in the figures, 0 not (n = 0), 2 its rule not evaluated */
+    int evaluated, in_flight, tries;
     char hist[AL_HIST][256];
     int n_hist;
 };

@@ -54,8 +54,9 @@ struct al_job {
     uint64_t inst_id;
     uint64_t gen;
     uint64_t hash;
-    char hex[17], name[CM_ALERT_NAME_MAX + 1], scheme[CM_ALERT_SCHEME_MAX + 1];
-    char key[CM_ALERT_NAME_MAX + CM_ALERT_SCHEME_MAX + 3];
+    char hex[17], name[CM_ALERT_NAME_MAX + 1];
+    char scheme[2 * CM_ALERT_SCHEME_MAX + 2]; /* for messages: scheme, or scheme/nationality */
+    char key[CM_ALERT_NAME_MAX + 2 * CM_ALERT_SCHEME_MAX + 3];
     size_t key_len;
     enum stage stage;
     size_t n;       /* outbox events taken */
@@ -539,13 +540,15 @@ void al_pub_kick(struct cmd_alerts *a)
         memcpy(j->hex, in->hex, sizeof j->hex);
         j->hash = strtoull(in->hex, NULL, 16);
         snprintf(j->name, sizeof j->name, "%s", in->name);
-        snprintf(j->scheme, sizeof j->scheme, "%s", in->scheme);
-        size_t a1 = strlen(in->name), b1 = strlen(in->scheme);
+        snprintf(j->scheme, sizeof j->scheme, "%s%s%s", in->scheme, in->nationality[0] ? "/" : "",
+                 in->nationality);
+        size_t a1 = strlen(in->name), b1 = strlen(in->scheme), c1 = strlen(in->nationality);
         memcpy(j->key, in->name, a1);
         j->key[a1] = '\0';
         memcpy(j->key + a1 + 1, in->scheme, b1);
         j->key[a1 + 1 + b1] = '\0';
-        j->key_len = a1 + b1 + 2; /* rule NUL scheme NUL nationality ("") */
+        memcpy(j->key + a1 + 2 + b1, in->nationality, c1);
+        j->key_len = a1 + b1 + c1 + 2; /* rule NUL scheme NUL nationality ("" for none) */
         a->job = j;
         char kl[600], ko[600], km[600], ttl[32], max[32];
         snprintf(kl, sizeof kl, "%s:{alert:%s}:lease", a->cfg->key_prefix, j->hex);

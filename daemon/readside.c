@@ -42,6 +42,7 @@ struct rs_run {
     /* the evaluation, off the loop (evaluate() on its own thread) */
     const struct cm_config *cfg;
     int cohort_months; /* [http] metrics_cohort_months when the read ended (a reload may change cfg's) */
+    int nat_cohorts;   /* an alert rule had a nationality when the read ended (likewise) */
     struct cmd_figures *fig; /* its result, or NULL with err set */
     char err[256];
 };
@@ -138,7 +139,9 @@ static void evaluate(struct rs_run *r)
         return;
     }
     f->as_of = (int64_t)time(NULL);
-    f->doc = cm_indicators_json(r->ag, r->nm, r->cfg, f->as_of);
+    f->nat_cohorts = r->nat_cohorts;
+    f->doc = cm_indicators_json_ex(r->ag, r->nm, r->cfg, f->as_of,
+                                   r->nat_cohorts ? CM_IND_NAT_COHORTS : 0);
     if (!f->doc) {
         snprintf(r->err, sizeof(r->err), "cannot make the indicators document (a scheme id or "
                  "nationality is not UTF-8, or out of memory)");
@@ -233,6 +236,7 @@ static void finish(struct cmd_readside *rs, struct rs_run *r)
 {
     r->cfg = &r->al.fold; /* the settings the prefix read was folded with */
     r->cohort_months = rs->cfg->http_metrics_cohort_months;
+    r->nat_cohorts = cm_indicators_nat_cohorts_wanted(rs->cfg);
     if (pthread_create(&rs->th, NULL, eval_main, r) == 0) {
         rs->evaluating = 1;
         return; /* rs->run stays r until on_evaluated */

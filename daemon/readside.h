@@ -49,6 +49,8 @@ struct cmd_figures {
     struct cm_agg *ag;    /* the sum over every partition */
     struct cm_names *nm;  /* its names */
     json_t *doc;          /* cm_indicators_json(ag, nm, cfg, as_of) */
+    int nat_cohorts;      /* doc has the cohorts of every nationality (an alert rule had a
+                           * nationality when it was made) */
     char *json;           /* doc as circmonctl prints it, with its final newline */
     size_t json_len;
     char *prom;           /* cm_prom_indicators of doc */

@@ -62,8 +62,9 @@ struct table {
 };
 
 /* Two tables: the few keys most events touch (counters, presence, data
- * quality) stay in cache apart from the many keyed by a day (pending
- * permits, open breaches), which each event touches one or two of. */
+ * quality) stay in cache apart from the many keyed by a day or a month and a
+ * nationality (pending permits, open breaches, the cohorts of each
+ * nationality), which each event touches one or two of. */
 struct cm_agg {
     struct table t[2];
 };
@@ -71,7 +72,8 @@ struct cm_agg {
 static struct table *table_of(struct cm_agg *ag, uint64_t w2)
 {
     unsigned kind = (unsigned)(w2 >> 48) & 0xff;
-    return &ag->t[kind == CM_AK_PEND || kind == CM_AK_BREACH || kind == CM_AK_BDAYS];
+    return &ag->t[kind == CM_AK_PEND || kind == CM_AK_BREACH || kind == CM_AK_BDAYS ||
+                   kind == CM_AK_NATMONTH];
 }
 
 /* Keys are packed: a and b fit 32 bits (numbers of names, months, days
@@ -231,7 +233,9 @@ int cm_agg_foreach(const struct cm_agg *ag,
     return 0;
 }
 
-/* The aggregate keys of item it (one or two) and their values; returns how many. */
+#define ITEM_KEYS 3 /* aggregate keys of one item, at most */
+
+/* The aggregate keys of item it (one to three) and their values; returns how many. */
 static int item_keys(const struct cm_item *it, struct cm_agg_key *k, int64_t *v)
 {
     v[0] = v[1] = it->v;
@@ -243,7 +247,11 @@ static int item_keys(const struct cm_item *it, struct cm_agg_key *k, int64_t *v)
         k[1] = k[0];
         k[1].kind = CM_AK_MONTH;
         k[1].a = it->day;
-        return 2;
+        k[2] = k[0];
+        k[2].kind = CM_AK_NATMONTH;
+        k[2].b = it->day;
+        v[2] = it->v;
+        return 3;
     case CM_IT_PEND:
         k[0].kind = CM_AK_PEND;
         k[0].a = it->nat;
@@ -283,14 +291,14 @@ int cm_agg_add_items(struct cm_agg *ag, const struct cm_item *it, size_t n)
 {
     /* The keys of a run of items first, asking for their slots, then the
      * sums: the slots of a large aggregate arrive while others are added. */
-    uint64_t w1[2 * ITEM_RUN], w2[2 * ITEM_RUN], h[2 * ITEM_RUN];
-    int64_t v[2 * ITEM_RUN];
-    struct table *t[2 * ITEM_RUN];
+    uint64_t w1[ITEM_KEYS * ITEM_RUN], w2[ITEM_KEYS * ITEM_RUN], h[ITEM_KEYS * ITEM_RUN];
+    int64_t v[ITEM_KEYS * ITEM_RUN];
+    struct table *t[ITEM_KEYS * ITEM_RUN];
     for (size_t base = 0; base < n; base += ITEM_RUN) {
         size_t m = n - base < ITEM_RUN ? n - base : ITEM_RUN, nk = 0;
         for (size_t i = 0; i < m; i++) {
-            struct cm_agg_key k[2];
-            int64_t kv[2];
+            struct cm_agg_key k[ITEM_KEYS];
+            int64_t kv[ITEM_KEYS];
             int c = item_keys(&it[base + i], k, kv);
             for (int j = 0; j < c; j++, nk++) {
                 pack_key(&k[j], &w1[nk], &w2[nk]);
@@ -310,6 +318,7 @@ int cm_agg_add_items(struct cm_agg *ag, const struct cm_item *it, size_t n)
 /* Field syntax (strings with their length, so any byte may occur in them):
  *   n:<counter>:<len>:<scheme><nat>        per nationality
  *   m:<counter>:<YYYY-MM>:<scheme>         per cohort month
+ *   c:<counter>:<YYYY-MM>:<len>:<scheme><nat>  per nationality and cohort month
  *   p:<class>:<E>:<len>:<scheme><nat>      permit not yet due, E its end day
  *   b:<day>:<len>:<scheme><nat>            open stay-limit breach from day
  *   d:<day>:<len>:<scheme><nat>            change of closed breaches from day (BDAYS)
@@ -326,7 +335,7 @@ int cm_agg_key_format(const struct cm_agg_key *k, const struct cm_names *nm, cha
             return -ENOENT;
     }
     if (k->kind == CM_AK_NAT || k->kind == CM_AK_PEND || k->kind == CM_AK_BREACH ||
-        k->kind == CM_AK_BDAYS) {
+        k->kind == CM_AK_BDAYS || k->kind == CM_AK_NATMONTH) {
         nat = cm_names_get(nm, (int32_t)k->a, &nl);
         if (!nat)
             return -ENOENT;
@@ -339,6 +348,12 @@ int cm_agg_key_format(const struct cm_agg_key *k, const struct cm_names *nm, cha
     case CM_AK_MONTH:
         cm_month_str((int32_t)k->a, mon);
         h = snprintf(buf, cap, "m:%s:%s:", cm_ctr_name(k->ctr), mon);
+        break;
+    case CM_AK_NATMONTH:
+        if (k->b < INT32_MIN || k->b > INT32_MAX)
+            return -EINVAL;
+        cm_month_str((int32_t)k->b, mon);
+        h = snprintf(buf, cap, "c:%s:%s:%zu:", cm_ctr_name(k->ctr), mon, sl);
         break;
     case CM_AK_PEND:
         h = snprintf(buf, cap, "p:%u:%" PRId64 ":%zu:", (unsigned)k->ctr, k->b, sl);
@@ -455,6 +470,22 @@ int cm_agg_key_parse(const char *s, size_t len, struct cm_names *nm, struct cm_a
             return sc;
         k->scheme = sc;
         return 0;
+    }
+    case 'c': {
+        char mon[16];
+        int32_t mi;
+        k->kind = CM_AK_NATMONTH;
+        if (read_word(&p, end, &w, &wl) < 0 || (c = lookup_name(ctr_names, CM_C__COUNT, w, wl)) < 0)
+            return -EINVAL;
+        k->ctr = (uint8_t)c;
+        if (read_word(&p, end, &w, &wl) < 0 || wl >= sizeof(mon))
+            return -EINVAL;
+        memcpy(mon, w, wl);
+        mon[wl] = '\0';
+        if (cm_month_parse(mon, &mi) < 0 || read_int(&p, end, &sl) < 0)
+            return -EINVAL;
+        k->b = mi;
+        return intern2(nm, p, end, sl, k, 1);
     }
     case 'p':
         k->kind = CM_AK_PEND;

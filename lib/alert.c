@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "circmon/alert.h"
+#include "circmon/event.h"
 #include "circmon/names.h"
 
 static void say(char *err, size_t errlen, const char *fmt, const char *a)
@@ -122,11 +123,15 @@ int cm_alert_rule_set(struct cm_alert_rule *r, const char *key, const char *valu
         return 0;
     }
     if (strcmp(key, "nationality") == 0) {
-        say(err, errlen,
-            "not supported: the aggregate has no counters per scheme x nationality x cohort "
-            "month, so the window of one nationality cannot be computed exactly (README "
-            "\"Alerts\"): \"%s\"", value);
-        return -ENOTSUP;
+        size_t len = strlen(value);
+        if (len == 0 || len > CM_ALERT_SCHEME_MAX || !cm_utf8_valid(value, len)) {
+            say(err, errlen, "not a nationality code of 1..256 bytes of UTF-8 nor *: \"%s\"",
+                value);
+            return -EINVAL;
+        }
+        memcpy(r->nationality, value, len + 1);
+        r->set |= CM_AK_SET_NATIONALITY;
+        return 0;
     }
     if (strcmp(key, "indicator") == 0) {
         static const enum cm_rate ok[] = {CM_R_OVERSTAY, CM_R_IN_COUNTRY, CM_R_RETURN};
@@ -256,15 +261,22 @@ enum cm_alert_state cm_alert_next(const struct cm_alert_rule *r, enum cm_alert_s
     return cm_alert_fire(r, f) ? CM_ALERT_FIRING : CM_ALERT_OK;
 }
 
-static int push(const struct cm_alert_rule *r, const char *scheme, const json_t *s,
-                int64_t as_of, struct cm_alert_inst **v, size_t *n, size_t *cap, int skip_empty)
+/* Appends the instance (r, scheme, nat) whose window is that of obj (a
+ * scheme or nationality group of the document; NULL: every sum 0). A
+ * nationality group must hold its cohorts. skip_empty: none when the window
+ * has no expected departure. */
+static int push(const struct cm_alert_rule *r, const char *scheme, const char *nat,
+                const json_t *obj, int64_t as_of, struct cm_alert_inst **v, size_t *n,
+                size_t *cap, int skip_empty)
 {
     struct cm_window w = {0};
     struct cm_alert_figures f = {0};
     int rc;
 
-    if (s) {
-        rc = cm_window_of_scheme(s, as_of, r->window_months, &w);
+    if (obj) {
+        if (nat[0] && !json_object_get(obj, "by_cohort"))
+            return json_is_object(obj) ? -ENODATA : -EINVAL;
+        rc = cm_window_of_scheme(obj, as_of, r->window_months, &w);
         if (rc < 0)
             return rc;
     }
@@ -273,6 +285,9 @@ static int push(const struct cm_alert_rule *r, const char *scheme, const json_t 
         return rc;
     if (skip_empty && f.n == 0)
         return 0;
+    size_t sl = strlen(scheme), nl = strlen(nat);
+    if (sl > CM_ALERT_SCHEME_MAX || nl > CM_ALERT_SCHEME_MAX)
+        return -EINVAL;
     if (*n == CM_ALERT_MAX_INSTANCES)
         return -E2BIG;
     if (*n == *cap) {
@@ -284,12 +299,33 @@ static int push(const struct cm_alert_rule *r, const char *scheme, const json_t 
         *cap = c;
     }
     struct cm_alert_inst *in = &(*v)[(*n)++];
-    size_t len = strlen(scheme);
-    if (len > CM_ALERT_SCHEME_MAX)
-        return -EINVAL;
     in->rule = r;
-    memcpy(in->scheme, scheme, len + 1);
+    memcpy(in->scheme, scheme, sl + 1);
+    memcpy(in->nationality, nat, nl + 1);
     in->f = f;
+    return 0;
+}
+
+/* The instances of r in one scheme (s its object, NULL when absent). */
+static int of_scheme(const struct cm_alert_rule *r, const char *scheme, const json_t *s,
+                     int64_t as_of, struct cm_alert_inst **v, size_t *n, size_t *cap,
+                     int skip_empty)
+{
+    if (!r->nationality[0])
+        return push(r, scheme, "", s, as_of, v, n, cap, skip_empty);
+    const json_t *bn = s ? json_object_get(s, "by_nationality") : NULL;
+    if (bn && !json_is_object(bn))
+        return -EINVAL;
+    if (strcmp(r->nationality, "*") != 0)
+        return push(r, scheme, r->nationality, bn ? json_object_get(bn, r->nationality) : NULL,
+                    as_of, v, n, cap, skip_empty);
+    const char *key;
+    const json_t *g;
+    json_object_foreach((json_t *)bn, key, g) {
+        int rc = push(r, scheme, key, g, as_of, v, n, cap, 1);
+        if (rc < 0)
+            return rc;
+    }
     return 0;
 }
 
@@ -306,12 +342,12 @@ int cm_alert_instances(const struct cm_alert_rule *r, const json_t *doc, int64_t
     if (!json_is_object(schemes))
         return -EINVAL;
     if (strcmp(r->scheme, "*") != 0) {
-        rc = push(r, r->scheme, json_object_get(schemes, r->scheme), as_of, &v, &nv, &cap, 0);
+        rc = of_scheme(r, r->scheme, json_object_get(schemes, r->scheme), as_of, &v, &nv, &cap, 0);
     } else {
         const char *key;
         const json_t *s;
         json_object_foreach((json_t *)schemes, key, s) {
-            rc = push(r, key, s, as_of, &v, &nv, &cap, 1);
+            rc = of_scheme(r, key, s, as_of, &v, &nv, &cap, 1);
             if (rc < 0)
                 break;
         }
@@ -330,15 +366,17 @@ const char *cm_alert_state_name(enum cm_alert_state s)
     return s == CM_ALERT_FIRING ? "firing" : "ok";
 }
 
-uint64_t cm_alert_instance_hash(const char *rule, const char *scheme)
+uint64_t cm_alert_instance_hash(const char *rule, const char *scheme, const char *nationality)
 {
-    char buf[CM_ALERT_NAME_MAX + CM_ALERT_SCHEME_MAX + 3];
-    size_t a = strnlen(rule, CM_ALERT_NAME_MAX), b = strnlen(scheme, CM_ALERT_SCHEME_MAX);
+    char buf[CM_ALERT_NAME_MAX + 2 * CM_ALERT_SCHEME_MAX + 3];
+    size_t a = strnlen(rule, CM_ALERT_NAME_MAX), b = strnlen(scheme, CM_ALERT_SCHEME_MAX),
+           c = strnlen(nationality, CM_ALERT_SCHEME_MAX);
 
     memcpy(buf, rule, a);
     buf[a] = '\0';
     memcpy(buf + a + 1, scheme, b);
     buf[a + 1 + b] = '\0';
-    buf[a + 2 + b] = '\0'; /* nationality "" (all) */
-    return cm_hash_bytes(buf, a + b + 3);
+    memcpy(buf + a + 2 + b, nationality, c); /* "" (all): the hash of earlier versions */
+    buf[a + 2 + b + c] = '\0';
+    return cm_hash_bytes(buf, a + b + c + 3);
 }

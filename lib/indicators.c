@@ -9,17 +9,19 @@
 #include "circmon/indicators.h"
 #include "circmon/timeutil.h"
 
-/* One group: a scheme, and a nationality or a cohort month. */
+/* One group: a scheme, and a nationality, a cohort month, or both. */
 struct group {
-    uint8_t kind; /* CM_AK_NAT or CM_AK_MONTH */
+    uint8_t kind; /* CM_AK_NAT, CM_AK_MONTH or CM_AK_NATMONTH */
     int32_t scheme;
-    int64_t a;
+    int64_t a; /* nat (NAT, NATMONTH) or month (MONTH) */
+    int64_t b; /* month (NATMONTH) */
     int64_t c[CM_C__COUNT];
 };
 
 /* A change, from day on, of the number of breaches a day is a breach day of. */
 struct step {
     int32_t scheme;
+    int64_t nat;
     int64_t day;
     int64_t v;
 };
@@ -28,8 +30,9 @@ struct eval {
     const struct cm_config *cfg;
     const struct cm_names *nm;
     int64_t ds;
-    struct cm_agg *res;  /* (kind, ctr, scheme, a) -> value, as of ds */
-    struct cm_agg *gidx; /* (kind, 0, scheme, a) -> group number + 1 */
+    int natc; /* cohorts per nationality wanted (an alert rule has a nationality) */
+    struct cm_agg *res;  /* (kind, ctr, scheme, a, b) -> value, as of ds */
+    struct cm_agg *gidx; /* (kind, 0, scheme, a, b) -> group number + 1 */
     struct group *g;
     size_t ng, capg;
     struct step *st; /* breach-day steps of every scheme, swept by month */
@@ -43,11 +46,23 @@ static int add(struct eval *e, uint8_t kind, int ctr, int32_t scheme, int64_t a,
     return cm_agg_add(e->res, &k, v);
 }
 
-/* Adds v to counter ctr of (scheme, nat) and of (scheme, month of day). */
+/* Adds v to counter ctr of (scheme, nat, month), when cohorts per nationality are wanted. */
+static int add_nm(struct eval *e, int ctr, int32_t scheme, int64_t nat, int64_t month, int64_t v)
+{
+    if (!e->natc)
+        return 0;
+    struct cm_agg_key k = {.kind = CM_AK_NATMONTH, .ctr = (uint8_t)ctr, .scheme = scheme, .a = nat,
+                           .b = month};
+    return cm_agg_add(e->res, &k, v);
+}
+
+/* Adds v to counter ctr of (scheme, nat), of (scheme, month of day) and of
+ * (scheme, nat, month of day). */
 static int add2(struct eval *e, int ctr, int32_t scheme, int64_t nat, int64_t day, int64_t v)
 {
-    if (add(e, CM_AK_NAT, ctr, scheme, nat, v) < 0 ||
-        add(e, CM_AK_MONTH, ctr, scheme, cm_month_of_day(day), v) < 0)
+    int32_t m = cm_month_of_day(day);
+    if (add(e, CM_AK_NAT, ctr, scheme, nat, v) < 0 || add(e, CM_AK_MONTH, ctr, scheme, m, v) < 0 ||
+        add_nm(e, ctr, scheme, nat, m, v) < 0)
         return -ENOMEM;
     return 0;
 }
@@ -59,7 +74,7 @@ static int step(struct eval *e, int32_t scheme, int64_t nat, int64_t day, int64_
 {
     if (cm_grow(&e->st, &e->capst, e->nst + 1, sizeof(*e->st), 64) < 0)
         return -ENOMEM;
-    e->st[e->nst++] = (struct step){.scheme = scheme, .day = day, .v = v};
+    e->st[e->nst++] = (struct step){.scheme = scheme, .nat = nat, .day = day, .v = v};
     struct cm_agg_key k = {.kind = CM_AK_NAT, .ctr = CM_C_BREACH_DAYS, .scheme = scheme, .a = nat};
     return cm_agg_add(e->res, &k, -v * day);
 }
@@ -69,29 +84,38 @@ static int step_cmp(const void *x, const void *y)
     const struct step *a = x, *b = y;
     if (a->scheme != b->scheme)
         return a->scheme < b->scheme ? -1 : 1;
+    if (a->nat != b->nat)
+        return a->nat < b->nat ? -1 : 1;
     return a->day < b->day ? -1 : a->day > b->day;
 }
 
-/* Breach days: the steps of each scheme in order of day, a running count,
- * and each month that count covers gets its days. Costs the steps and the
- * months with breach days, not the days. */
+static int same_run(const struct step *x, const struct step *y)
+{
+    return x->scheme == y->scheme && x->nat == y->nat;
+}
+
+/* Breach days: the steps of each (scheme, nationality) in order of day, a
+ * running count, and each month that count covers gets its days (in the
+ * scheme's cohort and, when wanted, the nationality's). Costs the steps and
+ * the months with breach days, not the days. */
 static int sweep(struct eval *e)
 {
     if (e->nst)
         qsort(e->st, e->nst, sizeof(*e->st), step_cmp);
     int64_t r = 0;
     for (size_t i = 0; i < e->nst; i++) {
-        if (i && e->st[i].scheme != e->st[i - 1].scheme)
+        if (i && !same_run(&e->st[i], &e->st[i - 1]))
             r = 0; /* steps that do not sum to 0: only an altered aggregate has them */
         r += e->st[i].v;
-        if (!r || i + 1 == e->nst || e->st[i + 1].scheme != e->st[i].scheme)
+        if (!r || i + 1 == e->nst || !same_run(&e->st[i + 1], &e->st[i]))
             continue;
         int64_t a = e->st[i].day, b = e->st[i + 1].day - 1;
         for (int32_t m = cm_month_of_day(a); a <= b; m++) {
             int64_t to = cm_month_first_day(m + 1) - 1;
             if (to > b)
                 to = b;
-            if (add(e, CM_AK_MONTH, CM_C_BREACH_DAYS, e->st[i].scheme, m, r * (to - a + 1)) < 0)
+            if (add(e, CM_AK_MONTH, CM_C_BREACH_DAYS, e->st[i].scheme, m, r * (to - a + 1)) < 0 ||
+                add_nm(e, CM_C_BREACH_DAYS, e->st[i].scheme, e->st[i].nat, m, r * (to - a + 1)) < 0)
                 return -ENOMEM;
             a = to + 1;
         }
@@ -113,6 +137,8 @@ static int resolve(const struct cm_agg_key *k, int64_t v, void *ud)
     case CM_AK_PRESENT:
     case CM_AK_DQ:
         return cm_agg_add(e->res, k, v) < 0 ? -ENOMEM : 0;
+    case CM_AK_NATMONTH:
+        return e->natc && cm_agg_add(e->res, k, v) < 0 ? -ENOMEM : 0;
     case CM_AK_PEND: {
         /* counted as if due: take back when not due as of ds */
         int64_t end = k->b;
@@ -169,9 +195,9 @@ static int resolve(const struct cm_agg_key *k, int64_t v, void *ud)
 static int collect(const struct cm_agg_key *k, int64_t v, void *ud)
 {
     struct eval *e = ud;
-    if (k->kind != CM_AK_NAT && k->kind != CM_AK_MONTH)
+    if (k->kind != CM_AK_NAT && k->kind != CM_AK_MONTH && k->kind != CM_AK_NATMONTH)
         return 0;
-    struct cm_agg_key gk = {.kind = k->kind, .scheme = k->scheme, .a = k->a};
+    struct cm_agg_key gk = {.kind = k->kind, .scheme = k->scheme, .a = k->a, .b = k->b};
     int64_t gi = cm_agg_get(e->gidx, &gk);
     if (!gi) {
         if (cm_grow(&e->g, &e->capg, e->ng + 1, sizeof(*e->g), 64) < 0)
@@ -180,6 +206,7 @@ static int collect(const struct cm_agg_key *k, int64_t v, void *ud)
         e->g[e->ng].kind = k->kind;
         e->g[e->ng].scheme = k->scheme;
         e->g[e->ng].a = k->a;
+        e->g[e->ng].b = k->b;
         gi = (int64_t)++e->ng;
         if (cm_agg_add(e->gidx, &gk, gi) < 0)
             return -ENOMEM;
@@ -233,6 +260,66 @@ static json_t *scheme_obj(json_t *schemes, const char *id)
     return s;
 }
 
+/* The cohorts of each nationality: by_cohort in its by_nationality group.
+ * A group whose cohorts do not sum to its own counters (an aggregate folded,
+ * in part, before the aggregate had cohorts per nationality) gets none:
+ * cm_alert_instances then refuses its nationality rules. Costs the groups. */
+static int nat_cohorts(struct eval *e, json_t *schemes)
+{
+    int64_t (*sum)[CM_C__COUNT] = calloc(e->ng + 1, sizeof(*sum));
+    if (!sum)
+        return -ENOMEM;
+    int r = 0;
+    for (size_t i = 0; i < e->ng; i++) {
+        const struct group *g = &e->g[i];
+        if (g->kind != CM_AK_NATMONTH)
+            continue;
+        struct cm_agg_key nk = {.kind = CM_AK_NAT, .scheme = g->scheme, .a = g->a};
+        int64_t ni = cm_agg_get(e->gidx, &nk);
+        for (int c = 0; ni > 0 && c < CM_C__COUNT; c++)
+            sum[ni - 1][c] += g->c[c];
+    }
+    for (size_t i = 0; i < e->ng && !r; i++) {
+        const struct group *g = &e->g[i];
+        if (g->kind != CM_AK_NATMONTH || !any(g->c))
+            continue;
+        struct cm_agg_key nk = {.kind = CM_AK_NAT, .scheme = g->scheme, .a = g->a};
+        int64_t ni = cm_agg_get(e->gidx, &nk);
+        if (ni <= 0 || memcmp(sum[ni - 1], e->g[ni - 1].c, sizeof(sum[0])))
+            continue; /* no such nationality, or incomplete cohorts */
+        json_t *s = json_object_get(schemes, cm_names_get(e->nm, g->scheme, NULL));
+        json_t *n = json_object_get(json_object_get(s, "by_nationality"),
+                                    cm_names_get(e->nm, (int32_t)g->a, NULL));
+        if (!n)
+            continue;
+        json_t *coh = json_object_get(n, "by_cohort");
+        if (!coh && (json_object_set_new(n, "by_cohort", json_object()) < 0 ||
+                     !(coh = json_object_get(n, "by_cohort")))) {
+            r = -ENOMEM;
+            break;
+        }
+        char name[32];
+        json_t *o = json_object();
+        cm_month_str((int32_t)g->b, name);
+        if (!o || fill(o, g->c) < 0) {
+            json_decref(o);
+            r = -ENOMEM;
+        } else if (json_object_set_new(coh, name, o) < 0) { /* o is freed */
+            r = -ENOMEM;
+        }
+    }
+    free(sum);
+    return r;
+}
+
+int cm_indicators_nat_cohorts_wanted(const struct cm_config *cfg)
+{
+    for (size_t i = 0; cfg && i < cfg->n_alerts; i++)
+        if (cfg->alerts[i].nationality[0])
+            return 1;
+    return 0;
+}
+
 struct totals {
     int32_t scheme;
     int64_t c[CM_C__COUNT];
@@ -268,9 +355,17 @@ int cm_indicators_as_of_check(int64_t as_of, char *err, size_t errlen)
 json_t *cm_indicators_json(const struct cm_agg *ag, const struct cm_names *nm,
                            const struct cm_config *cfg, int64_t as_of)
 {
+    return cm_indicators_json_ex(ag, nm, cfg, as_of,
+                                 cm_indicators_nat_cohorts_wanted(cfg) ? CM_IND_NAT_COHORTS : 0);
+}
+
+json_t *cm_indicators_json_ex(const struct cm_agg *ag, const struct cm_names *nm,
+                              const struct cm_config *cfg, int64_t as_of, unsigned flags)
+{
     if (cm_indicators_as_of_check(as_of, NULL, 0) < 0)
         return NULL;
-    struct eval e = {.cfg = cfg, .nm = nm, .ds = cm_day(as_of)};
+    struct eval e = {.cfg = cfg, .nm = nm, .ds = cm_day(as_of),
+                     .natc = (flags & CM_IND_NAT_COHORTS) != 0};
     json_t *doc = NULL, *schemes = NULL, *dq = NULL, *ret = NULL;
     struct totals *tot = NULL;
     size_t ntot = 0;
@@ -299,7 +394,7 @@ json_t *cm_indicators_json(const struct cm_agg *ag, const struct cm_names *nm,
     for (size_t i = 0; i < e.ng; i++) {
         struct group *g = &e.g[i];
         g->c[CM_C_OVERSTAY_DAYS] += g->c[CM_C_ICO] * e.ds - g->c[CM_C_ICO_ESUM];
-        if (!any(g->c))
+        if (!any(g->c) || g->kind == CM_AK_NATMONTH)
             continue;
         const char *sid = cm_names_get(nm, g->scheme, NULL);
         json_t *s = scheme_obj(schemes, sid), *o = json_object();
@@ -330,6 +425,8 @@ json_t *cm_indicators_json(const struct cm_agg *ag, const struct cm_names *nm,
         json_decref(o);
         goto fail;
     }
+    if (e.natc && nat_cohorts(&e, schemes) < 0)
+        goto fail;
     /* every scheme object gets its totals (zero when only present) */
     const char *sid;
     json_t *s;

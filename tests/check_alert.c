@@ -103,6 +103,24 @@ START_TEST(test_config_all_keys)
 }
 END_TEST
 
+START_TEST(test_config_nationality)
+{
+    /* section 5: absent (all together), a code, or * */
+    ck_assert_int_eq(load("[alert all]\nscheme = S\nindicator = overstay_rate\nabove = 0.1\n"
+                          "[alert mex]\nscheme = S\nnationality = MEX\nindicator = overstay_rate\n"
+                          "above = 0.1\n"
+                          "[alert each]\nscheme = *\nnationality = *\nindicator = overstay_rate\n"
+                          "above = 0.1\n"
+                          "[alert utf]\nscheme = S\nnationality = \xc3\x85LA\nindicator = overstay_rate\n"
+                          "above = 0.1\n"), 0);
+    ck_assert_uint_eq(cfg.n_alerts, 4);
+    ck_assert_str_eq(cfg.alerts[0].nationality, "");
+    ck_assert_str_eq(cfg.alerts[1].nationality, "MEX");
+    ck_assert_str_eq(cfg.alerts[2].nationality, "*");
+    ck_assert_str_eq(cfg.alerts[3].nationality, "\xc3\x85LA");
+}
+END_TEST
+
 START_TEST(test_config_errors)
 {
     const char *H = "[alert r]\nscheme = S\nindicator = overstay_rate\n";
@@ -130,8 +148,21 @@ START_TEST(test_config_errors)
     BAD(t, "F:5: [alert r] window_months: not an integer in 1..120");
     snprintf(t, sizeof t, "%sabove = 0.1\nhysteresis = 2\n", H);
     BAD(t, "F:5: [alert r] hysteresis: not a number in [0, 1]");
-    snprintf(t, sizeof t, "%sabove = 0.1\nnationality = MEX\n", H);
-    BAD(t, "F:5: [alert r] nationality: not supported");
+    snprintf(t, sizeof t, "%sabove = 0.1\nnationality =\n", H);
+    BAD(t, "F:5: [alert r] nationality: not a nationality code of 1..256 bytes of UTF-8 nor *");
+    snprintf(t, sizeof t, "%sabove = 0.1\nnationality = M\xc3X\n", H); /* not UTF-8 */
+    BAD(t, "F:5: [alert r] nationality: not a nationality code of 1..256 bytes of UTF-8 nor *");
+    {
+        char longn[300];
+        memset(longn, 'N', 257);
+        longn[257] = '\0';
+        snprintf(t, sizeof t, "%sabove = 0.1\nnationality = %s\n", H, longn);
+        BAD(t, "F:5: [alert r] nationality: not a nationality code");
+        longn[256] = '\0'; /* 256 bytes: a nationality */
+        snprintf(t, sizeof t, "%sabove = 0.1\nnationality = %s\n", H, longn);
+        ck_assert_int_eq(load(t), 0);
+        ck_assert_uint_eq(strlen(cfg.alerts[0].nationality), 256);
+    }
     snprintf(t, sizeof t, "%sabove = 0.1\ncolour = red\n", H);
     BAD(t, "F:5: [alert r] colour: unknown key");
     BAD("[alert r]\nscheme = S\nindicator = reentry_rate\n", "F:3: [alert r] indicator: not");
@@ -329,6 +360,142 @@ START_TEST(test_instances)
 }
 END_TEST
 
+/* Nationality rules over a document written here: the window of a
+ * nationality is the sum of its cohorts (by_nationality.N.by_cohort) over
+ * the K months; instance per (rule, scheme, nationality); K = 3 and S in
+ * December 2026 take 2026-10..2026-12 (section 5). */
+static const char NAT_DOC[] =
+    "{\"as_of\":0,\"schemes\":{"
+    "\"A\":{\"by_cohort\":{\"2026-12\":{\"expected_departures\":99}},"
+    " \"by_nationality\":{"
+    "  \"MEX\":{\"expected_departures\":111,\"by_cohort\":{"
+    "    \"2026-09\":{\"expected_departures\":100,\"late_departures\":100},"
+    "    \"2026-10\":{\"expected_departures\":10,\"late_departures\":1,\"in_country_overstays\":2,"
+    "                 \"in_time_departures\":7},"
+    "    \"2026-12\":{\"expected_departures\":1,\"in_country_overstays\":1}}},"
+    "  \"GTM\":{\"expected_departures\":5,\"by_cohort\":{"
+    "    \"2026-09\":{\"expected_departures\":5,\"in_time_departures\":5}}},"
+    "  \"XXX\":{\"expected_departures\":4,\"by_cohort\":{"
+    "    \"2026-11\":{\"expected_departures\":4,\"in_time_departures\":4}}}}},"
+    "\"B\":{\"by_nationality\":{"
+    "  \"MEX\":{\"expected_departures\":2,\"by_cohort\":{"
+    "    \"2026-11\":{\"expected_departures\":2,\"late_departures\":2}}}}},"
+    "\"C\":{\"by_nationality\":{}}}}";
+
+START_TEST(test_instances_nationality)
+{
+    json_error_t je;
+    json_t *doc = json_loads(NAT_DOC, 0, &je);
+    ck_assert_msg(doc != NULL, "%s", je.text);
+    int64_t s = (int64_t)20798 * 86400 + 3600; /* 2026-12-10T01:00Z */
+    struct cm_alert_rule r = rule(0, P(0.05), P(0.01), 1);
+    struct cm_alert_inst *in = NULL;
+    size_t n = 0;
+
+    /* a scheme and a code: exactly one instance, its nationality's window */
+    strcpy(r.nationality, "MEX");
+    ck_assert_int_eq(cm_alert_instances(&r, doc, s, &in, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(in[0].scheme, "S");
+    ck_assert_str_eq(in[0].nationality, "MEX");
+    ck_assert_int_eq(in[0].f.n, 0); /* S is not in the figures */
+    free(in);
+    strcpy(r.scheme, "A");
+    ck_assert_int_eq(cm_alert_instances(&r, doc, s, &in, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(in[0].f.n, 11);  /* 2026-10 + 2026-12, not 2026-09 nor the scheme's 99 */
+    ck_assert_int_eq(in[0].f.num, 4); /* late 1 + in-country 3 */
+    free(in);
+    r.indicator = CM_R_RETURN;
+    ck_assert_int_eq(cm_alert_instances(&r, doc, s, &in, &n), 0);
+    ck_assert_int_eq(in[0].f.num, 7);
+    free(in);
+    r.window_months = 4; /* 2026-09 joins */
+    ck_assert_int_eq(cm_alert_instances(&r, doc, s, &in, &n), 0);
+    ck_assert_int_eq(in[0].f.n, 111);
+    free(in);
+    r.window_months = 3;
+    r.indicator = CM_R_OVERSTAY;
+    /* a code the scheme does not have: one instance, n = 0 */
+    strcpy(r.nationality, "FRA");
+    ck_assert_int_eq(cm_alert_instances(&r, doc, s, &in, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(in[0].nationality, "FRA");
+    ck_assert_int_eq(in[0].f.n, 0);
+    free(in);
+
+    /* nationality *: one per nationality with an expected departure in the
+     * window (GTM's are all in 2026-09) */
+    strcpy(r.nationality, "*");
+    ck_assert_int_eq(cm_alert_instances(&r, doc, s, &in, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(in[0].nationality, "MEX");
+    ck_assert_int_eq(in[0].f.n, 11);
+    ck_assert_str_eq(in[1].nationality, "XXX");
+    ck_assert_int_eq(in[1].f.n, 4);
+    ck_assert_int_eq(in[1].f.num, 0);
+    free(in);
+
+    /* scheme * and a code: one per scheme whose window of that nationality
+     * has an expected departure */
+    strcpy(r.scheme, "*");
+    strcpy(r.nationality, "MEX");
+    ck_assert_int_eq(cm_alert_instances(&r, doc, s, &in, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(in[0].scheme, "A");
+    ck_assert_str_eq(in[1].scheme, "B");
+    ck_assert_str_eq(in[1].nationality, "MEX");
+    ck_assert_int_eq(in[1].f.n, 2);
+    ck_assert_int_eq(in[1].f.num, 2);
+    free(in);
+    /* both *: every (scheme, nationality) with one */
+    strcpy(r.nationality, "*");
+    ck_assert_int_eq(cm_alert_instances(&r, doc, s, &in, &n), 0);
+    ck_assert_uint_eq(n, 3);
+    ck_assert(!strcmp(in[0].scheme, "A") && !strcmp(in[0].nationality, "MEX"));
+    ck_assert(!strcmp(in[1].scheme, "A") && !strcmp(in[1].nationality, "XXX"));
+    ck_assert(!strcmp(in[2].scheme, "B") && !strcmp(in[2].nationality, "MEX"));
+    free(in);
+    /* no nationality: the scheme's own window, nationality "" */
+    r.nationality[0] = '\0';
+    ck_assert_int_eq(cm_alert_instances(&r, doc, s, &in, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(in[0].scheme, "A");
+    ck_assert_str_eq(in[0].nationality, "");
+    ck_assert_int_eq(in[0].f.n, 99);
+    free(in);
+    json_decref(doc);
+
+    /* a nationality group without its cohorts (data folded before them):
+     * refused, not read as zero */
+    doc = json_loads("{\"schemes\":{\"A\":{\"by_nationality\":{\"MEX\":{\"expected_departures\":3}}}}}",
+                     0, &je);
+    ck_assert_ptr_nonnull(doc);
+    strcpy(r.scheme, "A");
+    strcpy(r.nationality, "MEX");
+    ck_assert_int_eq(cm_alert_instances(&r, doc, s, &in, &n), -ENODATA);
+    ck_assert_ptr_null(in);
+    ck_assert_uint_eq(n, 0);
+    strcpy(r.nationality, "*");
+    ck_assert_int_eq(cm_alert_instances(&r, doc, s, &in, &n), -ENODATA);
+    json_decref(doc);
+    /* malformed: by_nationality not an object, a group not an object */
+    doc = json_loads("{\"schemes\":{\"A\":{\"by_nationality\":[]}}}", 0, &je);
+    ck_assert_int_eq(cm_alert_instances(&r, doc, s, &in, &n), -EINVAL);
+    json_decref(doc);
+    doc = json_loads("{\"schemes\":{\"A\":{\"by_nationality\":{\"MEX\":3}}}}", 0, &je);
+    ck_assert_int_eq(cm_alert_instances(&r, doc, s, &in, &n), -EINVAL);
+    json_decref(doc);
+
+    /* identity: (rule, scheme, nationality), none running into another;
+     * no nationality is the empty one */
+    ck_assert(cm_alert_instance_hash("r", "S", "") != cm_alert_instance_hash("r", "S", "MEX"));
+    ck_assert(cm_alert_instance_hash("r", "SM", "EX") != cm_alert_instance_hash("r", "S", "MEX"));
+    ck_assert(cm_alert_instance_hash("r", "S", "MEX") != cm_alert_instance_hash("r", "S", "GTM"));
+    ck_assert(cm_alert_instance_hash("r", "S", "MEX") == cm_alert_instance_hash("r", "S", "MEX"));
+}
+END_TEST
+
 START_TEST(test_decimals)
 {
     int64_t v;
@@ -353,7 +520,7 @@ START_TEST(test_decimals)
     cm_alert_decimal_str(1, b);
     ck_assert_str_eq(b, "0.000000001");
     /* instance identity: rule and scheme, neither run into the other */
-    ck_assert(cm_alert_instance_hash("ab", "c") != cm_alert_instance_hash("a", "bc"));
+    ck_assert(cm_alert_instance_hash("ab", "c", "") != cm_alert_instance_hash("a", "bc", ""));
 }
 END_TEST
 
@@ -364,6 +531,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_config_defaults);
     tcase_add_test(tc, test_config_all_keys);
+    tcase_add_test(tc, test_config_nationality);
     tcase_add_test(tc, test_config_errors);
     suite_add_tcase(s, tc);
     tc = tcase_create("rules");
@@ -373,6 +541,7 @@ int main(void)
     tcase_add_test(tc, test_first_evaluation);
     tcase_add_test(tc, test_below);
     tcase_add_test(tc, test_instances);
+    tcase_add_test(tc, test_instances_nationality);
     tcase_add_test(tc, test_decimals);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -170,6 +170,10 @@ static void d_teardown(void)
     teardown();
 }
 
+/* The [alert] sections of the daemons' configuration. */
+static const char *d_rules = "[alert over]\nscheme = *\nindicator = overstay_rate\nabove = 0.5\n"
+                             "min_expected = 2\nwindow_months = 3\nhysteresis = 0.01\n";
+
 static const char *d_conf(int port)
 {
     static char p[4400];
@@ -181,10 +185,8 @@ static const char *d_conf(int port)
             "[kafka]\nbrokers = %s\ngroup_id = g-alerts\nrdkafka.session.timeout.ms = 6000\n"
             "[redis]\nunix_socket = %s\n"
             "[http]\nlisten = 127.0.0.1\nport = %d\nrefresh_ms = 200\n"
-            "[alerts]\ninterval_s = 1\n"
-            "[alert over]\nscheme = *\nindicator = overstay_rate\nabove = 0.5\n"
-            "min_expected = 2\nwindow_months = 3\nhysteresis = 0.01\n",
-            brokers, redis_sock, port);
+            "[alerts]\ninterval_s = 1\n%s",
+            brokers, redis_sock, port, d_rules);
     ck_assert_int_eq(fclose(fp), 0);
     return p;
 }
@@ -265,7 +267,7 @@ static void d_publish(const struct tev *evs, int n, const char *name)
  * - 70 d; with exits (now - 25 d: in time) or without (in-country
  * overstays). Each is an expected departure of the cohort of month(now - 20 d),
  * inside a window of 3 months as of now (INDICATORS.md sections 3, 5). */
-static void migrants(const char *tag, int n, int exits)
+static void migrants_of(const char *tag, int n, int exits, const char *nat)
 {
     int64_t now = (int64_t)time(NULL);
     struct tev *ev = calloc((size_t)n * 3, sizeof *ev);
@@ -275,7 +277,7 @@ static void migrants(const char *tag, int n, int exits)
         char mid[64], pid[64];
         snprintf(mid, sizeof mid, "%s-m%d", tag, i);
         snprintf(pid, sizeof pid, "%s-p%d", tag, i);
-        ev[k++] = ev_grant(NULL, mid, now - 85 * DAY, pid, "S", "MEX", now - 80 * DAY,
+        ev[k++] = ev_grant(NULL, mid, now - 85 * DAY, pid, "S", nat, now - 80 * DAY,
                            now - 20 * DAY);
         ev[k++] = ev_entry(NULL, mid, now - 70 * DAY);
         if (exits)
@@ -285,10 +287,17 @@ static void migrants(const char *tag, int n, int exits)
     free(ev);
 }
 
+static void migrants(const char *tag, int n, int exits)
+{
+    migrants_of(tag, n, exits, "MEX");
+}
+
 /* Every alert event on the alert topic, read from the start of each partition. */
 struct seen {
     int n;
     char key[16][600];
+    size_t key_len[16];
+    char nat[16][300];
     char idem[16][64];
     int state[16];
     int64_t n_exp[16];
@@ -306,6 +315,10 @@ static struct seen topic_read(void)
         Circmon__V1__Alert *a = circmon__v1__alert__unpack(NULL, m->len, m->payload);
         ck_assert_msg(a != NULL, "an alert event that does not decode");
         snprintf(s.key[s.n], sizeof s.key[0], "%.*s", (int)m->key_len, (const char *)m->key);
+        s.key_len[s.n] = m->key_len < sizeof s.key[0] ? m->key_len : sizeof s.key[0];
+        if (m->key)
+            memcpy(s.key[s.n], m->key, s.key_len[s.n]);
+        snprintf(s.nat[s.n], sizeof s.nat[0], "%s", a->nationality);
         snprintf(s.idem[s.n], sizeof s.idem[0], "%s", a->idempotency_key);
         s.state[s.n] = a->state;
         s.n_exp[s.n] = a->expected_departures;
@@ -479,7 +492,7 @@ START_TEST(test_crashes_exactly_once)
     redisContext *rc = redisConnectUnix(redis_sock);
     ck_assert(rc && !rc->err);
     char k[128];
-    snprintf(k, sizeof k, "circmon:{alert:%016" PRIx64 "}:outbox", cm_alert_instance_hash("over", "S"));
+    snprintf(k, sizeof k, "circmon:{alert:%016" PRIx64 "}:outbox", cm_alert_instance_hash("over", "S", ""));
     redisReply *r = redisCommand(rc, "LLEN %s", k);
     ck_assert(r && r->type == REDIS_REPLY_INTEGER);
     ck_assert_int_eq(r->integer, 0);
@@ -487,6 +500,173 @@ START_TEST(test_crashes_exactly_once)
     redisFree(rc);
     d_stop(&e);
     d_stop(&f);
+}
+END_TEST
+
+/* The instance of rule in j (a GET /v1/alerts document) for (scheme, nat). */
+static json_t *v1_find(json_t *j, const char *rule, const char *scheme, const char *nat)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(json_object_get(j, "alerts"), i, o)
+        if (!strcmp(json_string_value(json_object_get(o, "alert")), rule) &&
+            !strcmp(json_string_value(json_object_get(o, "scheme")), scheme) &&
+            !strcmp(json_string_value(json_object_get(o, "nationality")), nat))
+            return o;
+    return NULL;
+}
+
+/* A nationality rule (section 5, nationality = *): one instance per
+ * nationality with an expected departure in the window. GTM's 2 in-country
+ * overstays of 2 fire it exactly once; MEX's 2 in-time departures (v = 0)
+ * never do; the scheme as a whole (2 of 4) is not what the rule watches.
+ * The figures equal those of circmonctl replay, and a restart sends nothing
+ * again. */
+START_TEST(test_nationality_fires_once)
+{
+    d_rules = "[alert nat]\nscheme = S\nnationality = *\nindicator = in_country_overstay_rate\n"
+              "above = 0.75\nmin_expected = 2\n";
+    struct dmn m = d_start("a", NULL);
+    migrants_of("g", 2, 0, "GTM");
+    migrants_of("x", 2, 1, "MEX");
+    struct seen s = topic_wait(1, m.pid, m.log);
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_int_eq(s.state[0], CIRCMON__V1__ALERT_STATE__FIRING);
+    ck_assert_int_eq(s.n_exp[0], 2);
+    ck_assert_str_eq(s.nat[0], "GTM");
+    ck_assert_uint_eq(s.key_len[0], 9);
+    ck_assert_int_eq(memcmp(s.key[0], "nat\0S\0GTM", 9), 0); /* rule NUL scheme NUL nationality */
+    ck_assert(file_has(m.log, "warning: alert nat scheme S nationality GTM: FIRING"));
+    /* the transition's evaluation instant is its own, not the state's previous one */
+    ck_assert_msg(!file_has(m.log, "evaluated at -1"), "a transition logged as evaluated at -1 (%s)",
+                  m.log);
+
+    /* GET /v1/alerts: both instances, GTM firing with its figures, MEX ok */
+    int64_t t = (int64_t)time(NULL) + 1;
+    double end = now_s() + 60;
+    json_t *j, *g, *x;
+    for (;;) {
+        j = v1_alerts(&m);
+        g = v1_find(j, "nat", "S", "GTM");
+        x = v1_find(j, "nat", "S", "MEX");
+        if (g && x && json_integer_value(json_object_get(x, "evaluated_at")) >= t &&
+            json_integer_value(json_object_get(x, "expected_departures")) == 2)
+            break;
+        json_decref(j);
+        ck_assert_msg(now_s() < end, "no evaluation of nat/S/MEX with its 2 departures (%s)", m.log);
+        nap_ms(200);
+    }
+    ck_assert_str_eq(json_string_value(json_object_get(g, "state")), "firing");
+    ck_assert(json_real_value(json_object_get(g, "value")) == 1.0);
+    ck_assert_int_eq(json_integer_value(json_object_get(g, "expected_departures")), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(x, "state")), "ok");
+    ck_assert(json_real_value(json_object_get(x, "value")) == 0.0);
+    ck_assert_ptr_null(v1_find(j, "nat", "S", "")); /* no all-nationalities instance */
+    json_decref(j);
+    static char buf[262144];
+    ck_assert_int_gt(http_get_raw(m.port, "/metrics", buf, sizeof buf), 0);
+    ck_assert_msg(strstr(buf, "circmon_alert_firing{alert=\"nat\",scheme=\"S\",nationality=\"GTM\"} 1") &&
+                      strstr(buf, "circmon_alert_firing{alert=\"nat\",scheme=\"S\",nationality=\"MEX\"} 0") &&
+                      strstr(buf, "circmon_alert_expected_departures{alert=\"nat\",scheme=\"S\",nationality=\"MEX\"} 2"),
+                  "/metrics: %.3000s", strstr(buf, "circmon_alert") ? strstr(buf, "circmon_alert") : buf);
+
+    /* the daemon's figures are those of the replay of the same events */
+    char as_of[32], path[128], out[4400], cmd[16000];
+    int64_t now = (int64_t)time(NULL);
+    snprintf(as_of, sizeof as_of, "%" PRId64, now);
+    snprintf(out, sizeof out, "%s/replay.json", dir);
+    snprintf(cmd, sizeof cmd, "'%s' replay --config '%s' --as-of %s '%s/g.bin' '%s/x.bin' >'%s'",
+             ctl, d_conf(0), as_of, dir, dir, out);
+    int st = system(cmd);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "failed: %s", cmd);
+    json_t *rep = json_load_file(out, 0, NULL);
+    ck_assert_ptr_nonnull(rep);
+    json_t *coh = json_object_get(json_object_get(json_object_get(json_object_get(json_object_get(
+                      rep, "schemes"), "S"), "by_nationality"), "GTM"), "by_cohort");
+    ck_assert_msg(json_is_object(coh) && json_object_size(coh) == 1, "replay: no GTM cohorts");
+    snprintf(path, sizeof path, "/v1/indicators?as_of=%s", as_of);
+    ck_assert_int_gt(http_get_raw(m.port, path, buf, sizeof buf), 0);
+    char *body = strstr(buf, "\r\n\r\n");
+    ck_assert_msg(body && strstr(buf, " 200 "), "GET %s: %.500s", path, buf);
+    json_t *dj = json_loads(body + 4, 0, NULL);
+    ck_assert_msg(dj && json_equal(dj, rep), "daemon and replay differ: %.3000s", body + 4);
+    json_decref(dj);
+    json_decref(rep);
+
+    /* a restart: evaluated again, nothing new on the topic */
+    d_stop(&m);
+    t = (int64_t)time(NULL) + 1;
+    m = d_start("b", NULL);
+    end = now_s() + 60;
+    for (;;) {
+        j = v1_alerts(&m);
+        g = v1_find(j, "nat", "S", "GTM");
+        int ok = g && json_integer_value(json_object_get(g, "evaluated_at")) >= t + 1 &&
+                 !strcmp(json_string_value(json_object_get(g, "state")), "firing");
+        json_decref(j);
+        if (ok)
+            break;
+        ck_assert_msg(now_s() < end, "nat/S/GTM not evaluated firing after the restart (%s)", m.log);
+        nap_ms(200);
+    }
+    s = topic_read();
+    ck_assert_int_eq(s.n, 1);
+    ck_assert(!file_has(m.log, "FIRING"));
+    d_stop(&m);
+}
+END_TEST
+
+/* A nationality rule brought by a reload (SIGHUP): the figures read before
+ * it have no nationality cohorts; the rule waits for the next read instead
+ * of reporting them missing (no "rebuild" in the log), then fires once. */
+START_TEST(test_nationality_rule_reloaded)
+{
+    static const char over[] = "[alert over]\nscheme = *\nindicator = overstay_rate\n"
+                               "above = 0.5\nmin_expected = 2\n";
+    static char both[512];
+    d_rules = over;
+    struct dmn m = d_start("a", NULL);
+    /* GTM first: over/S fires at n = 2, v = 1; MEX's in-time departures then
+     * bring it to 2 of 3 and 2 of 4, never below 0.5 - 0.01: one event */
+    migrants_of("g", 2, 0, "GTM");
+    struct seen s = topic_wait(1, m.pid, m.log);
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_str_eq(s.nat[0], "");
+    ck_assert_int_eq(s.state[0], CIRCMON__V1__ALERT_STATE__FIRING);
+    migrants_of("x", 2, 1, "MEX");
+    double end = now_s() + 60;
+    for (;;) {
+        json_t *j = v1_alerts(&m);
+        json_t *o = v1_find(j, "over", "S", "");
+        int ok = o && json_integer_value(json_object_get(o, "expected_departures")) == 4;
+        json_decref(j);
+        if (ok)
+            break;
+        ck_assert_msg(now_s() < end, "over/S not evaluated on the 4 departures (%s)", m.log);
+        nap_ms(200);
+    }
+    snprintf(both, sizeof both, "%s[alert nat]\nscheme = S\nnationality = GTM\n"
+             "indicator = in_country_overstay_rate\nabove = 0.75\nmin_expected = 2\n", over);
+    d_rules = both;
+    d_conf(m.port); /* the daemon's own file, rewritten */
+    ck_assert_int_eq(kill(m.pid, SIGHUP), 0);
+    s = topic_wait(2, m.pid, m.log);
+    ck_assert_int_eq(s.n, 2);
+    /* read partition by partition: the order on the topic is not the order of events */
+    int gtm = !strcmp(s.nat[1], "GTM") ? 1 : 0;
+    ck_assert_str_eq(s.nat[gtm], "GTM");
+    ck_assert_str_eq(s.nat[1 - gtm], "");
+    ck_assert_int_eq(s.state[gtm], CIRCMON__V1__ALERT_STATE__FIRING);
+    ck_assert_int_eq(s.state[1 - gtm], CIRCMON__V1__ALERT_STATE__FIRING);
+    assert_distinct(&s);
+    json_t *j = v1_alerts(&m);
+    json_t *g = v1_find(j, "nat", "S", "GTM");
+    ck_assert_ptr_nonnull(g);
+    ck_assert_str_eq(json_string_value(json_object_get(g, "state")), "firing");
+    json_decref(j);
+    ck_assert_msg(!file_has(m.log, "rebuild") && !file_has(m.log, "cannot take its instances"),
+                  "a reloaded nationality rule reported its figures missing (see %s)", m.log);
+    d_stop(&m);
 }
 END_TEST
 
@@ -532,6 +712,8 @@ int main(void)
     tcase_add_test(tc, test_fire_restart_resolve);
     tcase_add_test(tc, test_crashes_exactly_once);
     tcase_add_test(tc, test_alertmanager_from_circmond);
+    tcase_add_test(tc, test_nationality_fires_once);
+    tcase_add_test(tc, test_nationality_rule_reloaded);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -672,6 +672,32 @@ END_TEST
 
 /* ---- the shipped example --------------------------------------------------- */
 
+/* [alert NAME] nationality (INDICATORS.md section 5): absent, a code or *;
+ * a bad value names the file, the line and the key. */
+START_TEST(test_alert_nationality) {
+    const char *R = "[alert r]\nscheme = S\nindicator = overstay_rate\nabove = 0.1\n";
+    char t[1024];
+    snprintf(t, sizeof t, "%snationality = GTM\n[alert s]\nscheme = *\nnationality = *\n"
+                          "indicator = return_compliance_rate\nbelow = 0.9\n", R);
+    ck_assert_msg(load(t) == 0, "%s", err);
+    ck_assert_uint_eq(cfg.n_alerts, 2);
+    ck_assert_str_eq(cfg.alerts[0].nationality, "GTM");
+    ck_assert_str_eq(cfg.alerts[1].nationality, "*");
+    cm_config_free(&cfg);
+    ck_assert_msg(load(R) == 0, "%s", err);
+    ck_assert_str_eq(cfg.alerts[0].nationality, ""); /* absent: all together */
+    cm_config_free(&cfg);
+    snprintf(t, sizeof t, "%s\nnationality =\n", R);
+    ck_assert_int_eq(load(t), -EINVAL);
+    ck_assert_str_eq(msg(), "F:6: [alert r] nationality: not a nationality code of 1..256 bytes "
+                            "of UTF-8 nor *: \"\"");
+    snprintf(t, sizeof t, "%snationality = \xff\n", R);
+    ck_assert_int_eq(load(t), -EINVAL);
+    ck_assert_str_eq(msg(), "F:5: [alert r] nationality: not a nationality code of 1..256 bytes "
+                            "of UTF-8 nor *: \"\xff\"");
+}
+END_TEST
+
 START_TEST(test_example_file_loads) {
     const char *top = getenv("CM_TOP");
     char path[4300];
@@ -743,6 +769,7 @@ static Suite *config_suite(void) {
     tc = tcase_create("example");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_example_file_loads);
+    tcase_add_test(tc, test_alert_nationality);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -6,7 +6,10 @@
  * the catch-up, then runs Debian's chromium headless on /: the DOM it dumps
  * must hold, cell by cell (data- attributes), the figures of
  * /v1/indicators?as_of=<the page's as_of>, the data quality and the
- * partitions of /v1/status. Screenshots at 1280x800 and 390x844 go to
+ * partitions of /v1/status, and exactly the firing alert instances of
+ * /v1/alerts (a nationality = * rule that fires for every scheme and
+ * nationality with an expected departure, a rule that never fires).
+ * Screenshots at 1280x800 and 390x844 go to
  * build/artefacts/page-*.png. Every wait has a deadline; every process the
  * test starts (chromium with its whole process group) is killed whatever
  * happens. */
@@ -122,7 +125,12 @@ static void write_conf(const char *path)
             "[redis]\nunix_socket = %s\ncommand_timeout_ms = 3000\nconnect_timeout_ms = 1000\n"
             "[http]\nlisten = 127.0.0.1\nport = %d\nrefresh_ms = 300\n"
             "[scheme *]\ngrace_days = 0\n[scheme SAWP-ES]\ngrace_days = 7\n"
-            "[scheme STUDY-DE]\ngrace_days = 30\n[scheme SHORTSTAY]\nstay_limit = 90/180\n",
+            "[scheme STUDY-DE]\ngrace_days = 30\n[scheme SHORTSTAY]\nstay_limit = 90/180\n"
+            "[alerts]\ninterval_s = 1\n"
+            "[alert every-nat]\nscheme = *\nnationality = *\nindicator = overstay_rate\n"
+            "above = 0\nmin_expected = 1\nwindow_months = 120\n"
+            "[alert never]\nscheme = *\nindicator = return_compliance_rate\nbelow = 1\n"
+            "min_expected = 1000000000\nwindow_months = 120\n",
             brokers, redis_sock, http_port);
     ck_assert_int_eq(fclose(fp), 0);
 }
@@ -398,6 +406,87 @@ static void check_partitions(const char *dom, const json_t *st)
     }
 }
 
+/* The firing instances of /v1/alerts al are the rows of the page's alert
+ * table, field by field (evaluated_at: the page's is not later than the
+ * API's, read after it); returns the number of rows. */
+static int check_alerts(const char *dom, const json_t *al)
+{
+    const char *tb = strstr(dom, "<table id=\"alerts\"");
+    ck_assert_msg(tb != NULL, "no alert table in the DOM");
+    const char *tb_end = strstr(tb, "</table>");
+    ck_assert_ptr_nonnull(tb_end);
+    int rows = 0, firing = 0;
+    size_t i;
+    json_t *o;
+    json_array_foreach(json_object_get(al, "alerts"), i, o) {
+        const char *st = json_string_value(json_object_get(o, "state"));
+        ck_assert_ptr_nonnull(st);
+        firing += !strcmp(st, "firing");
+    }
+    for (const char *p = strstr(tb, "<tr data-alert=\""); p && p < tb_end;
+         p = strstr(p + 1, "<tr data-alert=\"")) {
+        char name[128], sch[512], nat[512], v[128];
+        const char *end = strstr(p, "</tr>");
+        ck_assert(end && end < tb_end);
+        ck_assert(attr(p, "data-alert", name, sizeof(name)));
+        ck_assert(attr(p, "data-scheme", sch, sizeof(sch)));
+        ck_assert(attr(p, "data-nationality", nat, sizeof(nat)));
+        const json_t *in = NULL;
+        json_array_foreach(json_object_get(al, "alerts"), i, o)
+            if (!strcmp(json_string_value(json_object_get(o, "alert")), name) &&
+                !strcmp(json_string_value(json_object_get(o, "scheme")), sch) &&
+                !strcmp(json_string_value(json_object_get(o, "nationality")), nat))
+                in = o;
+        ck_assert_msg(in != NULL, "the page shows alert %s/%s/%s, the API has no such instance",
+                      name, sch, nat);
+        ck_assert_msg(!strcmp(json_string_value(json_object_get(in, "state")), "firing"),
+                      "the page shows %s/%s/%s, which is not firing", name, sch, nat);
+        ck_assert(cell(p, end, "value", v, sizeof(v)));
+        const json_t *jv = json_object_get(in, "value");
+        ck_assert_msg(json_is_number(jv) && strtod(v, NULL) == json_number_value(jv),
+                      "%s/%s/%s value: page %s", name, sch, nat, v);
+        static const char *const ints[] = {"expected_departures", "since"};
+        for (size_t k = 0; k < 2; k++) {
+            ck_assert_msg(cell(p, end, ints[k], v, sizeof(v)), "%s/%s/%s: no %s", name, sch, nat,
+                          ints[k]);
+            ck_assert_msg(atoll(v) == json_integer_value(json_object_get(in, ints[k])),
+                          "%s/%s/%s %s: page %s, API %" JSON_INTEGER_FORMAT, name, sch, nat,
+                          ints[k], v, json_integer_value(json_object_get(in, ints[k])));
+        }
+        ck_assert(cell(p, end, "evaluated_at", v, sizeof(v)));
+        ck_assert_msg(atoll(v) > 0 && atoll(v) <= json_integer_value(json_object_get(in, "evaluated_at")),
+                      "%s/%s/%s evaluated_at: page %s", name, sch, nat, v);
+        ck_assert_str_eq(name, "every-nat");
+        ck_assert_msg(nat[0], "every-nat/%s: an instance without nationality", sch);
+        rows++;
+    }
+    ck_assert_int_eq(rows, firing);
+    return rows;
+}
+
+/* Polls /v1/alerts until every instance was evaluated after t and the
+ * rules' instances are there; returns the document. */
+static json_t *alerts_after(json_int_t t)
+{
+    double end = now_s() + 60;
+    for (;;) {
+        json_t *al = get_json("/v1/alerts");
+        size_t i, n = 0, fresh = 0, never = 0;
+        json_t *o;
+        json_array_foreach(json_object_get(al, "alerts"), i, o) {
+            n++;
+            fresh += json_integer_value(json_object_get(o, "evaluated_at")) > t;
+            never += !strcmp(json_string_value(json_object_get(o, "alert")), "never");
+        }
+        if (n && fresh == n && never)
+            return al;
+        json_decref(al);
+        ck_assert_msg(now_s() < end, "alerts not evaluated after %" JSON_INTEGER_FORMAT
+                      " within 60 s", t);
+        nap_ms(200);
+    }
+}
+
 /* ------------------------------------------------------------ chromium */
 
 /* Runs chromium headless on url with extra (one flag) at w x h; its
@@ -451,7 +540,7 @@ static void setup(void)
     /* A failed assertion exits the forked test: its processes go with it. */
     ck_assert_int_eq(atexit(kill_groups), 0);
     redis_start(0);
-    broker_start(N_PARTS);
+    broker_start_with(N_PARTS, "circmon.events.alerts");
 }
 
 static void teardown(void)
@@ -561,6 +650,7 @@ START_TEST(page_in_chromium)
     unsigned w, h;
     setup();
     daemon_up();
+    json_decref(alerts_after((json_int_t)time(NULL)));
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/", http_port);
     in_dir("dom.html", dom_path, sizeof(dom_path));
     chromium(url, 1280, 800, "--dump-dom", dom_path);
@@ -583,6 +673,11 @@ START_TEST(page_in_chromium)
     json_t *st = get_json("/v1/status");
     check_partitions(dom, st);
     json_decref(st);
+    ck_assert_msg(attr(body, "data-alerts", v, sizeof(v)) && !strcmp(v, "loaded"),
+                  "the page did not load /v1/alerts");
+    json_t *al = get_json("/v1/alerts");
+    ck_assert_int_gt(check_alerts(dom, al), 0);
+    json_decref(al);
     /* One chart per scheme. */
     int charts = 0;
     for (const char *p = strstr(dom, "<figure class=\"chart\""); p; p = strstr(p + 1, "<figure class=\"chart\""))

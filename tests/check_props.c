@@ -8,8 +8,11 @@
  * 4. the interleaving of migrants does not matter;
  * 5. an independent reference model: a literal, deliberately naive reading of
  *    INDICATORS.md, compared counter by counter (every scheme, nationality and
- *    cohort), rate by rate and data-quality counter by counter with the
- *    engine, for hundreds of random histories at several as_of. */
+ *    cohort, and every scheme, nationality and cohort: the cohorts of each
+ *    nationality, which the engine's documents hold since its configuration
+ *    has an alert rule with a nationality), rate by rate and data-quality
+ *    counter by counter with the engine, for hundreds of random histories at
+ *    several as_of. */
 #include "cm_test.h"
 
 #include "circmon/fold.h" /* enum cm_fold_result */
@@ -234,9 +237,23 @@ static int interleave(uint64_t *r, const struct hist *h, const struct tev **out)
     return n;
 }
 
-static struct fx *feed_stream(const struct tev *const *s, int n)
+/* An engine over SPEC whose configuration has a rule with nationality = *:
+ * its documents hold the cohorts of every nationality. */
+static struct fx *props_fx(void)
 {
     struct fx *f = fx_new(WINDOW, SPEC);
+    f->cfg.alerts = calloc(1, sizeof *f->cfg.alerts);
+    ck_assert_ptr_nonnull(f->cfg.alerts);
+    cm_alert_rule_init(&f->cfg.alerts[0], "by-nat", 0);
+    strcpy(f->cfg.alerts[0].scheme, "*");
+    strcpy(f->cfg.alerts[0].nationality, "*");
+    f->cfg.n_alerts = 1;
+    return f;
+}
+
+static struct fx *feed_stream(const struct tev *const *s, int n)
+{
+    struct fx *f = props_fx();
     for (int i = 0; i < n; i++)
         ck_assert_int_eq(feed(f, *s[i]), CM_OK);
     return f;
@@ -275,7 +292,7 @@ START_TEST(test_prop_determinism_and_fold_path)
         int64_t S = hist_max_t(&h) + 50 * DAY;
         struct fx *a = feed_stream(s, n);
         /* b: the same, reading the indicators after every event */
-        struct fx *b = fx_new(WINDOW, SPEC);
+        struct fx *b = props_fx();
         int64_t L = 0;
         for (int i = 0; i < n; i++) {
             ck_assert_int_eq(feed(b, *s[i]), CM_OK);
@@ -284,7 +301,7 @@ START_TEST(test_prop_determinism_and_fold_path)
             json_decref(doc_at(b, L + (int64_t)(i % 3) * 40 * DAY));
         }
         /* c: decoded events through cm_engine_fold */
-        struct fx *c = fx_new(WINDOW, SPEC);
+        struct fx *c = props_fx();
         for (int i = 0; i < n; i++) {
             struct cm_event ce;
             tev_to_cm(s[i], &ce);
@@ -530,6 +547,7 @@ struct rmig {
 struct rres {
     long nat[NSCH][NNAT][N_CTR];
     long mon[NSCH][NMON][N_CTR];
+    long natmon[NSCH][NNAT][NMON][N_CTR];
     long present[NSCH];
     long dq[N_DQ];
 };
@@ -677,6 +695,7 @@ static void add(struct rres *res, int s, int nat, int64_t day, int c, long v)
 {
     res->nat[s][nat][c] += v;
     res->mon[s][month_index(day)][c] += v;
+    res->natmon[s][nat][month_index(day)][c] += v;
 }
 
 /* Outcomes as of dS (section 3) of one folded migrant. */
@@ -804,12 +823,13 @@ static void ref_run(const struct hist *h, int64_t S, struct rres *res)
 
 static double ratio(long a, long b) { return b ? (double)a / (double)b : NAN; }
 
-/* Compares one group; returns the number of mismatches (printed). */
-static int cmp_group(json_t *doc, const char *s, const char *g, const long *want)
+/* Compares one group object (NULL: nothing counted); returns the number of
+ * mismatches (printed). */
+static int cmp_obj(json_t *obj, const char *s, const char *g, const long *want)
 {
     int bad = 0;
     for (int c = 0; c < N_CTR; c++) {
-        long got = get(doc, s, g, CTR_NAMES[c]);
+        long got = jlong(json_object_get(obj, CTR_NAMES[c]));
         if (got != want[c]) {
             fprintf(stderr, "  %s %s %s: engine %ld, reference %ld\n", s, g ? g : "(totals)",
                     CTR_NAMES[c], got, want[c]);
@@ -821,8 +841,8 @@ static int cmp_group(json_t *doc, const char *s, const char *g, const long *want
         ratio(want[C_INTIME], want[C_EXP]), ratio(want[C_REENTRY], want[C_INTIME]),
         ratio(want[C_ODAYS], want[C_LATE] + want[C_ICO])};
     for (int k = 0; k < N_RATE; k++) {
-        double got = rate(doc, s, g, RATE_NAMES[k]);
-        json_t *v = json_object_get(group_of(doc, s, g), RATE_NAMES[k]);
+        json_t *v = json_object_get(obj, RATE_NAMES[k]);
+        double got = json_is_number(v) ? json_number_value(v) : NAN;
         int ok = isnan(wr[k]) ? (!v || json_is_null(v)) : (fabs(got - wr[k]) < 1e-9);
         if (!ok) {
             fprintf(stderr, "  %s %s %s: engine %g, reference %g\n", s, g ? g : "(totals)",
@@ -831,6 +851,11 @@ static int cmp_group(json_t *doc, const char *s, const char *g, const long *want
         }
     }
     return bad;
+}
+
+static int cmp_group(json_t *doc, const char *s, const char *g, const long *want)
+{
+    return cmp_obj(group_of(doc, s, g), s, g, want);
 }
 
 static int cmp_ref(json_t *doc, const struct rres *res)
@@ -842,6 +867,28 @@ static int cmp_ref(json_t *doc, const struct rres *res)
         for (int n = 0; n < NNAT; n++) {
             snprintf(g, sizeof g, "nat:%s", natkey(n));
             bad += cmp_group(doc, SCH[s], g, res->nat[s][n]);
+            /* the nationality's cohorts: only months the reference has */
+            json_t *coh = json_object_get(group_of(doc, SCH[s], g), "by_cohort");
+            for (int mo = 0; mo < NMON; mo++) {
+                char ng[96];
+                snprintf(mb, sizeof mb, "%04d-%02d", MONTH0 + mo / 12, mo % 12 + 1);
+                snprintf(ng, sizeof ng, "nat:%s cohort:%s", natkey(n), mb);
+                bad += cmp_obj(json_object_get(coh, mb), SCH[s], ng, res->natmon[s][n][mo]);
+            }
+            const char *ck;
+            json_t *cv;
+            json_object_foreach(coh, ck, cv)
+            {
+                int y, mo, known = 0;
+                if (sscanf(ck, "%d-%d", &y, &mo) == 2)
+                    known = y >= MONTH0 && y < MONTH0 + NMON / 12 && mo >= 1 && mo <= 12;
+                for (int c = 0; c < N_CTR && !known; c++)
+                    if (jlong(json_object_get(cv, CTR_NAMES[c]))) {
+                        fprintf(stderr, "  %s %s: unexpected cohort %s\n", SCH[s], g, ck);
+                        bad++;
+                        break;
+                    }
+            }
             for (int c = 0; c < N_CTR; c++)
                 tot[c] += res->nat[s][n][c];
         }

@@ -471,6 +471,23 @@ START_TEST(test_month_text_round_trip)
     ck_assert_int_gt(fl, 0);
     ck_assert_msg(cm_agg_key_parse(f, (size_t)fl, nm, &k2) == 0, "'%s' does not parse", f);
     ck_assert(k2.kind == k.kind && k2.ctr == k.ctr && k2.scheme == k.scheme && k2.a == k.a);
+    /* a cohort of a nationality: scheme and nationality with ':' in them */
+    int32_t s2 = cm_names_intern(nm, "S:1", 3), n2 = cm_names_intern(nm, "M:X", 3);
+    ck_assert(s2 >= 0 && n2 >= 0);
+    k = (struct cm_agg_key){.kind = CM_AK_NATMONTH, .ctr = CM_C_ICO, .scheme = s2, .a = n2,
+                            .b = dec9999};
+    fl = cm_agg_key_format(&k, nm, f, sizeof f);
+    ck_assert_int_gt(fl, 0);
+    ck_assert_str_eq(f, "c:in_country_overstays:9999-12:3:S:1M:X");
+    ck_assert_int_eq(cm_agg_key_parse(f, (size_t)fl, nm, &k2), 0);
+    ck_assert(k2.kind == k.kind && k2.ctr == k.ctr && k2.scheme == s2 && k2.a == n2 &&
+              k2.b == dec9999);
+    static const char *const badc[] = {"c:", "c:in_country_overstays", "c:nope:2024-01:1:AB",
+                                       "c:no_shows:2024-13:1:AB", "c:no_shows:2024-01:3:AB",
+                                       "c:no_shows:2024-01:x:AB", "c:no_shows:2024-01:-1:AB"};
+    for (size_t i = 0; i < sizeof badc / sizeof badc[0]; i++)
+        ck_assert_msg(cm_agg_key_parse(badc[i], strlen(badc[i]), nm, &k2) == -EINVAL, "'%s' parsed",
+                      badc[i]);
     cm_names_free(nm);
 }
 END_TEST

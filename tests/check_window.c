@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "circmon/alert.h"
+#include "circmon/indicators.h"
 #include "circmon/window.h"
 #include "cm_test.h"
 
@@ -304,6 +306,241 @@ START_TEST(test_breaches_and_totals)
 }
 END_TEST
 
+/* Gives f's configuration one alert rule with nationality nat: the
+ * engine's documents then hold the cohorts of every nationality. */
+static void want_nat_cohorts(struct fx *f, const char *nat)
+{
+    f->cfg.alerts = calloc(1, sizeof *f->cfg.alerts);
+    ck_assert_ptr_nonnull(f->cfg.alerts);
+    cm_alert_rule_init(&f->cfg.alerts[0], "r", 0);
+    snprintf(f->cfg.alerts[0].scheme, sizeof f->cfg.alerts[0].scheme, "*");
+    snprintf(f->cfg.alerts[0].nationality, sizeof f->cfg.alerts[0].nationality, "%s", nat);
+    f->cfg.n_alerts = 1;
+}
+
+/* The by_nationality group nat of scheme sid. */
+static json_t *nat_of(json_t *doc, const char *sid, const char *nat)
+{
+    json_t *g = json_object_get(json_object_get(scheme_of(doc, sid), "by_nationality"), nat);
+    ck_assert_msg(g != NULL, "nationality %s of %s missing", nat, sid);
+    return g;
+}
+
+/* The window of a nationality (section 5, "of a scheme and nationality"):
+ * expected outcomes worked out here from the events of section 2 and the
+ * outcomes of section 3, per permit, not read from the program. */
+START_TEST(test_nationality_windows)
+{
+    struct fx *f = fx_new(30, "S:0");
+    want_nat_cohorts(f, "*");
+    /* m1 MEX: exits before E = Oct 15: in time, cohort 2026-10 */
+    FEED(f, ev_grant(NULL, "m1", D(2026, 1, 1), "p", "S", "MEX", D(2026, 1, 1), D(2026, 10, 15)));
+    FEED(f, ev_entry(NULL, "m1", D(2026, 1, 5)));
+    FEED(f, ev_exit(NULL, "m1", D(2026, 10, 10)));
+    /* m2 MEX: no exit, E = Nov 20: in-country overstay, cohort 2026-11 */
+    FEED(f, ev_grant(NULL, "m2", D(2026, 1, 1), "p", "S", "MEX", D(2026, 1, 1), D(2026, 11, 20)));
+    FEED(f, ev_entry(NULL, "m2", D(2026, 1, 5)));
+    /* m3 MEX: exit Dec 8 > E = Dec 5: late departure (3 days), cohort 2026-12 */
+    FEED(f, ev_grant(NULL, "m3", D(2026, 1, 1), "p", "S", "MEX", D(2026, 1, 1), D(2026, 12, 5)));
+    FEED(f, ev_entry(NULL, "m3", D(2026, 1, 5)));
+    FEED(f, ev_exit(NULL, "m3", D(2026, 12, 8)));
+    /* m4 GTM: in time, cohort 2026-11; m5 GTM: in time, cohort 2026-09 */
+    FEED(f, ev_grant(NULL, "m4", D(2026, 1, 1), "p", "S", "GTM", D(2026, 1, 1), D(2026, 11, 10)));
+    FEED(f, ev_entry(NULL, "m4", D(2026, 1, 5)));
+    FEED(f, ev_exit(NULL, "m4", D(2026, 11, 1)));
+    FEED(f, ev_grant(NULL, "m5", D(2026, 1, 1), "p", "S", "GTM", D(2026, 1, 1), D(2026, 9, 10)));
+    FEED(f, ev_entry(NULL, "m5", D(2026, 1, 5)));
+    FEED(f, ev_exit(NULL, "m5", D(2026, 9, 1)));
+    /* m6 without nationality (XXX): in time, cohort 2026-12 */
+    FEED(f, ev_grant(NULL, "m6", D(2026, 1, 1), "p", "S", NULL, D(2026, 1, 1), D(2026, 12, 1)));
+    FEED(f, ev_entry(NULL, "m6", D(2026, 1, 5)));
+    FEED(f, ev_exit(NULL, "m6", D(2026, 11, 30)));
+    /* m7 MEX: E = Dec 25, not due on Dec 15, in time once due */
+    FEED(f, ev_grant(NULL, "m7", D(2026, 1, 1), "p", "S", "MEX", D(2026, 1, 1), D(2026, 12, 25)));
+    FEED(f, ev_entry(NULL, "m7", D(2026, 1, 5)));
+    FEED(f, ev_exit(NULL, "m7", D(2026, 12, 1)));
+    /* m8 MEX: never used, E = Oct 20: a no-show, cohort 2026-10 */
+    FEED(f, ev_grant(NULL, "m8", D(2026, 1, 1), "p", "S", "MEX", D(2026, 1, 1), D(2026, 10, 20)));
+    /* m9 MEX on another scheme: not in S's windows */
+    FEED(f, ev_grant(NULL, "m9", D(2026, 1, 1), "p", "T", "MEX", D(2026, 1, 1), D(2026, 12, 1)));
+    FEED(f, ev_entry(NULL, "m9", D(2026, 1, 5)));
+
+    int64_t s = D(2026, 12, 15);
+    json_t *doc = doc_at(f, s);
+    struct cm_window w;
+    double v;
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "S", "MEX"), s, 3, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 3); /* m1, m2, m3 */
+    ck_assert_int_eq(w.c[CM_C_INTIME], 1);
+    ck_assert_int_eq(w.c[CM_C_ICO], 1);
+    ck_assert_int_eq(w.c[CM_C_LATE], 1);
+    ck_assert_int_eq(w.c[CM_C_NOSHOW], 1);
+    ck_assert_int_eq(w.c[CM_C_OVERSTAY_DAYS], (DN(2026, 12, 15) - DN(2026, 11, 20)) + 3);
+    ck_assert_int_eq(cm_window_rate(&w, CM_R_OVERSTAY, &v), 1);
+    ck_assert_double_eq_tol(v, 2.0 / 3.0, 1e-15);
+    ck_assert_int_eq(cm_window_rate(&w, CM_R_IN_COUNTRY, &v), 1);
+    ck_assert_double_eq_tol(v, 1.0 / 3.0, 1e-15);
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "S", "MEX"), s, 1, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 1); /* m3 alone; m7 not yet due */
+    ck_assert_int_eq(w.c[CM_C_LATE], 1);
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "S", "GTM"), s, 3, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 1); /* m4 */
+    ck_assert_int_eq(w.c[CM_C_INTIME], 1);
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "S", "GTM"), s, 4, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 2); /* m4, m5 */
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "S", "XXX"), s, 3, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 1);
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "T", "MEX"), s, 3, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 1);
+    ck_assert_int_eq(w.c[CM_C_ICO], 1);
+    /* over every window length, the nationalities' windows sum to the scheme's */
+    for (int k = 1; k <= 14; k++) {
+        struct cm_window ws, wn, sum = {0};
+        const char *key;
+        json_t *g;
+        ck_assert_int_eq(cm_window_of_scheme(scheme_of(doc, "S"), s, k, &ws), 0);
+        json_object_foreach(json_object_get(scheme_of(doc, "S"), "by_nationality"), key, g) {
+            ck_assert_int_eq(cm_window_of_scheme(g, s, k, &wn), 0);
+            for (int i = 0; i < CM_C__PUBLIC; i++)
+                sum.c[i] += wn.c[i];
+        }
+        for (int i = 0; i < CM_C__PUBLIC; i++)
+            ck_assert_msg(sum.c[i] == ws.c[i], "K %d %s: nationalities %ld, scheme %ld", k,
+                          CTR_NAMES[i], (long)sum.c[i], (long)ws.c[i]);
+    }
+    json_decref(doc);
+    /* the current month grows: on Dec 30, m7 is due */
+    doc = doc_at(f, D(2026, 12, 30));
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "S", "MEX"), D(2026, 12, 30), 1, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 2);
+    ck_assert_int_eq(w.c[CM_C_INTIME], 1);
+    json_decref(doc);
+
+    /* without a nationality rule the document is the one of section 4:
+     * nationality groups without cohorts */
+    f->cfg.alerts[0].nationality[0] = '\0';
+    doc = doc_at(f, s);
+    ck_assert_ptr_null(json_object_get(nat_of(doc, "S", "MEX"), "by_cohort"));
+    ck_assert_ptr_nonnull(json_object_get(scheme_of(doc, "S"), "by_cohort"));
+    json_decref(doc);
+    fx_free(f);
+}
+END_TEST
+
+/* Stay-limit figures per nationality and month (section 3: the month of the
+ * day concerned, the nationality of the most recent permit of the scheme).
+ * AAA: the worked example, 9 breach days 1-9 June 2014. BBB: one stay from
+ * 2013-09-01 to its exit 2014-04-10 under 90/180: day k of the stay (k <= 180)
+ * has k present days in its 180, so days 91.. are breach days: 2013-11-30 to
+ * 2014-04-10, 1 + 31 + 31 + 28 + 31 + 10 = 132 days, one breach in 2013-11. */
+START_TEST(test_nationality_breaches)
+{
+    struct fx *f = fx_new(30, "SH:0:90/180");
+    want_nat_cohorts(f, "BBB");
+    FEED(f, ev_grant(NULL, "m", D(2013, 8, 1), "p", "SH", "AAA", D(2013, 8, 1), D(2015, 12, 31)));
+    FEED(f, ev_entry(NULL, "m", D(2013, 9, 1)));
+    FEED(f, ev_exit(NULL, "m", D(2013, 9, 30)));
+    FEED(f, ev_entry(NULL, "m", D(2014, 2, 21)));
+    FEED(f, ev_exit(NULL, "m", D(2014, 4, 20)));
+    FEED(f, ev_entry(NULL, "m", D(2014, 5, 1)));
+    FEED(f, ev_exit(NULL, "m", D(2014, 6, 9)));
+    FEED(f, ev_grant(NULL, "n", D(2013, 8, 1), "q", "SH", "BBB", D(2013, 8, 1), D(2014, 3, 31)));
+    FEED(f, ev_entry(NULL, "n", D(2013, 9, 1)));
+    FEED(f, ev_exit(NULL, "n", D(2014, 4, 10)));
+    json_t *doc = doc_at(f, D(2016, 3, 1));
+    struct cm_window w;
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "SH", "AAA"), D(2014, 6, 30), 1, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_BREACHES], 1);
+    ck_assert_int_eq(w.c[CM_C_BREACH_DAYS], 9);
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "SH", "BBB"), D(2014, 6, 30), 1, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_BREACH_DAYS], 0);
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "SH", "BBB"), D(2013, 12, 31), 1, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_BREACH_DAYS], 31);
+    ck_assert_int_eq(w.c[CM_C_BREACHES], 0);
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "SH", "BBB"), D(2013, 11, 30), 1, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_BREACH_DAYS], 1);
+    ck_assert_int_eq(w.c[CM_C_BREACHES], 1);
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "SH", "BBB"), D(2014, 4, 30), 6, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_BREACH_DAYS], 132); /* 2013-11 .. 2014-04 */
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 1);     /* E 2014-03-31: cohort 2014-03 */
+    ck_assert_int_eq(w.c[CM_C_LATE], 1);
+    ck_assert_int_eq(w.c[CM_C_OVERSTAY_DAYS], 10);
+    json_decref(doc);
+    /* an open stay: its breach days run to dS, in each month */
+    FEED(f, ev_grant(NULL, "o", D(2016, 1, 1), "r", "SH", "BBB", D(2016, 1, 1), D(2017, 12, 31)));
+    FEED(f, ev_entry(NULL, "o", D(2016, 1, 1)));
+    doc = doc_at(f, D(2016, 5, 10)); /* day 91 = 2016-03-31 (leap year): 1 + 30 + 10 */
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "SH", "BBB"), D(2016, 5, 10), 3, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_BREACH_DAYS], 41);
+    ck_assert_int_eq(w.c[CM_C_BREACHES], 1);
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "SH", "BBB"), D(2016, 5, 10), 1, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_BREACH_DAYS], 10);
+    json_decref(doc);
+    fx_free(f);
+}
+END_TEST
+
+/* An aggregate folded (in part) before the cohorts per nationality existed:
+ * a nationality whose cohorts do not sum to its counters gets none, and
+ * its rules are refused (-ENODATA) rather than computed from a part. */
+START_TEST(test_nationality_old_aggregate)
+{
+    struct cm_config cfg;
+    ck_assert_int_eq(cm_config_defaults(&cfg), 0);
+    cfg.alerts = calloc(1, sizeof *cfg.alerts);
+    ck_assert_ptr_nonnull(cfg.alerts);
+    cm_alert_rule_init(&cfg.alerts[0], "r", 0);
+    strcpy(cfg.alerts[0].scheme, "S");
+    strcpy(cfg.alerts[0].nationality, "MEX");
+    cfg.alerts[0].min_expected = 1;
+    cfg.n_alerts = 1;
+    struct cm_names *nm = cm_names_new();
+    struct cm_agg *ag = cm_agg_new();
+    ck_assert(nm && ag);
+    int32_t sc = cm_names_intern(nm, "S", 1), mex = cm_names_intern(nm, "MEX", 3),
+            gtm = cm_names_intern(nm, "GTM", 3);
+    int32_t dec = MON(2026, 12);
+    /* MEX: 3 expected departures in December, 2 of them folded before */
+    struct cm_agg_key k = {.kind = CM_AK_NAT, .ctr = CM_C_EXPECTED, .scheme = sc, .a = mex};
+    ck_assert_int_eq(cm_agg_add(ag, &k, 3), 0);
+    k = (struct cm_agg_key){.kind = CM_AK_MONTH, .ctr = CM_C_EXPECTED, .scheme = sc, .a = dec};
+    ck_assert_int_eq(cm_agg_add(ag, &k, 4), 0);
+    k = (struct cm_agg_key){.kind = CM_AK_NATMONTH, .ctr = CM_C_EXPECTED, .scheme = sc, .a = mex, .b = dec};
+    ck_assert_int_eq(cm_agg_add(ag, &k, 1), 0);
+    /* GTM: complete */
+    k = (struct cm_agg_key){.kind = CM_AK_NAT, .ctr = CM_C_EXPECTED, .scheme = sc, .a = gtm};
+    ck_assert_int_eq(cm_agg_add(ag, &k, 1), 0);
+    k = (struct cm_agg_key){.kind = CM_AK_NATMONTH, .ctr = CM_C_EXPECTED, .scheme = sc, .a = gtm, .b = dec};
+    ck_assert_int_eq(cm_agg_add(ag, &k, 1), 0);
+    int64_t s = D(2026, 12, 15);
+    json_t *doc = cm_indicators_json(ag, nm, &cfg, s);
+    ck_assert_ptr_nonnull(doc);
+    ck_assert_ptr_null(json_object_get(nat_of(doc, "S", "MEX"), "by_cohort"));
+    struct cm_window w;
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "S", "GTM"), s, 1, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 1);
+    struct cm_alert_inst *in = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(cm_alert_instances(&cfg.alerts[0], doc, s, &in, &n), -ENODATA);
+    strcpy(cfg.alerts[0].nationality, "GTM");
+    ck_assert_int_eq(cm_alert_instances(&cfg.alerts[0], doc, s, &in, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(in[0].f.n, 1);
+    free(in);
+    json_decref(doc);
+    /* once the missing part is there (a rebuild), MEX has its cohorts */
+    k = (struct cm_agg_key){.kind = CM_AK_NATMONTH, .ctr = CM_C_EXPECTED, .scheme = sc, .a = mex, .b = dec};
+    ck_assert_int_eq(cm_agg_add(ag, &k, 2), 0);
+    doc = cm_indicators_json(ag, nm, &cfg, s);
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "S", "MEX"), s, 1, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 3);
+    json_decref(doc);
+    cm_agg_free(ag);
+    cm_names_free(nm);
+    cm_config_free(&cfg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("window");
@@ -314,6 +551,9 @@ int main(void)
     tcase_add_test(tc, test_bad);
     tcase_add_test(tc, test_current_month_grows);
     tcase_add_test(tc, test_breaches_and_totals);
+    tcase_add_test(tc, test_nationality_windows);
+    tcase_add_test(tc, test_nationality_breaches);
+    tcase_add_test(tc, test_nationality_old_aggregate);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

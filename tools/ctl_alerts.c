@@ -50,7 +50,7 @@ static int eval_rule(const struct cm_alert_rule *r, const json_t *doc, int64_t a
                               in[i].scheme, "indicator", cm_rate_name(r->indicator), "value",
                               has ? json_real(v) : json_null(), "expected_departures",
                               (json_int_t)in[i].f.n, r->below ? "below" : "above", thr,
-                              "hysteresis", hy, "nationality", "", "min_expected",
+                              "hysteresis", hy, "nationality", in[i].nationality, "min_expected",
                               (json_int_t)r->min_expected, "window_months", r->window_months,
                               "fire", cm_alert_fire(r, &in[i].f));
         if (!o || json_array_append_new(arr, o) < 0)
@@ -64,8 +64,8 @@ static int print_table(const json_t *doc)
 {
     size_t i;
     json_t *o;
-    if (printf("%-24s %-16s %-26s %10s %12s %8s %s\n", "ALERT", "SCHEME", "INDICATOR", "VALUE",
-               "EXPECTED", "THRESH", "FIRE") < 0)
+    if (printf("%-24s %-16s %-11s %-26s %10s %12s %8s %s\n", "ALERT", "SCHEME", "NATIONALITY",
+               "INDICATOR", "VALUE", "EXPECTED", "THRESH", "FIRE") < 0)
         return -1;
     json_array_foreach(json_object_get(doc, "instances"), i, o) {
         const json_t *v = json_object_get(o, "value");
@@ -75,9 +75,10 @@ static int print_table(const json_t *doc)
             snprintf(val, sizeof val, "%.6f", json_real_value(v));
         else
             snprintf(val, sizeof val, "null");
-        if (printf("%-24s %-16s %-26s %10s %12lld %s%-7s %s\n",
+        const char *nat = json_string_value(json_object_get(o, "nationality"));
+        if (printf("%-24s %-16s %-11s %-26s %10s %12lld %s%-7s %s\n",
                    json_string_value(json_object_get(o, "alert")),
-                   json_string_value(json_object_get(o, "scheme")),
+                   json_string_value(json_object_get(o, "scheme")), nat && *nat ? nat : "-",
                    json_string_value(json_object_get(o, "indicator")), val,
                    (long long)json_integer_value(json_object_get(o, "expected_departures")),
                    t ? ">=" : "<=",
@@ -115,8 +116,11 @@ int cm_ctl_alerts(int argc, char **argv)
         int r = eval_rule(&cfg.alerts[i], doc, a.as_of, arr);
         if (r < 0) {
             cm_ctl_err(&CMD, "rule %s: cannot evaluate (error %d: %s)", cfg.alerts[i].name, r,
-                       r == -E2BIG ? "more instances than CM_ALERT_MAX_INSTANCES"
-                               : "malformed figures or out of memory");
+                       r == -E2BIG     ? "more instances than CM_ALERT_MAX_INSTANCES"
+                       : r == -ENODATA ? "the stored aggregate has no cohorts per nationality for "
+                                         "some of its data, folded by a version before them: "
+                                         "rebuild it (README \"Operations\")"
+                                       : "malformed figures or out of memory");
             goto out;
         }
     }

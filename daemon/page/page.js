@@ -176,6 +176,35 @@
     });
   }
 
+  // /v1/alerts: the instances whose state is firing, as the API gives them.
+  var ALERT_COLS = ['alert', 'scheme', 'nationality', 'value', 'expected_departures', 'since',
+    'evaluated_at'];
+  function renderAlerts(doc) {
+    var tb = $('alerts').tBodies[0];
+    clear(tb);
+    var list = Array.isArray(doc.alerts) ? doc.alerts : [];
+    list.filter(function (a) { return isObj(a) && a.state === 'firing'; }).forEach(function (a) {
+      var tr = el('tr', { 'data-alert': String(a.alert), 'data-scheme': String(a.scheme),
+        'data-nationality': String(a.nationality), 'class': 'firing' });
+      ALERT_COLS.forEach(function (k) {
+        var v = k in a ? a[k] : null, text;
+        if (k === 'value') text = fmtRate(v);
+        else if (k === 'since' || k === 'evaluated_at') text = isNum(v) ? fmtInstant(v) : '-';
+        else if (k === 'nationality') text = v ? String(v) : 'all';
+        else text = v === null ? '-' : String(v);
+        tr.appendChild(el(k === 'alert' ? 'th' : 'td', { 'data-field': k,
+          'data-value': v === null ? 'null' : String(v), 'data-label': k.replace(/_/g, ' ') }, text));
+      });
+      tb.appendChild(tr);
+    });
+    if (!tb.rows.length) {
+      var tr = el('tr');
+      tr.appendChild(el('td', { colspan: String(ALERT_COLS.length), 'class': 'empty' },
+        doc.evaluating ? 'no alert is firing' : 'no alert rule is evaluated here'));
+      tb.appendChild(tr);
+    }
+  }
+
   function renderDq(doc) {
     var dl = $('dq'), dq = isObj(doc.data_quality) ? doc.data_quality : {};
     clear(dl);
@@ -297,7 +326,12 @@
       renderStatus(st);
       document.body.setAttribute('data-status', 'loaded');
     }).catch(function (e) { errs.push(e.message || String(e)); });
-    Promise.all([a, b]).then(function () {
+    var c = fetchJson('/v1/alerts').then(function (al) {
+      if (!isObj(al)) throw new Error('/v1/alerts: not an object');
+      renderAlerts(al);
+      document.body.setAttribute('data-alerts', 'loaded');
+    }).catch(function (e) { errs.push(e.message || String(e)); });
+    Promise.all([a, b, c]).then(function () {
       $('updated').textContent = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
       $('conn').textContent = errs.length ? 'not reachable' : 'live, every ' + refreshMs / 1000 + ' s';
       $('conn').className = errs.length ? 'bad' : 'ok';

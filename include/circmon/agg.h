@@ -81,8 +81,12 @@ struct cm_item {
     int64_t v;
 };
 
-/* Aggregate keys, after projection: counters are kept per (scheme, nat) and
- * per (scheme, month); scheme totals are the sums over nationalities. */
+/* Aggregate keys, after projection: counters are kept per (scheme, nat), per
+ * (scheme, month) and per (scheme, nat, month); scheme totals are the sums
+ * over nationalities. The (scheme, nat, month) entries make the window of
+ * cohorts of one nationality (INDICATORS.md section 5) exact; a stored
+ * aggregate folded before they existed lacks them, which the read side
+ * detects (their sums over months differ from the (scheme, nat) entries). */
 enum cm_agg_kind {
     CM_AK_NAT = 1,  /* (ctr, scheme, a = nat) */
     CM_AK_MONTH,    /* (ctr, scheme, a = month) */
@@ -94,6 +98,7 @@ enum cm_agg_kind {
                      * closed breaches of (scheme, nat) that day is a breach day of: a
                      * BDAYS item [f, l] += v is b = f += v and b = l + 1 += -v. The read
                      * side sweeps them into stay_limit_breach_days by month and nationality */
+    CM_AK_NATMONTH, /* (ctr, scheme, a = nat, b = month): the cohort of a nationality */
 };
 
 /* a and b hold 32-bit values (numbers of names, months, days). */
