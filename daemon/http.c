@@ -268,7 +268,11 @@ static void get_indicators(struct cmd_http *h, struct evhttp_request *req, const
         send_body(h, req, 200, "application/json", f->json, f->json_len);
         return;
     }
-    json_t *doc = as_of_s ? cm_indicators_json(f->ag, f->nm, &f->al.fold, as_of) : json_copy(f->doc);
+    /* the settings the prefix read was folded with; cohorts per nationality
+     * as in the refreshed document (the alias's settings hold no alert rules) */
+    json_t *doc = as_of_s ? cm_indicators_json_ex(f->ag, f->nm, &f->al.fold, as_of,
+                                                  f->nat_cohorts ? CM_IND_NAT_COHORTS : 0)
+                          : json_copy(f->doc);
     if (doc && scheme) {
         json_t *all = json_object_get(doc, "schemes"), *one = json_object();
         json_t *s = all ? json_object_get(all, scheme) : NULL;
