@@ -127,6 +127,12 @@ static void on_positions(int err, const struct cm_store_pos *pos, size_t n, void
         pos_req_free(pr);
         return;
     }
+    if (err == -ESTALE) { /* the stored layout: no retry mends it */
+        cm_log_err("%s; stopping", cm_store_errstr(d->st));
+        pos_req_free(pr);
+        cmd_fatal_stop(d);
+        return;
+    }
     if (err < 0) {
         cm_log_warn("reading positions from Redis: %s", strerror(-err));
         pos_req_free(pr);

@@ -45,6 +45,7 @@ static const struct field fields[] = {
     {"redis", "password", offsetof(struct cm_config, redis_password), T_SECRET, F_RESTART},
     FI("redis", "db", redis_db, F_RESTART),
     FS("redis", "key_prefix", key_prefix, F_REFUSE),
+    FI("redis", "state_buckets", state_buckets, F_REFUSE),
     FI("redis", "connect_timeout_ms", connect_timeout_ms, F_RESTART),
     FI("redis", "command_timeout_ms", command_timeout_ms, F_RESTART),
     FS("http", "listen", http_listen, F_RESTART),

@@ -217,8 +217,11 @@ START_TEST(test_zombie)
     event_base_dispatch(base);
     ck_assert(r.done && r.err == -EPROTO);
     ck_assert_ptr_nonnull(strstr(cm_store_errstr(st), "WRONGTYPE"));
-    redisReply *ex = redisCommand(c, "EXISTS %s:{5}:m:mig-9 %s:{5}:pos", cfg.key_prefix,
+    char *bk = cm_layout_key_bucket(cfg.key_prefix, 5,
+                                    cm_layout_bucket("mig-9", 5, (uint32_t)cfg.state_buckets), NULL);
+    redisReply *ex = redisCommand(c, "EXISTS %s %s:{5}:pos %s:{5}:layout", bk, cfg.key_prefix,
                                   cfg.key_prefix);
+    free(bk);
     ck_assert(ex && ex->type == REDIS_REPLY_INTEGER && ex->integer == 0);
     freeReplyObject(ex);
     redisFree(c);

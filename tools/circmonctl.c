@@ -15,6 +15,7 @@ static void usage(FILE *fp)
           "  status      show per-partition positions and lag\n"
           "  dlq         read the dead-letter topic, each dead letter once\n"
           "  alerts      evaluate the alert rules against Redis\n"
+          "  migrate-layout  move stored states into the hash buckets of state_buckets\n"
           "\n"
           "'circmonctl COMMAND --help' describes a command.\n",
           fp);
@@ -32,6 +33,7 @@ int main(int argc, char **argv)
         {"status", cm_ctl_status},
         {"dlq", cm_ctl_dlq},
         {"alerts", cm_ctl_alerts},
+        {"migrate-layout", cm_ctl_migrate_layout},
     };
 
     if (argc < 2) {
