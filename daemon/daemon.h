@@ -135,6 +135,7 @@ struct daemon {
     int stopping; /* SIGTERM/SIGINT received */
     int closing;  /* rd_kafka_consumer_close_queue called */
     int exit_code;
+    int listpack_checked; /* Redis's listpack limits asked (partitions.c) */
     int resync_backoff_ms;
     uint64_t crash_after; /* CIRCMOND_TEST_CRASH_AFTER_APPLIES, 0 = off */
     int budget_ms;        /* start-up budget (CIRCMOND_TEST_STARTUP_BUDGET_MS) */

@@ -364,7 +364,7 @@ struct cm_store_apply *cm_store_apply_free(struct cm_store_apply *ap)
 
 /* ---------------------------------------------------------------- async */
 
-enum req_kind { RQ_POS, RQ_EPOCH, RQ_MGET, RQ_APPLY };
+enum req_kind { RQ_POS, RQ_EPOCH, RQ_MGET, RQ_APPLY, RQ_CONFIG };
 
 /* A read of positions: one MGET per partition (its keys share one hash
  * slot, as Redis Cluster wants), answered together. */
@@ -386,6 +386,7 @@ struct req {
         struct pos_group *pos;
         cm_store_mget_cb mget;
         cm_store_apply_cb apply;
+        cm_store_listpack_cb config;
     } cb;
     void *ud;
     size_t n;                  /* values expected (MGET); index into the group (POS) */
@@ -582,6 +583,31 @@ static void deliver(struct req *q, redisReply *rep, int err)
         }
         q->cb.mget(err, err ? NULL : vals, err ? 0 : q->n, q->ud);
         free(vals);
+        break;
+    }
+    case RQ_CONFIG: {
+        long long lim[2] = {-1, -1}; /* value, entries */
+        if (!err && rep->type != REDIS_REPLY_ARRAY)
+            err = -EPROTO;
+        for (size_t i = 0; !err && i + 1 < rep->elements; i += 2) {
+            redisReply *k = rep->element[i], *v = rep->element[i + 1];
+            uint64_t x;
+            if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+                cm_decimal_u64(v->str, v->len, INT64_MAX, &x))
+                continue;
+            if (!strcmp(k->str, "hash-max-listpack-value"))
+                lim[0] = (long long)x;
+            else if (!strcmp(k->str, "hash-max-listpack-entries"))
+                lim[1] = (long long)x;
+        }
+        if (!err && (lim[0] < 0 || lim[1] < 0))
+            err = -EPROTO;
+        if (err)
+            cm_rconn_set_err(s->c, "redis: CONFIG GET hash-max-listpack-*: %s",
+                             rep && rep->type == REDIS_REPLY_ERROR ? rep->str
+                             : err == -EPROTO                      ? "not answered"
+                                                                   : strerror(-err));
+        q->cb.config(err, err ? 0 : lim[0], err ? 0 : lim[1], q->ud);
         break;
     }
     case RQ_APPLY: {
@@ -901,6 +927,21 @@ int cm_store_get_states(struct cm_store *s, int32_t part, const char *const *mid
         }
     }
     r = send_mget(s, q, &keys);
+    if (r)
+        req_free(q);
+    return r;
+}
+
+int cm_store_get_listpack_limits(struct cm_store *s, cm_store_listpack_cb cb, void *ud)
+{
+    if (!cm_store_ready(s))
+        return -ENOTCONN;
+    struct req *q = req_new(s, RQ_CONFIG, ud);
+    if (!q)
+        return -ENOMEM;
+    q->cb.config = cb;
+    const char *argv[] = {"CONFIG", "GET", "hash-max-listpack-*"};
+    int r = cm_rconn_send(s->c, 3, argv, NULL, on_reply, q);
     if (r)
         req_free(q);
     return r;

@@ -201,6 +201,14 @@ typedef void (*cm_store_apply_cb)(int err, int applied, int64_t stored, void *ud
 int cm_store_apply_send(struct cm_store *s, struct cm_store_apply *ap, cm_store_apply_cb cb,
                         void *ud);
 
+/* Redis's hash-max-listpack-value and hash-max-listpack-entries (CONFIG
+ * GET), which decide whether state buckets stay compact (store_layout.h).
+ * cb gets err = 0 and both, or err < 0: -EPROTO when Redis refused (an ACL
+ * may forbid CONFIG) or did not name both, the reason in cm_store_errstr.
+ * Same return contract as cm_store_get_positions. */
+typedef void (*cm_store_listpack_cb)(int err, long long value, long long entries, void *ud);
+int cm_store_get_listpack_limits(struct cm_store *s, cm_store_listpack_cb cb, void *ud);
+
 /* ----------------------------------------------------------------- sync */
 
 /* Reads the aggregate hash of every partition (SCAN for <prefix>:{*}:agg,

@@ -2,10 +2,11 @@
 # layout.sh - the Redis state layouts compared in one run (make bench, part 4;
 # alone: bash tests/bench/layout.sh). Figures, never assertions.
 #
-# For each layout in LAYOUTS (a list of [redis] state_buckets values; 0 is the
-# one string key per migrant of earlier versions), in the same run, on the same
-# topic: an empty Redis, a fresh consumer group, circmond from the assignment
-# to caught up, and then
+# For each layout in LAYOUTS (a list of [redis] state_buckets values, each
+# optionally /V: Redis's hash-max-listpack-value for that run, 1024 (what the
+# README asks for) otherwise; 0 is the one string key per migrant of earlier
+# versions), in the same run, on the same topic: an empty Redis, a fresh
+# consumer group, circmond from the assignment to caught up, and then
 #   - bytes per migrant: INFO memory used_memory after minus before, divided
 #     by the migrants (aggregates, positions and marks included), and the part
 #     of it the aggregate hashes hold (MEMORY USAGE of every :agg key);
@@ -16,10 +17,10 @@
 #   - end-to-end events/s from the assignment to caught up.
 # LAYOUT_RUNS (default 1) runs of each, interleaved (old, new, old, new...).
 #
-# Environment: MIGRANTS (125000), PARTITIONS (64), SEED (1), LAYOUTS ("0 256"),
-# LAYOUT_RUNS (1), REDIS_ARGS (extra redis-server arguments, e.g.
-# "--hash-max-listpack-value 64" to see the layout without the setting it
-# wants).
+# Environment: MIGRANTS (125000), PARTITIONS (64), SEED (1), LAYOUTS
+# ("0 256 32 256/64": the old layout, the default, the bench stream's sizing
+# of ~100 migrants per bucket, and the default with Redis's own default of 64),
+# LAYOUT_RUNS (1).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,13 +28,13 @@ cd "$top"
 MIGRANTS=${MIGRANTS:-125000}
 PARTITIONS=${PARTITIONS:-64}
 SEED=${SEED:-1}
-LAYOUTS=${LAYOUTS:-0 256}
+LAYOUTS=${LAYOUTS:-0 256 32 256/64}
 LAYOUT_RUNS=${LAYOUT_RUNS:-1}
 . tools/services.sh
 
 bin/circmon-gen --seed "$SEED" --migrants "$MIGRANTS" --out "$work/events.bin"
 echo "== Redis state layouts ($MIGRANTS migrants, $PARTITIONS partitions)"
-start_redis ${REDIS_ARGS:-}
+start_redis
 start_broker "$PARTITIONS"
 conf=$work/layout.conf
 write_config "$conf"
@@ -85,9 +86,11 @@ until cur == '0'
 return tostring(b)" 0
 }
 
-run_one() { # run_one BUCKETS RUN
-    local b=$1 log=$work/circmond-$1-$2.log
+run_one() { # run_one BUCKETS[/LISTPACK_VALUE] RUN
+    local b=${1%%/*} lv=1024 log=$work/circmond-${1/\//-}-$2.log
+    [[ $1 == */* ]] && lv=${1#*/}
     rcli flushall >/dev/null
+    rcli config set hash-max-listpack-value "$lv" >/dev/null
     rcli memory purge >/dev/null 2>&1 || true
     write_config "$conf" # a fresh group id
     [ "$b" = none ] || printf '\n[redis]\nstate_buckets = %s\n' "$b" >>"$conf"
@@ -116,7 +119,7 @@ run_one() { # run_one BUCKETS RUN
     local agg
     agg=$(agg_usage)
     printf '| %s | %.0f | %.0f | %.1f | %.1f / %.1f | %s | %.2f | %.0f |\n' \
-        "$([ "$b" = 0 ] && echo "string key per migrant" || echo "$b buckets per partition")" \
+        "$([ "$b" = 0 ] && echo "string key per migrant" || echo "$b buckets per partition"), listpack-value $lv" \
         "$(echo "($m1 - $m0) / $migrants" | bc -l)" "$(echo "$agg / $migrants" | bc -l)" \
         "$per" "$vlen" "$klen" "$enc" "$(echo "($c1 - $c0) * 1000000 / $n" | bc -l)" \
         "$(echo "$n / ($t1 - $t0)" | bc -l)" >>"$work/layout.md"
@@ -132,4 +135,4 @@ echo
 echo "| layout | used_memory / migrant (B) | of which aggregates (B) | MEMORY USAGE of states / migrant (B) | mean packed state / key or field (B) | encodings (keys) | Redis CPU / event (us) | events/s (assigned to caught up) |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 cat "$work/layout.md"
-echo "($MIGRANTS migrants asked for, $n events; redis-server ${REDIS_ARGS:-with its defaults})"
+echo "($migrants migrants, $n events, $PARTITIONS partitions; redis-server $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p'), listpack-value: its hash-max-listpack-value)"
