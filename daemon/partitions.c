@@ -284,7 +284,7 @@ void cmd_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     cmd_dlq_revoke(d); /* rd_kafka_assign(NULL) now or from the loop; never blocks */
 }
 
-/* The largest state a listpack bucket holds at Redis's defaults is 64 B;
+/* The largest value a listpack bucket holds at Redis's default is 64 B;
  * packed states are ~190 B (README, State layout). */
 #define LISTPACK_VALUE_WANTED 1024
 
