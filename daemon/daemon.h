@@ -135,6 +135,7 @@ struct daemon {
     int stopping; /* SIGTERM/SIGINT received */
     int closing;  /* rd_kafka_consumer_close_queue called */
     int exit_code;
+    int listpack_checked; /* Redis's listpack limits asked (partitions.c) */
     int resync_backoff_ms;
     uint64_t crash_after; /* CIRCMOND_TEST_CRASH_AFTER_APPLIES, 0 = off */
     int budget_ms;        /* start-up budget (CIRCMOND_TEST_STARTUP_BUDGET_MS) */
@@ -164,13 +165,17 @@ struct daemon {
 
 /* Runs the daemon until SIGTERM/SIGINT. Returns the process exit status:
  * 0 after a clean stop, 1 when a dependency stayed unreachable past the
- * start-up budget or set-up failed (logged). */
+ * start-up budget, set-up failed or cmd_fatal_stop stopped it (logged). */
 int cmd_run(struct cm_config *cfg);
 
 /* --- lifecycle.c */
 /* Ends the loop once in-flight batches are done and the consumer is closed
  * (only while stopping). */
 void cmd_maybe_finish_stop(struct daemon *d);
+
+/* Stops the daemon as SIGTERM does, then exits 1: for what no retry can
+ * mend (the stored layout is another than the configuration's). */
+void cmd_fatal_stop(struct daemon *d);
 
 /* --- clients.c */
 /* Builds the configuration of circmond's consumer from cfg, with its forced

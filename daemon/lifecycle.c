@@ -183,6 +183,29 @@ static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(d->base);
 }
 
+/* Stop taking messages; let batches in flight finish within a bound. */
+static void begin_stop(struct daemon *d)
+{
+    for (size_t i = 0; i < d->n_parts; i++)
+        cmd_intake_drop_queue(d, &d->parts[i]);
+    cmd_timer_in(d->stop_timer, d->cfg->command_timeout_ms + 1000);
+    cmd_maybe_finish_stop(d);
+}
+
+void cmd_fatal_stop(struct daemon *d)
+{
+    d->exit_code = 1;
+    if (d->stopping)
+        return;
+    cmd_notify_stopping(d);
+    d->stopping = 1;
+    if (!d->started) {
+        event_base_loopbreak(d->base);
+        return;
+    }
+    begin_stop(d);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
@@ -200,11 +223,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         event_base_loopbreak(d->base);
         return;
     }
-    /* Stop taking messages; let batches in flight finish within a bound. */
-    for (size_t i = 0; i < d->n_parts; i++)
-        cmd_intake_drop_queue(d, &d->parts[i]);
-    cmd_timer_in(d->stop_timer, d->cfg->command_timeout_ms + 1000);
-    cmd_maybe_finish_stop(d);
+    begin_stop(d);
 }
 
 /* ------------------------------------------------------------ start */
@@ -486,5 +505,5 @@ int cmd_run(struct cm_config *cfg)
                     " TRYAGAIN/CLUSTERDOWN; %" PRIu64 " slot maps read",
                     cs.moved, cs.ask, cs.tryagain, cs.map_reads);
     teardown(d);
-    return 0;
+    return d->exit_code;
 }

@@ -127,6 +127,12 @@ static void on_positions(int err, const struct cm_store_pos *pos, size_t n, void
         pos_req_free(pr);
         return;
     }
+    if (err == -ESTALE) { /* the stored layout: no retry mends it */
+        cm_log_err("%s; stopping", cm_store_errstr(d->st));
+        pos_req_free(pr);
+        cmd_fatal_stop(d);
+        return;
+    }
     if (err < 0) {
         cm_log_warn("reading positions from Redis: %s", strerror(-err));
         pos_req_free(pr);
@@ -278,11 +284,37 @@ void cmd_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     cmd_dlq_revoke(d); /* rd_kafka_assign(NULL) now or from the loop; never blocks */
 }
 
+/* The largest value a listpack bucket holds at Redis's default is 64 B;
+ * packed states are ~190 B (README, State layout). */
+#define LISTPACK_VALUE_WANTED 1024
+
+static void on_listpack_limits(int err, long long value, long long entries, void *ud)
+{
+    struct daemon *d = ud;
+    if (err) {
+        cm_log_info("%s: cannot tell whether state buckets stay compact (README, State layout)",
+                    cm_store_errstr(d->st));
+        return;
+    }
+    if (value < LISTPACK_VALUE_WANTED)
+        cm_log_warn("redis hash-max-listpack-value is %lld: a state bucket holding a state "
+                    "longer than that becomes a hash table (correct, but about the memory of "
+                    "one key per migrant); set hash-max-listpack-value %d in redis.conf "
+                    "(README, State layout)",
+                    value, LISTPACK_VALUE_WANTED);
+    if (entries < 64)
+        cm_log_warn("redis hash-max-listpack-entries is %lld: state buckets of more fields become "
+                    "hash tables; raise it to 128 or give [redis] state_buckets more buckets",
+                    entries);
+}
+
 void cmd_on_store(struct cm_store *s, int up, void *ud)
 {
     struct daemon *d = ud;
-    (void)s;
     cmd_http_redis(d, up);
+    if (up && d->cfg->state_buckets > 0 && !d->listpack_checked &&
+        cm_store_get_listpack_limits(s, on_listpack_limits, d) == 0)
+        d->listpack_checked = 1; /* once per process: a warning, not a state */
     if (!d->started) {
         if (!up)
             cm_log_warn("%s; retrying", cm_store_errstr(s));

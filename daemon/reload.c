@@ -49,6 +49,7 @@ static const struct field fields[] = {
     FS("redis", "nodes", redis_nodes_spec, F_RESTART),
     FS("redis", "key_prefix", key_prefix, F_REFUSE),
     FS("redis", "alias", redis_alias, F_RESTART),
+    FI("redis", "state_buckets", state_buckets, F_REFUSE),
     FI("redis", "connect_timeout_ms", connect_timeout_ms, F_RESTART),
     FI("redis", "command_timeout_ms", command_timeout_ms, F_RESTART),
     FS("http", "listen", http_listen, F_RESTART),

@@ -8,7 +8,8 @@
  *    every scheme's grace_days and stay_limit ([scheme *] and [scheme ID]:
  *    compared as each scheme's effective settings), [kafka] topic,
  *    dlq_topic and alert_topic (positions and the dead-letter and alert
- *    marks in Redis are offsets of those topics) and [redis] key_prefix;
+ *    marks in Redis are offsets of those topics) and [redis] key_prefix and
+ *    state_buckets (where the states are);
  *  - otherwise the live keys are applied: log_level, [http] refresh_ms,
  *    max_connections, request_timeout_ms, metrics_cohort_months, then each
  *    subsystem's apply hook (the alert rules); every other key that changed

@@ -7,6 +7,7 @@
  */
 #include "circmon/config.h"
 #include "circmon/decimal.h"
+#include "circmon/store_layout.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -393,6 +394,8 @@ static int handle_redis(struct parser *ps, const char *key, const char *value) {
                                      "blanks: \"%s\"", value);
         return set_opt_str(ps, key, value, &cfg->redis_alias);
     }
+    if (strcmp(key, "state_buckets") == 0)
+        return set_int(ps, key, value, 0, CM_LAYOUT_BUCKETS_MAX, &cfg->state_buckets);
     if (strcmp(key, "connect_timeout_ms") == 0)
         return set_int(ps, key, value, 1, 3600000, &cfg->connect_timeout_ms);
     if (strcmp(key, "command_timeout_ms") == 0)
@@ -708,6 +711,7 @@ int cm_config_defaults(struct cm_config *cfg) {
         .redis_port = 6379,
         .redis_db = 0,
         .key_prefix = xstrdup("circmon"),
+        .state_buckets = CM_STATE_BUCKETS_DEFAULT,
         .connect_timeout_ms = 2000,
         .command_timeout_ms = 5000,
         .http_listen = xstrdup("127.0.0.1"),

@@ -40,7 +40,7 @@ struct cm_rconn {
     redisAsyncContext *ac; /* NULL when down */
     enum rc_state state;
     int handshake_left; /* handshake replies still expected */
-    char errstr[256];
+    char errstr[512]; /* the longest: a layout mismatch (store_layout.c), ~300 */
 
     struct rcmd *cmds; /* sent and not answered */
     size_t n_cmds;

@@ -14,63 +14,7 @@
 #include "circmon/grow.h"
 #include "circmon/redis_conn.h"
 #include "circmon/store.h"
-
-/* The apply. States go out in chunked MSET/DEL calls (one redis.call per
- * state costs more than the SET itself; unpack() fails at 8000+ values, so
- * chunks stay at 1000 pairs). Aggregate deltas stay one HINCRBY per field:
- * measured, HMGET + add in Lua + HSET per chunk costs ~35% more. Positions
- * are compared as the decimal strings we write. Redis does not roll back a
- * script that fails half-way, so the one write that can fail (HINCRBY on a
- * key of another type, put there by hand) is checked before any write.
- * The owner epoch is checked first: a deposed owner's apply is refused
- * even before its successor's first apply has moved the position. */
-const char cm_store_lua_apply[] =
-    "if ARGV[4] ~= '' then\n"
-    "  local ep = redis.call('GET', KEYS[4]) or '0'\n"
-    "  if not tonumber(ep) then\n"
-    "    return redis.error_reply('owner epoch ' .. KEYS[4] .. ' is not a number')\n"
-    "  end\n"
-    "  if tonumber(ep) > tonumber(ARGV[4]) then return {-1, ep} end\n"
-    "end\n"
-    "local cur = redis.call('GET', KEYS[1])\n"
-    "if not cur then cur = '0' end\n"
-    "if cur ~= ARGV[1] then return {0, cur} end\n"
-    "local t = redis.call('TYPE', KEYS[2]).ok\n"
-    "if t ~= 'hash' and t ~= 'none' then\n"
-    "  return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' is a ' .. t .. ', not a hash')\n"
-    "end\n"
-    "local nk = #KEYS\n"
-    "local set, del = {}, {}\n"
-    "local function flush_set()\n"
-    "  if #set > 0 then redis.call('MSET', unpack(set)); set = {} end\n"
-    "end\n"
-    "local function flush_del()\n"
-    "  if #del > 0 then redis.call('DEL', unpack(del)); del = {} end\n"
-    "end\n"
-    "if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end\n"
-    "for i = 5, nk do\n"
-    "  local v = ARGV[i]\n"
-    "  if v == '' then\n"
-    "    del[#del + 1] = KEYS[i]\n"
-    "    if #del >= 2000 then flush_del() end\n"
-    "  else\n"
-    "    set[#set + 1] = KEYS[i]\n"
-    "    set[#set + 1] = v\n"
-    "    if #set >= 2000 then flush_set() end\n"
-    "  end\n"
-    "end\n"
-    "flush_set()\n"
-    "flush_del()\n"
-    "local na = #ARGV\n"
-    "local j = nk + 1\n"
-    "while j < na do\n"
-    "  if redis.call('HINCRBY', KEYS[2], ARGV[j], ARGV[j + 1]) == 0 then\n"
-    "    redis.call('HDEL', KEYS[2], ARGV[j])\n"
-    "  end\n"
-    "  j = j + 2\n"
-    "end\n"
-    "redis.call('SET', KEYS[1], ARGV[2])\n"
-    "return {1, ARGV[2]}\n";
+#include "circmon/store_layout.h"
 
 /* ------------------------------------------------------------------ keys */
 
@@ -111,28 +55,9 @@ char *cm_store_key_epoch(const char *prefix, int32_t part)
     return xasprintf("%s:{%" PRId32 "}:epoch", prefix, part);
 }
 
-/* Migrant ids may hold any byte (NUL included), hence the explicit length. */
-static char *key_state(const char *prefix, int32_t part, const char *mid, size_t len,
-                       size_t *klen)
-{
-    char head[64];
-    int h = snprintf(head, sizeof(head), ":{%" PRId32 "}:m:", part);
-    size_t pl = strlen(prefix);
-    char *k = malloc(pl + (size_t)h + len + 1);
-    if (!k)
-        return NULL;
-    memcpy(k, prefix, pl);
-    memcpy(k + pl, head, (size_t)h);
-    memcpy(k + pl + (size_t)h, mid, len);
-    k[pl + (size_t)h + len] = '\0';
-    if (klen)
-        *klen = pl + (size_t)h + len;
-    return k;
-}
-
 char *cm_store_key_state(const char *prefix, int32_t part, const char *mid, size_t len)
 {
-    return key_state(prefix, part, mid, len, NULL);
+    return cm_layout_key_string(prefix, part, mid, len, NULL);
 }
 
 /* Parses "<prefix>:{P}<suffix>" strictly; returns 0 and *part, or -EINVAL. */
@@ -219,10 +144,18 @@ struct cm_store_apply {
     char *prefix;
     int32_t part;
     int64_t new_pos;
-    struct strv keys; /* pos, agg, dlq mark, epoch, state keys */
+    struct strv keys; /* pos, agg, dlq mark, epoch, layout */
     struct strv args; /* expected, new, mark ('' = unchanged), epoch ('' = unchecked),
-                         state values, agg pairs */
+                         then the layout once prepared */
+    struct strv mids, vals; /* the states, in call order */
+    struct strv aggs;       /* aggregate field/increment pairs */
     int agg_done;
+    /* made by apply_prepare for the layout of the store sending it */
+    int prepared;
+    struct strv st_keys;  /* state keys: one per migrant, or one per bucket */
+    struct strv st_nums;  /* per bucket: the numbers of fields set and deleted */
+    const char **sa;      /* the state part of ARGV: into mids, vals, st_nums */
+    size_t *sal, nsa;
 };
 
 struct cm_store_apply *cm_store_apply_new(const char *prefix, int32_t part, int64_t expected,
@@ -235,10 +168,12 @@ struct cm_store_apply *cm_store_apply_new(const char *prefix, int32_t part, int6
     ap->part = part;
     ap->new_pos = new_pos;
     char *kp = cm_store_key_pos(prefix, part), *ka = cm_store_key_agg(prefix, part),
-         *kd = cm_store_key_dlq(prefix, part), *ke = cm_store_key_epoch(prefix, part);
-    int bad = !ap->prefix || !kp || !ka || !kd || !ke || strv_push(&ap->keys, kp, strlen(kp)) ||
-              strv_push(&ap->keys, ka, strlen(ka)) || strv_push(&ap->keys, kd, strlen(kd)) ||
-              strv_push(&ap->keys, ke, strlen(ke)) ||
+         *kd = cm_store_key_dlq(prefix, part), *ke = cm_store_key_epoch(prefix, part),
+         *kl = cm_layout_key(prefix, part);
+    int bad = !ap->prefix || !kp || !ka || !kd || !ke || !kl ||
+              strv_push(&ap->keys, kp, strlen(kp)) || strv_push(&ap->keys, ka, strlen(ka)) ||
+              strv_push(&ap->keys, kd, strlen(kd)) || strv_push(&ap->keys, ke, strlen(ke)) ||
+              strv_push(&ap->keys, kl, strlen(kl)) ||
               strv_pushf(&ap->args, "%" PRId64, expected) ||
               strv_pushf(&ap->args, "%" PRId64, new_pos) || strv_push(&ap->args, "", 0) ||
               strv_push(&ap->args, "", 0);
@@ -246,6 +181,7 @@ struct cm_store_apply *cm_store_apply_new(const char *prefix, int32_t part, int6
     free(ka);
     free(kd);
     free(ke);
+    free(kl);
     if (bad)
         return cm_store_apply_free(ap);
     return ap;
@@ -254,17 +190,102 @@ struct cm_store_apply *cm_store_apply_new(const char *prefix, int32_t part, int6
 int cm_store_apply_state(struct cm_store_apply *ap, const char *mid, size_t len,
                          const uint8_t *val, size_t vlen)
 {
-    if (ap->agg_done)
-        return -EINVAL; /* states must precede the aggregate pairs in ARGV */
-    size_t kl;
-    char *k = key_state(ap->prefix, ap->part, mid, len, &kl);
-    if (!k)
-        return -ENOMEM;
-    int r = strv_push(&ap->keys, k, kl);
-    free(k);
+    if (ap->prepared)
+        return -EINVAL;
+    int r = strv_push(&ap->mids, mid, len);
     if (r)
         return r;
-    return strv_push(&ap->args, val, vlen);
+    if ((r = strv_push(&ap->vals, val, vlen))) {
+        free(ap->mids.s[--ap->mids.n]); /* mids and vals stay pairs */
+        return r;
+    }
+    return 0;
+}
+
+/* One state of an apply, by bucket (then call order). */
+struct by_bucket {
+    uint32_t b, i;
+};
+
+static int cmp_bucket(const void *x, const void *y)
+{
+    const struct by_bucket *a = x, *b = y;
+    return a->b != b->b ? (a->b > b->b) - (a->b < b->b) : (a->i > b->i) - (a->i < b->i);
+}
+
+static void sa_add(struct cm_store_apply *ap, const char *p, size_t len)
+{
+    ap->sa[ap->nsa] = p;
+    ap->sal[ap->nsa++] = len;
+}
+
+/* The state part of the apply for layout buckets (0: string keys): keys and
+ * ARGV as cm_store_lua_apply reads them. Once per apply (a resend after
+ * NOSCRIPT reuses it). Returns 0, -EINVAL or -ENOMEM. */
+static int apply_prepare(struct cm_store_apply *ap, int32_t buckets)
+{
+    if (ap->prepared)
+        return 0;
+    char lay[32];
+    int ll = cm_layout_format(buckets, lay, sizeof(lay));
+    if (ll < 0)
+        return ll;
+    size_t n = ap->mids.n;
+    struct by_bucket *o = NULL;
+    int r = strv_push(&ap->args, lay, (size_t)ll);
+    /* at most 2 entries per state plus 2 per bucket (a bucket holds one) */
+    if (!r && (!(ap->sa = malloc((4 * n + 1) * sizeof(*ap->sa))) ||
+               !(ap->sal = malloc((4 * n + 1) * sizeof(*ap->sal))) ||
+               !(o = malloc((n + 1) * sizeof(*o)))))
+        r = -ENOMEM;
+    for (size_t i = 0; !r && buckets == 0 && i < n; i++) {
+        size_t kl;
+        char *k = cm_layout_key_string(ap->prefix, ap->part, ap->mids.s[i], ap->mids.len[i], &kl);
+        r = k ? strv_push(&ap->st_keys, k, kl) : -ENOMEM;
+        free(k);
+        if (!r)
+            sa_add(ap, ap->vals.s[i], ap->vals.len[i]);
+    }
+    if (!r && buckets > 0) {
+        for (size_t i = 0; i < n; i++)
+            o[i] = (struct by_bucket){cm_layout_bucket(ap->mids.s[i], ap->mids.len[i],
+                                                       (uint32_t)buckets), (uint32_t)i};
+        qsort(o, n, sizeof(*o), cmp_bucket);
+        for (size_t g = 0; !r && g < n;) {
+            size_t e = g, nset = 0;
+            while (e < n && o[e].b == o[g].b)
+                nset += ap->vals.len[o[e++].i] > 0;
+            size_t kl;
+            char *k = cm_layout_key_bucket(ap->prefix, ap->part, o[g].b, &kl);
+            r = !k || strv_push(&ap->st_keys, k, kl) ||
+                        strv_pushf(&ap->st_nums, "%zu", nset) ||
+                        strv_pushf(&ap->st_nums, "%zu", e - g - nset)
+                    ? -ENOMEM
+                    : 0;
+            free(k);
+            if (r)
+                break;
+            sa_add(ap, ap->st_nums.s[ap->st_nums.n - 2], ap->st_nums.len[ap->st_nums.n - 2]);
+            sa_add(ap, ap->st_nums.s[ap->st_nums.n - 1], ap->st_nums.len[ap->st_nums.n - 1]);
+            for (size_t x = g; x < e; x++) {
+                uint32_t i = o[x].i;
+                if (ap->vals.len[i]) {
+                    sa_add(ap, ap->mids.s[i], ap->mids.len[i]);
+                    sa_add(ap, ap->vals.s[i], ap->vals.len[i]);
+                }
+            }
+            for (size_t x = g; x < e; x++) {
+                uint32_t i = o[x].i;
+                if (!ap->vals.len[i])
+                    sa_add(ap, ap->mids.s[i], ap->mids.len[i]);
+            }
+            g = e;
+        }
+    }
+    free(o);
+    if (!r)
+        ap->prepared = 1;
+    return r;
 }
 
 int cm_store_apply_dlq_mark(struct cm_store_apply *ap, int32_t dlq_part, int64_t dlq_from)
@@ -303,8 +324,8 @@ static int agg_fmt_one(const struct cm_agg_key *k, int64_t v, void *ud)
         return n;
     if ((size_t)n >= sizeof(af->buf))
         return -EINVAL;
-    int r = strv_push(&af->ap->args, af->buf, (size_t)n);
-    return r ? r : strv_pushf(&af->ap->args, "%" PRId64, v);
+    int r = strv_push(&af->ap->aggs, af->buf, (size_t)n);
+    return r ? r : strv_pushf(&af->ap->aggs, "%" PRId64, v);
 }
 
 int cm_store_apply_agg(struct cm_store_apply *ap, const struct cm_agg *ag,
@@ -328,6 +349,13 @@ struct cm_store_apply *cm_store_apply_free(struct cm_store_apply *ap)
     if (ap) {
         strv_free(&ap->keys);
         strv_free(&ap->args);
+        strv_free(&ap->mids);
+        strv_free(&ap->vals);
+        strv_free(&ap->aggs);
+        strv_free(&ap->st_keys);
+        strv_free(&ap->st_nums);
+        free(ap->sa);
+        free(ap->sal);
         free(ap->prefix);
         free(ap);
     }
@@ -336,7 +364,7 @@ struct cm_store_apply *cm_store_apply_free(struct cm_store_apply *ap)
 
 /* ---------------------------------------------------------------- async */
 
-enum req_kind { RQ_POS, RQ_EPOCH, RQ_MGET, RQ_APPLY };
+enum req_kind { RQ_POS, RQ_EPOCH, RQ_MGET, RQ_APPLY, RQ_CONFIG };
 
 /* A read of positions: one MGET per partition (its keys share one hash
  * slot, as Redis Cluster wants), answered together. */
@@ -346,6 +374,7 @@ struct pos_group {
     size_t n, left;
     int err;
     struct cm_store_pos *pos;
+    int32_t *parts; /* the partitions asked, for messages */
 };
 
 /* One request of the store's user (one Redis command; an apply resent as
@@ -357,10 +386,13 @@ struct req {
         struct pos_group *pos;
         cm_store_mget_cb mget;
         cm_store_apply_cb apply;
+        cm_store_listpack_cb config;
     } cb;
     void *ud;
     size_t n;                  /* values expected (MGET); index into the group (POS) */
     struct cm_store_apply *ap; /* kept for the NOSCRIPT resend */
+    struct strv cmd;           /* a read of states in buckets: numkeys, keys, ARGV */
+    size_t *perm;              /* ... and where the value of mids[i] is in its reply */
     int resent;
 };
 
@@ -369,45 +401,84 @@ struct cm_store {
     cm_store_conn_cb conn_cb;
     void *ud;
     struct cm_rconn *c;
-    char sha[48];
+    char sha[48], sha_read[48];
 };
 
 static void req_free(struct req *q)
 {
     cm_store_apply_free(q->ap);
+    strv_free(&q->cmd);
+    free(q->perm);
     free(q);
 }
 
 static void on_reply(struct cm_rconn *c, redisReply *rep, int err, void *ud);
 
+/* Sends argv[0..argc-1] (lens[]) as EVALSHA sha (or EVAL script when eval
+ * is set): argv[0] and argv[1] are filled in here. */
+static int send_script(struct cm_store *s, struct req *q, int eval, const char *script,
+                       const char *sha, const char **argv, size_t *lens, size_t argc)
+{
+    argv[0] = eval ? "EVAL" : "EVALSHA";
+    argv[1] = eval ? script : sha;
+    lens[0] = strlen(argv[0]);
+    lens[1] = strlen(argv[1]);
+    return cm_rconn_send(s->c, (int)argc, argv, lens, on_reply, q);
+}
+
 /* Sends ap as EVALSHA (or EVAL when eval is set). */
 static int send_apply(struct cm_store *s, struct req *q, int eval)
 {
     struct cm_store_apply *ap = q->ap;
-    size_t argc = 3 + ap->keys.n + ap->args.n;
+    int r = apply_prepare(ap, s->cfg->state_buckets);
+    if (r)
+        return r;
+    size_t nk = ap->keys.n + ap->st_keys.n;
+    size_t argc = 3 + nk + ap->args.n + ap->nsa + ap->aggs.n;
     const char **argv = malloc(argc * sizeof(*argv));
     size_t *lens = malloc(argc * sizeof(*lens));
-    char nk[32];
-    int r = -ENOMEM;
+    char nks[32];
+    r = -ENOMEM;
     if (!argv || !lens)
         goto out;
-    snprintf(nk, sizeof(nk), "%zu", ap->keys.n);
-    argv[0] = eval ? "EVAL" : "EVALSHA";
-    argv[1] = eval ? cm_store_lua_apply : s->sha;
-    argv[2] = nk;
-    for (int i = 0; i < 3; i++)
-        lens[i] = strlen(argv[i]);
+    lens[2] = (size_t)snprintf(nks, sizeof(nks), "%zu", nk);
+    argv[2] = nks;
     size_t j = 3;
-    for (size_t i = 0; i < ap->keys.n; i++, j++) {
-        argv[j] = ap->keys.s[i];
-        lens[j] = ap->keys.len[i];
+    const struct strv *parts[] = {&ap->keys, &ap->st_keys, &ap->args};
+    for (size_t p = 0; p < 3; p++)
+        for (size_t i = 0; i < parts[p]->n; i++, j++) {
+            argv[j] = parts[p]->s[i];
+            lens[j] = parts[p]->len[i];
+        }
+    for (size_t i = 0; i < ap->nsa; i++, j++) {
+        argv[j] = ap->sa[i];
+        lens[j] = ap->sal[i];
     }
-    for (size_t i = 0; i < ap->args.n; i++, j++) {
-        argv[j] = ap->args.s[i];
-        lens[j] = ap->args.len[i];
+    for (size_t i = 0; i < ap->aggs.n; i++, j++) {
+        argv[j] = ap->aggs.s[i];
+        lens[j] = ap->aggs.len[i];
     }
-    r = cm_rconn_send(s->c, (int)argc, argv, lens, on_reply, q);
+    r = send_script(s, q, eval, cm_store_lua_apply, s->sha, argv, lens, argc);
 out:
+    free(argv);
+    free(lens);
+    return r;
+}
+
+/* Sends the read of states in buckets kept in q->cmd. */
+static int send_read(struct cm_store *s, struct req *q, int eval)
+{
+    size_t argc = q->cmd.n + 2;
+    const char **argv = malloc(argc * sizeof(*argv));
+    size_t *lens = malloc(argc * sizeof(*lens));
+    int r = -ENOMEM;
+    if (argv && lens) {
+        for (size_t i = 0; i < q->cmd.n; i++) {
+            argv[i + 2] = q->cmd.s[i];
+            lens[i + 2] = q->cmd.len[i];
+        }
+        r = send_script(s, q, eval, cm_store_lua_read, s->sha_read, argv, lens, argc);
+    }
     free(argv);
     free(lens);
     return r;
@@ -434,11 +505,13 @@ static void pos_group_reply(struct cm_store *s, struct pos_group *g, int err, re
 {
     if (err && !g->err) {
         g->err = err;
-        cm_rconn_set_err(s->c, "redis: reading positions failed (%s)",
-                         rep && rep->type == REDIS_REPLY_ERROR ? rep->str : strerror(-err));
+        if (err != -ESTALE) /* the layout's message is set already */
+            cm_rconn_set_err(s->c, "redis: reading positions failed (%s)",
+                             rep && rep->type == REDIS_REPLY_ERROR ? rep->str : strerror(-err));
     }
     if (--g->left == 0) {
         g->cb(g->err, g->err ? NULL : g->pos, g->err ? 0 : g->n, g->ud);
+        free(g->parts);
         free(g->pos);
         free(g);
     }
@@ -454,15 +527,32 @@ static void deliver(struct req *q, redisReply *rep, int err)
     case RQ_POS: {
         struct pos_group *g = q->cb.pos;
         struct cm_store_pos *p = &g->pos[q->n];
-        if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2))
+        if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3))
             err = -EPROTO;
         if (!err) {
-            redisReply *e = rep->element[0], *m = rep->element[1];
+            redisReply *e = rep->element[0], *m = rep->element[1], *l = rep->element[2];
             p->dlq_part = -1;
             if (pos_parse(e, &p->pos) < 0)
                 err = -EPROTO;
             if (!err && m->type != REDIS_REPLY_NIL && parse_mark(m, p) < 0)
                 err = -EPROTO;
+            int32_t lay = -1;
+            char msg[600];
+            if (!err && l->type != REDIS_REPLY_NIL &&
+                (l->type != REDIS_REPLY_STRING || cm_layout_parse(l->str, l->len, &lay) < 0)) {
+                int mv = l->type == REDIS_REPLY_STRING && l->len >= 9 &&
+                         !memcmp(l->str, "moving to", 9);
+                cm_rconn_set_err(s->c, "partition %" PRId32 ": the stored layout is %s",
+                                 g->parts[q->n],
+                                 mv ? "that of a circmonctl migrate-layout that did not finish: "
+                                      "run it again"
+                                    : "not one circmon writes: rebuild the partition");
+                err = -ESTALE;
+            } else if (!err && cm_layout_check(g->parts[q->n], lay, e->type != REDIS_REPLY_NIL,
+                                               s->cfg->state_buckets, msg, sizeof(msg)) < 0) {
+                cm_rconn_set_err(s->c, "%s", msg);
+                err = -ESTALE;
+            }
         }
         pos_group_reply(s, g, err, rep);
         break;
@@ -483,7 +573,7 @@ static void deliver(struct req *q, redisReply *rep, int err)
         if (!err && !(vals = calloc(q->n ? q->n : 1, sizeof(*vals))))
             err = -ENOMEM;
         for (size_t i = 0; !err && i < q->n; i++) {
-            redisReply *e = rep->element[i];
+            redisReply *e = rep->element[q->perm ? q->perm[i] : i];
             if (e->type == REDIS_REPLY_STRING) {
                 vals[i].data = (const uint8_t *)e->str;
                 vals[i].len = e->len;
@@ -493,6 +583,31 @@ static void deliver(struct req *q, redisReply *rep, int err)
         }
         q->cb.mget(err, err ? NULL : vals, err ? 0 : q->n, q->ud);
         free(vals);
+        break;
+    }
+    case RQ_CONFIG: {
+        long long lim[2] = {-1, -1}; /* value, entries */
+        if (!err && rep->type != REDIS_REPLY_ARRAY)
+            err = -EPROTO;
+        for (size_t i = 0; !err && i + 1 < rep->elements; i += 2) {
+            redisReply *k = rep->element[i], *v = rep->element[i + 1];
+            uint64_t x;
+            if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+                cm_decimal_u64(v->str, v->len, INT64_MAX, &x))
+                continue;
+            if (!strcmp(k->str, "hash-max-listpack-value"))
+                lim[0] = (long long)x;
+            else if (!strcmp(k->str, "hash-max-listpack-entries"))
+                lim[1] = (long long)x;
+        }
+        if (!err && (lim[0] < 0 || lim[1] < 0))
+            err = -EPROTO;
+        if (err)
+            cm_rconn_set_err(s->c, "redis: CONFIG GET hash-max-listpack-*: %s",
+                             rep && rep->type == REDIS_REPLY_ERROR ? rep->str
+                             : err == -EPROTO                      ? "not answered"
+                                                                   : strerror(-err));
+        q->cb.config(err, err ? 0 : lim[0], err ? 0 : lim[1], q->ud);
         break;
     }
     case RQ_APPLY: {
@@ -518,10 +633,10 @@ static void on_reply(struct cm_rconn *c, redisReply *rep, int err, void *ud)
     (void)c;
     /* After a restart or SCRIPT FLUSH: send the script itself, once. EVAL
      * caches it again for the next EVALSHA. */
-    if (q->kind == RQ_APPLY && rep && rep->type == REDIS_REPLY_ERROR && !q->resent &&
-        !strncmp(rep->str, "NOSCRIPT", 8)) {
+    if ((q->kind == RQ_APPLY || (q->kind == RQ_MGET && q->cmd.n)) && rep &&
+        rep->type == REDIS_REPLY_ERROR && !q->resent && !strncmp(rep->str, "NOSCRIPT", 8)) {
         q->resent = 1;
-        if (send_apply(q->s, q, 1) == 0)
+        if ((q->kind == RQ_APPLY ? send_apply(q->s, q, 1) : send_read(q->s, q, 1)) == 0)
             return;
     }
     deliver(q, rep, err);
@@ -531,16 +646,19 @@ static void on_reply(struct cm_rconn *c, redisReply *rep, int err, void *ud)
 /* SCRIPT LOAD answers the script's sha. */
 static void on_script(struct cm_rconn *c, redisReply *rep, int err, void *ud)
 {
-    struct cm_store *s = ud;
+    char *sha = ud;
     (void)c;
     if (!err && rep->type == REDIS_REPLY_STRING && rep->len == 40)
-        memcpy(s->sha, rep->str, 41);
+        memcpy(sha, rep->str, 41);
 }
 
 static int on_prepare(struct cm_rconn *c, void *ud)
 {
+    struct cm_store *s = ud;
     const char *a[] = {"SCRIPT", "LOAD", cm_store_lua_apply};
-    return cm_rconn_handshake(c, 3, a, NULL, on_script, ud);
+    const char *b[] = {"SCRIPT", "LOAD", cm_store_lua_read};
+    int r = cm_rconn_handshake(c, 3, a, NULL, on_script, s->sha);
+    return r ? r : cm_rconn_handshake(c, 3, b, NULL, on_script, s->sha_read);
 }
 
 static void on_conn(struct cm_rconn *c, int up, void *ud)
@@ -680,10 +798,13 @@ static int get_positions(struct cm_store *s, const int32_t *parts, size_t n, int
     if (n == 0)
         return -EINVAL;
     struct pos_group *g = calloc(1, sizeof(*g));
-    if (!g || !(g->pos = calloc(n, sizeof(*g->pos)))) {
+    if (!g || !(g->pos = calloc(n, sizeof(*g->pos))) || !(g->parts = malloc(n * sizeof(*g->parts)))) {
+        if (g)
+            free(g->pos);
         free(g);
         return -ENOMEM;
     }
+    memcpy(g->parts, parts, n * sizeof(*parts));
     g->cb = cb;
     g->ud = ud;
     g->n = n;
@@ -693,6 +814,7 @@ static int get_positions(struct cm_store *s, const int32_t *parts, size_t n, int
         int r0 = take ? send_epoch_incr(s, g, i, parts[i]) : 0;
         if (r0) {
             if (!g->left) {
+                free(g->parts);
                 free(g->pos);
                 free(g);
                 return r0;
@@ -704,12 +826,14 @@ static int get_positions(struct cm_store *s, const int32_t *parts, size_t n, int
         struct strv keys = {0};
         char *kp = cm_store_key_pos(s->cfg->key_prefix, parts[i]);
         char *kd = cm_store_key_dlq(s->cfg->key_prefix, parts[i]);
-        int r = !q || !kp || !kd || strv_push(&keys, kp, strlen(kp)) ||
-                        strv_push(&keys, kd, strlen(kd))
+        char *kl = cm_layout_key(s->cfg->key_prefix, parts[i]);
+        int r = !q || !kp || !kd || !kl || strv_push(&keys, kp, strlen(kp)) ||
+                        strv_push(&keys, kd, strlen(kd)) || strv_push(&keys, kl, strlen(kl))
                     ? -ENOMEM
                     : 0;
         free(kp);
         free(kd);
+        free(kl);
         if (!r) {
             q->cb.pos = g;
             q->n = i;
@@ -724,6 +848,7 @@ static int get_positions(struct cm_store *s, const int32_t *parts, size_t n, int
             if (q)
                 req_free(q);
             if (!g->left) { /* nothing sent: no callback */
+                free(g->parts);
                 free(g->pos);
                 free(g);
                 return r;
@@ -735,6 +860,44 @@ static int get_positions(struct cm_store *s, const int32_t *parts, size_t n, int
     return 0;
 }
 
+/* The read of states in buckets into q->cmd and q->perm: the migrants
+ * grouped by bucket, one HMGET each in cm_store_lua_read. */
+static int read_prepare(struct cm_store *s, struct req *q, int32_t part,
+                        const char *const *mids, const size_t *lens, size_t n)
+{
+    uint32_t nb = (uint32_t)s->cfg->state_buckets;
+    struct by_bucket *o = malloc(n * sizeof(*o));
+    struct strv keys = {0}, args = {0};
+    int r = o && (q->perm = malloc(n * sizeof(*q->perm))) ? 0 : -ENOMEM;
+    for (size_t i = 0; !r && i < n; i++)
+        o[i] = (struct by_bucket){cm_layout_bucket(mids[i], lens[i], nb), (uint32_t)i};
+    if (!r)
+        qsort(o, n, sizeof(*o), cmp_bucket);
+    for (size_t g = 0; !r && g < n;) {
+        size_t e = g;
+        while (e < n && o[e].b == o[g].b)
+            e++;
+        size_t kl;
+        char *k = cm_layout_key_bucket(s->cfg->key_prefix, part, o[g].b, &kl);
+        r = !k || strv_push(&keys, k, kl) || strv_pushf(&args, "%zu", e - g) ? -ENOMEM : 0;
+        free(k);
+        for (size_t x = g; !r && x < e; x++) {
+            q->perm[o[x].i] = x;
+            r = strv_push(&args, mids[o[x].i], lens[o[x].i]);
+        }
+        g = e;
+    }
+    r = r ? r : strv_pushf(&q->cmd, "%zu", keys.n);
+    for (size_t i = 0; !r && i < keys.n; i++)
+        r = strv_push(&q->cmd, keys.s[i], keys.len[i]);
+    for (size_t i = 0; !r && i < args.n; i++)
+        r = strv_push(&q->cmd, args.s[i], args.len[i]);
+    strv_free(&keys);
+    strv_free(&args);
+    free(o);
+    return r;
+}
+
 int cm_store_get_states(struct cm_store *s, int32_t part, const char *const *mids,
                         const size_t *lens, size_t n, cm_store_mget_cb cb, void *ud)
 {
@@ -743,15 +906,24 @@ int cm_store_get_states(struct cm_store *s, int32_t part, const char *const *mid
     if (n == 0)
         return -EINVAL;
     struct req *q = req_new(s, RQ_MGET, ud);
-    struct strv keys = {0};
     if (!q)
         return -ENOMEM;
     q->cb.mget = cb;
     q->n = n;
+    int r;
+    if (s->cfg->state_buckets > 0) {
+        r = read_prepare(s, q, part, mids, lens, n);
+        if (!r)
+            r = send_read(s, q, 0);
+        if (r)
+            req_free(q);
+        return r;
+    }
+    struct strv keys = {0};
     for (size_t i = 0; i < n; i++) {
         size_t kl;
-        char *k = key_state(s->cfg->key_prefix, part, mids[i], lens[i], &kl);
-        int r = k ? strv_push(&keys, k, kl) : -ENOMEM;
+        char *k = cm_layout_key_string(s->cfg->key_prefix, part, mids[i], lens[i], &kl);
+        r = k ? strv_push(&keys, k, kl) : -ENOMEM;
         free(k);
         if (r) {
             strv_free(&keys);
@@ -759,7 +931,22 @@ int cm_store_get_states(struct cm_store *s, int32_t part, const char *const *mid
             return r;
         }
     }
-    int r = send_mget(s, q, &keys);
+    r = send_mget(s, q, &keys);
+    if (r)
+        req_free(q);
+    return r;
+}
+
+int cm_store_get_listpack_limits(struct cm_store *s, cm_store_listpack_cb cb, void *ud)
+{
+    if (!cm_store_ready(s))
+        return -ENOTCONN;
+    struct req *q = req_new(s, RQ_CONFIG, ud);
+    if (!q)
+        return -ENOMEM;
+    q->cb.config = cb;
+    const char *argv[] = {"CONFIG", "GET", "hash-max-listpack-*"};
+    int r = cm_rconn_send(s->c, 3, argv, NULL, on_reply, q);
     if (r)
         req_free(q);
     return r;

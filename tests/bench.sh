@@ -7,6 +7,8 @@
 #    redis-server, against kcat draining the same topic with its defaults, in
 #    the same run; Redis memory per migrant and circmond's peak RSS.
 #
+# Redis runs with hash-max-listpack-value 1024, as the README asks.
+#
 # 3. the HTTP endpoint (bench_http): GET /metrics latency p50/p99 under wrk
 #    (4 connections, 10 s) with circmond idle and while it catches up, and the
 #    catch-up rate without the read side ([http] port = 0), with it, and with
@@ -16,6 +18,9 @@
 # PARTITIONS (64), SEED (1), REPLAY_RUNS (5), SKIP_E2E=1 to run the replay
 # part only, ONLY_HTTP=1 to run the HTTP part only, HTTP_RUNS (1: catch-ups
 # per variant).
+#
+# 4. the Redis state layouts compared in one run (tests/bench/layout.sh, its
+#    own services and environment: LAYOUTS, LAYOUT_RUNS).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,7 +35,7 @@ tools/install-deps.sh >&2 # kcat, bc and time among them
 bench_http() {
     echo
     echo "== HTTP endpoint ($PARTITIONS partitions)"
-    start_redis
+    start_redis --hash-max-listpack-value 1024
     start_broker "$PARTITIONS"
     local conf=$work/http.conf port n
     port=$(pick_http_port)
@@ -156,7 +161,7 @@ printf 'ratio circmonctl replay (best) / decode only, same run: %.2f\n' \
 
 echo
 echo "== end to end ($PARTITIONS partitions)"
-start_redis
+start_redis --hash-max-listpack-value 1024
 start_broker "$PARTITIONS"
 conf=$work/circmond.conf
 write_config "$conf"
@@ -197,19 +202,23 @@ fi
 echo "circmond peak RSS: ${hwm:-?} KiB"
 
 used=$(rcli info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p')
-migrants=$(rcli --scan --pattern '*:m:*' | wc -l)
+# the migrants: the fields of every state bucket (the layout of state_buckets)
+read -r migrants susage <<<"$(rcli eval "
+local cur, m, b = '0', 0, 0
+repeat
+  local r = redis.call('SCAN', cur, 'MATCH', '*:s:*', 'COUNT', 1000)
+  cur = r[1]
+  for _, k in ipairs(r[2]) do
+    m = m + redis.call('HLEN', k)
+    b = b + redis.call('MEMORY', 'USAGE', k, 'SAMPLES', '0')
+  end
+until cur == '0'
+return {m, b}" 0 | tr '\n' ' ')"
 printf 'redis used_memory: %d bytes for %d migrant states: %.0f bytes per migrant (aggregates included)\n' \
     "$used" "$migrants" "$(echo "$used / $migrants" | bc -l)"
-sample=$(rcli --scan --pattern '*:m:*' | head -1000 || true) # SIGPIPE
-if [ -n "$sample" ]; then
-    total=0
-    cnt=0
-    while read -r k; do
-        u=$(rcli memory usage "$k")
-        total=$((total + u))
-        cnt=$((cnt + 1))
-    done <<<"$sample"
-    echo "MEMORY USAGE of a migrant state key (mean of $cnt): $((total / cnt)) bytes"
-fi
+printf 'MEMORY USAGE of the state buckets per migrant: %.0f bytes\n' "$(echo "$susage / $migrants" | bc -l)"
 
 bench_http
+
+echo
+bash tests/bench/layout.sh

@@ -175,10 +175,11 @@ START_TEST(test_state_unreadable)
     static const char garbage[] = "\xff\xfe garbage, not a MigrantState \x01\x02";
     redisContext *c = redis_conn();
     ck_assert_ptr_nonnull(c);
+    uint32_t bucket = cm_layout_bucket("broken-state", 12, CM_STATE_BUCKETS_DEFAULT);
     for (int p = 0; p < N_PARTS; p++) {
-        redisReply *r = redisCommand(c, "SET circmon:{%d}:m:broken-state %b", p, garbage,
-                                     sizeof(garbage) - 1);
-        ck_assert(r && r->type == REDIS_REPLY_STATUS);
+        redisReply *r = redisCommand(c, "HSET circmon:{%d}:s:%u broken-state %b", p,
+                                     (unsigned)bucket, garbage, sizeof(garbage) - 1);
+        ck_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
         freeReplyObject(r);
     }
     publish(conf, ev);
@@ -192,7 +193,7 @@ START_TEST(test_state_unreadable)
     compare(conf, AS_OF, ev, NULL);
     compare(conf, AS_OF_MID, ev, NULL);
     for (int p = 0; p < N_PARTS; p++) {
-        redisReply *r = redisCommand(c, "GET circmon:{%d}:m:broken-state", p);
+        redisReply *r = redisCommand(c, "HGET circmon:{%d}:s:%u broken-state", p, (unsigned)bucket);
         ck_assert(r && r->type == REDIS_REPLY_STRING && r->len == sizeof(garbage) - 1 &&
                   !memcmp(r->str, garbage, r->len));
         freeReplyObject(r);

@@ -35,6 +35,7 @@
 #include "circmon/framing.h"
 #include "circmon/kafka.h"
 #include "circmon/store.h"
+#include "circmon/store_layout.h"
 #include "cm_proc.h"
 #include "cm_svc.h"
 
@@ -378,7 +379,10 @@ START_TEST(test_epoch_in_the_compare_and_set)
     ck_assert_int_eq(r.stored, 2);
     ck_assert_int_eq(redis_int("circmon:{3}:pos"), 0);
     redisContext *c = redis_conn();
-    redisReply *rep = redisCommand(c, "EXISTS circmon:{3}:m:m1");
+    char *bk = cm_layout_key_bucket("circmon", 3, cm_layout_bucket("m1", 2, (uint32_t)cfg.state_buckets),
+                                    NULL);
+    redisReply *rep = redisCommand(c, "EXISTS %s circmon:{3}:layout", bk);
+    free(bk);
     ck_assert_int_eq(rep->integer, 0);
     freeReplyObject(rep);
 

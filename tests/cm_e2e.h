@@ -41,6 +41,7 @@
 #include "circmon/kafka.h"
 #include "circmon/names.h"
 #include "circmon/store.h"
+#include "circmon/store_layout.h"
 #include "cm_proc.h"
 #include "cm_svc.h"
 #include "cm_test.h"

@@ -16,6 +16,7 @@ static void usage(FILE *fp)
           "  dlq         read the dead-letter topic, each dead letter once\n"
           "  alerts      evaluate the alert rules against Redis\n"
           "  rebuild     rebuild into a new key prefix, switch readers to it, delete the old\n"
+          "  migrate-layout  move stored states into the hash buckets of state_buckets\n"
           "\n"
           "'circmonctl COMMAND --help' describes a command.\n",
           fp);
@@ -34,6 +35,7 @@ int main(int argc, char **argv)
         {"dlq", cm_ctl_dlq},
         {"alerts", cm_ctl_alerts},
         {"rebuild", cm_ctl_rebuild},
+        {"migrate-layout", cm_ctl_migrate_layout},
     };
 
     if (argc < 2) {

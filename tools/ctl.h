@@ -19,6 +19,7 @@ int cm_ctl_status(int argc, char **argv);     /* tools/ctl_status.c */
 int cm_ctl_dlq(int argc, char **argv);        /* tools/ctl_dlq.c */
 int cm_ctl_alerts(int argc, char **argv);     /* tools/ctl_alerts.c */
 int cm_ctl_rebuild(int argc, char **argv);    /* tools/ctl_rebuild.c */
+int cm_ctl_migrate_layout(int argc, char **argv); /* tools/ctl_migrate.c */
 
 /* ---- tools/ctl_opts.c: shared option handling ---- */
 

@@ -22,7 +22,7 @@ tools/install-deps.sh
 make -s -j2 all
 . tools/services.sh
 
-start_redis
+start_redis --hash-max-listpack-value 1024 # compact state buckets (README, State layout)
 start_broker "$PARTITIONS"
 say "redis-server on $redis_sock, circmon-broker on $brokers ($PARTITIONS partitions)"
 conf=$work/circmond.conf

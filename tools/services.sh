@@ -31,10 +31,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_redis: a redis-server on the unix socket $redis_sock (TCP off).
+# start_redis [ARGS...]: a redis-server on the unix socket $redis_sock (TCP off),
+# with ARGS (redis-server options) added.
 start_redis() {
     redis_sock=$work/redis.sock
-    redis-server --port 0 --unixsocket "$redis_sock" --unixsocketperm 700 --save '' \
+    redis-server --port 0 --unixsocket "$redis_sock" --unixsocketperm 700 --save '' "$@" \
         --appendonly no --dir "$work" --logfile "$work/redis.log" &
     track $!
     redis_pid=$!

@@ -9,6 +9,7 @@
 
 #define CM_ID_MAX 256 /* longest scheme id, like every contract string */
 #define CM_MAX_WINDOW_EVENTS_MAX 65536 /* upper bound of max_window_events */
+#define CM_STATE_BUCKETS_DEFAULT 256 /* [redis] state_buckets; README "Data in Redis" */
 
 struct cm_scheme_conf {
     char id[CM_ID_MAX + 1]; /* "" for the [scheme *] defaults */
@@ -55,6 +56,8 @@ struct cm_config {
     char *redis_nodes_spec; /* [redis] nodes as written (NULL when unset) */
     char *key_prefix;     /* default "circmon": where circmond writes */
     char *redis_alias;    /* default NULL: the key naming the prefix readers read (alias.h) */
+    int state_buckets;    /* hash buckets of migrant states per partition (0: one string
+                             key per migrant), default CM_STATE_BUCKETS_DEFAULT; store_layout.h */
     int connect_timeout_ms; /* default 2000 */
     int command_timeout_ms; /* default 5000 */
 

@@ -2,11 +2,15 @@
  *
  * Keys (all of partition P carry the hash tag {P}, DESIGN.md principle 2):
  *   <prefix>:{P}:pos           next offset to fold (the committed position)
- *   <prefix>:{P}:m:<migrant>   packed migrant state (cm_mstate_pack)
+ *   <prefix>:{P}:s:<n>         hash bucket n of migrant states: field <migrant>, value
+ *                              the packed state (cm_mstate_pack); [redis] state_buckets
+ *                              0: one string key <prefix>:{P}:m:<migrant> each instead
+ *   <prefix>:{P}:layout        the layout of the states (store_layout.h)
  *   <prefix>:{P}:agg           hash: aggregate entries, fields by cm_agg_key_format
  *   <prefix>:{P}:dlq           the dead-letter mark (see struct cm_store_pos)
  *   <prefix>:{P}:epoch         owner epoch: INCR by each daemon that takes P
- * One batch is one Lua call: check of the owner epoch, compare-and-set of pos, SET/DEL of states,
+ * One batch is one Lua call: check of the owner epoch and of the layout, compare-and-set of pos,
+ * writes of states (HSET/HDEL per bucket, or MSET/DEL),
  * HINCRBY of the aggregate delta (fields reaching 0 are deleted), new pos.
  * An absent pos reads as 0: the partition was never folded and starts from
  * the beginning of the topic.
@@ -44,23 +48,37 @@
 
 struct event_base;
 
-/* The Lua apply script (for tests and tools that want to call it by hand).
+/* The Lua apply script (for tests and tools that want to call it by hand;
+ * defined in store_layout.c).
  * KEYS[1] = pos key, KEYS[2] = agg key, KEYS[3] = dead-letter mark key,
- * KEYS[4] = owner epoch key, KEYS[5..] = migrant state keys.
+ * KEYS[4] = owner epoch key, KEYS[5] = layout key, KEYS[6..] = state keys:
+ * one per migrant (layout "strings") or one per bucket ("buckets B").
  * ARGV[1] = expected pos, ARGV[2] = new pos, ARGV[3] = the mark ("" =
  * unchanged), ARGV[4] = the applier's owner epoch ("" = not checked),
- * ARGV[i] for 5 <= i <= #KEYS = the state of KEYS[i] ("" = DEL), then
- * field/increment pairs for the agg hash. Returns {1, new pos} when
+ * ARGV[5] = the layout written (cm_layout_format), then the states:
+ *   "strings": ARGV[i] for 6 <= i <= #KEYS = the state of KEYS[i] ("" = DEL);
+ *   buckets: for each bucket key in turn, the number S of fields set, the
+ *   number D deleted, S field/value pairs, D fields;
+ * then field/increment pairs for the agg hash. Returns {1, new pos} when
  * applied, {-1, stored epoch} when refused because the stored epoch is
- * higher than ARGV[4] (checked first), {0, stored pos} when refused because
- * stored pos != expected: a refused call changes nothing. */
+ * higher than ARGV[4] (checked first), an error reply "LAYOUT ..." when the
+ * stored layout is another (none stored: "strings" if the partition has a
+ * position; the first apply stores ARGV[5]), {0, stored pos} when refused
+ * because stored pos != expected: a refused call changes nothing. */
 extern const char cm_store_lua_apply[];
+
+/* The read of states in buckets: KEYS = bucket keys; ARGV, for each key in
+ * turn, a count N and N fields. Returns every value (nil when absent) in the
+ * order of ARGV. */
+extern const char cm_store_lua_read[];
 
 /* Key names; each returns a malloc'd NUL-terminated string or NULL. */
 char *cm_store_key_pos(const char *prefix, int32_t part);
 char *cm_store_key_agg(const char *prefix, int32_t part);
 char *cm_store_key_dlq(const char *prefix, int32_t part);
 char *cm_store_key_epoch(const char *prefix, int32_t part);
+/* The string key of a migrant's state in layout 0 ("strings"); the bucket
+ * layout's keys are cm_layout_key_bucket's. */
 char *cm_store_key_state(const char *prefix, int32_t part, const char *mid, size_t len);
 
 /* ---------------------------------------------------------------- async */
@@ -122,6 +140,10 @@ typedef void (*cm_store_pos_cb)(int err, const struct cm_store_pos *pos, size_t 
 int cm_store_get_positions(struct cm_store *s, const int32_t *parts, size_t n,
                            cm_store_pos_cb cb, void *ud);
 
+/* Both also read each partition's stored layout: one other than [redis]
+ * state_buckets asks for (cm_layout_check) fails the read with -ESTALE and
+ * the message, naming the fixes, in cm_store_errstr. */
+
 /* cm_store_get_positions for a new owner of parts: each partition's owner
  * epoch is first incremented (INCR, sent before the read on the same
  * connection) and pos[i].epoch is the new value. From then on, an apply
@@ -135,7 +157,8 @@ struct cm_store_val {
     size_t len;
 };
 
-/* States of the migrants mids[0..n-1] (n > 0, lens[i] bytes each) of partition part.
+/* States of the migrants mids[0..n-1] (n > 0, lens[i] bytes each) of partition part,
+ * in the layout of [redis] state_buckets (one MGET, or one cm_store_lua_read).
  * cb gets err = 0 and vals[i] for mids[i] (valid only during cb), or err < 0
  * and vals NULL. Same return contract as cm_store_get_positions. */
 typedef void (*cm_store_mget_cb)(int err, const struct cm_store_val *vals, size_t n, void *ud);
@@ -185,6 +208,14 @@ struct cm_store_apply *cm_store_apply_free(struct cm_store_apply *ap);
 typedef void (*cm_store_apply_cb)(int err, int applied, int64_t stored, void *ud);
 int cm_store_apply_send(struct cm_store *s, struct cm_store_apply *ap, cm_store_apply_cb cb,
                         void *ud);
+
+/* Redis's hash-max-listpack-value and hash-max-listpack-entries (CONFIG
+ * GET), which decide whether state buckets stay compact (store_layout.h).
+ * cb gets err = 0 and both, or err < 0: -EPROTO when Redis refused (an ACL
+ * may forbid CONFIG) or did not name both, the reason in cm_store_errstr.
+ * Same return contract as cm_store_get_positions. */
+typedef void (*cm_store_listpack_cb)(int err, long long value, long long entries, void *ud);
+int cm_store_get_listpack_limits(struct cm_store *s, cm_store_listpack_cb cb, void *ud);
 
 /* ----------------------------------------------------------------- sync */
 
