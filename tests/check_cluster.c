@@ -678,7 +678,7 @@ START_TEST(test_store_on_cluster)
     loop_until(base, &r.done, 10);
     ck_assert_msg(r.err == 0 && r.applied == 1 && r.stored == 30, "err %d applied %d", r.err,
                   r.applied);
-    ck_assert_int_eq(slot_keys(to5, s5), 3); /* pos, agg and the state of m5 */
+    ck_assert_int_eq(slot_keys(to5, s5), 4); /* pos, layout, agg and the bucket of m5 */
     ck_assert_int_eq(slot_keys(m5, s5), 0);
 
     /* The read-back by name, routed. */
