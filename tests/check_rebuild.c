@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "circmon/alias.h"
+#include "circmon/cluster_sync.h"
 #include "circmon/config.h"
 #include "circmon/purge.h"
 #include "cm_e2e.h"
@@ -527,10 +528,12 @@ START_TEST(test_alias_checked)
     cfg.redis_alias = strdup(ALIAS);
     redisContext *c = cm_store_connect_sync(&cfg, err, sizeof(err));
     ck_assert_msg(c != NULL, "%s", err);
+    struct cm_rsync *rs = cm_rsync_open(&cfg, err, sizeof(err));
+    ck_assert_msg(rs != NULL, "%s", err);
     struct cm_alias al;
 
     /* absent: the configuration's own */
-    ck_assert_int_eq(cm_alias_read_sync(c, &cfg, &al, err, sizeof(err)), 0);
+    ck_assert_int_eq(cm_alias_read_sync(rs, &cfg, &al, err, sizeof(err)), 0);
     ck_assert_int_eq(al.from_alias, 0);
     ck_assert_str_eq(al.prefix, "circmon");
     cm_alias_free(&al);
@@ -547,13 +550,13 @@ START_TEST(test_alias_checked)
     c2.schemes[0].stay_w = 180;
     char *set = cm_alias_settings_format(&c2), *cur = NULL;
     ck_assert_ptr_nonnull(set);
-    ck_assert_int_eq(cm_alias_switch_sync(c, &cfg, "", "p1", set, 100, &cur, err, sizeof(err)), 1);
-    ck_assert_int_eq(cm_alias_switch_sync(c, &cfg, "", "p2", set, 101, &cur, err, sizeof(err)), 0);
+    ck_assert_int_eq(cm_alias_switch_sync(rs, &cfg, "", "p1", set, 100, &cur, err, sizeof(err)), 1);
+    ck_assert_int_eq(cm_alias_switch_sync(rs, &cfg, "", "p2", set, 101, &cur, err, sizeof(err)), 0);
     ck_assert_str_eq(cur, "p1");
     free(cur);
-    ck_assert_int_eq(cm_alias_switch_sync(c, &cfg, "p1", "p2", set, 102, &cur, err, sizeof(err)),
+    ck_assert_int_eq(cm_alias_switch_sync(rs, &cfg, "p1", "p2", set, 102, &cur, err, sizeof(err)),
                      1);
-    ck_assert_int_eq(cm_alias_read_sync(c, &cfg, &al, err, sizeof(err)), 0);
+    ck_assert_int_eq(cm_alias_read_sync(rs, &cfg, &al, err, sizeof(err)), 0);
     ck_assert_int_eq(al.from_alias, 1);
     ck_assert_str_eq(al.prefix, "p2");
     ck_assert_str_eq(al.previous, "p1");
@@ -602,7 +605,7 @@ START_TEST(test_alias_checked)
         ck_assert(r && r->type == REDIS_REPLY_INTEGER);
         freeReplyObject(r);
         err[0] = 0;
-        ck_assert_msg(cm_alias_read_sync(c, &cfg, &al, err, sizeof(err)) == -EPROTO,
+        ck_assert_msg(cm_alias_read_sync(rs, &cfg, &al, err, sizeof(err)) == -EPROTO,
                       "%s = %s accepted", bad[i][0], bad[i][1]);
         ck_assert_msg(strstr(err, bad[i][2]) && strstr(err, ALIAS), "%s = %s: message '%s'",
                       bad[i][0], bad[i][1], err);
@@ -611,8 +614,9 @@ START_TEST(test_alias_checked)
     }
     redisReply *r = redisCommand(c, "SET " ALIAS " x");
     freeReplyObject(r);
-    ck_assert_int_eq(cm_alias_read_sync(c, &cfg, &al, err, sizeof(err)), -EPROTO);
+    ck_assert_int_eq(cm_alias_read_sync(rs, &cfg, &al, err, sizeof(err)), -EPROTO);
     free(set);
+    cm_rsync_close(rs);
     redisFree(c);
     cm_config_free(&c2);
     cm_config_free(&cfg);
@@ -646,9 +650,9 @@ START_TEST(test_purge_only_its_prefix)
     }
     char *pat = cm_purge_pattern("p"), cursor[32] = "0", err[256];
     size_t total = 0, steps = 0, found, del, left;
-    ck_assert_int_eq(cm_purge_step(c, pat, cursor, 0, &found, &del, err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(cm_purge_step(c, NULL, pat, cursor, 0, &found, &del, err, sizeof(err)), -EINVAL);
     do {
-        ck_assert_int_eq(cm_purge_step(c, pat, cursor, 25, &found, &del, err, sizeof(err)), 0);
+        ck_assert_int_eq(cm_purge_step(c, NULL, pat, cursor, 25, &found, &del, err, sizeof(err)), 0);
         ck_assert_int_le(found, 25 * 4); /* COUNT is a hint; bounded in practice */
         total += del;
         steps++;
@@ -667,7 +671,7 @@ START_TEST(test_purge_only_its_prefix)
     pat = cm_purge_pattern("a*b");
     strcpy(cursor, "0");
     do
-        ck_assert_int_eq(cm_purge_step(c, pat, cursor, 100, &found, &del, err, sizeof(err)), 0);
+        ck_assert_int_eq(cm_purge_step(c, NULL, pat, cursor, 100, &found, &del, err, sizeof(err)), 0);
     while (strcmp(cursor, "0"));
     r = redisCommand(c, "EXISTS a?b:{1}:pos a*b:{1}:pos");
     ck_assert_int_eq(r->integer, 1);
