@@ -41,7 +41,7 @@ static CMT_UNUSED redisReply *node_cmdv(int port, int argc, const char **argv)
 }
 
 static CMT_UNUSED redisReply *node_cmd(int port, const char *a0, const char *a1, const char *a2,
-                            const char *a3, const char *a4, const char *a5)
+                                       const char *a3, const char *a4, const char *a5)
 {
     const char *argv[] = {a0, a1, a2, a3, a4, a5};
     int n = 0;
@@ -50,8 +50,8 @@ static CMT_UNUSED redisReply *node_cmd(int port, const char *a0, const char *a1,
     return node_cmdv(port, n, argv);
 }
 
-static CMT_UNUSED void node_ok(int port, const char *a0, const char *a1, const char *a2, const char *a3,
-                    const char *a4, const char *a5)
+static CMT_UNUSED void node_ok(int port, const char *a0, const char *a1, const char *a2,
+                               const char *a3, const char *a4, const char *a5)
 {
     redisReply *r = node_cmd(port, a0, a1, a2, a3, a4, a5);
     ck_assert_msg(r && r->type != REDIS_REPLY_ERROR, "node %d: %s %s %s: %s", port, a0,

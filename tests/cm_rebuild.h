@@ -30,7 +30,7 @@ static CMT_UNUSED const char *rb_redis;
 /* conf for prefix, settings block `schemes` (INI text), HTTP on port;
  * batches of batch events, in_flight at once. */
 static CMT_UNUSED const char *conf_write_b(const char *name, const char *prefix, int port,
-                                const char *schemes, int batch, int in_flight)
+                                           const char *schemes, int batch, int in_flight)
 {
     const char *p = path_in(name);
     FILE *fp = fopen(p, "w");
@@ -47,7 +47,8 @@ static CMT_UNUSED const char *conf_write_b(const char *name, const char *prefix,
     return p;
 }
 
-static CMT_UNUSED const char *conf_write(const char *name, const char *prefix, int port, const char *schemes)
+static CMT_UNUSED const char *conf_write(const char *name, const char *prefix, int port,
+                                         const char *schemes)
 {
     return conf_write_b(name, prefix, port, schemes, 200, 4);
 }
@@ -60,8 +61,8 @@ static CMT_UNUSED int pick_port(unsigned *seed)
 /* Starts circmond on a fresh configuration (name, prefix, schemes), with
  * --rebuild when rebuild; tries other ports while the one picked is taken.
  * *port gets the port, *conf the configuration. */
-static CMT_UNUSED pid_t start_http(const char *name, const char *prefix, const char *schemes, int rebuild,
-                        const char *log, int *port, const char **conf)
+static CMT_UNUSED pid_t start_http(const char *name, const char *prefix, const char *schemes,
+                                   int rebuild, const char *log, int *port, const char **conf)
 {
     static unsigned seed;
     if (!seed)
@@ -134,7 +135,8 @@ static CMT_UNUSED void gen_now(const char *out, int seed, int migrants)
 
 /* The cached document of port (GET /v1/indicators, as of its read instant)
  * equals the replay of files under conf as of that instant. */
-static CMT_UNUSED void cached_equals_replay(int port, const char *conf, const char *f1, const char *f2)
+static CMT_UNUSED void cached_equals_replay(int port, const char *conf, const char *f1,
+                                            const char *f2)
 {
     json_t *h = http_json(port, "/v1/indicators");
     ck_assert_ptr_nonnull(h);
@@ -169,7 +171,7 @@ static CMT_UNUSED json_t *indicators(const char *conf)
 }
 
 static CMT_UNUSED int ctl_rebuild(const char *action, const char *conf, const char *extra1,
-                       const char *extra2)
+                                  const char *extra2)
 {
     char *a[] = {"rebuild", (char *)action, "--config", (char *)conf, (char *)extra1,
                  (char *)extra2, NULL};

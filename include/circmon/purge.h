@@ -64,7 +64,8 @@ struct cm_purge_result {
  * every master counted (full SCAN); the deletion is verified when nothing is
  * left, no master had a slot MIGRATING or IMPORTING before or after the
  * count and the map read after the count is the one before it (a key
- * moving between masters while they are counted could be seen by neither). Otherwise another pass, at most CM_PURGE_PASSES_MAX in all.
+ * moving between masters while they are counted could be seen by neither).
+ * Otherwise another pass, at most CM_PURGE_PASSES_MAX in all.
  * Returns 0 (verified), 1 (not verified after CM_PURGE_PASSES_MAX passes:
  * res->left keys remain, or res->resharding), or a negative code with err
  * (res says what was done before). */
