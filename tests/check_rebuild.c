@@ -403,6 +403,35 @@ START_TEST(test_purge_only_its_prefix)
     ck_assert_int_eq(r->integer, 1);
     freeReplyObject(r);
     free(pat);
+    /* the whole deletion through cm_rsync on one Redis: one master, one pass, verified */
+    for (int k = 0; k < 300; k++) {
+        r = redisCommand(c, "SET p:{%d}:m:%d v", k % 7, k);
+        freeReplyObject(r);
+    }
+    struct cm_config cfg = {0};
+    ck_assert_int_eq(cm_config_defaults(&cfg), 0);
+    free(cfg.redis_unix_socket);
+    cfg.redis_unix_socket = strdup(redis_sock);
+    struct cm_rsync *rs = cm_rsync_open(&cfg, err, sizeof(err));
+    ck_assert_msg(rs != NULL, "%s", err);
+    ck_assert_int_eq(cm_rsync_n_masters(rs), 1);
+    pat = cm_purge_pattern("p");
+    struct cm_purge_result res;
+    ck_assert_int_eq(cm_purge_prefix(rs, pat, 0, 0, &res, err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(cm_purge_prefix(rs, pat, 40, 1, &res, err, sizeof(err)), 0);
+    ck_assert_int_eq(res.deleted, 300);
+    ck_assert_int_eq(res.passes, 1);
+    ck_assert_int_eq(res.left, 0);
+    ck_assert_int_eq(res.resharding, 0);
+    ck_assert_int_gt(res.steps, 1);
+    for (size_t i = 0; i + 1 < sizeof(keep) / sizeof(keep[0]); i++) { /* a*b's went above */
+        r = redisCommand(c, "EXISTS %s", keep[i]);
+        ck_assert_int_eq(r->integer, 1);
+        freeReplyObject(r);
+    }
+    free(pat);
+    cm_rsync_close(rs);
+    cm_config_free(&cfg);
     redisFree(c);
     svc_dir_remove();
 }
