@@ -7,6 +7,7 @@
 #include <hiredis/hiredis.h>
 
 #include "circmon/alias.h"
+#include "circmon/cluster_sync.h"
 #include "circmon/log.h"
 #include "circmon/store.h"
 #include "rebuild.h"
@@ -40,18 +41,21 @@ int cmd_rebuild_prepare(struct cm_config *cfg, char *err, size_t errlen)
 
 /* Records cfg's settings under its prefix (SET NX), or checks them against
  * those recorded. */
-static int marker_check(redisContext *c, const struct cm_config *cfg, char *err, size_t errlen)
+static int marker_check(struct cm_rsync *c, const struct cm_config *cfg, char *err,
+                        size_t errlen)
 {
     char *k = cm_alias_marker_key(cfg->key_prefix), *set = cm_alias_settings_format(cfg);
+    char cerr[400] = "";
     int r = -1;
     redisReply *rep = NULL;
     if (!k || !set) {
         snprintf(err, errlen, "--rebuild: out of memory (or a scheme id that is not UTF-8)");
         goto out;
     }
-    rep = redisCommand(c, "SET %s %s NX", k, set);
+    const char *setv[] = {"SET", k, set, "NX"};
+    rep = cm_rsync_command(c, 4, setv, NULL, cerr, sizeof(cerr));
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        snprintf(err, errlen, "--rebuild: SET %s: %s", k, rep ? rep->str : c->errstr);
+        snprintf(err, errlen, "--rebuild: SET %s: %s", k, rep ? rep->str : cerr);
         goto out;
     }
     if (rep->type == REDIS_REPLY_STATUS) { /* the first run on this prefix */
@@ -59,12 +63,13 @@ static int marker_check(redisContext *c, const struct cm_config *cfg, char *err,
         goto out;
     }
     freeReplyObject(rep);
-    rep = redisCommand(c, "GET %s", k);
+    const char *getv[] = {"GET", k};
+    rep = cm_rsync_command(c, 2, getv, NULL, cerr, sizeof(cerr));
     struct cm_config fold;
     char why[400];
     if (!rep || rep->type != REDIS_REPLY_STRING) {
         snprintf(err, errlen, "--rebuild: GET %s: %s", k,
-                 !rep ? c->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "not a string");
+                 !rep ? cerr : rep->type == REDIS_REPLY_ERROR ? rep->str : "not a string");
         goto out;
     }
     if (cm_alias_settings_parse(rep->str, rep->len, &fold, why, sizeof(why)) < 0) {
@@ -95,7 +100,7 @@ int cmd_rebuild_check(const struct cm_config *cfg, char *err, size_t errlen)
     int rebuild = cfg->rebuild_run;
     if (!cfg->redis_alias)
         return 0;
-    redisContext *c = cm_store_connect_sync(cfg, why, sizeof(why));
+    struct cm_rsync *c = cm_rsync_open(cfg, why, sizeof(why)); /* one Redis, or the cluster */
     if (!c) {
         if (!rebuild) { /* the pipeline waits for Redis by itself */
             cm_log_warn("alias %s not checked: %s", cfg->redis_alias, why);
@@ -106,7 +111,7 @@ int cmd_rebuild_check(const struct cm_config *cfg, char *err, size_t errlen)
     }
     int r = cm_alias_read_sync(c, cfg, &al, why, sizeof(why));
     if (r < 0) {
-        redisFree(c);
+        cm_rsync_close(c);
         snprintf(err, errlen, "%s%s", rebuild ? "--rebuild: " : "", why);
         return -1;
     }
@@ -133,7 +138,7 @@ int cmd_rebuild_check(const struct cm_config *cfg, char *err, size_t errlen)
     } else {
         r = marker_check(c, cfg, err, errlen);
     }
-    redisFree(c);
+    cm_rsync_close(c);
     cm_alias_free(&al);
     return r;
 }

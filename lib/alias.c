@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "circmon/alias.h"
+#include "circmon/cluster_sync.h"
 #include "circmon/decimal.h"
 #include "circmon/event.h"
 
@@ -313,14 +314,16 @@ oom:
     return -ENOMEM;
 }
 
-int cm_alias_read_sync(redisContext *c, const struct cm_config *cfg, struct cm_alias *out,
+int cm_alias_read_sync(struct cm_rsync *c, const struct cm_config *cfg, struct cm_alias *out,
                        char *err, size_t errlen)
 {
     if (!cfg->redis_alias)
         return cm_alias_from_reply(NULL, cfg, out, err, errlen);
-    redisReply *rep = redisCommand(c, "HGETALL %s", cfg->redis_alias);
+    char why[400];
+    const char *argv[] = {"HGETALL", cfg->redis_alias};
+    redisReply *rep = cm_rsync_command(c, 2, argv, NULL, why, sizeof(why));
     if (!rep) {
-        errf(err, errlen, "alias %s: HGETALL: %s", cfg->redis_alias, c->errstr);
+        errf(err, errlen, "alias %s: HGETALL: %s", cfg->redis_alias, why);
         memset(out, 0, sizeof(*out));
         return -EPROTO;
     }
@@ -364,7 +367,7 @@ static const char lua_switch[] =
     " 'since', ARGV[4])\n"
     "return {1, ARGV[2]}\n";
 
-int cm_alias_switch_sync(redisContext *c, const struct cm_config *cfg, const char *expect,
+int cm_alias_switch_sync(struct cm_rsync *c, const struct cm_config *cfg, const char *expect,
                          const char *to, const char *settings, int64_t now, char **cur,
                          char *err, size_t errlen)
 {
@@ -380,13 +383,14 @@ int cm_alias_switch_sync(redisContext *c, const struct cm_config *cfg, const cha
     }
     char since[24];
     snprintf(since, sizeof(since), "%" PRId64, now);
-    redisReply *rep = redisCommand(c, "EVAL %s 1 %s %s %s %s %s", lua_switch, cfg->redis_alias,
-                                   expect, to, settings, since);
+    char why[400] = "";
+    const char *argv[] = {"EVAL", lua_switch, "1", cfg->redis_alias, expect, to, settings, since};
+    redisReply *rep = cm_rsync_command(c, 8, argv, NULL, why, sizeof(why));
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
         rep->element[0]->type != REDIS_REPLY_INTEGER ||
         rep->element[1]->type != REDIS_REPLY_STRING) {
         errf(err, errlen, "alias %s: the switch failed: %s", cfg->redis_alias,
-             !rep ? c->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+             !rep ? why : rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
         if (rep)
             freeReplyObject(rep);
         return -EPROTO;

@@ -30,6 +30,10 @@ struct cm_rsync {
     struct snode nodes[CL_NODES_MAX];
     size_t n_nodes;
     uint16_t slot_node[CM_SLOTS]; /* index + 1; 0: unknown */
+    uint16_t next[CM_SLOTS];      /* the map being read */
+    uint16_t masters[CL_NODES_MAX]; /* node indexes of the map's masters (cm_rsync_n_masters) */
+    size_t n_masters;
+    int changed; /* the map read differed from the one before (cm_rsync_refresh) */
 };
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
@@ -123,7 +127,7 @@ static int read_map(struct cm_rsync *r, size_t i, char *err, size_t errlen)
         return -EPROTO;
     }
     int ret = 0;
-    memset(r->slot_node, 0, sizeof(r->slot_node));
+    memset(r->next, 0, sizeof(r->next));
     for (size_t k = 0; k < rep->elements && !ret; k++) {
         const redisReply *e = rep->element[k];
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
@@ -150,13 +154,29 @@ static int read_map(struct cm_rsync *r, size_t i, char *err, size_t errlen)
             break;
         }
         for (long long s = from; s <= to; s++)
-            r->slot_node[s] = (uint16_t)(ix + 1);
+            r->next[s] = (uint16_t)(ix + 1);
     }
     if (ret)
         errf(err, errlen, "redis cluster node %s:%d: malformed CLUSTER SLOTS reply (or more "
              "than %d nodes)", r->nodes[i].host, r->nodes[i].port, CL_NODES_MAX);
     freeReplyObject(rep);
-    return ret;
+    if (ret)
+        return ret; /* the map in use stays */
+    r->changed |= memcmp(r->slot_node, r->next, sizeof(r->slot_node)) != 0;
+    memcpy(r->slot_node, r->next, sizeof(r->slot_node));
+    /* the masters, in the order of their first slot */
+    r->n_masters = 0;
+    for (size_t s = 0; s < CM_SLOTS; s++) {
+        uint16_t v = r->slot_node[s];
+        size_t k = 0;
+        if (!v)
+            continue;
+        while (k < r->n_masters && r->masters[k] != v - 1u)
+            k++;
+        if (k == r->n_masters && r->n_masters < CL_NODES_MAX)
+            r->masters[r->n_masters++] = (uint16_t)(v - 1u);
+    }
+    return 0;
 }
 
 struct cm_rsync *cm_rsync_open(const struct cm_config *cfg, char *err, size_t errlen)
@@ -195,6 +215,95 @@ struct cm_rsync *cm_rsync_close(struct cm_rsync *r)
         node_close(r, i);
     free(r);
     return NULL;
+}
+
+size_t cm_rsync_n_masters(const struct cm_rsync *r)
+{
+    return r->one ? 1 : r->n_masters;
+}
+
+const char *cm_rsync_master_name(const struct cm_rsync *r, size_t m, char *buf, size_t cap)
+{
+    const struct cm_config *cfg = r->cfg;
+    if (r->one && cfg->redis_unix_socket && *cfg->redis_unix_socket)
+        snprintf(buf, cap, "%s", cfg->redis_unix_socket);
+    else if (r->one)
+        snprintf(buf, cap, "%s:%d", cfg->redis_host, cfg->redis_port);
+    else if (m < r->n_masters)
+        snprintf(buf, cap, "%s:%d", r->nodes[r->masters[m]].host, r->nodes[r->masters[m]].port);
+    else
+        snprintf(buf, cap, "master %zu (none)", m);
+    return buf;
+}
+
+redisContext *cm_rsync_master_conn(struct cm_rsync *r, size_t m, char *err, size_t errlen)
+{
+    if (r->one)
+        return r->one;
+    if (m >= r->n_masters) {
+        errf(err, errlen, "redis cluster: no master %zu in the slot map", m);
+        return NULL;
+    }
+    return node_conn(r, r->masters[m], err, errlen);
+}
+
+int cm_rsync_refresh(struct cm_rsync *r, char *err, size_t errlen)
+{
+    if (r->one)
+        return 0;
+    r->changed = 0;
+    for (size_t k = 0; k < r->n_nodes; k++)
+        if (read_map(r, k, err, errlen) == 0)
+            return r->changed;
+    if (!r->n_nodes)
+        errf(err, errlen, "redis cluster: no node known");
+    return -EPROTO;
+}
+
+/* Whether the ll bytes at l contain w. */
+static int has_word(const char *l, size_t ll, const char *w)
+{
+    size_t wl = strlen(w);
+    for (size_t i = 0; i + wl <= ll; i++)
+        if (!memcmp(l + i, w, wl))
+            return 1;
+    return 0;
+}
+
+int cm_rsync_resharding(struct cm_rsync *r, char *err, size_t errlen)
+{
+    if (r->one)
+        return 0;
+    for (size_t m = 0; m < r->n_masters; m++) {
+        redisContext *c = cm_rsync_master_conn(r, m, err, errlen);
+        if (!c)
+            return -ECONNREFUSED;
+        redisReply *rep = redisCommand(c, "CLUSTER NODES");
+        if (!rep || rep->type != REDIS_REPLY_STRING) {
+            char nm[CM_NODE_HOST_MAX + 16];
+            errf(err, errlen, "redis cluster node %s: CLUSTER NODES failed: %s",
+                 cm_rsync_master_name(r, m, nm, sizeof(nm)),
+                 !rep ? c->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "not a string");
+            if (rep)
+                freeReplyObject(rep);
+            else
+                node_close(r, r->masters[m]);
+            return -EPROTO;
+        }
+        /* its own line ("myself"): a slot being moved reads [slot->-id] or [slot-<-id] */
+        int moving = 0;
+        for (const char *l = rep->str; l && *l && !moving;) {
+            const char *e = strchr(l, '\n');
+            size_t ll = e ? (size_t)(e - l) : strlen(l);
+            if (has_word(l, ll, "myself") && memchr(l, '[', ll))
+                moving = 1;
+            l = e ? e + 1 : NULL;
+        }
+        freeReplyObject(rep);
+        if (moving)
+            return 1;
+    }
+    return 0;
 }
 
 static int starts(const redisReply *rep, const char *code)

@@ -4,17 +4,14 @@
  * stopped by the teardown whatever happens): figures equal replay, also when
  * slots holding partitions move to another master during ingestion and when
  * a master is SIGKILLed and its replica takes over. Shared helpers:
- * cm_e2e.h (broker, circmon-gen, publish, replay). */
+ * cm_e2e.h (broker, circmon-gen, publish, replay), cm_cluster.h (the cluster). */
 #include "cm_e2e.h"
 
 #include "circmon/cluster.h"
 #include "circmon/redis_conn.h"
 #include "circmon/slot.h"
 
-#define CL_N 6 /* 3 masters, 3 replicas */
-
-static int cl_port[CL_N];
-static pid_t cl_pid[CL_N];
+#include "cm_cluster.h"
 
 /* ------------------------------------------------------------ slots */
 
@@ -141,166 +138,6 @@ END_TEST
 
 /* ------------------------------------------------------------ the cluster */
 
-static redisContext *node_conn(int port)
-{
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (c && c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    if (c)
-        redisSetTimeout(c, tv);
-    return c;
-}
-
-/* The reply of argv on the node at port (NULL when it does not answer). */
-static redisReply *node_cmdv(int port, int argc, const char **argv)
-{
-    redisContext *c = node_conn(port);
-    if (!c)
-        return NULL;
-    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
-    redisFree(c);
-    return r;
-}
-
-static redisReply *node_cmd(int port, const char *a0, const char *a1, const char *a2,
-                            const char *a3, const char *a4, const char *a5)
-{
-    const char *argv[] = {a0, a1, a2, a3, a4, a5};
-    int n = 0;
-    while (n < 6 && argv[n])
-        n++;
-    return node_cmdv(port, n, argv);
-}
-
-static void node_ok(int port, const char *a0, const char *a1, const char *a2, const char *a3,
-                    const char *a4, const char *a5)
-{
-    redisReply *r = node_cmd(port, a0, a1, a2, a3, a4, a5);
-    ck_assert_msg(r && r->type != REDIS_REPLY_ERROR, "node %d: %s %s %s: %s", port, a0,
-                  a1 ? a1 : "", a2 ? a2 : "", r ? r->str : "no answer");
-    freeReplyObject(r);
-}
-
-/* Whether the node at port answers CLUSTER INFO with cluster_state:ok. */
-static int node_state_ok(int port)
-{
-    redisReply *r = node_cmd(port, "CLUSTER", "INFO", NULL, NULL, NULL, NULL);
-    int ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok") &&
-             strstr(r->str, "cluster_slots_ok:16384");
-    freeReplyObject(r);
-    return ok;
-}
-
-static void node_id(int port, char *id, size_t cap)
-{
-    redisReply *r = node_cmd(port, "CLUSTER", "MYID", NULL, NULL, NULL, NULL);
-    ck_assert_msg(r && r->type == REDIS_REPLY_STRING, "node %d: no id", port);
-    snprintf(id, cap, "%s", r->str);
-    freeReplyObject(r);
-}
-
-/* The port of slot's master as the node at ask sees it (-1 unknown). */
-static int slot_owner(int ask, int slot)
-{
-    redisReply *r = node_cmd(ask, "CLUSTER", "SLOTS", NULL, NULL, NULL, NULL);
-    int port = -1;
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        redisReply *e = r->element[i];
-        if (e->element[0]->integer <= slot && slot <= e->element[1]->integer)
-            port = (int)e->element[2]->element[1]->integer;
-    }
-    freeReplyObject(r);
-    return port;
-}
-
-/* Whether the node at port is a master (ROLE). */
-static int is_master(int port)
-{
-    redisReply *r = node_cmd(port, "ROLE", NULL, NULL, NULL, NULL, NULL);
-    int m = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-            r->element[0]->type == REDIS_REPLY_STRING && !strcmp(r->element[0]->str, "master");
-    freeReplyObject(r);
-    return m;
-}
-
-/* Starts the 6 nodes on ports base..base+5 (bus ports +10000, all below
- * the ephemeral range); 0, or -1 when one could not bind (then none runs). */
-static int nodes_start(int base)
-{
-    for (int i = 0; i < CL_N; i++) {
-        char port[16], cfgf[400], rdir[300], log[300];
-        cl_port[i] = base + i;
-        snprintf(port, sizeof(port), "%d", cl_port[i]);
-        snprintf(rdir, sizeof(rdir), "%s/r%d", dir, cl_port[i]);
-        snprintf(cfgf, sizeof(cfgf), "%s/nodes.conf", rdir);
-        snprintf(log, sizeof(log), "%s/redis-%d.log", dir, cl_port[i]);
-        mkdir(rdir, 0755);
-        char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1",
-                        "--cluster-enabled", "yes", "--cluster-config-file", cfgf,
-                        "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor",
-                        "0", "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir",
-                        rdir, NULL};
-        cl_pid[i] = spawn(argv, log, log, NULL, NULL);
-    }
-    double end = now_s() + 15;
-    for (int i = 0; i < CL_N; i++) {
-        for (;;) {
-            redisReply *r = node_cmd(cl_port[i], "PING", NULL, NULL, NULL, NULL, NULL);
-            int ok = r && r->type == REDIS_REPLY_STATUS;
-            freeReplyObject(r);
-            if (ok)
-                break;
-            if (!alive(cl_pid[i]) || now_s() > end) { /* port taken: another base */
-                for (int k = 0; k < CL_N; k++) {
-                    kill(cl_pid[k], SIGKILL);
-                    wait_pid(cl_pid[k], 10);
-                }
-                return -1;
-            }
-            nap_ms(20);
-        }
-    }
-    return 0;
-}
-
-/* Starts a cluster of 3 masters and 3 replicas and waits until every node
- * says cluster_state:ok. */
-static void cluster_start(void)
-{
-    int base = -1;
-    for (int attempt = 0; attempt < 8 && base < 0; attempt++) {
-        int b = 10000 + (int)(((unsigned)getpid() * 7u + (unsigned)attempt * 131u) % 1200u) * 8;
-        if (nodes_start(b) == 0)
-            base = b;
-    }
-    ck_assert_msg(base > 0, "cannot start the cluster's nodes (ports taken?)");
-    char addr[CL_N][32];
-    char *argv[16];
-    int n = 0;
-    argv[n++] = "redis-cli";
-    argv[n++] = "--cluster";
-    argv[n++] = "create";
-    for (int i = 0; i < CL_N; i++) {
-        snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", cl_port[i]);
-        argv[n++] = addr[i];
-    }
-    argv[n++] = "--cluster-replicas";
-    argv[n++] = "1";
-    argv[n++] = "--cluster-yes";
-    argv[n] = NULL;
-    int st = wait_pid(spawn(argv, path_in("create.log"), path_in("create.log"), NULL, NULL), 60);
-    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-                  "redis-cli --cluster create failed (see %s)", path_in("create.log"));
-    double end = now_s() + 30;
-    for (int i = 0; i < CL_N; i++)
-        while (!node_state_ok(cl_port[i])) {
-            ck_assert_msg(now_s() < end, "node %d: cluster not ok after 30 s", cl_port[i]);
-            nap_ms(50);
-        }
-}
 
 static void cl_setup(void)
 {
@@ -387,93 +224,6 @@ static void http_equals(int port, const char *path, const char *want)
         nap_ms(50);
     }
     json_decref(w);
-}
-
-/* Sum of the stored positions of partitions 0..N_PARTS-1, read by name
- * through the cluster (-1 while they cannot be read). */
-static int64_t cl_stored_sum(const char *conf)
-{
-    struct cm_config cfg = {0};
-    char err[512];
-    int32_t parts[N_PARTS];
-    int64_t pos[N_PARTS], sum = 0;
-    ck_assert_msg(cm_config_load(&cfg, conf, err, sizeof(err)) == 0, "%s", err);
-    for (int i = 0; i < N_PARTS; i++)
-        parts[i] = i;
-    if (cm_store_read_positions_of(&cfg, parts, N_PARTS, pos, err, sizeof(err)) == 0)
-        for (int i = 0; i < N_PARTS; i++)
-            sum += pos[i];
-    else
-        sum = -1;
-    cm_config_free(&cfg);
-    return sum;
-}
-
-static void cl_wait_sum(const char *conf, int64_t min, int64_t max, double timeout_s)
-{
-    double end = now_s() + timeout_s;
-    int64_t s;
-    while ((s = cl_stored_sum(conf)) < min) {
-        ck_assert_msg(now_s() < end, "positions at %" PRId64 ", not %" PRId64 " after %.0f s",
-                      s, min, timeout_s);
-        nap_ms(20);
-    }
-    ck_assert_msg(s <= max, "positions add up to %" PRId64 " > %" PRId64, s, max);
-}
-
-/* The hash slot of partition p's keys. */
-static int part_slot(int p)
-{
-    char k[32];
-    int n = snprintf(k, sizeof(k), "circmon:{%d}:pos", p);
-    return cm_slot_of(k, (size_t)n);
-}
-
-/* Number of keys of slot on the node at port. */
-static long slot_keys(int port, int slot)
-{
-    char s[16];
-    snprintf(s, sizeof(s), "%d", slot);
-    redisReply *r = node_cmd(port, "CLUSTER", "COUNTKEYSINSLOT", s, NULL, NULL, NULL);
-    ck_assert_msg(r && r->type == REDIS_REPLY_INTEGER, "node %d: COUNTKEYSINSLOT", port);
-    long n = (long)r->integer;
-    freeReplyObject(r);
-    return n;
-}
-
-/* Moves slot from the master at src to the master at dst the way redis-cli
- * --cluster reshard does: IMPORTING/MIGRATING, MIGRATE of its keys in
- * batches, then SETSLOT NODE on every master. */
-static void migrate_slot(int slot, int src, int dst)
-{
-    char s[16], sid[64], did[64], dp[16];
-    snprintf(s, sizeof(s), "%d", slot);
-    snprintf(dp, sizeof(dp), "%d", dst);
-    node_id(src, sid, sizeof(sid));
-    node_id(dst, did, sizeof(did));
-    node_ok(dst, "CLUSTER", "SETSLOT", s, "IMPORTING", sid, NULL);
-    node_ok(src, "CLUSTER", "SETSLOT", s, "MIGRATING", did, NULL);
-    for (;;) {
-        redisReply *r = node_cmd(src, "CLUSTER", "GETKEYSINSLOT", s, "20", NULL, NULL);
-        ck_assert(r && r->type == REDIS_REPLY_ARRAY);
-        if (r->elements == 0) {
-            freeReplyObject(r);
-            break;
-        }
-        const char *argv[40] = {"MIGRATE", "127.0.0.1", dp, "", "0", "5000", "KEYS"};
-        int n = 7;
-        for (size_t i = 0; i < r->elements; i++)
-            argv[n++] = r->element[i]->str;
-        redisReply *m = node_cmdv(src, n, argv);
-        ck_assert_msg(m && m->type != REDIS_REPLY_ERROR, "MIGRATE: %s", m ? m->str : "no answer");
-        freeReplyObject(m);
-        freeReplyObject(r);
-    }
-    node_ok(dst, "CLUSTER", "SETSLOT", s, "NODE", did, NULL);
-    node_ok(src, "CLUSTER", "SETSLOT", s, "NODE", did, NULL);
-    for (int i = 0; i < CL_N; i++)
-        if (cl_port[i] != src && cl_port[i] != dst && is_master(cl_port[i]))
-            node_ok(cl_port[i], "CLUSTER", "SETSLOT", s, "NODE", did, NULL);
 }
 
 /* The counts of circmond's last "redis cluster: followed ..." log line. */

@@ -23,288 +23,15 @@
 #include <jansson.h>
 
 #include "circmon/alias.h"
+#include "circmon/cluster_sync.h"
 #include "circmon/config.h"
 #include "circmon/purge.h"
 #include "cm_e2e.h"
 
-#define ALIAS "t:active"
-/* An instant inside the stream: some permits are then due under one grace and
- * not yet under the other, so the figures depend on the settings they are
- * evaluated with when read, not only on those folded with. */
-#define T_AS_OF "2025-06-15"
-#define START_YEAR "2023" /* the stream runs 2023..2027: "now" is inside it too */
-#define Q_AS_OF "/v1/indicators?as_of=" T_AS_OF
-
-/* ------------------------------------------------------------ helpers */
-
-/* conf for prefix, settings block `schemes` (INI text), HTTP on port;
- * batches of batch events, in_flight at once. */
-static const char *conf_write_b(const char *name, const char *prefix, int port,
-                                const char *schemes, int batch, int in_flight)
-{
-    const char *p = path_in(name);
-    FILE *fp = fopen(p, "w");
-    ck_assert_ptr_nonnull(fp);
-    fprintf(fp,
-            "[circmon]\nbatch_size = %d\nmax_in_flight = %d\nlog_level = info\n"
-            "[kafka]\nbrokers = %s\ngroup_id = g\nrdkafka.session.timeout.ms = 6000\n"
-            "[redis]\nunix_socket = %s\ncommand_timeout_ms = 3000\nconnect_timeout_ms = 1000\n"
-            "key_prefix = %s\nalias = " ALIAS "\n"
-            "[http]\nlisten = 127.0.0.1\nport = %d\nrefresh_ms = 100\n%s",
-            batch, in_flight, brokers, redis_sock, prefix, port, schemes);
-    fclose(fp);
-    return p;
-}
-
-static const char *conf_write(const char *name, const char *prefix, int port, const char *schemes)
-{
-    return conf_write_b(name, prefix, port, schemes, 200, 4);
-}
-
-static int pick_port(unsigned *seed)
-{
-    return 20000 + (int)(rand_r(seed) % 12000u); /* below the ephemeral range (32768) */
-}
-
-/* Starts circmond on a fresh configuration (name, prefix, schemes), with
- * --rebuild when rebuild; tries other ports while the one picked is taken.
- * *port gets the port, *conf the configuration. */
-static pid_t start_http(const char *name, const char *prefix, const char *schemes, int rebuild,
-                        const char *log, int *port, const char **conf)
-{
-    static unsigned seed;
-    if (!seed)
-        seed = (unsigned)getpid() ^ (unsigned)wall_ms();
-    char path[600];
-    snprintf(path, sizeof(path), "%s/bin/circmond", top());
-    for (int attempt = 0; attempt < 10; attempt++) {
-        *port = pick_port(&seed);
-        /* the rebuild in small steps, so that it is seen half done */
-        *conf = rebuild ? conf_write_b(name, prefix, *port, schemes, 50, 1)
-                        : conf_write(name, prefix, *port, schemes);
-        unlink(log);
-        char *argv[] = {path, "--config", (char *)*conf, "--foreground",
-                        rebuild ? "--rebuild" : NULL, NULL};
-        pid_t pid = spawn(argv, NULL, log, NULL, NULL);
-        double end = now_s() + 30;
-        for (;;) {
-            if (file_has(log, "http endpoint at"))
-                return pid;
-            if (file_has(log, "cannot listen")) {
-                kill(pid, SIGKILL);
-                ck_assert_int_ge(wait_pid(pid, 10), 0);
-                forget(pid);
-                break;
-            }
-            ck_assert_msg(alive(pid), "circmond exited (see %s)", log);
-            ck_assert_msg(now_s() < end, "circmond did not open its endpoint (see %s)", log);
-            nap_ms(10);
-        }
-    }
-    ck_abort_msg("no free port in 10 tries");
-    return -1;
-}
-
-/* The body of GET path (malloc'd) when the answer is 200, else NULL. */
-static char *http_body(int port, const char *path)
-{
-    size_t cap = 1 << 22;
-    char *buf = malloc(cap);
-    if (!buf)
-        return NULL;
-    int n = http_get_raw(port, path, buf, cap);
-    char *body = n > 0 ? strstr(buf, "\r\n\r\n") : NULL;
-    char *out = NULL;
-    int status = 0;
-    if (body && sscanf(buf, "HTTP/1.%*d %d", &status) == 1 && status == 200)
-        out = strdup(body + 4);
-    free(buf);
-    return out;
-}
-
-static json_t *http_json(int port, const char *path)
-{
-    char *b = http_body(port, path);
-    json_t *j = b ? json_loads(b, 0, NULL) : NULL;
-    free(b);
-    return j;
-}
-
-/* A circmon-gen stream of START_YEAR and the 5 years after. */
-static void gen_now(const char *out, int seed, int migrants)
-{
-    char sd[16], m[16];
-    snprintf(sd, sizeof(sd), "%d", seed);
-    snprintf(m, sizeof(m), "%d", migrants);
-    char *args[] = {"--seed", sd, "--migrants", m, "--start-year", START_YEAR, "--years", "5",
-                    "--out", (char *)out, NULL};
-    ck_assert_int_eq(run_bin("circmon-gen", args, NULL, path_in("gen.log")), 0);
-}
-
-/* The cached document of port (GET /v1/indicators, as of its read instant)
- * equals the replay of files under conf as of that instant. */
-static void cached_equals_replay(int port, const char *conf, const char *f1, const char *f2)
-{
-    json_t *h = http_json(port, "/v1/indicators");
-    ck_assert_ptr_nonnull(h);
-    char at[32];
-    snprintf(at, sizeof(at), "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(h, "as_of")));
-    char *a[] = {"replay", "--config", (char *)conf, "--as-of", at, "--format", "json",
-                 (char *)f1, (char *)f2, NULL};
-    ck_assert_int_eq(run_bin("circmonctl", a, path_in("repnow.json"), path_in("ctl.log")), 0);
-    json_t *r = load_json(path_in("repnow.json"));
-    ck_assert_msg(json_equal(h, r), "the cached figures as of %s differ from replay under %s", at,
-                  conf);
-    json_decref(h);
-    json_decref(r);
-}
-
-/* replay of files under conf as of T_AS_OF. */
-static json_t *replay(const char *conf, const char *f1, const char *f2, const char *out)
-{
-    char *a[] = {"replay", "--config", (char *)conf, "--as-of", T_AS_OF, "--format", "json",
-                 (char *)f1, (char *)f2, NULL};
-    ck_assert_int_eq(run_bin("circmonctl", a, path_in(out), path_in("ctl.log")), 0);
-    return load_json(path_in(out));
-}
-
-/* circmonctl indicators under conf as of T_AS_OF. */
-static json_t *indicators(const char *conf)
-{
-    char *a[] = {"indicators", "--config", (char *)conf, "--as-of", T_AS_OF, "--format", "json",
-                 NULL};
-    ck_assert_int_eq(run_bin("circmonctl", a, path_in("ind.json"), path_in("ctl.log")), 0);
-    return load_json(path_in("ind.json"));
-}
-
-static int ctl_rebuild(const char *action, const char *conf, const char *extra1,
-                       const char *extra2)
-{
-    char *a[] = {"rebuild", (char *)action, "--config", (char *)conf, (char *)extra1,
-                 (char *)extra2, NULL};
-    return run_bin("circmonctl", a, path_in("rebuild.out"), path_in("rebuild.err"));
-}
-
-/* Polls GET Q_AS_OF on port until it equals want (deadline 30 s). */
-static void wait_http_equals(int port, json_t *want, const char *what)
-{
-    double end = now_s() + 30;
-    for (;;) {
-        json_t *j = http_json(port, Q_AS_OF);
-        int eq = j && json_equal(j, want);
-        if (j)
-            json_decref(j);
-        if (eq)
-            return;
-        ck_assert_msg(now_s() < end, "%s: the read side did not serve the expected figures", what);
-        nap_ms(20);
-    }
-}
-
-/* Dead letters on the topic (every copy). */
-static long dlq_count(void)
-{
-    rd_kafka_t *rk = topic_reader("circmon.events.dlq", N_PARTS, "t-dlq-count");
-    int eof = 0;
-    long n = 0;
-    rd_kafka_message_t *m;
-    while ((m = topic_next(rk, "circmon.events.dlq", N_PARTS, &eof, now_s() + 30))) {
-        n++;
-        rd_kafka_message_destroy(m);
-    }
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    return n;
-}
-
-static long keys_of(const char *prefix)
-{
-    redisContext *c = redis_conn();
-    ck_assert_ptr_nonnull(c);
-    char *pat = cm_purge_pattern(prefix), err[256];
-    size_t n = 0;
-    ck_assert_msg(cm_purge_count(c, pat, &n, err, sizeof(err)) == 0, "%s", err);
-    free(pat);
-    redisFree(c);
-    return (long)n;
-}
-
-static char *alias_prefix(void)
-{
-    redisContext *c = redis_conn();
-    ck_assert_ptr_nonnull(c);
-    redisReply *r = redisCommand(c, "HGET " ALIAS " prefix");
-    ck_assert_ptr_nonnull(r);
-    char *s = r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
-    freeReplyObject(r);
-    redisFree(c);
-    return s;
-}
-
-/* circmond on conf (with --rebuild when rebuild) must exit 1 at start-up,
- * saying needle. */
-static void expect_refused(const char *conf, int rebuild, const char *needle)
-{
-    char path[600];
-    snprintf(path, sizeof(path), "%s/bin/circmond", top());
-    char *argv[] = {path, "--config", (char *)conf, "--foreground", rebuild ? "--rebuild" : NULL,
-                    NULL};
-    const char *lr = path_in("refused.log");
-    unlink(lr);
-    pid_t r = spawn(argv, NULL, lr, NULL, NULL);
-    int st = wait_pid(r, 30);
-    forget(r);
-    ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1,
-                  "circmond %s was not refused (status %d)", conf, st);
-    ck_assert_msg(file_has(lr, needle), "circmond %s: no '%s' in %s", conf, needle, lr);
-}
-
-/* ------------------------------------------------------------ the poller */
-
-/* Reads the read side during the switch, on its own thread: every answer
- * must be one of the two full figure sets, and once the new one was seen
- * the old one never again. */
-struct poller {
-    int port;
-    json_t *j1, *j2;
-    volatile int stop;
-    long n1, n2, nmix, nback, nerr;
-    char mix_file[300];
-};
-
-static void *poll_main(void *arg)
-{
-    struct poller *p = arg;
-    while (!p->stop) {
-        char *b = http_body(p->port, Q_AS_OF);
-        json_t *j = b ? json_loads(b, 0, NULL) : NULL;
-        if (!j) {
-            p->nerr++;
-        } else if (json_equal(j, p->j1)) {
-            p->n1++;
-            if (p->n2)
-                p->nback++;
-        } else if (json_equal(j, p->j2)) {
-            p->n2++;
-        } else {
-            if (!p->nmix++) {
-                FILE *fp = fopen(p->mix_file, "w");
-                if (fp) {
-                    fputs(b, fp);
-                    fclose(fp);
-                }
-            }
-        }
-        if (j)
-            json_decref(j);
-        free(b);
-    }
-    return NULL;
-}
+#include "cm_rebuild.h"
 
 /* ------------------------------------------------------------ tests */
 
-#define SCHEMES2 "[scheme *]\ngrace_days = 21\n[scheme SAWP-ES]\ngrace_days = 3\n"
 
 START_TEST(test_rebuild_end_to_end)
 {
@@ -527,10 +254,12 @@ START_TEST(test_alias_checked)
     cfg.redis_alias = strdup(ALIAS);
     redisContext *c = cm_store_connect_sync(&cfg, err, sizeof(err));
     ck_assert_msg(c != NULL, "%s", err);
+    struct cm_rsync *rs = cm_rsync_open(&cfg, err, sizeof(err));
+    ck_assert_msg(rs != NULL, "%s", err);
     struct cm_alias al;
 
     /* absent: the configuration's own */
-    ck_assert_int_eq(cm_alias_read_sync(c, &cfg, &al, err, sizeof(err)), 0);
+    ck_assert_int_eq(cm_alias_read_sync(rs, &cfg, &al, err, sizeof(err)), 0);
     ck_assert_int_eq(al.from_alias, 0);
     ck_assert_str_eq(al.prefix, "circmon");
     cm_alias_free(&al);
@@ -547,13 +276,13 @@ START_TEST(test_alias_checked)
     c2.schemes[0].stay_w = 180;
     char *set = cm_alias_settings_format(&c2), *cur = NULL;
     ck_assert_ptr_nonnull(set);
-    ck_assert_int_eq(cm_alias_switch_sync(c, &cfg, "", "p1", set, 100, &cur, err, sizeof(err)), 1);
-    ck_assert_int_eq(cm_alias_switch_sync(c, &cfg, "", "p2", set, 101, &cur, err, sizeof(err)), 0);
+    ck_assert_int_eq(cm_alias_switch_sync(rs, &cfg, "", "p1", set, 100, &cur, err, sizeof(err)), 1);
+    ck_assert_int_eq(cm_alias_switch_sync(rs, &cfg, "", "p2", set, 101, &cur, err, sizeof(err)), 0);
     ck_assert_str_eq(cur, "p1");
     free(cur);
-    ck_assert_int_eq(cm_alias_switch_sync(c, &cfg, "p1", "p2", set, 102, &cur, err, sizeof(err)),
+    ck_assert_int_eq(cm_alias_switch_sync(rs, &cfg, "p1", "p2", set, 102, &cur, err, sizeof(err)),
                      1);
-    ck_assert_int_eq(cm_alias_read_sync(c, &cfg, &al, err, sizeof(err)), 0);
+    ck_assert_int_eq(cm_alias_read_sync(rs, &cfg, &al, err, sizeof(err)), 0);
     ck_assert_int_eq(al.from_alias, 1);
     ck_assert_str_eq(al.prefix, "p2");
     ck_assert_str_eq(al.previous, "p1");
@@ -602,7 +331,7 @@ START_TEST(test_alias_checked)
         ck_assert(r && r->type == REDIS_REPLY_INTEGER);
         freeReplyObject(r);
         err[0] = 0;
-        ck_assert_msg(cm_alias_read_sync(c, &cfg, &al, err, sizeof(err)) == -EPROTO,
+        ck_assert_msg(cm_alias_read_sync(rs, &cfg, &al, err, sizeof(err)) == -EPROTO,
                       "%s = %s accepted", bad[i][0], bad[i][1]);
         ck_assert_msg(strstr(err, bad[i][2]) && strstr(err, ALIAS), "%s = %s: message '%s'",
                       bad[i][0], bad[i][1], err);
@@ -611,8 +340,9 @@ START_TEST(test_alias_checked)
     }
     redisReply *r = redisCommand(c, "SET " ALIAS " x");
     freeReplyObject(r);
-    ck_assert_int_eq(cm_alias_read_sync(c, &cfg, &al, err, sizeof(err)), -EPROTO);
+    ck_assert_int_eq(cm_alias_read_sync(rs, &cfg, &al, err, sizeof(err)), -EPROTO);
     free(set);
+    cm_rsync_close(rs);
     redisFree(c);
     cm_config_free(&c2);
     cm_config_free(&cfg);
@@ -646,9 +376,9 @@ START_TEST(test_purge_only_its_prefix)
     }
     char *pat = cm_purge_pattern("p"), cursor[32] = "0", err[256];
     size_t total = 0, steps = 0, found, del, left;
-    ck_assert_int_eq(cm_purge_step(c, pat, cursor, 0, &found, &del, err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(cm_purge_step(c, NULL, pat, cursor, 0, &found, &del, err, sizeof(err)), -EINVAL);
     do {
-        ck_assert_int_eq(cm_purge_step(c, pat, cursor, 25, &found, &del, err, sizeof(err)), 0);
+        ck_assert_int_eq(cm_purge_step(c, NULL, pat, cursor, 25, &found, &del, err, sizeof(err)), 0);
         ck_assert_int_le(found, 25 * 4); /* COUNT is a hint; bounded in practice */
         total += del;
         steps++;
@@ -667,12 +397,41 @@ START_TEST(test_purge_only_its_prefix)
     pat = cm_purge_pattern("a*b");
     strcpy(cursor, "0");
     do
-        ck_assert_int_eq(cm_purge_step(c, pat, cursor, 100, &found, &del, err, sizeof(err)), 0);
+        ck_assert_int_eq(cm_purge_step(c, NULL, pat, cursor, 100, &found, &del, err, sizeof(err)), 0);
     while (strcmp(cursor, "0"));
     r = redisCommand(c, "EXISTS a?b:{1}:pos a*b:{1}:pos");
     ck_assert_int_eq(r->integer, 1);
     freeReplyObject(r);
     free(pat);
+    /* the whole deletion through cm_rsync on one Redis: one master, one pass, verified */
+    for (int k = 0; k < 300; k++) {
+        r = redisCommand(c, "SET p:{%d}:m:%d v", k % 7, k);
+        freeReplyObject(r);
+    }
+    struct cm_config cfg = {0};
+    ck_assert_int_eq(cm_config_defaults(&cfg), 0);
+    free(cfg.redis_unix_socket);
+    cfg.redis_unix_socket = strdup(redis_sock);
+    struct cm_rsync *rs = cm_rsync_open(&cfg, err, sizeof(err));
+    ck_assert_msg(rs != NULL, "%s", err);
+    ck_assert_int_eq(cm_rsync_n_masters(rs), 1);
+    pat = cm_purge_pattern("p");
+    struct cm_purge_result res;
+    ck_assert_int_eq(cm_purge_prefix(rs, pat, 0, 0, &res, err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(cm_purge_prefix(rs, pat, 40, 1, &res, err, sizeof(err)), 0);
+    ck_assert_int_eq(res.deleted, 300);
+    ck_assert_int_eq(res.passes, 1);
+    ck_assert_int_eq(res.left, 0);
+    ck_assert_int_eq(res.resharding, 0);
+    ck_assert_int_gt(res.steps, 1);
+    for (size_t i = 0; i + 1 < sizeof(keep) / sizeof(keep[0]); i++) { /* a*b's went above */
+        r = redisCommand(c, "EXISTS %s", keep[i]);
+        ck_assert_int_eq(r->integer, 1);
+        freeReplyObject(r);
+    }
+    free(pat);
+    cm_rsync_close(rs);
+    cm_config_free(&cfg);
     redisFree(c);
     svc_dir_remove();
 }

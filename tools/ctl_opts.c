@@ -14,6 +14,7 @@
 #include <hiredis/hiredis.h>
 
 #include "circmon/alias.h"
+#include "circmon/cluster_sync.h"
 #include "circmon/event.h"
 #include "circmon/indicators.h"
 #include "circmon/store.h"
@@ -158,13 +159,13 @@ int cm_ctl_resolve(const struct cm_ctl_cmd *cmd, struct cm_config *cfg)
     struct cm_alias al;
     if (!cfg->redis_alias)
         return 0;
-    redisContext *c = cm_store_connect_sync(cfg, err, sizeof(err));
+    struct cm_rsync *c = cm_rsync_open(cfg, err, sizeof(err)); /* one Redis, or the cluster */
     if (!c) {
         cm_ctl_err(cmd, "%s", err);
         return 1;
     }
     int r = cm_alias_read_sync(c, cfg, &al, err, sizeof(err));
-    redisFree(c);
+    cm_rsync_close(c);
     if (r < 0) {
         cm_ctl_err(cmd, "%s", err);
         return 1;

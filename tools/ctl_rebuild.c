@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "circmon/alias.h"
+#include "circmon/cluster_sync.h"
 #include "circmon/purge.h"
 #include "circmon/store.h"
 #include "ctl.h"
@@ -36,7 +37,8 @@ static const struct cm_ctl_cmd CMD = {
         "          next refresh on\n"
         "  delete  deletes every key of prefix OLD (default: the one the alias replaced)\n"
         "          in steps of N keys (default 500), pausing MS ms (default 10) between\n"
-        "          steps; refuses the active prefix and FILE's key_prefix\n",
+        "          steps, on every master of a Redis Cluster, then verifies that none is\n"
+        "          left; refuses the active prefix and FILE's key_prefix\n",
     .opts = CM_CTL_CONFIG | CM_CTL_FORMAT,
     .required = CM_CTL_CONFIG,
     .format = "table",
@@ -147,7 +149,7 @@ static int parse(int argc, char **argv, struct opts *o)
 }
 
 /* The alias as Redis holds it (out->from_alias 0: no key yet). */
-static int read_alias(redisContext *c, const struct cm_config *cfg, struct cm_alias *out)
+static int read_alias(struct cm_rsync *c, const struct cm_config *cfg, struct cm_alias *out)
 {
     char err[512];
     if (cm_alias_read_sync(c, cfg, out, err, sizeof(err)) < 0) {
@@ -157,7 +159,7 @@ static int read_alias(redisContext *c, const struct cm_config *cfg, struct cm_al
     return 0;
 }
 
-static int act_begin(redisContext *c, const struct cm_config *cfg)
+static int act_begin(struct cm_rsync *c, const struct cm_config *cfg)
 {
     char err[512];
     struct cm_alias al;
@@ -224,7 +226,7 @@ static int progress(const struct cm_config *cfg, struct cm_ctl_part **rows, int 
     return 0;
 }
 
-static int act_status(redisContext *c, const struct cm_config *cfg, const char *format)
+static int act_status(struct cm_rsync *c, const struct cm_config *cfg, const char *format)
 {
     struct cm_alias al;
     struct cm_ctl_part *rows = NULL;
@@ -286,7 +288,7 @@ static int act_status(redisContext *c, const struct cm_config *cfg, const char *
 
 /* The settings the prefix was rebuilt with (circmond --rebuild's marker)
  * are cfg's: 0, or -1 after saying why not. */
-static int marker_agrees(redisContext *c, const struct cm_config *cfg)
+static int marker_agrees(struct cm_rsync *c, const struct cm_config *cfg)
 {
     char *k = cm_alias_marker_key(cfg->key_prefix), why[400];
     struct cm_config fold;
@@ -295,10 +297,12 @@ static int marker_agrees(redisContext *c, const struct cm_config *cfg)
         cm_ctl_err(&CMD, "out of memory");
         return -1;
     }
-    redisReply *rep = redisCommand(c, "GET %s", k);
+    char cerr[400] = "";
+    const char *argv[] = {"GET", k};
+    redisReply *rep = cm_rsync_command(c, 2, argv, NULL, cerr, sizeof(cerr));
     if (!rep || (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_NIL)) {
         cm_ctl_err(&CMD, "GET %s: %s", k,
-                   !rep ? c->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "not a string");
+                   !rep ? cerr : rep->type == REDIS_REPLY_ERROR ? rep->str : "not a string");
     } else if (rep->type == REDIS_REPLY_NIL) {
         cm_ctl_err(&CMD, "%s holds no %s: it was not folded by 'circmond --rebuild', so its "
                          "settings are not known; the alias still names the old prefix",
@@ -320,7 +324,7 @@ static int marker_agrees(redisContext *c, const struct cm_config *cfg)
     return r;
 }
 
-static int act_switch(redisContext *c, const struct cm_config *cfg, int64_t max_lag)
+static int act_switch(struct cm_rsync *c, const struct cm_config *cfg, int64_t max_lag)
 {
     char err[512];
     struct cm_alias al;
@@ -384,16 +388,9 @@ out:
     return rc;
 }
 
-static void pause_ms(int64_t ms)
+static int act_delete(struct cm_rsync *c, const struct cm_config *cfg, const struct opts *o)
 {
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
-
-static int act_delete(redisContext *c, const struct cm_config *cfg, const struct opts *o)
-{
-    char err[512], cursor[32] = "0";
+    char err[512];
     struct cm_alias al;
     int rc = 1;
     char *pat = NULL;
@@ -418,30 +415,28 @@ static int act_delete(redisContext *c, const struct cm_config *cfg, const struct
         cm_ctl_err(&CMD, "out of memory");
         goto out;
     }
-    size_t total = 0, steps = 0;
-    do {
-        size_t found, deleted;
-        if (cm_purge_step(c, pat, cursor, (size_t)o->step, &found, &deleted, err, sizeof(err)) <
-            0) {
-            cm_ctl_err(&CMD, "%s (%zu keys of %s deleted so far; run again to go on)", err, total,
-                       victim);
-            goto out;
-        }
-        total += deleted;
-        steps++;
-        if (strcmp(cursor, "0") && o->pause_ms)
-            pause_ms(o->pause_ms);
-    } while (strcmp(cursor, "0"));
-    size_t left = 0;
-    if (cm_purge_count(c, pat, &left, err, sizeof(err)) < 0) {
-        cm_ctl_err(&CMD, "%s", err);
+    /* every master of the slot map on a cluster (each SCANs its own keys only),
+     * verified after each pass: a reshard meanwhile moves keys between them */
+    struct cm_purge_result res;
+    int r = cm_purge_prefix(c, pat, (size_t)o->step, o->pause_ms, &res, err, sizeof(err));
+    if (r < 0) {
+        cm_ctl_err(&CMD, "%s (%zu keys of %s deleted so far; run again to go on)", err,
+                   res.deleted, victim);
         goto out;
     }
-    printf("%zu keys of %s deleted in %zu steps\n", total, victim, steps);
-    if (left) {
+    printf("%zu keys of %s deleted in %zu steps (%zu pass%s over %zu node%s)\n", res.deleted,
+           victim, res.steps, res.passes, res.passes == 1 ? "" : "es", cm_rsync_n_masters(c),
+           cm_rsync_n_masters(c) == 1 ? "" : "s");
+    if (r == 1 && res.left) {
         cm_ctl_err(&CMD, "%zu keys of %s appeared during the deletion: something still writes "
                          "it (a circmond with key_prefix = %s?); stop it and run again",
-                   left, victim, victim);
+                   res.left, victim, victim);
+        goto out;
+    }
+    if (r == 1) {
+        cm_ctl_err(&CMD, "slots of the cluster kept moving during %zu passes (a reshard): the "
+                         "deletion of %s is not verified; run again after the reshard",
+                   res.passes, victim);
         goto out;
     }
     rc = 0;
@@ -468,7 +463,7 @@ int cm_ctl_rebuild(int argc, char **argv)
                    o.config);
         goto out;
     }
-    redisContext *c = cm_store_connect_sync(&cfg, err, sizeof(err));
+    struct cm_rsync *c = cm_rsync_open(&cfg, err, sizeof(err)); /* one Redis, or the cluster */
     if (!c) {
         cm_ctl_err(&CMD, "%s", err);
         goto out;
@@ -481,7 +476,7 @@ int cm_ctl_rebuild(int argc, char **argv)
         rc = act_switch(c, &cfg, o.max_lag);
     else
         rc = act_delete(c, &cfg, &o);
-    redisFree(c);
+    cm_rsync_close(c);
 out:
     cm_config_free(&cfg);
     return rc;

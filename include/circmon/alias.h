@@ -36,7 +36,7 @@
 #define CM_ALIAS_SCHEMES_MAX 65536 /* schemes one settings text may hold */
 
 struct redisReply;
-struct redisContext;
+struct cm_rsync;
 
 /* What a reader reads: the prefix, and the settings to evaluate it with. */
 struct cm_alias {
@@ -77,9 +77,10 @@ int cm_alias_settings_equal(const struct cm_config *a, const struct cm_config *b
 int cm_alias_from_reply(const struct redisReply *rep, const struct cm_config *cfg,
                         struct cm_alias *out, char *err, size_t errlen);
 
-/* cm_alias_from_reply of an HGETALL on c (blocking); with cfg's alias unset,
- * no command is sent. Same contract. */
-int cm_alias_read_sync(struct redisContext *c, const struct cm_config *cfg,
+/* cm_alias_from_reply of an HGETALL on c (blocking; routed to the alias
+ * key's slot on a cluster, cluster_sync.h); with cfg's alias unset, no
+ * command is sent. Same contract. */
+int cm_alias_read_sync(struct cm_rsync *c, const struct cm_config *cfg,
                        struct cm_alias *out, char *err, size_t errlen);
 
 /* Frees what a holds and zeroes it. Accepts a zeroed one. */
@@ -97,13 +98,13 @@ int cm_alias_apply(struct cm_config *cfg, struct cm_alias *a);
  * deletion takes it with the rest). */
 char *cm_alias_marker_key(const char *prefix);
 
-/* The switch, on c: sets the alias key of cfg to name prefix `to` with
+/* The switch, on c (routed to the alias key's slot): sets the alias key of cfg to name prefix `to` with
  * settings (text of cm_alias_settings_format), `previous` = expect and
  * `since` = now, only if its `prefix` field is still `expect` ("" = the key
  * has no prefix yet). Returns 1 when switched, 0 when refused (*cur, when
  * not NULL, gets the prefix found, malloc'd: "" when none), or a negative
  * code with err. */
-int cm_alias_switch_sync(struct redisContext *c, const struct cm_config *cfg, const char *expect,
+int cm_alias_switch_sync(struct cm_rsync *c, const struct cm_config *cfg, const char *expect,
                          const char *to, const char *settings, int64_t now, char **cur,
                          char *err, size_t errlen);
 

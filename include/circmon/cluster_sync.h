@@ -33,6 +33,38 @@ struct cm_rsync *cm_rsync_open(const struct cm_config *cfg, char *err, size_t er
 struct redisReply *cm_rsync_command(struct cm_rsync *r, int argc, const char **argv,
                                     const size_t *lens, char *err, size_t errlen);
 
+/* The masters of the current slot map, for commands that each node answers
+ * for its own keys only (SCAN): masters are numbered 0..n-1 in the order of
+ * the first slot each serves. With cluster = no, the one Redis is master 0.
+ * The numbering holds until the map is read again (cm_rsync_refresh, or a
+ * redirection or lost node met by cm_rsync_command). */
+size_t cm_rsync_n_masters(const struct cm_rsync *r);
+
+/* "host:port" of master m (or the configured address with cluster = no)
+ * into buf (cap bytes); returns buf. */
+const char *cm_rsync_master_name(const struct cm_rsync *r, size_t m, char *buf, size_t cap);
+
+/* The connection to master m (m < cm_rsync_n_masters), opened when first
+ * needed; owned by r (never freed by the caller; invalid after the next
+ * cm_rsync_* call that meets an I/O error on it: the caller reports and
+ * stops). Commands on it are not routed: a key of a slot that moved gets a
+ * MOVED or ASK error reply, which the caller sends again through
+ * cm_rsync_command. NULL with err when it cannot connect. */
+struct redisContext *cm_rsync_master_conn(struct cm_rsync *r, size_t m, char *err,
+                                          size_t errlen);
+
+/* Reads the slot map again (from any node that answers; with cluster = no,
+ * nothing to do). 1 when it differs from the map held before, 0 when it is
+ * the same, or -EPROTO with err when no node answered (the old map is then
+ * kept). */
+int cm_rsync_refresh(struct cm_rsync *r, char *err, size_t errlen);
+
+/* 1 when some master of the current map has a slot MIGRATING or IMPORTING
+ * (a reshard under way, from CLUSTER NODES of each master), 0 when none,
+ * negative with err when a master did not answer. Always 0 with cluster =
+ * no. */
+int cm_rsync_resharding(struct cm_rsync *r, char *err, size_t errlen);
+
 /* Closes every connection and frees r. Accepts NULL; returns NULL. */
 struct cm_rsync *cm_rsync_close(struct cm_rsync *r);
 
