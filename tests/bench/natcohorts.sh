@@ -88,6 +88,7 @@ run_one() { # run_one yes|no RUN
     m1=$(info_field memory used_memory)
     local migrants agg fields cf
     read -r migrants agg fields cf <<<"$(counts)"
+    migrants_seen=$migrants
     printf '| %s | %.0f | %.0f | %d | %d | %.2f | %.0f |\n' "$1" \
         "$(echo "($m1 - $m0) / $migrants" | bc -l)" "$(echo "$agg / $migrants" | bc -l)" \
         "$fields" "$cf" "$(echo "($c1 - $c0) * 1000000 / $n" | bc -l)" \
@@ -104,4 +105,4 @@ echo
 echo "| nationality_cohorts | used_memory / migrant (B) | of which aggregates (B) | aggregate fields | of which c: | Redis CPU / event (us) | events/s (assigned to caught up) |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 cat "$work/nat.md"
-echo "($MIGRANTS migrants generated, $n events, $PARTITIONS partitions; redis-server $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p'))"
+echo "($MIGRANTS migrants generated, $migrants_seen with a state, $n events, $PARTITIONS partitions; redis-server $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p'))"
