@@ -347,7 +347,8 @@ static void evaluate(struct cmd_alerts *a, const struct cmd_figures *fig)
         int rc = cm_alert_instances(&a->cfg->alerts[r], fig->doc, fig->as_of, &iv, &n);
         if (rc == -ENODATA) {
             cm_log_err("alerts: rule %s: the stored aggregate has no cohorts per nationality "
-                       "for some of its data (folded by a version before them): rebuild the "
+                       "for some of its data (folded by a version before them, or with "
+                       "nationality_cohorts = no): rebuild the "
                        "aggregate (README \"Operations\"); the rule is not evaluated",
                        a->cfg->alerts[r].name);
             hold(a, r);

@@ -34,6 +34,7 @@ static const struct field fields[] = {
     FI("circmon", "max_in_flight", max_in_flight, F_RESTART),
     FI("circmon", "batch_linger_ms", batch_linger_ms, F_RESTART),
     FS("circmon", "log_level", log_level, F_LIVE),
+    FI("circmon", "nationality_cohorts", nationality_cohorts, F_REFUSE),
     FS("kafka", "brokers", brokers, F_RESTART),
     FS("kafka", "topic", topic, F_REFUSE),
     FS("kafka", "group_id", group_id, F_RESTART),

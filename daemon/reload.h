@@ -5,6 +5,7 @@
  *    error names the file, the line and the key;
  *  - a change to a key the stored state depends on is refused, naming the
  *    key, and changes nothing: reorder_window_days, max_window_events,
+ *    nationality_cohorts (whether the aggregate has cohorts per nationality),
  *    every scheme's grace_days and stay_limit ([scheme *] and [scheme ID]:
  *    compared as each scheme's effective settings), [kafka] topic,
  *    dlq_topic and alert_topic (positions and the dead-letter and alert

@@ -67,6 +67,7 @@ struct table {
  * nationality), which each event touches one or two of. */
 struct cm_agg {
     struct table t[2];
+    int nat_cohorts; /* items also go to (scheme, nat, month): cm_agg_set_nat_cohorts */
 };
 
 static struct table *table_of(struct cm_agg *ag, uint64_t w2)
@@ -235,8 +236,9 @@ int cm_agg_foreach(const struct cm_agg *ag,
 
 #define ITEM_KEYS 3 /* aggregate keys of one item, at most */
 
-/* The aggregate keys of item it (one to three) and their values; returns how many. */
-static int item_keys(const struct cm_item *it, struct cm_agg_key *k, int64_t *v)
+/* The aggregate keys of item it (one to three; the third, the cohort of a
+ * nationality, only with natc) and their values; returns how many. */
+static int item_keys(const struct cm_item *it, int natc, struct cm_agg_key *k, int64_t *v)
 {
     v[0] = v[1] = it->v;
     k[0] = (struct cm_agg_key){.ctr = it->ctr, .scheme = it->scheme};
@@ -247,6 +249,8 @@ static int item_keys(const struct cm_item *it, struct cm_agg_key *k, int64_t *v)
         k[1] = k[0];
         k[1].kind = CM_AK_MONTH;
         k[1].a = it->day;
+        if (!natc)
+            return 2;
         k[2] = k[0];
         k[2].kind = CM_AK_NATMONTH;
         k[2].b = it->day;
@@ -287,6 +291,11 @@ static int item_keys(const struct cm_item *it, struct cm_agg_key *k, int64_t *v)
 
 #define ITEM_RUN 64 /* items whose slots are fetched at once */
 
+void cm_agg_set_nat_cohorts(struct cm_agg *ag, int on)
+{
+    ag->nat_cohorts = on != 0;
+}
+
 int cm_agg_add_items(struct cm_agg *ag, const struct cm_item *it, size_t n)
 {
     /* The keys of a run of items first, asking for their slots, then the
@@ -299,7 +308,7 @@ int cm_agg_add_items(struct cm_agg *ag, const struct cm_item *it, size_t n)
         for (size_t i = 0; i < m; i++) {
             struct cm_agg_key k[ITEM_KEYS];
             int64_t kv[ITEM_KEYS];
-            int c = item_keys(&it[base + i], k, kv);
+            int c = item_keys(&it[base + i], ag->nat_cohorts, k, kv);
             for (int j = 0; j < c; j++, nk++) {
                 pack_key(&k[j], &w1[nk], &w2[nk]);
                 v[nk] = kv[j];

@@ -58,6 +58,11 @@ char *cm_alias_settings_format(const struct cm_config *cfg)
     doc = json_pack("{s:i, s:[i, i], s:o, s:O}", "v", 1, "window", cfg->reorder_window_days,
                     cfg->max_window_events, "default", triple(&cfg->scheme_default), "schemes",
                     list);
+    /* nationality_cohorts = yes only: the text of a prefix without them is
+     * what it was before the key existed */
+    if (doc && cfg->nationality_cohorts &&
+        json_object_set_new(doc, "nationality_cohorts", json_true()) < 0)
+        goto out;
     if (doc)
         s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
 out:
@@ -102,13 +107,19 @@ int cm_alias_settings_parse(const char *s, size_t len, struct cm_config *fold, c
     json_t *list = doc ? json_object_get(doc, "schemes") : NULL;
     json_t *v = doc ? json_object_get(doc, "v") : NULL;
     json_t *win = doc ? json_object_get(doc, "window") : NULL;
+    json_t *nat = doc ? json_object_get(doc, "nationality_cohorts") : NULL;
     struct cm_scheme_conf *sc = NULL;
     int r = -EPROTO;
     if (!doc) {
         errf(err, errlen, "settings: not JSON: %s at byte %d", je.text, je.position);
         return -EPROTO;
     }
-    if (!json_is_object(doc) || json_object_size(doc) != 4 || !json_is_integer(v) ||
+    if (nat && !json_is_true(nat)) {
+        errf(err, errlen, "settings: nationality_cohorts: true or absent expected");
+        goto out;
+    }
+    fold->nationality_cohorts = nat != NULL;
+    if (!json_is_object(doc) || json_object_size(doc) != 4 + (nat != NULL) || !json_is_integer(v) ||
         json_integer_value(v) != 1 || !json_is_array(def) || json_array_size(def) != 3 ||
         !json_is_array(list) || !json_is_array(win) || json_array_size(win) != 2) {
         errf(err, errlen, "settings: not {\"v\":1,\"window\":[r,m],\"default\":[g,n,w],"
@@ -188,7 +199,8 @@ int cm_alias_settings_equal(const struct cm_config *a, const struct cm_config *b
 {
     const struct cm_config *both[2] = {a, b};
     if (a->reorder_window_days != b->reorder_window_days ||
-        a->max_window_events != b->max_window_events)
+        a->max_window_events != b->max_window_events ||
+        !a->nationality_cohorts != !b->nationality_cohorts)
         return 0;
     if (a->scheme_default.grace_days != b->scheme_default.grace_days ||
         a->scheme_default.stay_n != b->scheme_default.stay_n ||
@@ -209,6 +221,7 @@ static int copy_fold(const struct cm_config *cfg, struct cm_config *fold)
     memset(fold, 0, sizeof(*fold));
     fold->reorder_window_days = cfg->reorder_window_days;
     fold->max_window_events = cfg->max_window_events;
+    fold->nationality_cohorts = cfg->nationality_cohorts;
     fold->scheme_default = cfg->scheme_default;
     if (cfg->n_schemes) {
         fold->schemes = malloc(cfg->n_schemes * sizeof(*fold->schemes));

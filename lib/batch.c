@@ -61,6 +61,7 @@ struct cm_batch *cm_batch_new(struct cm_fold_ctx *fc, struct cm_decoder *dec, si
     if (!(b->msgs = calloc(cap, sizeof(*b->msgs))) || !(b->migs = calloc(cap, sizeof(*b->migs))) ||
         !(b->slots = malloc(ns * sizeof(*b->slots))) || !(b->ag = cm_agg_new()))
         return cm_batch_free(b);
+    cm_agg_set_nat_cohorts(b->ag, cm_fold_ctx_nat_cohorts(fc));
     for (size_t i = 0; i < ns; i++)
         b->slots[i] = -1;
     return b;

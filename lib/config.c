@@ -55,6 +55,8 @@ struct parser {
     size_t cap_alerts;
     bool password_seen, password_file_seen;
     int cluster_line, nodes_line, db_line, unix_line; /* [redis] keys checked together */
+    int nat_line;                   /* first [alert] nationality key, 0 if none */
+    size_t nat_alert;               /* its rule, an index of cfg->alerts */
     struct seen_key *keys;          /* every key so far, for duplicates */
     size_t n_keys, cap_keys;
     int rc;                         /* first error, 0 if none */
@@ -282,6 +284,12 @@ static int handle_circmon(struct parser *ps, const char *key, const char *value)
         return fail(ps, -EINVAL, "[circmon] log_level: not one of debug, info, warning, "
                                  "error: \"%s\"", value);
     }
+    if (strcmp(key, "nationality_cohorts") == 0) {
+        if (strcmp(value, "yes") && strcmp(value, "no"))
+            return fail(ps, -EINVAL, "[circmon] nationality_cohorts: not yes or no: \"%s\"", value);
+        cfg->nationality_cohorts = strcmp(value, "yes") == 0;
+        return 1;
+    }
     return fail(ps, -EINVAL, "[circmon] %s: unknown key", key);
 }
 
@@ -455,6 +463,10 @@ static int handle_alert(struct parser *ps, const char *key, const char *value) {
 
     if (r < 0)
         return fail(ps, r, "[%s] %s: %s", ps->section, key, why);
+    if (strcmp(key, "nationality") == 0 && !ps->nat_line) {
+        ps->nat_line = ps->lineno;
+        ps->nat_alert = (size_t)(ps->alert - ps->cfg->alerts);
+    }
     return 1;
 }
 
@@ -701,6 +713,7 @@ int cm_config_defaults(struct cm_config *cfg) {
         .batch_size = 10000,
         .max_in_flight = 8,
         .batch_linger_ms = 20,
+        .nationality_cohorts = 0,
         .log_level = xstrdup("info"),
         .brokers = xstrdup("127.0.0.1:9092"),
         .topic = xstrdup("circmon.events"),
@@ -838,6 +851,16 @@ int cm_config_load(struct cm_config *cfg, const char *path, char *err, size_t er
     if (!cfg->redis_cluster && cfg->n_redis_nodes) {
         set_err(err, errlen, "%s:%d: [redis] nodes: only used with cluster = yes (a single "
                 "Redis is host and port)", path, ps.nodes_line);
+        r = -EINVAL;
+        goto fail;
+    }
+    /* A rule per nationality reads the cohorts per nationality, which the
+     * fold writes only when asked to ([circmon] may follow the rules). */
+    if (ps.nat_line && !cfg->nationality_cohorts) {
+        set_err(err, errlen, "%s:%d: [alert %s] nationality: needs [circmon] "
+                "nationality_cohorts = yes (the fold then keeps cohorts per nationality; over "
+                "existing data rebuild the aggregate: README Operations \"Rebuild without "
+                "downtime\")", path, ps.nat_line, cfg->alerts[ps.nat_alert].name);
         r = -EINVAL;
         goto fail;
     }

@@ -52,6 +52,7 @@ struct cm_engine *cm_engine_new(const struct cm_config *cfg)
         en->fc = cm_fold_ctx_new(cfg, en->nm);
     if (!en->nm || !en->dec || !en->ag || !en->m || !en->fc)
         return cm_engine_free(en);
+    cm_agg_set_nat_cohorts(en->ag, cm_fold_ctx_nat_cohorts(en->fc)); /* as the daemon's batches */
     return en;
 }
 

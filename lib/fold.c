@@ -740,6 +740,11 @@ struct cm_fold_ctx *cm_fold_ctx_new(const struct cm_config *cfg, struct cm_names
     return fc;
 }
 
+int cm_fold_ctx_nat_cohorts(const struct cm_fold_ctx *fc)
+{
+    return fc->cfg && fc->cfg->nationality_cohorts;
+}
+
 struct cm_fold_ctx *cm_fold_ctx_free(struct cm_fold_ctx *fc)
 {
     if (!fc)

@@ -21,6 +21,9 @@
 #
 # 4. the Redis state layouts compared in one run (tests/bench/layout.sh, its
 #    own services and environment: LAYOUTS, LAYOUT_RUNS).
+#
+# 5. [circmon] nationality_cohorts = no against yes in one run
+#    (tests/bench/natcohorts.sh, its own services and environment: NAT_RUNS).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -222,3 +225,6 @@ bench_http
 
 echo
 bash tests/bench/layout.sh
+
+echo
+bash tests/bench/natcohorts.sh

@@ -112,7 +112,7 @@ START_TEST(test_config_nationality)
                           "[alert each]\nscheme = *\nnationality = *\nindicator = overstay_rate\n"
                           "above = 0.1\n"
                           "[alert utf]\nscheme = S\nnationality = \xc3\x85LA\nindicator = overstay_rate\n"
-                          "above = 0.1\n"), 0);
+                          "above = 0.1\n[circmon]\nnationality_cohorts = yes\n"), 0);
     ck_assert_uint_eq(cfg.n_alerts, 4);
     ck_assert_str_eq(cfg.alerts[0].nationality, "");
     ck_assert_str_eq(cfg.alerts[1].nationality, "MEX");
@@ -159,7 +159,8 @@ START_TEST(test_config_errors)
         snprintf(t, sizeof t, "%sabove = 0.1\nnationality = %s\n", H, longn);
         BAD(t, "F:5: [alert r] nationality: not a nationality code");
         longn[256] = '\0'; /* 256 bytes: a nationality */
-        snprintf(t, sizeof t, "%sabove = 0.1\nnationality = %s\n", H, longn);
+        snprintf(t, sizeof t, "%sabove = 0.1\nnationality = %s\n[circmon]\nnationality_cohorts = yes\n",
+                 H, longn);
         ck_assert_int_eq(load(t), 0);
         ck_assert_uint_eq(strlen(cfg.alerts[0].nationality), 256);
     }

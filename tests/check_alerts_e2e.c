@@ -174,6 +174,27 @@ static void d_teardown(void)
 static const char *d_rules = "[alert over]\nscheme = *\nindicator = overstay_rate\nabove = 0.5\n"
                              "min_expected = 2\nwindow_months = 3\nhysteresis = 0.01\n";
 
+/* [circmon] nationality_cohorts of the daemons: yes where a rule has a nationality. */
+static const char *d_cohorts = "no";
+
+/* How many fields of the partitions' aggregates start with pre ("c:": the
+ * cohorts per nationality; "n:": the counters per nationality). */
+static long agg_fields(const char *pre)
+{
+    redisContext *rc = redisConnectUnix(redis_sock);
+    ck_assert(rc && !rc->err);
+    long n = 0;
+    for (int p = 0; p < D_PARTS; p++) {
+        redisReply *r = redisCommand(rc, "HKEYS circmon:{%d}:agg", p);
+        ck_assert(r && r->type == REDIS_REPLY_ARRAY);
+        for (size_t i = 0; i < r->elements; i++)
+            n += strncmp(r->element[i]->str, pre, strlen(pre)) == 0;
+        freeReplyObject(r);
+    }
+    redisFree(rc);
+    return n;
+}
+
 static const char *d_conf(int port)
 {
     static char p[4400];
@@ -181,12 +202,12 @@ static const char *d_conf(int port)
     FILE *fp = fopen(p, "w");
     ck_assert_ptr_nonnull(fp);
     fprintf(fp,
-            "[circmon]\nbatch_size = 100\nlog_level = info\n"
+            "[circmon]\nbatch_size = 100\nlog_level = info\nnationality_cohorts = %s\n"
             "[kafka]\nbrokers = %s\ngroup_id = g-alerts\nrdkafka.session.timeout.ms = 6000\n"
             "[redis]\nunix_socket = %s\n"
             "[http]\nlisten = 127.0.0.1\nport = %d\nrefresh_ms = 200\n"
             "[alerts]\ninterval_s = 1\n%s",
-            brokers, redis_sock, port, d_rules);
+            d_cohorts, brokers, redis_sock, port, d_rules);
     ck_assert_int_eq(fclose(fp), 0);
     return p;
 }
@@ -524,6 +545,7 @@ static json_t *v1_find(json_t *j, const char *rule, const char *scheme, const ch
  * again. */
 START_TEST(test_nationality_fires_once)
 {
+    d_cohorts = "yes";
     d_rules = "[alert nat]\nscheme = S\nnationality = *\nindicator = in_country_overstay_rate\n"
               "above = 0.75\nmin_expected = 2\n";
     struct dmn m = d_start("a", NULL);
@@ -534,6 +556,7 @@ START_TEST(test_nationality_fires_once)
     ck_assert_int_eq(s.state[0], CIRCMON__V1__ALERT_STATE__FIRING);
     ck_assert_int_eq(s.n_exp[0], 2);
     ck_assert_str_eq(s.nat[0], "GTM");
+    ck_assert_int_gt(agg_fields("c:"), 0); /* nationality_cohorts = yes */
     ck_assert_uint_eq(s.key_len[0], 9);
     ck_assert_int_eq(memcmp(s.key[0], "nat\0S\0GTM", 9), 0); /* rule NUL scheme NUL nationality */
     ck_assert(file_has(m.log, "warning: alert nat scheme S nationality GTM: FIRING"));
@@ -625,6 +648,7 @@ START_TEST(test_nationality_rule_reloaded)
                                "above = 0.5\nmin_expected = 2\n";
     static char both[512];
     d_rules = over;
+    d_cohorts = "yes"; /* kept from the start: a rule per nationality may come by a reload */
     struct dmn m = d_start("a", NULL);
     /* GTM first: over/S fires at n = 2, v = 1; MEX's in-time departures then
      * bring it to 2 of 3 and 2 of 4, never below 0.5 - 0.01: one event */
@@ -684,6 +708,9 @@ START_TEST(test_alertmanager_from_circmond)
                   "/metrics: %.3000s", strstr(buf, "circmon_alert") ? strstr(buf, "circmon_alert") : buf);
     ck_assert(strstr(buf, "circmon_alert_transitions_total{alert=\"over\",state=\"FIRING\"} 1"));
     ck_assert(strstr(buf, "circmon_alert_expected_departures{alert=\"over\",scheme=\"S\",nationality=\"\"} 2"));
+    /* nationality_cohorts = no: counters per nationality, no cohorts per nationality */
+    ck_assert_int_gt(agg_fields("n:"), 0);
+    ck_assert_int_eq(agg_fields("c:"), 0);
 
     int aport = d_port(), pport = d_port();
     pid_t am = alertmanager_start(aport);

@@ -89,6 +89,7 @@ START_TEST(test_builtin_defaults) {
     ck_assert_int_eq(cfg.max_in_flight, 8);
     ck_assert_int_eq(cfg.batch_linger_ms, 20);
     ck_assert_str_eq(cfg.log_level, "info");
+    ck_assert_int_eq(cfg.nationality_cohorts, 0);
     ck_assert_str_eq(cfg.brokers, "127.0.0.1:9092");
     ck_assert_str_eq(cfg.topic, "circmon.events");
     ck_assert_str_eq(cfg.group_id, "circmond");
@@ -147,6 +148,7 @@ START_TEST(test_every_key) {
                           "max_in_flight = 2\n"
                           "batch_linger_ms = 75\n"
                           "log_level = debug\n"
+                          "nationality_cohorts = yes\n"
                           "\n"
                           "[kafka]\n"
                           "brokers = k1:9092,k2:9092\n"
@@ -182,6 +184,7 @@ START_TEST(test_every_key) {
     ck_assert_int_eq(cfg.max_in_flight, 2);
     ck_assert_int_eq(cfg.batch_linger_ms, 75);
     ck_assert_str_eq(cfg.log_level, "debug");
+    ck_assert_int_eq(cfg.nationality_cohorts, 1);
     ck_assert_str_eq(cfg.brokers, "k1:9092,k2:9092");
     ck_assert_str_eq(cfg.topic, "border.events");
     ck_assert_str_eq(cfg.group_id, "g1");
@@ -676,9 +679,10 @@ END_TEST
  * a bad value names the file, the line and the key. */
 START_TEST(test_alert_nationality) {
     const char *R = "[alert r]\nscheme = S\nindicator = overstay_rate\nabove = 0.1\n";
+    const char *Y = "[circmon]\nnationality_cohorts = yes\n";
     char t[1024];
-    snprintf(t, sizeof t, "%snationality = GTM\n[alert s]\nscheme = *\nnationality = *\n"
-                          "indicator = return_compliance_rate\nbelow = 0.9\n", R);
+    snprintf(t, sizeof t, "%s%snationality = GTM\n[alert s]\nscheme = *\nnationality = *\n"
+                          "indicator = return_compliance_rate\nbelow = 0.9\n", Y, R);
     ck_assert_msg(load(t) == 0, "%s", err);
     ck_assert_uint_eq(cfg.n_alerts, 2);
     ck_assert_str_eq(cfg.alerts[0].nationality, "GTM");
@@ -687,14 +691,56 @@ START_TEST(test_alert_nationality) {
     ck_assert_msg(load(R) == 0, "%s", err);
     ck_assert_str_eq(cfg.alerts[0].nationality, ""); /* absent: all together */
     cm_config_free(&cfg);
-    snprintf(t, sizeof t, "%s\nnationality =\n", R);
+    snprintf(t, sizeof t, "%s%s\nnationality =\n", Y, R);
     ck_assert_int_eq(load(t), -EINVAL);
-    ck_assert_str_eq(msg(), "F:6: [alert r] nationality: not a nationality code of 1..256 bytes "
+    ck_assert_str_eq(msg(), "F:8: [alert r] nationality: not a nationality code of 1..256 bytes "
                             "of UTF-8 nor *: \"\"");
-    snprintf(t, sizeof t, "%snationality = \xff\n", R);
+    snprintf(t, sizeof t, "%s%snationality = \xff\n", Y, R);
     ck_assert_int_eq(load(t), -EINVAL);
-    ck_assert_str_eq(msg(), "F:5: [alert r] nationality: not a nationality code of 1..256 bytes "
+    ck_assert_str_eq(msg(), "F:7: [alert r] nationality: not a nationality code of 1..256 bytes "
                             "of UTF-8 nor *: \"\xff\"");
+}
+END_TEST
+
+/* [circmon] nationality_cohorts: yes or no, default no; a nationality rule
+ * needs yes wherever [circmon] is in the file, and without it is an error
+ * naming the file, the line of the first nationality key and the rule. */
+START_TEST(test_nationality_cohorts) {
+    const char *R = "[alert r]\nscheme = S\nindicator = overstay_rate\nabove = 0.1\n";
+    const char *WHY = ": needs [circmon] nationality_cohorts = yes (the fold then keeps cohorts "
+                      "per nationality; over existing data rebuild the aggregate: README "
+                      "Operations \"Rebuild without downtime\")";
+    char t[1024], want[512];
+
+    ck_assert_msg(load("[circmon]\nnationality_cohorts = no\n") == 0, "%s", err);
+    ck_assert_int_eq(cfg.nationality_cohorts, 0);
+    cm_config_free(&cfg);
+    ck_assert_msg(load("[circmon]\nnationality_cohorts = yes\n") == 0, "%s", err);
+    ck_assert_int_eq(cfg.nationality_cohorts, 1);
+    cm_config_free(&cfg);
+    ASSERT_ERR("[circmon]\nnationality_cohorts = 1\n", -EINVAL,
+               "F:2: [circmon] nationality_cohorts: not yes or no: \"1\"");
+    ASSERT_ERR("[circmon]\nnationality_cohorts = YES\n", -EINVAL,
+               "F:2: [circmon] nationality_cohorts: not yes or no: \"YES\"");
+    ASSERT_ERR("[circmon]\nnationality_cohorts =\n", -EINVAL,
+               "F:2: [circmon] nationality_cohorts: not yes or no: \"\"");
+    ASSERT_ERR("[circmon]\nnationality_cohorts = yes\nnationality_cohorts = no\n", -EINVAL,
+               "F:3: [circmon] nationality_cohorts: duplicate key (first at line 2)");
+    /* without the key (default no), with no: the first nationality key is named */
+    snprintf(t, sizeof t, "%s%snationality = GTM\n[alert s]\nscheme = S\nnationality = *\n"
+                          "indicator = overstay_rate\nabove = 0.1\n", R, "");
+    snprintf(want, sizeof want, "F:5: [alert r] nationality%s", WHY);
+    ASSERT_ERR(t, -EINVAL, want);
+    snprintf(t, sizeof t, "[circmon]\nnationality_cohorts = no\n%s[alert s]\nscheme = S\n"
+                          "nationality = *\nindicator = overstay_rate\nabove = 0.1\n", R);
+    snprintf(want, sizeof want, "F:9: [alert s] nationality%s", WHY);
+    ASSERT_ERR(t, -EINVAL, want);
+    /* yes after the rules is as good as before them */
+    snprintf(t, sizeof t, "%snationality = GTM\n[circmon]\nnationality_cohorts = yes\n", R);
+    ck_assert_msg(load(t) == 0, "%s", err);
+    ck_assert_str_eq(cfg.alerts[0].nationality, "GTM");
+    ck_assert_int_eq(cfg.nationality_cohorts, 1);
+    cm_config_free(&cfg);
 }
 END_TEST
 
@@ -770,6 +816,7 @@ static Suite *config_suite(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_example_file_loads);
     tcase_add_test(tc, test_alert_nationality);
+    tcase_add_test(tc, test_nationality_cohorts);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -120,7 +120,7 @@ static void write_conf(const char *path)
     FILE *fp = fopen(path, "w");
     ck_assert_ptr_nonnull(fp);
     fprintf(fp,
-            "[circmon]\nreorder_window_days = 30\nlog_level = info\n"
+            "[circmon]\nreorder_window_days = 30\nlog_level = info\nnationality_cohorts = yes\n"
             "[kafka]\nbrokers = %s\ngroup_id = check-page\nrdkafka.session.timeout.ms = 6000\n"
             "[redis]\nunix_socket = %s\ncommand_timeout_ms = 3000\nconnect_timeout_ms = 1000\n"
             "[http]\nlisten = 127.0.0.1\nport = %d\nrefresh_ms = 300\n"

@@ -10,7 +10,7 @@
  *    INDICATORS.md, compared counter by counter (every scheme, nationality and
  *    cohort, and every scheme, nationality and cohort: the cohorts of each
  *    nationality, which the engine's documents hold since its configuration
- *    has an alert rule with a nationality), rate by rate and data-quality
+ *    has nationality_cohorts = yes and an alert rule with a nationality), rate by rate and data-quality
  *    counter by counter with the engine, for hundreds of random histories at
  *    several as_of. */
 #include "cm_test.h"
@@ -237,11 +237,16 @@ static int interleave(uint64_t *r, const struct hist *h, const struct tev **out)
     return n;
 }
 
-/* An engine over SPEC whose configuration has a rule with nationality = *:
- * its documents hold the cohorts of every nationality. */
+/* An engine over SPEC whose configuration has nationality_cohorts = yes
+ * (set before the engine is made, as the file does) and a rule with
+ * nationality = *: its documents hold the cohorts of every nationality. */
 static struct fx *props_fx(void)
 {
     struct fx *f = fx_new(WINDOW, SPEC);
+    f->cfg.nationality_cohorts = 1;
+    cm_engine_free(f->en);
+    f->en = cm_engine_new(&f->cfg);
+    ck_assert_ptr_nonnull(f->en);
     f->cfg.alerts = calloc(1, sizeof *f->cfg.alerts);
     ck_assert_ptr_nonnull(f->cfg.alerts);
     cm_alert_rule_init(&f->cfg.alerts[0], "by-nat", 0);

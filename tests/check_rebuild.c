@@ -296,6 +296,27 @@ START_TEST(test_alias_checked)
     ck_assert_int_eq(cm_config_scheme(&al.fold, "other")->grace_days, 9);
     cm_alias_free(&al);
 
+    /* nationality_cohorts is a fold setting: absent from the text for no (the
+     * text of earlier versions), true for yes, and settings that differ in it
+     * are not equal */
+    ck_assert_ptr_null(strstr(set, "nationality_cohorts"));
+    ck_assert_int_eq(al.fold.nationality_cohorts, 0);
+    c2.nationality_cohorts = 1;
+    ck_assert(!cm_alias_settings_equal(&c2, &cfg));
+    {
+        char *sy = cm_alias_settings_format(&c2);
+        struct cm_config back;
+        ck_assert_ptr_nonnull(sy);
+        ck_assert_msg(strstr(sy, ",\"nationality_cohorts\":true}"), "%s", sy);
+        ck_assert_int_eq(cm_alias_settings_parse(sy, strlen(sy), &back, err, sizeof(err)), 0);
+        ck_assert_int_eq(back.nationality_cohorts, 1);
+        ck_assert(cm_alias_settings_equal(&back, &c2));
+        c2.nationality_cohorts = 0;
+        ck_assert(!cm_alias_settings_equal(&back, &c2));
+        cm_config_free(&back);
+        free(sy);
+    }
+
     /* malformed values are refused, naming what is wrong */
     static const char *const bad[][3] = {
         {"prefix", "a{b", "not a key prefix"},
@@ -321,6 +342,12 @@ START_TEST(test_alias_checked)
          "{\"v\":1,\"window\":[30,256],\"default\":[0,0,0],\"schemes\":[[\"a\",1,0,0],"
          "[\"a\",2,0,0]]}",
          "twice"},
+        {"settings", "{\"v\":1,\"window\":[30,256],\"default\":[0,0,0],\"schemes\":[],"
+                     "\"nationality_cohorts\":false}", "nationality_cohorts"},
+        {"settings", "{\"v\":1,\"window\":[30,256],\"default\":[0,0,0],\"schemes\":[],"
+                     "\"nationality_cohorts\":1}", "nationality_cohorts"},
+        {"settings", "{\"v\":1,\"window\":[30,256],\"default\":[0,0,0],\"schemes\":[],"
+                     "\"nat\":true}", "settings"},
         {"other", "1", "unknown field"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -288,6 +288,12 @@ START_TEST(test_reload_refused)
                   "reload refused: [circmon] reorder_window_days");
     reload_expect(d, conf, "max_window_events = 100\n", "[scheme SAWP]\ngrace_days = 3\n", log,
                   "reload refused: [circmon] max_window_events");
+    reload_expect(d, conf, "nationality_cohorts = yes\n", "[scheme SAWP]\ngrace_days = 3\n", log,
+                  "reload refused: [circmon] nationality_cohorts");
+    /* a nationality rule while the fold keeps no cohorts per nationality */
+    reload_expect(d, conf, "", "[scheme SAWP]\ngrace_days = 3\n[alert n]\nscheme = SAWP\n"
+                  "nationality = MEX\nindicator = overstay_rate\nabove = 0.1\n", log,
+                  "[alert n] nationality: needs [circmon] nationality_cohorts = yes");
     /* a section may be reopened: these keys go after the scheme */
     reload_expect(d, conf, "", "[scheme SAWP]\ngrace_days = 3\n[kafka]\ntopic = other\n", log,
                   "reload refused: [kafka] topic");

@@ -306,9 +306,23 @@ START_TEST(test_breaches_and_totals)
 }
 END_TEST
 
-/* Gives f's configuration one alert rule with nationality nat: the
- * engine's documents then hold the cohorts of every nationality. */
+/* Gives f's configuration nationality_cohorts = yes (a new, empty engine
+ * over it) and one alert rule with nationality nat: the engine's documents
+ * then hold the cohorts of every nationality. */
+static void want_rule(struct fx *f, const char *nat);
+
 static void want_nat_cohorts(struct fx *f, const char *nat)
+{
+    ck_assert_uint_eq(cm_engine_migrants(f->en), 0);
+    f->cfg.nationality_cohorts = 1;
+    cm_engine_free(f->en);
+    f->en = cm_engine_new(&f->cfg);
+    ck_assert_ptr_nonnull(f->en);
+    want_rule(f, nat);
+}
+
+/* One alert rule of scheme * and nationality nat in f's configuration. */
+static void want_rule(struct fx *f, const char *nat)
 {
     f->cfg.alerts = calloc(1, sizeof *f->cfg.alerts);
     ck_assert_ptr_nonnull(f->cfg.alerts);
@@ -541,6 +555,135 @@ START_TEST(test_nationality_old_aggregate)
 }
 END_TEST
 
+/* The fields of an aggregate as Redis holds them (cm_agg_key_format), with
+ * their values, sorted: "field=value" lines. */
+struct fields {
+    char **f;
+    size_t n, cap;
+    const struct cm_names *nm;
+};
+
+static int field_of(const struct cm_agg_key *k, int64_t v, void *ud)
+{
+    struct fields *fs = ud;
+    char buf[1024];
+    int l = cm_agg_key_format(k, fs->nm, buf, sizeof buf);
+    ck_assert_int_gt(l, 0);
+    ck_assert_int_lt(l, (int)sizeof buf);
+    if (fs->n == fs->cap) {
+        fs->cap = fs->cap ? 2 * fs->cap : 64;
+        fs->f = realloc(fs->f, fs->cap * sizeof *fs->f);
+        ck_assert_ptr_nonnull(fs->f);
+    }
+    size_t need = (size_t)l + 32;
+    fs->f[fs->n] = malloc(need);
+    ck_assert_ptr_nonnull(fs->f[fs->n]);
+    snprintf(fs->f[fs->n], need, "%s=%lld", buf, (long long)v);
+    fs->n++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void fields_of(struct fx *f, struct fields *fs)
+{
+    *fs = (struct fields){.nm = cm_engine_names(f->en)};
+    ck_assert_int_eq(cm_agg_foreach(cm_engine_agg(f->en), field_of, fs), 0);
+    qsort(fs->f, fs->n, sizeof *fs->f, cmp_str);
+}
+
+static void fields_free(struct fields *fs)
+{
+    for (size_t i = 0; i < fs->n; i++)
+        free(fs->f[i]);
+    free(fs->f);
+}
+
+/* The same events, in the same order, into f. */
+static void feed_mix(struct fx *f)
+{
+    FEED(f, ev_grant(NULL, "m1", D(2026, 1, 1), "p", "S", "MEX", D(2026, 1, 1), D(2026, 10, 15)));
+    FEED(f, ev_entry(NULL, "m1", D(2026, 1, 5)));
+    FEED(f, ev_exit(NULL, "m1", D(2026, 10, 10)));
+    FEED(f, ev_grant(NULL, "m2", D(2026, 1, 1), "p", "S", "MEX", D(2026, 1, 1), D(2026, 11, 20)));
+    FEED(f, ev_entry(NULL, "m2", D(2026, 1, 5)));
+    FEED(f, ev_grant(NULL, "m3", D(2026, 1, 1), "p", "S", "GTM", D(2026, 1, 1), D(2026, 9, 1)));
+    FEED(f, ev_entry(NULL, "m3", D(2026, 1, 5)));
+    FEED(f, ev_exit(NULL, "m3", D(2026, 9, 20)));
+    FEED(f, ev_entry(NULL, "m3", D(2026, 10, 1)));
+    FEED(f, ev_grant(NULL, "h", D(2013, 8, 1), "q", "SH", "BBB", D(2013, 8, 1), D(2014, 3, 31)));
+    FEED(f, ev_entry(NULL, "h", D(2013, 9, 1)));
+    FEED(f, ev_exit(NULL, "h", D(2014, 4, 10)));
+    FEED(f, ev_exit(NULL, "x", D(2026, 2, 1))); /* an exit without entry: data quality */
+}
+
+/* nationality_cohorts = no (the default): the fold writes no cohorts per
+ * nationality, so the aggregate's fields are exactly those with yes less
+ * every c: field (what they were before the cohorts per nationality
+ * existed); with yes, each nationality's c: fields sum to its n: fields.
+ * A nationality rule over an aggregate without them (a configuration that
+ * bypassed the file's check, or an old prefix) is refused, not computed. */
+START_TEST(test_nationality_cohorts_off)
+{
+    struct fx *no = fx_new(30, "S:0 SH:0:90/180"), *yes = fx_new(30, "S:0 SH:0:90/180");
+    want_nat_cohorts(yes, "MEX");
+    feed_mix(no);
+    feed_mix(yes);
+    struct fields a, b;
+    fields_of(no, &a);
+    fields_of(yes, &b);
+    size_t nc = 0, j = 0;
+    for (size_t i = 0; i < b.n; i++) {
+        if (strncmp(b.f[i], "c:", 2) == 0) {
+            nc++;
+            continue;
+        }
+        ck_assert_msg(j < a.n, "field %s of yes missing with no", b.f[i]);
+        ck_assert_str_eq(a.f[j], b.f[i]);
+        j++;
+    }
+    ck_assert_uint_eq(j, a.n); /* nothing with no that yes lacks */
+    ck_assert_uint_gt(nc, 0);
+    for (size_t i = 0; i < a.n; i++)
+        ck_assert_msg(strncmp(a.f[i], "c:", 2) != 0, "c: field with no: %s", a.f[i]);
+    /* the kinds without nationality cohorts are there in both */
+    int kinds[128] = {0};
+    for (size_t i = 0; i < a.n; i++)
+        kinds[(unsigned char)a.f[i][0]]++;
+    ck_assert(kinds['n'] && kinds['m'] && kinds['d'] && kinds['r'] && kinds['q']);
+
+    /* with yes the window of MEX is its 2 expected departures (Oct, Nov) */
+    int64_t s = D(2026, 12, 15);
+    json_t *doc = doc_at(yes, s);
+    struct cm_window w;
+    ck_assert_int_eq(cm_window_of_scheme(nat_of(doc, "S", "MEX"), s, 3, &w), 0);
+    ck_assert_int_eq(w.c[CM_C_EXPECTED], 2);
+    struct cm_alert_inst *in = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(cm_alert_instances(&yes->cfg.alerts[0], doc, s, &in, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    free(in);
+    json_decref(doc);
+    /* with no, the same rule (set in the struct, past the file's check) finds
+     * no cohorts for MEX and is refused */
+    want_rule(no, "MEX");
+    doc = doc_at(no, s);
+    ck_assert_ptr_null(json_object_get(nat_of(doc, "S", "MEX"), "by_cohort"));
+    in = NULL;
+    n = 0;
+    ck_assert_int_eq(cm_alert_instances(&no->cfg.alerts[0], doc, s, &in, &n), -ENODATA);
+    free(in);
+    json_decref(doc);
+    fields_free(&a);
+    fields_free(&b);
+    fx_free(no);
+    fx_free(yes);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("window");
@@ -552,6 +695,7 @@ int main(void)
     tcase_add_test(tc, test_current_month_grows);
     tcase_add_test(tc, test_breaches_and_totals);
     tcase_add_test(tc, test_nationality_windows);
+    tcase_add_test(tc, test_nationality_cohorts_off);
     tcase_add_test(tc, test_nationality_breaches);
     tcase_add_test(tc, test_nationality_old_aggregate);
     suite_add_tcase(s, tc);

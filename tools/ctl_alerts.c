@@ -118,7 +118,8 @@ int cm_ctl_alerts(int argc, char **argv)
             cm_ctl_err(&CMD, "rule %s: cannot evaluate (error %d: %s)", cfg.alerts[i].name, r,
                        r == -E2BIG     ? "more instances than CM_ALERT_MAX_INSTANCES"
                        : r == -ENODATA ? "the stored aggregate has no cohorts per nationality for "
-                                         "some of its data, folded by a version before them: "
+                                         "some of its data, folded by a version before them or with "
+                                         "nationality_cohorts = no: "
                                          "rebuild it (README \"Operations\")"
                                        : "malformed figures or out of memory");
             goto out;

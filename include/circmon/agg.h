@@ -82,10 +82,11 @@ struct cm_item {
 };
 
 /* Aggregate keys, after projection: counters are kept per (scheme, nat), per
- * (scheme, month) and per (scheme, nat, month); scheme totals are the sums
- * over nationalities. The (scheme, nat, month) entries make the window of
- * cohorts of one nationality (INDICATORS.md section 5) exact; a stored
- * aggregate folded before they existed lacks them, which the read side
+ * (scheme, month) and, when asked for ([circmon] nationality_cohorts,
+ * cm_agg_set_nat_cohorts), per (scheme, nat, month); scheme totals are the
+ * sums over nationalities. The (scheme, nat, month) entries make the window
+ * of cohorts of one nationality (INDICATORS.md section 5) exact; a stored
+ * aggregate folded (in part) without them lacks some, which the read side
  * detects (their sums over months differ from the (scheme, nat) entries). */
 enum cm_agg_kind {
     CM_AK_NAT = 1,  /* (ctr, scheme, a = nat) */
@@ -119,8 +120,13 @@ struct cm_agg *cm_agg_new(void);
  * (the aggregate is then unchanged). */
 int cm_agg_add(struct cm_agg *ag, const struct cm_agg_key *k, int64_t v);
 
-/* Adds the items (projected onto aggregate keys). Returns 0 or -ENOMEM; on
- * -ENOMEM a prefix of the items may have been added. */
+/* Whether cm_agg_add_items projects counter items onto the cohorts of each
+ * nationality (CM_AK_NATMONTH) too: off in a new aggregate. Can't fail. */
+void cm_agg_set_nat_cohorts(struct cm_agg *ag, int on);
+
+/* Adds the items (projected onto aggregate keys; CM_AK_NATMONTH only when
+ * cm_agg_set_nat_cohorts said so). Returns 0 or -ENOMEM; on -ENOMEM a
+ * prefix of the items may have been added. */
 int cm_agg_add_items(struct cm_agg *ag, const struct cm_item *it, size_t n);
 
 /* Value of key (0 when absent). */

@@ -4,7 +4,7 @@
  * `<prefix>:{*` pattern ever matches it) is a Redis hash:
  *   prefix    the active prefix (validated as [redis] key_prefix is)
  *   settings  the fold settings that prefix was folded with: reorder_window_days,
- *             max_window_events and every scheme's grace_days and stay_limit
+ *             max_window_events, nationality_cohorts and every scheme's grace_days and stay_limit
  *             (cm_alias_settings_format); the indicators need the grace when
  *             read (an outcome is read off against the as-of day and the grace)
  *   previous  the prefix it replaced ("" for the first)
@@ -44,16 +44,18 @@ struct cm_alias {
     char *previous; /* malloc'd, "" when none (or not from the alias) */
     int64_t since;  /* 0 when not from the alias */
     int from_alias; /* 1: read from the alias key; 0: the configuration's own */
-    /* The fold settings: only reorder_window_days, max_window_events, schemes,
-     * n_schemes and scheme_default are set (owned), enough for cm_config_scheme
-     * and so for cm_indicators_json. */
+    /* The fold settings: only reorder_window_days, max_window_events,
+     * nationality_cohorts, schemes, n_schemes and scheme_default are set
+     * (owned), enough for cm_config_scheme and so for cm_indicators_json. */
     struct cm_config fold;
 };
 
 /* The settings text of cfg: JSON {"v":1,"window":[r,m],"default":[g,n,w],
  * "schemes":[[id,g,n,w],...]} (reorder_window_days, max_window_events;
- * grace_days, stay_limit N/W, both 0 for none), schemes in file order.
- * Returns a malloc'd string or NULL (out of memory). */
+ * grace_days, stay_limit N/W, both 0 for none), schemes in file order, and
+ * "nationality_cohorts":true last when cfg has nationality_cohorts = yes
+ * (absent for no: the text of earlier versions). Returns a malloc'd string
+ * or NULL (out of memory). */
 char *cm_alias_settings_format(const struct cm_config *cfg);
 
 /* Parses a settings text (len bytes) into fold (as in struct cm_alias: only
@@ -61,13 +63,14 @@ char *cm_alias_settings_format(const struct cm_config *cfg);
  * as the configuration checks it (reorder_window_days 0..3650,
  * max_window_events 1..65536, grace_days 0..3650, N and W 1..3650 or
  * both 0, ids of at most 256 bytes without ']' or NUL, at most
- * CM_ALIAS_SCHEMES_MAX, no id twice). Returns 0 or -EPROTO/-ENOMEM with err. */
+ * CM_ALIAS_SCHEMES_MAX, no id twice; nationality_cohorts true or absent).
+ * Returns 0 or -EPROTO/-ENOMEM with err. */
 int cm_alias_settings_parse(const char *s, size_t len, struct cm_config *fold, char *err,
                             size_t errlen);
 
 /* 1 when two configurations' fold settings agree (reorder_window_days,
- * max_window_events, each scheme's effective grace_days and stay_limit, as
- * reload compares them); 0 otherwise. */
+ * max_window_events, nationality_cohorts, each scheme's effective
+ * grace_days and stay_limit, as reload compares them); 0 otherwise. */
 int cm_alias_settings_equal(const struct cm_config *a, const struct cm_config *b);
 
 /* The reader's view from an HGETALL reply of the alias key (rep; NULL or

@@ -33,6 +33,8 @@ struct cm_config {
     int max_in_flight;       /* batches in flight, default 8 */
     int batch_linger_ms;     /* a partial batch waits at most this, default 20 */
     char *log_level;         /* "debug", "info", "warning", "error"; default info */
+    int nationality_cohorts; /* yes: the fold keeps cohorts per (scheme, nationality,
+                                month), which [alert] nationality rules need; default 0 */
 
     /* [kafka] */
     char *brokers;   /* default "127.0.0.1:9092" */
@@ -94,7 +96,8 @@ int cm_config_defaults(struct cm_config *cfg);
  * naming the file, the line and the key into err (errlen bytes, always
  * NUL-terminated) and leaves cfg freed (cm_config_free is harmless on it).
  * Unknown sections and keys, duplicate keys and sections and malformed values
- * are errors. */
+ * are errors, and so is an [alert] with a nationality key unless [circmon]
+ * nationality_cohorts = yes. */
 int cm_config_load(struct cm_config *cfg, const char *path, char *err, size_t errlen);
 
 /* The settings of scheme id: its [scheme id] section, else [scheme *], else

@@ -16,7 +16,8 @@
 struct cm_engine;
 
 /* A new engine over cfg (borrowed; must outlive the engine), or NULL when out
- * of memory. */
+ * of memory. Its aggregate has the cohorts per nationality when cfg's
+ * nationality_cohorts is set at this call, as the daemon's batches. */
 struct cm_engine *cm_engine_new(const struct cm_config *cfg);
 struct cm_engine *cm_engine_free(struct cm_engine *en);
 

@@ -28,6 +28,11 @@ struct cm_fold_ctx;
  * NULL when out of memory. */
 struct cm_fold_ctx *cm_fold_ctx_new(const struct cm_config *cfg, struct cm_names *nm);
 
+/* 1 when fc's configuration asks for the cohorts per nationality ([circmon]
+ * nationality_cohorts = yes): whoever adds fc's items to an aggregate sets
+ * cm_agg_set_nat_cohorts with it. 0 without a configuration. Can't fail. */
+int cm_fold_ctx_nat_cohorts(const struct cm_fold_ctx *fc);
+
 /* Frees fc. Free the migrant states made in it first: their memory is the
  * context's. Accepts NULL; returns NULL. */
 struct cm_fold_ctx *cm_fold_ctx_free(struct cm_fold_ctx *fc);
