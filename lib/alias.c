@@ -12,19 +12,8 @@
 #include "circmon/alias.h"
 #include "circmon/cluster_sync.h"
 #include "circmon/decimal.h"
+#include "circmon/errbuf.h"
 #include "circmon/event.h"
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static char *dupn(const char *s, size_t n)
 {
@@ -111,18 +100,18 @@ int cm_alias_settings_parse(const char *s, size_t len, struct cm_config *fold, c
     struct cm_scheme_conf *sc = NULL;
     int r = -EPROTO;
     if (!doc) {
-        errf(err, errlen, "settings: not JSON: %s at byte %d", je.text, je.position);
+        cm_errf(err, errlen, "settings: not JSON: %s at byte %d", je.text, je.position);
         return -EPROTO;
     }
     if (nat && !json_is_true(nat)) {
-        errf(err, errlen, "settings: nationality_cohorts: true or absent expected");
+        cm_errf(err, errlen, "settings: nationality_cohorts: true or absent expected");
         goto out;
     }
     fold->nationality_cohorts = nat != NULL;
     if (!json_is_object(doc) || json_object_size(doc) != 4 + (nat != NULL) || !json_is_integer(v) ||
         json_integer_value(v) != 1 || !json_is_array(def) || json_array_size(def) != 3 ||
         !json_is_array(list) || !json_is_array(win) || json_array_size(win) != 2) {
-        errf(err, errlen, "settings: not {\"v\":1,\"window\":[r,m],\"default\":[g,n,w],"
+        cm_errf(err, errlen, "settings: not {\"v\":1,\"window\":[r,m],\"default\":[g,n,w],"
                           "\"schemes\":[...]}");
         goto out;
     }
@@ -130,24 +119,24 @@ int cm_alias_settings_parse(const char *s, size_t len, struct cm_config *fold, c
     if (!json_is_integer(wr) || !json_is_integer(wm) || json_integer_value(wr) < 0 ||
         json_integer_value(wr) > 3650 || json_integer_value(wm) < 1 ||
         json_integer_value(wm) > CM_MAX_WINDOW_EVENTS_MAX) {
-        errf(err, errlen, "settings: window: reorder_window_days 0..3650 and max_window_events "
+        cm_errf(err, errlen, "settings: window: reorder_window_days 0..3650 and max_window_events "
                           "1..%d expected", CM_MAX_WINDOW_EVENTS_MAX);
         goto out;
     }
     fold->reorder_window_days = (int)json_integer_value(wr);
     fold->max_window_events = (int)json_integer_value(wm);
     if (parse_triple(def, 0, &fold->scheme_default) < 0) {
-        errf(err, errlen, "settings: default: grace_days 0..3650 and stay_limit N/W 1..3650 "
+        cm_errf(err, errlen, "settings: default: grace_days 0..3650 and stay_limit N/W 1..3650 "
                           "(or 0,0) expected");
         goto out;
     }
     size_t n = json_array_size(list);
     if (n > CM_ALIAS_SCHEMES_MAX) {
-        errf(err, errlen, "settings: %zu schemes, more than %d", n, CM_ALIAS_SCHEMES_MAX);
+        cm_errf(err, errlen, "settings: %zu schemes, more than %d", n, CM_ALIAS_SCHEMES_MAX);
         goto out;
     }
     if (n && !(sc = calloc(n, sizeof(*sc)))) {
-        errf(err, errlen, "out of memory for %zu scheme settings", n);
+        cm_errf(err, errlen, "out of memory for %zu scheme settings", n);
         r = -ENOMEM;
         goto out;
     }
@@ -158,7 +147,7 @@ int cm_alias_settings_parse(const char *s, size_t len, struct cm_config *fold, c
         if (!json_is_array(e) || json_array_size(e) != 4 || !json_is_string(id) || !il ||
             il > CM_ID_MAX || memchr(is, 0, il) || memchr(is, ']', il) ||
             parse_triple(e, 1, &sc[i]) < 0) {
-            errf(err, errlen, "settings: scheme %zu: [id, grace_days, N, W] expected (an id of "
+            cm_errf(err, errlen, "settings: scheme %zu: [id, grace_days, N, W] expected (an id of "
                               "1..%d bytes without ']' or NUL, values as in the configuration)",
                  i, CM_ID_MAX);
             goto out;
@@ -169,7 +158,7 @@ int cm_alias_settings_parse(const char *s, size_t len, struct cm_config *fold, c
     if (n > 1) { /* no id twice: the configuration refuses a [scheme ID] given twice */
         struct cm_scheme_conf *t = malloc(n * sizeof(*t));
         if (!t) {
-            errf(err, errlen, "out of memory checking %zu scheme settings", n);
+            cm_errf(err, errlen, "out of memory checking %zu scheme settings", n);
             r = -ENOMEM;
             goto out;
         }
@@ -180,7 +169,7 @@ int cm_alias_settings_parse(const char *s, size_t len, struct cm_config *fold, c
             if (!strcmp(t[i - 1].id, t[i].id))
                 dup = i;
         if (dup)
-            errf(err, errlen, "settings: scheme '%s' given twice", t[dup].id);
+            cm_errf(err, errlen, "settings: scheme '%s' given twice", t[dup].id);
         free(t);
         if (dup)
             goto out;
@@ -266,7 +255,7 @@ int cm_alias_from_reply(const redisReply *rep, const struct cm_config *cfg, stru
         return 0;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements % 2) {
-        errf(err, errlen, "alias %s: HGETALL: %s", name,
+        cm_errf(err, errlen, "alias %s: HGETALL: %s", name,
              rep->type == REDIS_REPLY_ERROR ? rep->str : "not a hash");
         return -EPROTO;
     }
@@ -274,7 +263,7 @@ int cm_alias_from_reply(const redisReply *rep, const struct cm_config *cfg, stru
     for (size_t i = 0; i < rep->elements; i += 2) {
         const redisReply *f = rep->element[i], *v = rep->element[i + 1];
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
-            errf(err, errlen, "alias %s: a field or value is not a string", name);
+            cm_errf(err, errlen, "alias %s: a field or value is not a string", name);
             return -EPROTO;
         }
         const redisReply **slot = !strcmp(f->str, "prefix")     ? &pf
@@ -283,37 +272,37 @@ int cm_alias_from_reply(const redisReply *rep, const struct cm_config *cfg, stru
                                   : !strcmp(f->str, "since")    ? &sn
                                                                 : NULL;
         if (!slot || f->len != strlen(f->str)) {
-            errf(err, errlen, "alias %s: unknown field '%.*s'", name,
+            cm_errf(err, errlen, "alias %s: unknown field '%.*s'", name,
                  (int)(f->len > 60 ? 60 : f->len), f->str);
             return -EPROTO;
         }
         *slot = v;
     }
     if (!pf || !st || !pv || !sn) {
-        errf(err, errlen, "alias %s: a field of prefix, settings, previous, since is missing",
+        cm_errf(err, errlen, "alias %s: a field of prefix, settings, previous, since is missing",
              name);
         return -EPROTO;
     }
     if (!prefix_ok(pf->str, pf->len) || (pv->len && !prefix_ok(pv->str, pv->len))) {
-        errf(err, errlen, "alias %s: prefix '%.*s' (or previous) is not a key prefix (1..%d "
+        cm_errf(err, errlen, "alias %s: prefix '%.*s' (or previous) is not a key prefix (1..%d "
                           "bytes, no braces or blanks)",
              name, (int)(pf->len > 60 ? 60 : pf->len), pf->str, CM_ALIAS_PREFIX_MAX);
         return -EPROTO;
     }
     if (cm_decimal_i64(sn->str, sn->len, &out->since) < 0 || out->since < 0) {
-        errf(err, errlen, "alias %s: since '%.*s' is not a decimal >= 0", name,
+        cm_errf(err, errlen, "alias %s: since '%.*s' is not a decimal >= 0", name,
              (int)(sn->len > 40 ? 40 : sn->len), sn->str);
         return -EPROTO;
     }
     if (st->len > CM_ALIAS_SETTINGS_MAX) {
-        errf(err, errlen, "alias %s: settings of %zu bytes, more than %u", name, st->len,
+        cm_errf(err, errlen, "alias %s: settings of %zu bytes, more than %u", name, st->len,
              CM_ALIAS_SETTINGS_MAX);
         return -EPROTO;
     }
     char why[400];
     int r = cm_alias_settings_parse(st->str, st->len, &out->fold, why, sizeof(why));
     if (r < 0) {
-        errf(err, errlen, "alias %s: %s", name, why);
+        cm_errf(err, errlen, "alias %s: %s", name, why);
         memset(out, 0, sizeof(*out));
         return r;
     }
@@ -323,7 +312,7 @@ int cm_alias_from_reply(const redisReply *rep, const struct cm_config *cfg, stru
     return 0;
 oom:
     cm_alias_free(out);
-    errf(err, errlen, "out of memory reading the alias");
+    cm_errf(err, errlen, "out of memory reading the alias");
     return -ENOMEM;
 }
 
@@ -336,7 +325,7 @@ int cm_alias_read_sync(struct cm_rsync *c, const struct cm_config *cfg, struct c
     const char *argv[] = {"HGETALL", cfg->redis_alias};
     redisReply *rep = cm_rsync_command(c, 2, argv, NULL, why, sizeof(why));
     if (!rep) {
-        errf(err, errlen, "alias %s: HGETALL: %s", cfg->redis_alias, why);
+        cm_errf(err, errlen, "alias %s: HGETALL: %s", cfg->redis_alias, why);
         memset(out, 0, sizeof(*out));
         return -EPROTO;
     }
@@ -387,11 +376,11 @@ int cm_alias_switch_sync(struct cm_rsync *c, const struct cm_config *cfg, const 
     if (cur)
         *cur = NULL;
     if (!cfg->redis_alias) {
-        errf(err, errlen, "[redis] alias is not set in %s", cfg->path ? cfg->path : "the configuration");
+        cm_errf(err, errlen, "[redis] alias is not set in %s", cfg->path ? cfg->path : "the configuration");
         return -EINVAL;
     }
     if (!prefix_ok(to, strlen(to)) || (*expect && !prefix_ok(expect, strlen(expect)))) {
-        errf(err, errlen, "'%s' is not a key prefix", to);
+        cm_errf(err, errlen, "'%s' is not a key prefix", to);
         return -EINVAL;
     }
     char since[24];
@@ -402,7 +391,7 @@ int cm_alias_switch_sync(struct cm_rsync *c, const struct cm_config *cfg, const 
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
         rep->element[0]->type != REDIS_REPLY_INTEGER ||
         rep->element[1]->type != REDIS_REPLY_STRING) {
-        errf(err, errlen, "alias %s: the switch failed: %s", cfg->redis_alias,
+        cm_errf(err, errlen, "alias %s: the switch failed: %s", cfg->redis_alias,
              !rep ? why : rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
         if (rep)
             freeReplyObject(rep);
@@ -411,7 +400,7 @@ int cm_alias_switch_sync(struct cm_rsync *c, const struct cm_config *cfg, const 
     int done = rep->element[0]->integer == 1;
     if (!done && cur && !(*cur = dupn(rep->element[1]->str, rep->element[1]->len))) {
         freeReplyObject(rep);
-        errf(err, errlen, "out of memory");
+        cm_errf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     freeReplyObject(rep);

@@ -12,6 +12,7 @@
 #include "circmon/clock.h"
 #include "circmon/cluster.h"
 #include "circmon/cluster_sync.h"
+#include "circmon/errbuf.h"
 #include "circmon/slot.h"
 #include "circmon/store.h"
 
@@ -35,18 +36,6 @@ struct cm_rsync {
     size_t n_masters;
     int changed; /* the map read differed from the one before (cm_rsync_refresh) */
 };
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* The index of host:port in r->nodes (added, not connected), or -1 when
  * CL_NODES_MAX are known. */
@@ -78,7 +67,7 @@ static redisContext *node_conn(struct cm_rsync *r, size_t i, char *err, size_t e
     cm_clock_tv(cfg->command_timeout_ms > 0 ? cfg->command_timeout_ms : 5000, &tt);
     redisContext *c = redisConnectWithTimeout(n->host, n->port, ct);
     if (!c || c->err) {
-        errf(err, errlen, "cannot connect to redis cluster node %s:%d: %s", n->host, n->port,
+        cm_errf(err, errlen, "cannot connect to redis cluster node %s:%d: %s", n->host, n->port,
              c ? c->errstr : "out of memory");
         if (c)
             redisFree(c);
@@ -90,7 +79,7 @@ static redisContext *node_conn(struct cm_rsync *r, size_t i, char *err, size_t e
                               ? redisCommand(c, "AUTH %s %s", cfg->redis_user, cfg->redis_password)
                               : redisCommand(c, "AUTH %s", cfg->redis_password);
         if (!rep || rep->type == REDIS_REPLY_ERROR) {
-            errf(err, errlen, "redis cluster node %s:%d: AUTH failed: %s", n->host, n->port,
+            cm_errf(err, errlen, "redis cluster node %s:%d: AUTH failed: %s", n->host, n->port,
                  rep ? rep->str : c->errstr);
             if (rep)
                 freeReplyObject(rep);
@@ -117,7 +106,7 @@ static int read_map(struct cm_rsync *r, size_t i, char *err, size_t errlen)
         return -ECONNREFUSED;
     redisReply *rep = redisCommand(c, "CLUSTER SLOTS");
     if (!rep || rep->type != REDIS_REPLY_ARRAY) {
-        errf(err, errlen, "redis cluster node %s:%d: CLUSTER SLOTS failed: %s",
+        cm_errf(err, errlen, "redis cluster node %s:%d: CLUSTER SLOTS failed: %s",
              r->nodes[i].host, r->nodes[i].port,
              !rep ? c->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "not an array");
         if (!rep)
@@ -157,7 +146,7 @@ static int read_map(struct cm_rsync *r, size_t i, char *err, size_t errlen)
             r->next[s] = (uint16_t)(ix + 1);
     }
     if (ret)
-        errf(err, errlen, "redis cluster node %s:%d: malformed CLUSTER SLOTS reply (or more "
+        cm_errf(err, errlen, "redis cluster node %s:%d: malformed CLUSTER SLOTS reply (or more "
              "than %d nodes)", r->nodes[i].host, r->nodes[i].port, CL_NODES_MAX);
     freeReplyObject(rep);
     if (ret)
@@ -183,7 +172,7 @@ struct cm_rsync *cm_rsync_open(const struct cm_config *cfg, char *err, size_t er
 {
     struct cm_rsync *r = calloc(1, sizeof(*r));
     if (!r) {
-        errf(err, errlen, "out of memory");
+        cm_errf(err, errlen, "out of memory");
         return NULL;
     }
     r->cfg = cfg;
@@ -201,7 +190,7 @@ struct cm_rsync *cm_rsync_open(const struct cm_config *cfg, char *err, size_t er
             return r; /* else err says why; the next seed may answer */
     }
     if (!cfg->n_redis_nodes)
-        errf(err, errlen, "redis cluster: no seed nodes");
+        cm_errf(err, errlen, "redis cluster: no seed nodes");
     return cm_rsync_close(r);
 }
 
@@ -241,7 +230,7 @@ redisContext *cm_rsync_master_conn(struct cm_rsync *r, size_t m, char *err, size
     if (r->one)
         return r->one;
     if (m >= r->n_masters) {
-        errf(err, errlen, "redis cluster: no master %zu in the slot map", m);
+        cm_errf(err, errlen, "redis cluster: no master %zu in the slot map", m);
         return NULL;
     }
     return node_conn(r, r->masters[m], err, errlen);
@@ -256,7 +245,7 @@ int cm_rsync_refresh(struct cm_rsync *r, char *err, size_t errlen)
         if (read_map(r, k, err, errlen) == 0)
             return r->changed;
     if (!r->n_nodes)
-        errf(err, errlen, "redis cluster: no node known");
+        cm_errf(err, errlen, "redis cluster: no node known");
     return -EPROTO;
 }
 
@@ -281,7 +270,7 @@ int cm_rsync_resharding(struct cm_rsync *r, char *err, size_t errlen)
         redisReply *rep = redisCommand(c, "CLUSTER NODES");
         if (!rep || rep->type != REDIS_REPLY_STRING) {
             char nm[CM_NODE_HOST_MAX + 16];
-            errf(err, errlen, "redis cluster node %s: CLUSTER NODES failed: %s",
+            cm_errf(err, errlen, "redis cluster node %s: CLUSTER NODES failed: %s",
                  cm_rsync_master_name(r, m, nm, sizeof(nm)),
                  !rep ? c->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "not a string");
             if (rep)
@@ -364,7 +353,7 @@ static redisReply *run_on(struct cm_rsync *r, size_t i, int asking, int argc, co
         goto io;
     return rep;
 io:
-    errf(err, errlen, "redis cluster node %s:%d: %s", r->nodes[i].host, r->nodes[i].port,
+    cm_errf(err, errlen, "redis cluster node %s:%d: %s", r->nodes[i].host, r->nodes[i].port,
          c->errstr[0] ? c->errstr : "I/O error");
     node_close(r, i);
     return NULL;
@@ -393,7 +382,7 @@ redisReply *cm_rsync_command(struct cm_rsync *r, int argc, const char **argv,
     if (r->one) {
         redisReply *rep = redisCommandArgv(r->one, argc, argv, lens);
         if (!rep)
-            errf(err, errlen, "redis: %s", r->one->errstr);
+            cm_errf(err, errlen, "redis: %s", r->one->errstr);
         return rep;
     }
     const char *k;
@@ -403,7 +392,7 @@ redisReply *cm_rsync_command(struct cm_rsync *r, int argc, const char **argv,
     int redirects = 0, asking = 0;
     size_t ix = r->slot_node[slot] ? r->slot_node[slot] - 1u : 0;
     if (!r->slot_node[slot] && r->n_nodes == 0) {
-        errf(err, errlen, "redis cluster: no node owns slot %d", slot);
+        cm_errf(err, errlen, "redis cluster: no node owns slot %d", slot);
         return NULL;
     }
     for (;;) {

@@ -10,33 +10,15 @@
 #include <hiredis/hiredis.h>
 
 #include "circmon/cluster_sync.h"
+#include "circmon/errbuf.h"
 #include "circmon/purge.h"
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 char *cm_purge_pattern(const char *prefix)
 {
-    size_t pl = strlen(prefix);
-    char *p = malloc(2 * pl + 4);
-    if (!p)
-        return NULL;
-    size_t j = 0;
-    for (size_t i = 0; i < pl; i++) {
-        if (strchr("*?[]\\", prefix[i]))
-            p[j++] = '\\';
-        p[j++] = prefix[i];
-    }
-    memcpy(p + j, ":{*", 4);
+    size_t j;
+    char *p = cm_glob_escape(prefix, 3, &j);
+    if (p)
+        memcpy(p + j, ":{*", 4);
     return p;
 }
 
@@ -48,7 +30,7 @@ static int scan_once(redisContext *c, const char *pattern, char *cursor, size_t 
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
         rep->element[0]->type != REDIS_REPLY_STRING ||
         rep->element[1]->type != REDIS_REPLY_ARRAY || rep->element[0]->len >= 32) {
-        errf(err, errlen, "redis SCAN failed: %s",
+        cm_errf(err, errlen, "redis SCAN failed: %s",
              !rep ? c->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
         if (rep)
             freeReplyObject(rep);
@@ -78,7 +60,7 @@ int cm_purge_step(redisContext *c, struct cm_rsync *route, const char *pattern, 
     redisReply *rep = NULL;
     *found = *deleted = 0;
     if (count < 1 || count > CM_PURGE_COUNT_MAX) {
-        errf(err, errlen, "step of %zu keys: 1..%d", count, CM_PURGE_COUNT_MAX);
+        cm_errf(err, errlen, "step of %zu keys: 1..%d", count, CM_PURGE_COUNT_MAX);
         return -EINVAL;
     }
     int r = scan_once(c, pattern, cursor, count, &rep, err, errlen);
@@ -89,14 +71,14 @@ int cm_purge_step(redisContext *c, struct cm_rsync *route, const char *pattern, 
     unsigned char *again = calloc(ks->elements ? ks->elements : 1, 1); /* redirected keys */
     if (!again) {
         freeReplyObject(rep);
-        errf(err, errlen, "out of memory");
+        cm_errf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     size_t *sent_ix = calloc(ks->elements ? ks->elements : 1, sizeof(*sent_ix));
     if (!sent_ix) {
         free(again);
         freeReplyObject(rep);
-        errf(err, errlen, "out of memory");
+        cm_errf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     for (size_t i = 0; i < ks->elements; i++) {
@@ -106,7 +88,7 @@ int cm_purge_step(redisContext *c, struct cm_rsync *route, const char *pattern, 
         const char *argv[] = {"UNLINK", k->str};
         size_t lens[] = {6, k->len};
         if (redisAppendCommandArgv(c, 2, argv, lens) != REDIS_OK) {
-            errf(err, errlen, "out of memory queuing UNLINK");
+            cm_errf(err, errlen, "out of memory queuing UNLINK");
             r = -ENOMEM;
             break;
         }
@@ -117,7 +99,7 @@ int cm_purge_step(redisContext *c, struct cm_rsync *route, const char *pattern, 
     for (size_t i = 0; i < sent; i++) {
         void *v = NULL;
         if (redisGetReply(c, &v) != REDIS_OK) {
-            errf(err, errlen, "redis UNLINK failed: %s", c->errstr);
+            cm_errf(err, errlen, "redis UNLINK failed: %s", c->errstr);
             r = -EPROTO;
             break;
         }
@@ -128,7 +110,7 @@ int cm_purge_step(redisContext *c, struct cm_rsync *route, const char *pattern, 
             again[sent_ix[i]] = 1;
             n_again++;
         } else if (!r) {
-            errf(err, errlen, "redis UNLINK failed: %s",
+            cm_errf(err, errlen, "redis UNLINK failed: %s",
                  u->type == REDIS_REPLY_ERROR ? u->str : "unexpected reply");
             r = -EPROTO;
         }
@@ -146,7 +128,7 @@ int cm_purge_step(redisContext *c, struct cm_rsync *route, const char *pattern, 
         } else if (u->type == REDIS_REPLY_INTEGER) {
             *deleted += (size_t)u->integer;
         } else {
-            errf(err, errlen, "redis UNLINK failed: %s",
+            cm_errf(err, errlen, "redis UNLINK failed: %s",
                  u->type == REDIS_REPLY_ERROR ? u->str : "unexpected reply");
             r = -EPROTO;
         }
@@ -196,7 +178,7 @@ static int purge_pass(struct cm_rsync *r, const char *pattern, size_t count, int
                                       sizeof(why))
                       : -ECONNREFUSED;
             if (e < 0) {
-                errf(err, errlen, "%s: %s", cm_rsync_master_name(r, m, name, sizeof(name)), why);
+                cm_errf(err, errlen, "%s: %s", cm_rsync_master_name(r, m, name, sizeof(name)), why);
                 return e;
             }
             res->deleted += deleted;
@@ -220,7 +202,7 @@ static int purge_left(struct cm_rsync *r, const char *pattern, size_t *left, cha
         redisContext *c = cm_rsync_master_conn(r, m, why, sizeof(why));
         int e = c ? cm_purge_count(c, pattern, &n, why, sizeof(why)) : -ECONNREFUSED;
         if (e < 0) {
-            errf(err, errlen, "%s: %s", cm_rsync_master_name(r, m, name, sizeof(name)), why);
+            cm_errf(err, errlen, "%s: %s", cm_rsync_master_name(r, m, name, sizeof(name)), why);
             return e;
         }
         *left += n;
@@ -233,7 +215,7 @@ int cm_purge_prefix(struct cm_rsync *r, const char *pattern, size_t count, int64
 {
     memset(res, 0, sizeof(*res));
     if (count < 1 || count > CM_PURGE_COUNT_MAX || pause < 0) {
-        errf(err, errlen, "step of %zu keys: 1..%d", count, CM_PURGE_COUNT_MAX);
+        cm_errf(err, errlen, "step of %zu keys: 1..%d", count, CM_PURGE_COUNT_MAX);
         return -EINVAL;
     }
     for (;;) {

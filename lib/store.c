@@ -1,4 +1,5 @@
-/* store.c - the Redis store: keys, batch applies for circmond (over redis_conn.c), sync reads for circmonctl. */
+/* store.c - the Redis store: keys, and batch applies for circmond (over
+ * redis_conn.c); the synchronous reads for circmonctl are in store_read.c. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 
 #include "circmon/clock.h"
 #include "circmon/decimal.h"
+#include "circmon/errbuf.h"
 #include "circmon/grow.h"
 #include "circmon/redis_conn.h"
 #include "circmon/store.h"
@@ -60,25 +62,9 @@ char *cm_store_key_state(const char *prefix, int32_t part, const char *mid, size
     return cm_layout_key_string(prefix, part, mid, len, NULL);
 }
 
-/* Parses "<prefix>:{P}<suffix>" strictly; returns 0 and *part, or -EINVAL. */
-static int key_parse_part(const char *k, size_t kl, const char *prefix, const char *suffix,
-                          int32_t *part)
-{
-    size_t pl = strlen(prefix), sl = strlen(suffix);
-    if (kl < pl + 4 + sl || memcmp(k, prefix, pl) || memcmp(k + pl, ":{", 2) ||
-        memcmp(k + kl - sl, suffix, sl) || k[kl - sl - 1] != '}')
-        return -EINVAL;
-    const char *d = k + pl + 2, *e = k + kl - sl - 1;
-    uint64_t v;
-    if (cm_decimal_u64(d, (size_t)(e - d), INT32_MAX, &v))
-        return -EINVAL;
-    *part = (int32_t)v;
-    return 0;
-}
-
 /* The position in a reply to GET of a pos key: absent is 0; anything but a
  * decimal >= 0 is refused (-EINVAL). The one reader of stored positions. */
-static int pos_parse(const redisReply *e, int64_t *pos)
+int cm_store_pos_parse(const struct redisReply *e, int64_t *pos)
 {
     if (e->type == REDIS_REPLY_NIL) {
         *pos = 0;
@@ -532,7 +518,7 @@ static void deliver(struct req *q, redisReply *rep, int err)
         if (!err) {
             redisReply *e = rep->element[0], *m = rep->element[1], *l = rep->element[2];
             p->dlq_part = -1;
-            if (pos_parse(e, &p->pos) < 0)
+            if (cm_store_pos_parse(e, &p->pos) < 0)
                 err = -EPROTO;
             if (!err && m->type != REDIS_REPLY_NIL && parse_mark(m, p) < 0)
                 err = -EPROTO;
@@ -970,294 +956,4 @@ int cm_store_apply_send(struct cm_store *s, struct cm_store_apply *ap, cm_store_
     if (r)
         req_free(q);
     return r;
-}
-
-/* ----------------------------------------------------------------- sync */
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-redisContext *cm_store_connect_sync(const struct cm_config *cfg, char *err, size_t errlen)
-{
-    struct timeval ct, tt;
-    cm_clock_tv(cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 2000, &ct);
-    cm_clock_tv(cfg->command_timeout_ms > 0 ? cfg->command_timeout_ms : 5000, &tt);
-    redisContext *c;
-    const char *where;
-    char addr[300];
-    if (cfg->redis_unix_socket && *cfg->redis_unix_socket) {
-        c = redisConnectUnixWithTimeout(cfg->redis_unix_socket, ct);
-        where = cfg->redis_unix_socket;
-    } else {
-        c = redisConnectWithTimeout(cfg->redis_host, cfg->redis_port, ct);
-        snprintf(addr, sizeof(addr), "%s:%d", cfg->redis_host, cfg->redis_port);
-        where = addr;
-    }
-    if (!c || c->err) {
-        errf(err, errlen, "cannot connect to redis at %s: %s", where,
-             c ? c->errstr : "out of memory");
-        if (c)
-            redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tt);
-    redisReply *rep = NULL;
-    if (cfg->redis_password && *cfg->redis_password) {
-        if (cfg->redis_user && *cfg->redis_user)
-            rep = redisCommand(c, "AUTH %s %s", cfg->redis_user, cfg->redis_password);
-        else
-            rep = redisCommand(c, "AUTH %s", cfg->redis_password);
-        if (!rep || rep->type == REDIS_REPLY_ERROR) {
-            errf(err, errlen, "redis at %s: AUTH failed: %s", where,
-                 rep ? rep->str : c->errstr);
-            goto fail;
-        }
-        freeReplyObject(rep);
-    }
-    if (cfg->redis_db) {
-        rep = redisCommand(c, "SELECT %d", cfg->redis_db);
-        if (!rep || rep->type == REDIS_REPLY_ERROR) {
-            errf(err, errlen, "redis at %s: SELECT %d failed: %s", where, cfg->redis_db,
-                 rep ? rep->str : c->errstr);
-            goto fail;
-        }
-        freeReplyObject(rep);
-    }
-    return c;
-fail:
-    if (rep)
-        freeReplyObject(rep);
-    redisFree(c);
-    return NULL;
-}
-
-/* The SCAN pattern for <prefix>:{*}<suffix>, with glob characters of the
- * prefix escaped. */
-static char *scan_pattern(const char *prefix, const char *suffix)
-{
-    size_t pl = strlen(prefix), sl = strlen(suffix);
-    char *p = malloc(2 * pl + sl + 8);
-    if (!p)
-        return NULL;
-    size_t j = 0;
-    for (size_t i = 0; i < pl; i++) {
-        if (strchr("*?[]\\", prefix[i]))
-            p[j++] = '\\';
-        p[j++] = prefix[i];
-    }
-    memcpy(p + j, ":{*}", 4);
-    j += 4;
-    memcpy(p + j, suffix, sl + 1);
-    return p;
-}
-
-static int cmp_i32(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* The partitions having a key <prefix>:{P}<suffix>, sorted and unique
- * (SCAN may return a key twice). */
-static int scan_parts(redisContext *c, const struct cm_config *cfg, const char *suffix,
-                      int32_t **parts, size_t *n, char *err, size_t errlen)
-{
-    char *pat = scan_pattern(cfg->key_prefix, suffix);
-    int32_t *v = NULL;
-    size_t nv = 0, cap = 0;
-    char cursor[32] = "0";
-    int r = 0;
-    if (!pat)
-        return -ENOMEM;
-    do {
-        redisReply *rep = redisCommand(c, "SCAN %s MATCH %s COUNT 1000", cursor, pat);
-        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-            rep->element[0]->type != REDIS_REPLY_STRING ||
-            rep->element[1]->type != REDIS_REPLY_ARRAY) {
-            errf(err, errlen, "redis SCAN failed: %s",
-                 !rep ? c->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply");
-            if (rep)
-                freeReplyObject(rep);
-            r = -EPROTO;
-            goto out;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
-        redisReply *ks = rep->element[1];
-        for (size_t i = 0; i < ks->elements; i++) {
-            int32_t p;
-            if (ks->element[i]->type != REDIS_REPLY_STRING ||
-                key_parse_part(ks->element[i]->str, ks->element[i]->len, cfg->key_prefix,
-                               suffix, &p))
-                continue;
-            if (cm_grow(&v, &cap, nv + 1, sizeof(*v), 64) < 0) {
-                freeReplyObject(rep);
-                r = -ENOMEM;
-                errf(err, errlen, "out of memory listing the partitions of %s", cfg->key_prefix);
-                goto out;
-            }
-            v[nv++] = p;
-        }
-        freeReplyObject(rep);
-    } while (strcmp(cursor, "0"));
-    if (nv)
-        qsort(v, nv, sizeof(*v), cmp_i32);
-    size_t u = 0;
-    for (size_t i = 0; i < nv; i++)
-        if (u == 0 || v[u - 1] != v[i])
-            v[u++] = v[i];
-    *parts = v;
-    *n = u;
-    v = NULL;
-out:
-    free(v);
-    free(pat);
-    return r;
-}
-
-int cm_store_agg_add_reply(const char *k, const struct redisReply *rep, struct cm_agg *ag,
-                           struct cm_names *nm, char *err, size_t errlen)
-{
-    int r = 0;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements % 2) {
-        errf(err, errlen, "redis HGETALL %s failed: %s", k,
-             rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply");
-        return -EPROTO;
-    }
-    for (size_t j = 0; !r && j < rep->elements; j += 2) {
-        redisReply *f = rep->element[j], *v = rep->element[j + 1];
-        struct cm_agg_key key;
-        int64_t x;
-        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
-            cm_decimal_i64(v->str, v->len, &x) ||
-            (r = cm_agg_key_parse(f->str, f->len, nm, &key)) != 0) {
-            errf(err, errlen, "%s: malformed aggregate field '%.*s'", k,
-                 f->type == REDIS_REPLY_STRING ? (int)(f->len > 200 ? 200 : f->len) : 0,
-                 f->type == REDIS_REPLY_STRING ? f->str : "");
-            r = r == -ENOMEM ? r : -EPROTO;
-        } else if ((r = cm_agg_add(ag, &key, x)) != 0) {
-            errf(err, errlen, "out of memory");
-        }
-    }
-    return r;
-}
-
-int cm_store_pos_parse(const struct redisReply *rep, int64_t *pos)
-{
-    return pos_parse(rep, pos);
-}
-
-int cm_store_read_agg(const struct cm_config *cfg, struct cm_agg *ag, struct cm_names *nm,
-                      char *err, size_t errlen)
-{
-    if (cfg->redis_cluster) { /* SCAN sees one node: name the partitions */
-        errf(err, errlen, "with [redis] cluster = yes the partitions are read by name "
-             "(cm_store_read_agg_of)");
-        return -ENOTSUP;
-    }
-    redisContext *c = cm_store_connect_sync(cfg, err, errlen);
-    if (!c)
-        return -ECONNREFUSED;
-    int32_t *parts = NULL;
-    size_t n = 0;
-    int r = scan_parts(c, cfg, ":agg", &parts, &n, err, errlen);
-    for (size_t i = 0; !r && i < n; i++) {
-        char *k = cm_store_key_agg(cfg->key_prefix, parts[i]);
-        if (!k) {
-            r = -ENOMEM;
-            break;
-        }
-        /* HGETALL: one partition's hash is read atomically (HSCAN could
-         * return a field twice while the hash is rehashed). */
-        redisReply *rep = redisCommand(c, "HGETALL %s", k);
-        if (!rep)
-            errf(err, errlen, "redis HGETALL %s failed: %s", k, c->errstr);
-        r = rep ? cm_store_agg_add_reply(k, rep, ag, nm, err, errlen) : -EPROTO;
-        if (rep)
-            freeReplyObject(rep);
-        free(k);
-    }
-    free(parts);
-    redisFree(c);
-    return r;
-}
-
-/* Positions of parts[0..n-1] on c into pos[], one GET each. */
-static int read_pos(redisContext *c, const char *prefix, const int32_t *parts, size_t n,
-                    int64_t *pos, char *err, size_t errlen)
-{
-    for (size_t i = 0; i < n; i++) {
-        char *k = cm_store_key_pos(prefix, parts[i]);
-        if (!k) {
-            errf(err, errlen, "out of memory");
-            return -ENOMEM;
-        }
-        redisReply *rep = redisCommand(c, "GET %s", k);
-        int r = 0;
-        if (!rep || pos_parse(rep, &pos[i]) < 0) {
-            errf(err, errlen, "redis GET %s failed: %s", k,
-                 !rep                               ? c->errstr
-                 : rep->type == REDIS_REPLY_ERROR ? rep->str
-                                                    : "not a position (a decimal >= 0)");
-            r = -EPROTO;
-        }
-        if (rep)
-            freeReplyObject(rep);
-        free(k);
-        if (r)
-            return r;
-    }
-    return 0;
-}
-
-int cm_store_read_positions_of(const struct cm_config *cfg, const int32_t *parts, size_t n,
-                               int64_t *pos, char *err, size_t errlen)
-{
-    if (cfg->redis_cluster)
-        return cm_store_read_positions_routed(cfg, parts, n, pos, err, errlen);
-    redisContext *c = cm_store_connect_sync(cfg, err, errlen);
-    if (!c)
-        return -ECONNREFUSED;
-    int r = read_pos(c, cfg->key_prefix, parts, n, pos, err, errlen);
-    redisFree(c);
-    return r;
-}
-
-int cm_store_read_positions(const struct cm_config *cfg, int32_t **parts_out, int64_t **pos_out,
-                            size_t *n_out, char *err, size_t errlen)
-{
-    if (cfg->redis_cluster) {
-        errf(err, errlen, "with [redis] cluster = yes the partitions are read by name "
-             "(cm_store_read_positions_of)");
-        return -ENOTSUP;
-    }
-    redisContext *c = cm_store_connect_sync(cfg, err, errlen);
-    if (!c)
-        return -ECONNREFUSED;
-    int32_t *parts = NULL;
-    int64_t *pos = NULL;
-    size_t n = 0;
-    int r = scan_parts(c, cfg, ":pos", &parts, &n, err, errlen);
-    if (!r && !(pos = calloc(n ? n : 1, sizeof(*pos)))) {
-        errf(err, errlen, "out of memory");
-        r = -ENOMEM;
-    }
-    if (!r)
-        r = read_pos(c, cfg->key_prefix, parts, n, pos, err, errlen);
-    redisFree(c);
-    if (r) {
-        free(parts);
-        free(pos);
-        return r;
-    }
-    *parts_out = parts;
-    *pos_out = pos;
-    *n_out = n;
-    return 0;
 }

@@ -9,6 +9,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "circmon/errbuf.h"
 #include "circmon/store.h"
 #include "circmon/store_layout.h"
 
@@ -35,16 +36,6 @@ static const char lua_move[] =
 
 #define MOVE_CHUNK 500 /* string keys per SCAN and per move script: ~1 ms of Redis */
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static const char *reply_why(redisContext *c, const redisReply *r)
 {
     return !r ? c->errstr : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply";
@@ -54,17 +45,10 @@ static const char *reply_why(redisContext *c, const redisReply *r)
  * characters escaped. */
 static char *string_pattern(const char *prefix, int32_t part)
 {
-    size_t pl = strlen(prefix);
-    char *p = malloc(2 * pl + 32);
-    if (!p)
-        return NULL;
-    size_t j = 0;
-    for (size_t i = 0; i < pl; i++) {
-        if (strchr("*?[]\\", prefix[i]))
-            p[j++] = '\\';
-        p[j++] = prefix[i];
-    }
-    snprintf(p + j, 32, ":{%" PRId32 "}:m:*", part);
+    size_t j;
+    char *p = cm_glob_escape(prefix, 31, &j);
+    if (p)
+        snprintf(p + j, 32, ":{%" PRId32 "}:m:*", part);
     return p;
 }
 
@@ -80,7 +64,7 @@ static int move_chunk(redisContext *c, const struct cm_config *cfg, int32_t part
     char nk[32];
     int r = -ENOMEM;
     if (!argv || !lens || !bks) {
-        errf(err, errlen, "out of memory");
+        cm_errf(err, errlen, "out of memory");
         goto out;
     }
     argv[0] = "EVAL";
@@ -96,7 +80,7 @@ static int move_chunk(redisContext *c, const struct cm_config *cfg, int32_t part
         bks[i] = cm_layout_key_bucket(cfg->key_prefix, part,
                                       cm_layout_bucket(mid, ml, (uint32_t)cfg->state_buckets), &bl);
         if (!bks[i]) {
-            errf(err, errlen, "out of memory");
+            cm_errf(err, errlen, "out of memory");
             goto out;
         }
         argv[3 + 2 * i] = ks[i]->str;
@@ -108,7 +92,7 @@ static int move_chunk(redisContext *c, const struct cm_config *cfg, int32_t part
     }
     redisReply *rep = redisCommandArgv(c, (int)argc, argv, lens);
     if (!rep || rep->type != REDIS_REPLY_INTEGER || rep->integer < 0) {
-        errf(err, errlen, "partition %" PRId32 ": moving states failed: %s", part,
+        cm_errf(err, errlen, "partition %" PRId32 ": moving states failed: %s", part,
              reply_why(c, rep));
         r = -EPROTO;
     } else {
@@ -144,13 +128,13 @@ static int migrate_part(redisContext *c, const struct cm_config *cfg, int32_t pa
     int r = -ENOMEM;
     redisReply *rep = NULL;
     if (!kl || !ke || !pat) {
-        errf(err, errlen, "out of memory");
+        cm_errf(err, errlen, "out of memory");
         goto out;
     }
     r = -EPROTO;
     rep = cmd(c, "GET", kl, NULL);
     if (!rep || (rep->type != REDIS_REPLY_NIL && rep->type != REDIS_REPLY_STRING)) {
-        errf(err, errlen, "redis GET %s failed: %s", kl, reply_why(c, rep));
+        cm_errf(err, errlen, "redis GET %s failed: %s", kl, reply_why(c, rep));
         goto out;
     }
     int32_t stored = -1;
@@ -162,7 +146,7 @@ static int migrate_part(redisContext *c, const struct cm_config *cfg, int32_t pa
         }
         int again = rep->len == strlen(moving) && !memcmp(rep->str, moving, rep->len);
         if (!again && (cm_layout_parse(rep->str, rep->len, &stored) < 0 || stored != 0)) {
-            errf(err, errlen,
+            cm_errf(err, errlen,
                  "partition %" PRId32 ": %s is \"%.*s\": migrate-layout converts only from "
                  "one string key per migrant (a change of state_buckets needs a rebuild into "
                  "a new key_prefix)",
@@ -175,13 +159,13 @@ static int migrate_part(redisContext *c, const struct cm_config *cfg, int32_t pa
      * older owner epoch from now on */
     rep = cmd(c, "INCR", ke, NULL);
     if (!rep || rep->type != REDIS_REPLY_INTEGER) {
-        errf(err, errlen, "redis INCR %s failed: %s", ke, reply_why(c, rep));
+        cm_errf(err, errlen, "redis INCR %s failed: %s", ke, reply_why(c, rep));
         goto out;
     }
     freeReplyObject(rep);
     rep = cmd(c, "SET", kl, moving);
     if (!rep || rep->type != REDIS_REPLY_STATUS) {
-        errf(err, errlen, "redis SET %s failed: %s", kl, reply_why(c, rep));
+        cm_errf(err, errlen, "redis SET %s failed: %s", kl, reply_why(c, rep));
         goto out;
     }
     freeReplyObject(rep);
@@ -198,14 +182,14 @@ static int migrate_part(redisContext *c, const struct cm_config *cfg, int32_t pa
         if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
             rep->element[0]->type != REDIS_REPLY_STRING ||
             rep->element[1]->type != REDIS_REPLY_ARRAY || rep->element[0]->len >= sizeof(cursor)) {
-            errf(err, errlen, "redis SCAN failed: %s", reply_why(c, rep));
+            cm_errf(err, errlen, "redis SCAN failed: %s", reply_why(c, rep));
             goto out;
         }
         memcpy(cursor, rep->element[0]->str, rep->element[0]->len + 1);
         redisReply *ks = rep->element[1];
         for (size_t i = 0; i < ks->elements; i++)
             if (ks->element[i]->type != REDIS_REPLY_STRING || ks->element[i]->len < hl) {
-                errf(err, errlen, "redis SCAN: a key that is not %s", pat);
+                cm_errf(err, errlen, "redis SCAN: a key that is not %s", pat);
                 goto out;
             }
         if (ks->elements &&
@@ -218,7 +202,7 @@ static int migrate_part(redisContext *c, const struct cm_config *cfg, int32_t pa
     } while (strcmp(cursor, "0"));
     rep = cmd(c, "SET", kl, want);
     if (!rep || rep->type != REDIS_REPLY_STATUS) {
-        errf(err, errlen, "redis SET %s failed: %s", kl, reply_why(c, rep));
+        cm_errf(err, errlen, "redis SET %s failed: %s", kl, reply_why(c, rep));
         goto out;
     }
     m->parts_moved++;
@@ -237,7 +221,7 @@ int cm_layout_migrate(const struct cm_config *cfg, struct cm_layout_migration *m
 {
     memset(m, 0, sizeof(*m));
     if (cfg->state_buckets < 1) {
-        errf(err, errlen, "[redis] state_buckets is 0 (one string key per migrant): there is "
+        cm_errf(err, errlen, "[redis] state_buckets is 0 (one string key per migrant): there is "
                           "no layout to migrate to");
         return -EINVAL;
     }
