@@ -567,16 +567,15 @@ END_TEST
  * open with a scan past start + 3650, and the state the fold left did not
  * unpack again. Each of the two is refused now; the same state with the run
  * within both bounds is taken, folds, and what it leaves unpacks again. */
-static int unpack_with_run(struct cm_fold_ctx *fc, const Circmon__V1__MigrantState *m0,
-                           int32_t start, int32_t end, struct cm_mstate **st)
+
+/* m0 with its first scheme's runs replaced by runs[0..3] and the snapshot's
+ * latest event at snapshot_latest, packed, then unpacked into *st. */
+static int unpack_with_runs(struct cm_fold_ctx *fc, const Circmon__V1__MigrantState *m0,
+                            int32_t *runs, int64_t snapshot_latest, struct cm_mstate **st)
 {
     Circmon__V1__MigrantState m = *m0;
-    /* the snapshot's runs are bounded by its own latest event (see
-     * test_unpack_refuses_run_after_snapshot): one second before the
-     * window's only event, the same day */
-    m.snapshot_latest = m0->latest - 1;
     Circmon__V1__StateScheme sc = *m0->schemes[0], *scp = &sc;
-    int32_t runs[4] = {start, end, m0->schemes[0]->runs[2], m0->schemes[0]->runs[3]};
+    m.snapshot_latest = snapshot_latest;
     sc.runs = runs;
     m.schemes = &scp;
     uint8_t b[4096];
@@ -585,20 +584,49 @@ static int unpack_with_run(struct cm_fold_ctx *fc, const Circmon__V1__MigrantSta
     return cm_mstate_unpack(fc, b, n, st);
 }
 
+/* m0 with its only run from start to end, its scan as stored, and a
+ * snapshot one second before the window's only event (the same day): the
+ * snapshot's runs are bounded by its own latest event, see
+ * test_unpack_refuses_run_after_snapshot. */
+static int unpack_with_run(struct cm_fold_ctx *fc, const Circmon__V1__MigrantState *m0,
+                           int32_t start, int32_t end, struct cm_mstate **st)
+{
+    int32_t runs[4] = {start, end, m0->schemes[0]->runs[2], m0->schemes[0]->runs[3]};
+    return unpack_with_runs(fc, m0, runs, m0->latest - 1, st);
+}
+
+/* An entry folded into st, then what the fold leaves packs and unpacks
+ * again. Frees st. */
+static void entry_folds_and_unpacks(struct cm_fold_ctx *fc, struct cm_mstate *st, int want)
+{
+    struct cm_event ev = {.type = CM_EV_ENTRY, .event_id = "e", .migrant_id = "m",
+                          .occurred_at = 1700000000, .permit_id = "", .scheme_id = "",
+                          .nationality = ""};
+    struct cm_item *items = NULL;
+    size_t ni = 0, cap = 0;
+    int r = cm_fold_event(fc, st, &ev, &items, &ni, &cap);
+    if (want >= 0)
+        ck_assert_int_eq(r, want);
+    else
+        ck_assert_int_ge(r, 0);
+    uint8_t *b1 = NULL;
+    long l1 = cm_mstate_pack(fc, st, &b1);
+    ck_assert_int_gt(l1, 0);
+    struct cm_mstate *again = NULL;
+    ck_assert_int_eq(cm_mstate_unpack(fc, b1, (size_t)l1, &again), 0);
+    free(b1);
+    free(items);
+    cm_mstate_free(fc, again);
+    cm_mstate_free(fc, st);
+}
+
 /* m0 with its only run open from day start, scanned to the day before it
- * (nothing checked yet), no breach found. */
+ * (nothing checked yet), no breach found; the snapshot as stored. */
 static int unpack_with_run_at(struct cm_fold_ctx *fc, const Circmon__V1__MigrantState *m0,
                               int32_t start, struct cm_mstate **st)
 {
-    Circmon__V1__MigrantState m = *m0;
-    Circmon__V1__StateScheme sc = *m0->schemes[0], *scp = &sc;
     int32_t runs[4] = {start, INT32_MAX, start - 1, INT32_MAX};
-    sc.runs = runs;
-    m.schemes = &scp;
-    uint8_t b[4096];
-    ck_assert_uint_le(circmon__v1__migrant_state__get_packed_size(&m), sizeof b);
-    size_t n = circmon__v1__migrant_state__pack(&m, b);
-    return cm_mstate_unpack(fc, b, n, st);
+    return unpack_with_runs(fc, m0, runs, m0->snapshot_latest, st);
 }
 
 START_TEST(test_unpack_refuses_run_after_latest)
@@ -640,21 +668,7 @@ START_TEST(test_unpack_refuses_run_after_latest)
     /* both within: taken; an entry later, and what the fold leaves unpacks */
     ck_assert_int_eq(unpack_with_run(fc, m, chk - 3650, last, &st), 0);
     circmon__v1__migrant_state__free_unpacked(m, NULL);
-    struct cm_event ev = {.type = CM_EV_ENTRY, .event_id = "e", .migrant_id = "m",
-                          .occurred_at = 1700000000, .permit_id = "", .scheme_id = "",
-                          .nationality = ""};
-    struct cm_item *items = NULL;
-    size_t ni = 0, cap = 0;
-    ck_assert_int_eq(cm_fold_event(fc, st, &ev, &items, &ni, &cap), CM_FOLD_ACCEPTED);
-    uint8_t *b1 = NULL;
-    long l1 = cm_mstate_pack(fc, st, &b1);
-    ck_assert_int_gt(l1, 0);
-    struct cm_mstate *again = NULL;
-    ck_assert_int_eq(cm_mstate_unpack(fc, b1, (size_t)l1, &again), 0);
-    free(b1);
-    free(items);
-    cm_mstate_free(fc, again);
-    cm_mstate_free(fc, st);
+    entry_folds_and_unpacks(fc, st, CM_FOLD_ACCEPTED);
     cm_fold_ctx_free(fc);
     cm_names_free(nm);
     cm_config_free(&cfg);
@@ -711,21 +725,7 @@ START_TEST(test_unpack_refuses_run_after_snapshot)
     ck_assert_ptr_null(st);
     ck_assert_int_eq(unpack_with_run_at(fc, m, (int32_t)snap_day, &st), 0);
     circmon__v1__migrant_state__free_unpacked(m, NULL);
-    struct cm_event ev = {.type = CM_EV_ENTRY, .event_id = "e", .migrant_id = "m",
-                          .occurred_at = 1700000000, .permit_id = "", .scheme_id = "",
-                          .nationality = ""};
-    struct cm_item *items = NULL;
-    size_t ni = 0, cap = 0;
-    ck_assert_int_ge(cm_fold_event(fc, st, &ev, &items, &ni, &cap), 0);
-    uint8_t *b1 = NULL;
-    long l1 = cm_mstate_pack(fc, st, &b1);
-    ck_assert_int_gt(l1, 0);
-    struct cm_mstate *again = NULL;
-    ck_assert_int_eq(cm_mstate_unpack(fc, b1, (size_t)l1, &again), 0);
-    free(b1);
-    free(items);
-    cm_mstate_free(fc, again);
-    cm_mstate_free(fc, st);
+    entry_folds_and_unpacks(fc, st, -1);
     cm_fold_ctx_free(fc);
     cm_names_free(nm);
     cm_config_free(&cfg);
