@@ -76,7 +76,7 @@ static pid_t start_http(const char *name, const char *prefix, const char *scheme
     if (!seed)
         seed = (unsigned)getpid() ^ (unsigned)wall_ms();
     char path[600];
-    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    cm_bin_path(path, sizeof(path), "circmond");
     for (int attempt = 0; attempt < 10; attempt++) {
         *port = pick_port(&seed);
         /* the rebuild in small steps, so that it is seen half done */
@@ -246,7 +246,7 @@ static char *alias_prefix(void)
 static void expect_refused(const char *conf, int rebuild, const char *needle)
 {
     char path[600];
-    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    cm_bin_path(path, sizeof(path), "circmond");
     char *argv[] = {path, "--config", (char *)conf, "--foreground", rebuild ? "--rebuild" : NULL,
                     NULL};
     const char *lr = path_in("refused.log");
@@ -741,7 +741,7 @@ START_TEST(test_config_and_usage)
     ck_assert_int_eq(run_bin("circmonctl", a, NULL, path_in("noalias.err")), 1);
     ck_assert(file_has(path_in("noalias.err"), "[redis] alias is not set"));
     char path[600];
-    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    cm_bin_path(path, sizeof(path), "circmond");
     char *argv[] = {path, "--config", (char *)pn, "--rebuild", NULL};
     pid_t r = spawn(argv, NULL, path_in("noalias.log"), NULL, NULL);
     int st = wait_pid(r, 30);
