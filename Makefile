@@ -103,13 +103,14 @@ ALL_OBJ := $(LIB_OBJ) $(ALIB_OBJ) $(TSUPP_OBJ) $(ATSUPP_OBJ) \
            $(call aobj,$(DAEMON_SRC) $(CTL_SRC) $(GEN_SRC) $(BROKER_SRC))
 
 # --- environment for the tests -------------------------------------------
-# The sanitized suites run the sanitized programs (CM_BIN, read by
-# tests/cm_bin.h, tools/demo.sh, tools/services.sh). Every sanitizer report,
+# The plain suites run the programs of bin/, the sanitized ones those of
+# build/asan/bin (CM_BIN, read by tests/cm_bin.h, tools/demo.sh,
+# tools/services.sh; the later CM_BIN of ASAN_ENV wins). Every sanitizer report,
 # of the suite or of any program it starts, goes to a file under
 # $$san_dir (set per suite by run_suites): a suite that leaves one fails,
 # whatever its tests said. LSan checks the leaks of every process at exit;
 # tests/lsan.supp holds the third-party leaks, each with its reason.
-TEST_ENV := CM_TOP=$(CURDIR) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-60}
+TEST_ENV := CM_TOP=$(CURDIR) CM_BIN=$(CURDIR)/bin CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-60}
 ASAN_ENV := $(TEST_ENV) CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-3} \
             CM_BIN=$(CURDIR)/build/asan/bin \
             ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:log_path=$$san_dir/asan \
