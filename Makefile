@@ -2,7 +2,9 @@
 #
 #   make                 all programs (bin/circmond, bin/circmonctl, bin/circmon-gen,
 #                        bin/circmon-broker; each only once its main source exists)
-#   make check           every tests/check_*.c, plain and with ASan/UBSan
+#   make check           every tests/check_*.c, plain and with ASan/UBSan (the
+#                        sanitized suites run the programs of build/asan/bin,
+#                        built with ASan/UBSan too)
 #   make check-valgrind  the plain suites under valgrind (CK_FORK=no)
 #   make fuzz            the libFuzzer targets of tests/fuzz, FUZZ_SECONDS (60)
 #                        each, after fuzz-regress; fails on any crash, leak,
@@ -72,6 +74,8 @@ endif
 ifneq ($(BROKER_SRC),)
 PROGS += bin/circmon-broker
 endif
+# The same programs built with ASan/UBSan, for the sanitized suites (CM_BIN).
+ASAN_PROGS := $(patsubst bin/%,build/asan/bin/%,$(PROGS))
 
 # Check suites: every tests/check_*.c is one binary. Any other tests/*.c is a
 # helper linked into every suite.
@@ -95,13 +99,23 @@ ALIB := build/asan/libcircmon.a
 
 ALL_OBJ := $(LIB_OBJ) $(ALIB_OBJ) $(TSUPP_OBJ) $(ATSUPP_OBJ) \
            $(call obj,$(DAEMON_SRC) $(CTL_SRC) $(GEN_SRC) $(BROKER_SRC) $(SUITE_SRC)) \
-           $(call aobj,$(SUITE_SRC))
+           $(call aobj,$(SUITE_SRC)) \
+           $(call aobj,$(DAEMON_SRC) $(CTL_SRC) $(GEN_SRC) $(BROKER_SRC))
 
 # --- environment for the tests -------------------------------------------
-TEST_ENV := CM_TOP=$(CURDIR) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-60}
+# The plain suites run the programs of bin/, the sanitized ones those of
+# build/asan/bin (CM_BIN, read by tests/cm_bin.h, tools/demo.sh,
+# tools/services.sh; the later CM_BIN of ASAN_ENV wins). Every sanitizer report,
+# of the suite or of any program it starts, goes to a file under
+# $$san_dir (set per suite by run_suites): a suite that leaves one fails,
+# whatever its tests said. LSan checks the leaks of every process at exit;
+# tests/lsan.supp holds the third-party leaks, each with its reason.
+TEST_ENV := CM_TOP=$(CURDIR) CM_BIN=$(CURDIR)/bin CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-60}
 ASAN_ENV := $(TEST_ENV) CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-3} \
-            ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+            CM_BIN=$(CURDIR)/build/asan/bin \
+            ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:log_path=$$san_dir/asan \
+            LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$$san_dir/ubsan
 
 .PHONY: FORCE all test check check-plain check-asan check-valgrind tests tests-asan \
         bench bench-cluster demo deps install uninstall clean fuzz fuzz-build fuzz-corpus fuzz-regress
@@ -184,6 +198,18 @@ $(eval $(call program,bin/circmonctl,$(CTL_SRC)))
 $(eval $(call program,bin/circmon-gen,$(GEN_SRC)))
 $(eval $(call program,bin/circmon-broker,$(BROKER_SRC)))
 
+# The sanitized programs: the same sources compiled with SAN_FLAGS, on the
+# sanitized library.
+define asan_program
+$(1): $$(call aobj,$(2)) $$(ALIB)
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS) $$(SAN_FLAGS) $$(LDFLAGS) -o $$@ $$(call aobj,$(2)) $$(ALIB) $$(PC_LIBS) -lm
+endef
+$(eval $(call asan_program,build/asan/bin/circmond,$(DAEMON_SRC) $(PAGE_GEN)))
+$(eval $(call asan_program,build/asan/bin/circmonctl,$(CTL_SRC)))
+$(eval $(call asan_program,build/asan/bin/circmon-gen,$(GEN_SRC)))
+$(eval $(call asan_program,build/asan/bin/circmon-broker,$(BROKER_SRC)))
+
 # --- tests -------------------------------------------------------------------
 build/tests/%: build/obj/tests/%.o $(TSUPP_OBJ) $(LIB)
 	@mkdir -p $(@D)
@@ -195,16 +221,27 @@ build/asan/tests/%: build/asan/obj/tests/%.o $(ATSUPP_OBJ) $(ALIB)
 	    $(PC_LIBS) $(CHECK_LIBS) -lm
 
 tests: $(SUITES)
-tests-asan: $(ASAN_SUITES)
+tests-asan: $(ASAN_SUITES) $(ASAN_PROGS)
 
-# Runs every suite even after a failure, then fails if any did.
+# Runs every suite even after a failure, then fails if any did. A suite
+# also fails when it leaves a sanitizer report in its $$san_dir
+# (build/san-reports/<label>-<suite>, emptied before it runs): the reports of
+# the programs it started are there, not in its output.
 # $(1): label, $(2): environment, $(3): binaries, $(4): command prefix
 define run_suites
 	@fail=0; n=0; failed=; mkdir -p build/test-logs; \
 	for t in $(3); do \
 	    n=$$((n + 1)); log=build/test-logs/$(1)-$${t##*/}.log; \
+	    san_dir=$(CURDIR)/build/san-reports/$(1)-$${t##*/}; \
+	    rm -rf $$san_dir; mkdir -p $$san_dir; \
 	    echo "== $(1): $$t"; s0=$$(date +%s); \
-	    env $(2) $(4) $$t > $$log 2>&1; rc=$$?; cat $$log; \
+	    env $(2) $(4) $$t > $$log 2>&1; rc=$$?; \
+	    for r in $$san_dir/*; do \
+	        [ -f "$$r" ] || continue; \
+	        echo "!! $(1): sanitizer report $$r:" >> $$log; cat "$$r" >> $$log; \
+	        [ $$rc -ne 0 ] || rc=99; \
+	    done; \
+	    cat $$log; \
 	    if [ $$rc -ne 0 ]; then \
 	        echo "!! $(1): $$t FAILED (exit $$rc)"; fail=$$((fail + 1)); \
 	        failed="$$failed $${t##*/}"; \
@@ -219,16 +256,17 @@ define run_suites
 	test $$fail -eq 0
 endef
 
-# Programs first: suites run them from $CM_TOP/bin. Both test flavours are
-# built (in parallel with -j) before either runs, so the output stays readable.
-check: all $(SUITES) $(ASAN_SUITES)
+# Programs first: the plain suites run them from $CM_TOP/bin, the sanitized
+# ones from build/asan/bin (CM_BIN). Both test flavours are built (in
+# parallel with -j) before either runs, so the output stays readable.
+check: all $(SUITES) $(ASAN_SUITES) $(ASAN_PROGS)
 	$(call run_suites,check,$(TEST_ENV),$(SUITES),)
 	$(call run_suites,check-asan,$(ASAN_ENV),$(ASAN_SUITES),)
 
 check-plain: all $(SUITES)
 	$(call run_suites,check,$(TEST_ENV),$(SUITES),)
 
-check-asan: all $(ASAN_SUITES)
+check-asan: all $(ASAN_SUITES) $(ASAN_PROGS)
 	$(call run_suites,check-asan,$(ASAN_ENV),$(ASAN_SUITES),)
 
 check-valgrind: all $(SUITES)

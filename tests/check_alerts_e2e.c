@@ -245,7 +245,7 @@ static struct dmn d_start(const char *tag, char *const env[])
     m.port = d_port();
     const char *conf = d_conf(m.port);
     snprintf(m.log, sizeof m.log, "%s/circmond-%s.log", dir, tag);
-    snprintf(path, sizeof path, "%s/bin/circmond", getenv("CM_TOP"));
+    cm_bin_path(path, sizeof path, "circmond");
     char *argv[] = {path, "--config", (char *)conf, "--foreground", NULL};
     m.pid = spawn(argv, NULL, m.log, NULL, env);
     double end = now_s() + 30;

@@ -99,7 +99,7 @@ static const char *write_conf(const char *name, const char *group, const char *e
 static pid_t daemon_start(const char *conf, const char *log, char *const env[])
 {
     char path[600];
-    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    cm_bin_path(path, sizeof(path), "circmond");
     char *argv[] = {path, "--config", (char *)conf, "--foreground", NULL};
     return spawn(argv, NULL, log, NULL, env);
 }

@@ -12,6 +12,7 @@
 #include "circmon/framing.h"
 #include "circmon/timeutil.h"
 #include "circmon/v1/events.pb-c.h"
+#include "cm_bin.h"
 
 static char gen[4096];
 static char dir[] = "/tmp/check_gen.XXXXXX";
@@ -20,7 +21,7 @@ static void setup(void)
 {
     const char *top = getenv("CM_TOP");
     ck_assert_msg(top && *top, "CM_TOP is not set (the repository top)");
-    snprintf(gen, sizeof gen, "%s/bin/circmon-gen", top);
+    cm_bin_path(gen, sizeof gen, "circmon-gen");
     ck_assert_msg(access(gen, X_OK) == 0, "%s is missing: build it first", gen);
     strcpy(dir, "/tmp/check_gen.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));

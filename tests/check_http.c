@@ -94,7 +94,7 @@ static const char *daemon_start(const char *redis, const char *extra)
 {
     unsigned seed = (unsigned)getpid() ^ (unsigned)wall_ms();
     char path[600];
-    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    cm_bin_path(path, sizeof(path), "circmond");
     for (int attempt = 0; attempt < 10; attempt++) {
         http_port = pick_port(&seed);
         const char *conf = write_conf(redis, http_port, extra);
@@ -768,7 +768,7 @@ START_TEST(test_taken_port_pipeline_goes_on)
     const char *conf = write_conf(redis_sock, port, "");
     const char *log = path_in("circmond.log");
     char path[600];
-    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    cm_bin_path(path, sizeof(path), "circmond");
     char *argv[] = {path, "--config", (char *)conf, "--foreground", NULL};
     daemon_pid = spawn(argv, NULL, log, NULL, NULL);
     double end = now_s() + 20;

@@ -9,6 +9,7 @@
 #include "circmon/framing.h"
 
 #include "circmon/indicators.h"
+#include "cm_bin.h"
 #include "ref_decode.h"
 
 #define B0 DN(2024, 3, 1)
@@ -1107,8 +1108,10 @@ START_TEST(test_gen_faults_reach_every_reason)
     int fd = mkstemp(path);
     ck_assert_int_ge(fd, 0);
     close(fd);
-    snprintf(cmd, sizeof cmd, "'%s/bin/circmon-gen' --seed 11 --migrants 6000 --out '%s' 2>'%s.err'",
-             top, path, path);
+    char gen[4096];
+    cm_bin_path(gen, sizeof gen, "circmon-gen");
+    snprintf(cmd, sizeof cmd, "'%s' --seed 11 --migrants 6000 --out '%s' 2>'%s.err'", gen, path,
+             path);
     ck_assert_int_eq(system(cmd), 0);
     snprintf(cmd, sizeof cmd, "%s.err", path);
     FILE *ef = fopen(cmd, "r");

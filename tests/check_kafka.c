@@ -21,6 +21,7 @@
 #include "circmon/framing.h"
 #include "circmon/kafka.h"
 #include "circmon/v1/events.pb-c.h"
+#include "cm_bin.h"
 
 #define N_PARTS 4
 #define T_EVENTS "circmon.events"
@@ -35,13 +36,7 @@ static char bootstrap[256];
 static char tmpdir[256];
 static int group_seq;
 
-static const char *top(void)
-{
-    const char *t = getenv("CM_TOP");
-    return t && *t ? t : ".";
-}
-
-/* Starts $CM_TOP/bin/circmon-broker with args and reads its bootstrap line
+/* Starts circmon-broker (cm_bin.h) with args and reads its bootstrap line
  * (the broker prints it once ready). Returns the pid, or -1. */
 static pid_t broker_start(char *const extra[], char *line, size_t linesz)
 {
@@ -51,7 +46,7 @@ static pid_t broker_start(char *const extra[], char *line, size_t linesz)
     pid_t pid;
     size_t got = 0;
 
-    snprintf(path, sizeof(path), "%s/bin/circmon-broker", top());
+    cm_bin_path(path, sizeof(path), "circmon-broker");
     argv[n++] = path;
     for (int i = 0; extra[i] && n < 15; i++)
         argv[n++] = extra[i];
@@ -141,7 +136,7 @@ static void setup_broker(void)
     }
     broker_pid = broker_start(args, bootstrap, sizeof(bootstrap));
     if (broker_pid < 0) {
-        fprintf(stderr, "cannot start %s/bin/circmon-broker\n", top());
+        fprintf(stderr, "cannot start %s/circmon-broker\n", cm_bin_dir());
         abort();
     }
 }
@@ -218,7 +213,7 @@ static void write_config(const char *path)
     ck_assert_int_eq(fclose(fp), 0);
 }
 
-/* Runs $CM_TOP/bin/circmonctl with args, its stderr into errpath; returns
+/* Runs circmonctl (cm_bin.h) with args, its stderr into errpath; returns
  * its exit status. */
 static int run_ctl(char *const args[], const char *errpath)
 {
@@ -227,7 +222,7 @@ static int run_ctl(char *const args[], const char *errpath)
     int n = 0, st;
     pid_t pid;
 
-    snprintf(path, sizeof(path), "%s/bin/circmonctl", top());
+    cm_bin_path(path, sizeof(path), "circmonctl");
     argv[n++] = path;
     for (int i = 0; args[i] && n < 15; i++)
         argv[n++] = args[i];

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "circmon/log.h"
+#include "cm_bin.h"
 
 static const char *top(void)
 {
@@ -178,7 +179,7 @@ START_TEST(test_options)
 {
     char cmd[800];
     char *man = page("circmond.8");
-    snprintf(cmd, sizeof(cmd), "'%s/bin/circmond' --help", top());
+    snprintf(cmd, sizeof(cmd), "'%s/circmond' --help", cm_bin_dir());
     char *help = run(cmd);
     ck_assert_ptr_nonnull(strstr(help, "--config"));
     options_in(help, man, "circmond");
@@ -186,7 +187,7 @@ START_TEST(test_options)
     free(man);
 
     man = page("circmonctl.1");
-    snprintf(cmd, sizeof(cmd), "'%s/bin/circmonctl' --help", top());
+    snprintf(cmd, sizeof(cmd), "'%s/circmonctl' --help", cm_bin_dir());
     help = run(cmd);
     options_in(help, man, "circmonctl");
     char *cmds = strstr(help, "commands:");
@@ -199,7 +200,7 @@ START_TEST(test_options)
         char b[80];
         snprintf(b, sizeof(b), ".B circmonctl %s", name);
         ck_assert_msg(strstr(man, b) != NULL, "command %s missing from circmonctl(1)", name);
-        snprintf(cmd, sizeof(cmd), "'%s/bin/circmonctl' %s --help 2>&1", top(), name);
+        snprintf(cmd, sizeof(cmd), "'%s/circmonctl' %s --help 2>&1", cm_bin_dir(), name);
         char *sub = run(cmd);
         ck_assert_ptr_nonnull(strstr(sub, "usage:"));
         options_in(sub, man, name);

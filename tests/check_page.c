@@ -566,7 +566,7 @@ static pid_t daemon_up(void)
     char *pa[] = {"publish", "--config", conf, ev, NULL};
     ck_assert_int_eq(run_bin("circmonctl", pa, NULL, NULL), 0);
 
-    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    cm_bin_path(path, sizeof(path), "circmond");
     char *da[] = {path, "--config", conf, "--foreground", NULL};
     pid_t pid = spawn(da, NULL, log, NULL, NULL);
     double end = now_s() + 60;

@@ -623,7 +623,7 @@ static const char *daemon_start(void)
     char path[600], log[300], demo[600];
     in_dir(conf, sizeof(conf), "circmond.conf");
     in_dir(log, sizeof(log), "circmond.log");
-    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    cm_bin_path(path, sizeof(path), "circmond");
     snprintf(demo, sizeof(demo), "%s/config/demo.conf", top());
     char *schemes = slurp(demo, NULL), *sc = strstr(schemes, "[scheme");
     ck_assert_ptr_nonnull(sc);

@@ -527,7 +527,7 @@ START_TEST(test_config_and_usage)
     ck_assert_int_eq(run_bin("circmonctl", a, NULL, path_in("noalias.err")), 1);
     ck_assert(file_has(path_in("noalias.err"), "[redis] alias is not set"));
     char path[600];
-    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    cm_bin_path(path, sizeof(path), "circmond");
     char *argv[] = {path, "--config", (char *)pn, "--rebuild", NULL};
     pid_t r = spawn(argv, NULL, path_in("noalias.log"), NULL, NULL);
     int st = wait_pid(r, 30);

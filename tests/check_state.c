@@ -20,6 +20,7 @@
 #include "circmon/names.h"
 #include "circmon/pool.h"
 #include "circmon/v1/state.pb-c.h"
+#include "cm_bin.h"
 
 #include <sys/resource.h>
 
@@ -73,7 +74,7 @@ static const char *gen_file(int seed, int migrants)
     const char *top = getenv("CM_TOP");
     ck_assert_msg(top != NULL, "CM_TOP is not set");
     char gen[4096], cmd[8192];
-    snprintf(gen, sizeof(gen), "%s/bin/circmon-gen", top);
+    cm_bin_path(gen, sizeof(gen), "circmon-gen");
     ck_assert_msg(access(gen, X_OK) == 0, "%s is missing: run make", gen);
     strcpy(path, "/tmp/cm_state_XXXXXX");
     int fd = mkstemp(path);

@@ -161,7 +161,7 @@ static pid_t daemon_start(const char *conf, const char *log, const char *wd_usec
         env[n++] = env_stall;
     }
     env[n] = NULL;
-    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    cm_bin_path(path, sizeof(path), "circmond");
     char *argv[] = {path, "--config", (char *)conf, "--foreground", NULL};
     return sd_spawn(argv, log, NULL, env);
 }

@@ -142,14 +142,15 @@ static CMT_UNUSED long gen_publish(const char *conf, int seed, int migrants, con
     return n;
 }
 
-/* Starts bin/circmond; CM_DAEMON_WRAPPER (e.g. "valgrind -q --error-exitcode=9
- * --leak-check=full") is put in front of it, words split on blanks. */
+/* Starts circmond (cm_bin.h: $CM_BIN, else $CM_TOP/bin); CM_DAEMON_WRAPPER
+ * (e.g. "valgrind -q --error-exitcode=9 --leak-check=full") is put in front
+ * of it, words split on blanks. */
 static CMT_UNUSED pid_t daemon_start(const char *conf, const char *log, char *const env[])
 {
     char path[600], *argv[40], *w = NULL;
     int n = 0;
     const char *wrap = getenv("CM_DAEMON_WRAPPER");
-    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    cm_bin_path(path, sizeof(path), "circmond");
     if (wrap && *wrap) {
         w = strdup(wrap);
         for (char *t = strtok(w, " "); t && n < 32; t = strtok(NULL, " "))

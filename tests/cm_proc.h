@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cm_bin.h"
+
 #define CMP_UNUSED __attribute__((unused))
 
 static CMP_UNUSED char dir[256];
@@ -150,7 +152,7 @@ static CMP_UNUSED int run_bin(const char *prog, char *const args[], const char *
     char path[600];
     char *argv[32];
     int n = 0;
-    snprintf(path, sizeof(path), "%s/bin/%s", top(), prog);
+    cm_bin_path(path, sizeof(path), prog);
     argv[n++] = path;
     for (int i = 0; args[i] && n < 31; i++)
         argv[n++] = args[i];

@@ -68,7 +68,7 @@ static CMT_UNUSED pid_t start_http(const char *name, const char *prefix, const c
     if (!seed)
         seed = (unsigned)getpid() ^ (unsigned)wall_ms();
     char path[600];
-    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    cm_bin_path(path, sizeof(path), "circmond");
     for (int attempt = 0; attempt < 10; attempt++) {
         *port = pick_port(&seed);
         /* the rebuild in small steps, so that it is seen half done */
@@ -239,7 +239,7 @@ static CMT_UNUSED char *alias_prefix(void)
 static CMT_UNUSED void expect_refused(const char *conf, int rebuild, const char *needle)
 {
     char path[600];
-    snprintf(path, sizeof(path), "%s/bin/circmond", top());
+    cm_bin_path(path, sizeof(path), "circmond");
     char *argv[] = {path, "--config", (char *)conf, "--foreground", rebuild ? "--rebuild" : NULL,
                     NULL};
     const char *lr = path_in("refused.log");

@@ -106,7 +106,7 @@ static CMP_UNUSED void broker_start_with(int parts, const char *extra_topic)
     char path[600], nparts[16], log[300];
     int fd;
     size_t got = 0;
-    snprintf(path, sizeof(path), "%s/bin/circmon-broker", top());
+    cm_bin_path(path, sizeof(path), "circmon-broker");
     snprintf(nparts, sizeof(nparts), "%d", parts);
     snprintf(log, sizeof(log), "%s/broker.log", dir);
     char *argv[] = {path, "--partitions", nparts, "--topic", "circmon.events", "--topic",
@@ -285,14 +285,13 @@ static CMP_UNUSED void alertmanager_wait(int port, const char *scheme, const cha
 static CMP_UNUSED char *paths[512]; /* made by path_in, freed by svc_dir_remove */
 static CMP_UNUSED int npaths;
 
-/* Puts the path of bin/<prog> under CM_TOP into buf (cap bytes); the test
- * fails unless CM_TOP is set and the program is built. */
+/* Puts the path of <prog> (cm_bin.h: $CM_BIN, else $CM_TOP/bin) into buf
+ * (cap bytes); the test fails unless CM_TOP is set and the program is built. */
 static CMP_UNUSED void svc_bin_needed(const char *prog, char *buf, size_t cap)
 {
     const char *t = getenv("CM_TOP");
     ck_assert_msg(t && *t, "CM_TOP is not set (the repository top)");
-    int n = snprintf(buf, cap, "%s/bin/%s", t, prog);
-    ck_assert(n > 0 && (size_t)n < cap);
+    cm_bin_path(buf, cap, prog);
     ck_assert_msg(access(buf, X_OK) == 0, "%s is missing: build it first", buf);
 }
 

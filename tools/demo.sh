@@ -9,10 +9,13 @@
 #
 # Environment: MIGRANTS (default 20000), SEED (1), PARTITIONS (16), DEMO_KEEP=1
 # to leave circmond and its HTTP endpoint running after the check, until Ctrl-C.
+# CM_BIN: the directory of the programs (default bin; make check-asan's
+# check_demo sets it to build/asan/bin, the sanitized builds).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
+bin=${CM_BIN:-bin}
 MIGRANTS=${MIGRANTS:-20000}
 SEED=${SEED:-1}
 PARTITIONS=${PARTITIONS:-16}
@@ -31,12 +34,12 @@ http_port=$(pick_http_port)
 printf '\n[http]\nport = %s\nrefresh_ms = 1000\n' "$http_port" >>"$conf"
 
 say "generating $MIGRANTS migrants (seed $SEED)"
-bin/circmon-gen --seed "$SEED" --migrants "$MIGRANTS" --out "$work/events.bin"
-bin/circmonctl publish --config "$conf" "$work/events.bin"
+"$bin"/circmon-gen --seed "$SEED" --migrants "$MIGRANTS" --out "$work/events.bin"
+"$bin"/circmonctl publish --config "$conf" "$work/events.bin"
 
 say "starting circmond"
 start=$(date +%s)
-bin/circmond --config "$conf" --foreground 2>"$work/circmond.log" &
+"$bin"/circmond --config "$conf" --foreground 2>"$work/circmond.log" &
 track $!
 daemon=$!
 say "circmond's HTTP endpoint: http://127.0.0.1:$http_port/ (/v1/indicators, /v1/status, /metrics)"
@@ -47,9 +50,9 @@ fi
 say "circmond caught up in $(($(date +%s) - start)) s"
 
 echo
-bin/circmonctl indicators --config "$conf" --as-of "$AS_OF" --format table
-bin/circmonctl indicators --config "$conf" --as-of "$AS_OF" --format json >"$work/redis.json"
-bin/circmonctl replay --config "$conf" --as-of "$AS_OF" --format json "$work/events.bin" >"$work/replay.json"
+"$bin"/circmonctl indicators --config "$conf" --as-of "$AS_OF" --format table
+"$bin"/circmonctl indicators --config "$conf" --as-of "$AS_OF" --format json >"$work/redis.json"
+"$bin"/circmonctl replay --config "$conf" --as-of "$AS_OF" --format json "$work/events.bin" >"$work/replay.json"
 echo
 if cmp -s "$work/redis.json" "$work/replay.json"; then
     echo "indicators as of $AS_OF read from Redis equal circmonctl replay's: yes"

@@ -70,7 +70,7 @@ rcli() { redis-cli -s "$redis_sock" "$@"; }
 
 # start_broker PARTITIONS: sets brokers.
 start_broker() {
-    bin/circmon-broker --partitions "$1" --port-file "$work/broker.addr" \
+    "${CM_BIN:-bin}"/circmon-broker --partitions "$1" --port-file "$work/broker.addr" \
         >"$work/broker.out" 2>"$work/broker.log" &
     track $!
     local pid=$!
@@ -101,7 +101,7 @@ CONF
 
 # total_lag CONFIG: the sum of (high watermark - stored position) over partitions.
 total_lag() {
-    bin/circmonctl status --config "$1" --format json 2>/dev/null |
+    "${CM_BIN:-bin}"/circmonctl status --config "$1" --format json 2>/dev/null |
         tr -d ' \n' | sed -n 's/.*"total":{[^}]*"lag":\(-\{0,1\}[0-9]*\).*/\1/p'
 }
 
