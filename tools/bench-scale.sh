@@ -5,7 +5,8 @@
 # while circmond consumes, on the mock broker (circmon-broker) and a local
 # redis-server (unix socket), all on this machine:
 #
-# 1. ramp: short runs (RAMP_SECONDS each) at the rates of RAMP, one circmond;
+# 1. ramp: short runs (RAMP_SECONDS each) at the rates of RAMP, with 1 and
+#    with 2 circmond instances (RAMP_INSTANCES);
 #    a rate is sustainable when, over the second half of the run, circmond
 #    folds at least 95% of what is produced meanwhile (the lag does not grow)
 #    and its lag when the producer stops is under LAG_BUDGET_S seconds of
@@ -29,7 +30,8 @@
 # RATE (auto: 80% of the highest sustainable rate of the ramp, rounded down to
 # 1000 events/s), PARTITIONS (256), INSTANCES ("1 2"; "" for the ramp only),
 # RAMP ("40000 60000 80000 100000 120000"; "" skips the ramp, RATE
-# is then required), RAMP_SECONDS (20), LAG_BUDGET_S (1), LINGER_MS (circmond's batch_linger_ms,
+# is then required), RAMP_INSTANCES (the instance counts ramped, "1 2"; RATE=auto
+# takes the first), RAMP_SECONDS (20), LAG_BUDGET_S (1), LINGER_MS (circmond's batch_linger_ms,
 # 1000), COMPRESSION (zstd), PRODUCER_LINGER_MS (100), OUT (build/bench).
 # Output: a markdown table on stdout and in $OUT/scale.md, the lag samples in
 # $OUT/scale-lag-*.csv (t_s,produced,folded,lag).
@@ -45,6 +47,7 @@ PARTITIONS=${PARTITIONS:-256}
 INSTANCES=${INSTANCES-1 2}
 RAMP=${RAMP-40000 60000 80000 100000 120000}
 RAMP_SECONDS=${RAMP_SECONDS:-20}
+RAMP_INSTANCES=${RAMP_INSTANCES-1 2}
 LAG_BUDGET_S=${LAG_BUDGET_S:-1}
 LINGER_MS=${LINGER_MS:-1000}
 COMPRESSION=${COMPRESSION:-zstd}
@@ -55,7 +58,7 @@ for v in EVENTS MIGRANTS SEED PARTITIONS RAMP_SECONDS LAG_BUDGET_S LINGER_MS PRO
 done
 [[ $RATE = auto || $RATE =~ ^[1-9][0-9]*$ ]] || { echo "bench-scale: RATE='$RATE': auto or a positive integer" >&2; exit 2; }
 [[ $RATE != auto || -n $RAMP ]] || { echo "bench-scale: RATE=auto needs a RAMP" >&2; exit 2; }
-for k in $INSTANCES $RAMP; do
+for k in $INSTANCES $RAMP_INSTANCES $RAMP; do
     [[ $k =~ ^[1-9][0-9]*$ ]] || { echo "bench-scale: '$k' in INSTANCES or RAMP is not a positive integer" >&2; exit 2; }
 done
 mkdir -p "$OUT"
@@ -263,25 +266,27 @@ report=$OUT/scale.md
 
 # --- 1. the ramp -----------------------------------------------------------------
 
-best=0
-if [ -n "$RAMP" ]; then
+best=0 # of the first count of RAMP_INSTANCES: the season's RATE=auto
+for ki in $RAMP_INSTANCES; do
+    [ -n "$RAMP" ] || break
     {
         echo
-        echo "## Ramp: one circmond, ${RAMP_SECONDS} s at each offered rate"
+        echo "## Ramp: $ki circmond instance(s), ${RAMP_SECONDS} s at each offered rate"
         echo
         echo "| offered (events/s) | produced (events/s) | folded meanwhile (events/s) | folded / produced, second half | lag at the producer's stop | max lag | event-to-apply p50 / p99 (ms) | sustainable |"
         echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"
     } >>"$report"
+    kbest=0
     for r in $RAMP; do
-        say "ramp: $r events/s for $RAMP_SECONDS s"
-        phase=ramp-$r
+        say "ramp: $ki instance(s), $r events/s for $RAMP_SECONDS s"
+        phase=ramp-$ki-$r
         rcli flushall >/dev/null
         new_broker
         daemon_conf "$work/d.conf"
         pub_conf "$work/pub.conf"
-        start_daemons "$work/d.conf" 1
+        start_daemons "$work/d.conf" "$ki"
         wait_assigned 900
-        csv=$OUT/scale-lag-ramp-$r.csv
+        csv=$OUT/scale-lag-ramp-$ki-$r.csv
         start_sampler "$work/d.conf" "$csv"
         t0=$(now)
         bin/circmonctl publish --config "$work/pub.conf" --rate "$r" "$ev" 2>"$work/pub-ramp.log" &
@@ -290,7 +295,6 @@ if [ -n "$RAMP" ]; then
         mid=$(calc "$t0 + $RAMP_SECONDS / 2")
         end=$(calc "$t0 + $RAMP_SECONDS")
         while (($(echo "$(now) < $mid" | bc))) && kill -0 "$pub" 2>/dev/null; do sleep 0.2; done
-        tm=$(now)
         read -r produced_m folded_m _ _ <<<"$(status "$work/d.conf")"
         while (($(echo "$(now) < $end" | bc))) && kill -0 "$pub" 2>/dev/null; do sleep 0.2; done
         kill -TERM "$pub" 2>/dev/null || true
@@ -306,7 +310,7 @@ if [ -n "$RAMP" ]; then
         keep=$(calc "($folded - $folded_m) / ($produced - $produced_m + ($produced == $produced_m))")
         if (($(echo "$keep >= 0.95 && $lag <= $r * $LAG_BUDGET_S" | bc))); then
             ok=yes
-            best=$r
+            kbest=$r
         fi
         printf '| %d | %.0f | %.0f | %.2f | %d | %d | %s / %s | %s |\n' "$r" "$prate" "$frate" "$keep" \
             "$lag" "$(csv_max "$csv" 4)" "$(latency 1)" "$(latency 2)" "$ok" >>"$report"
@@ -314,13 +318,14 @@ if [ -n "$RAMP" ]; then
     done
     {
         echo
-        if [ "$best" -gt 0 ]; then
-            echo "Highest sustainable rate of the ramp: **$best events/s** (at least 95% of the production folded over the second half, lag under ${LAG_BUDGET_S} s of production when the producer stopped)."
+        if [ "$kbest" -gt 0 ]; then
+            echo "Highest sustainable rate with $ki instance(s): **$kbest events/s** (at least 95% of the production folded over the second half, lag under ${LAG_BUDGET_S} s of production when the producer stopped)."
         else
-            echo "No rate of the ramp was sustainable."
+            echo "No rate of the ramp was sustainable with $ki instance(s)."
         fi
     } >>"$report"
-fi
+    [ -n "${best_set:-}" ] || { best=$kbest; best_set=1; }
+done
 if [ "$RATE" = auto ]; then
     base=${best:-0}
     [ "$base" -gt 0 ] || base=${RAMP%% *}
