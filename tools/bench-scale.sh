@@ -369,6 +369,11 @@ for k in $INSTANCES; do
     read -r hwm cur <<<"$(rss)"
     used=$(rcli info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p')
     migrants=$(rcli --scan --pattern '*:m:*' | wc -l)
+    # what the states and the aggregates take: MEMORY USAGE of every
+    # aggregate hash and of a sample of 1000 state keys
+    agg=$(rcli --scan --pattern '*:agg' | sed 's/^/MEMORY USAGE /' | rcli | awk '{s += $1} END {print s + 0}')
+    st_mean=$(set +o pipefail; rcli --scan --pattern '*:m:*' | head -1000 | sed 's/^/MEMORY USAGE /' | rcli |
+        awk '{s += $1; n++} END {printf "%.0f", n ? s / n : 0}')
     stop_daemons
     p50=$(latency 1) p99=$(latency 2) pmax=$(latency 3)
     [ "$low" = 0 ] || notes+=("$k instance(s): the broker dropped $low events of the season (retention): raise PARTITIONS; the rebuild is not of the whole season.")
@@ -401,12 +406,13 @@ for k in $INSTANCES; do
         "$(csv_lag_series "$csv")" "$p50" "$p99" "$pmax" "$hwm" "$cur" "$(calc "$used / 1048576")" \
         "$(calc "$used / ($migrants + ($migrants == 0))")" "$(calc "$rb - $ra")" "$(calc "$rj - $ra")" \
         "$(calc "$produced / ($rb - $rj)")" "$rhwm" "$(calc "$produced / ($rb - $rj) / $kcat_rate")" >>"$report"
-    echo "$k $used $migrants $(calc "$rb - $ra") $(calc "$produced / ($rb - $rj)")" >>"$work/season.txt"
+    echo "$k $used $migrants $(calc "$rb - $ra") $(calc "$produced / ($rb - $rj)") $agg $st_mean" >>"$work/season.txt"
 done
 {
     echo
     echo "$kcat_line"
-    echo "Migrant states in Redis at the end: $(awk 'NR == 1 {print $3}' "$work/season.txt"); lag CSVs in $OUT/scale-lag-*.csv."
+    awk -v p="$PARTITIONS" 'NR == 1 {printf "Redis at the end of the season (1 instance): %d migrant states, MEMORY USAGE %d bytes each (mean of a sample of 1000), %.1f MiB in the %d aggregate hashes; used_memory %.1f MiB.\n", $3, $7, $6 / 1048576, p, $2 / 1048576}' "$work/season.txt"
+    echo "Lag CSVs in $OUT/scale-lag-*.csv; circmond logs in $OUT/scale-*-d*.log."
     for n in "${notes[@]}"; do echo "**$n**"; done
 } >>"$report"
 cat "$report"
