@@ -11,6 +11,8 @@
 #                        timeout or UB
 #   make fuzz-regress    every input of tests/fuzz/regress/<target>/ once
 #                        through its target (seconds; .ci/run runs it)
+#   make bench-scale     sustained load and scale figures (tools/bench-scale.sh;
+#                        minutes to tens of minutes: EVENTS, RATE, ... there)
 #   make bench | demo | deps | install | clean
 #
 # Every library comes from pkg-config. Generated protobuf-c code lives in build/gen.
@@ -118,7 +120,7 @@ ASAN_ENV := $(TEST_ENV) CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-3} \
             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$$san_dir/ubsan
 
 .PHONY: FORCE all test check check-plain check-asan check-valgrind tests tests-asan \
-        bench bench-cluster demo deps install uninstall clean fuzz fuzz-build fuzz-corpus fuzz-regress
+        bench bench-cluster bench-scale demo deps install uninstall clean fuzz fuzz-build fuzz-corpus fuzz-regress
 .DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
 .SECONDARY:
@@ -394,6 +396,9 @@ bench: all build/bench/bench_fold
 	@if [ -x tests/bench.sh ] || [ -f tests/bench.sh ]; then \
 	    CM_TOP=$(CURDIR) bash tests/bench.sh; \
 	else echo "tests/bench.sh does not exist yet" >&2; exit 1; fi
+
+bench-scale: all
+	CM_TOP=$(CURDIR) bash tools/bench-scale.sh
 
 demo:
 	@if [ -f tools/demo.sh ]; then \

@@ -152,6 +152,10 @@ struct daemon {
     struct cm_counter *c_folded, *c_dlq, *c_applies, *c_refused, *c_unreadable, *c_resyncs;
     struct cm_hist *h_loop;     /* loop latency (us) since the start */
     struct cm_hist h_loop_line; /* the same since the last stats line */
+    /* event-to-apply latency (us): wall clock at the apply's reply minus the
+     * Kafka CreateTime of each event it folded (schedule.c) */
+    struct cm_hist *h_event_lat;
+    struct cm_hist h_event_lat_line; /* the same since the last stats line */
     struct event *loop_timer;
     struct event *sched_ev; /* continues a scheduling pass that yielded */
     int sched_flush;        /* its flush argument */

@@ -150,9 +150,15 @@ rd_kafka_conf_t *cmd_scanner_conf(const struct cm_config *cfg, char *err, size_t
         {"enable.auto.offset.store", "false"},
         {"enable.partition.eof", "true"},
     };
+    /* A read-back ends at each partition's end: a fetch there waits
+     * fetch.wait.max.ms (librdkafka's default 500 ms) before the EOF, once
+     * per dead-letter partition and one partition after the other, which
+     * made an assignment of 256 partitions wait over 2 minutes (make
+     * bench-scale). */
+    const char *const defaults[][2] = {{"fetch.wait.max.ms", "10"}};
     /* not strict: it shares the operator's consumer settings (enable.auto.commit
      * for the mirror, say) but needs its own */
-    return cmd_conf_build(cfg, NULL, 0, forced, NELEM(forced), 0, err, errlen);
+    return cmd_conf_build(cfg, defaults, NELEM(defaults), forced, NELEM(forced), 0, err, errlen);
 }
 
 /* The dead-letter partition of source partition part: fixed once a mark

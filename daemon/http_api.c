@@ -292,6 +292,12 @@ static int reg_one(const struct cm_counter *c, const struct cm_hist *h, void *ud
                                     "how long a read of every partition's aggregate from Redis "
                                     "and its evaluation took",
                                     h);
+    if (!strcmp(h->name, "circmon_event_apply_latency_us"))
+        return cm_prom_hist_seconds(b, "circmon_event_apply_latency_seconds",
+                                    "time from an event's Kafka CreateTime to the reply of "
+                                    "the apply that folded it (wall clocks of producer and "
+                                    "circmond)",
+                                    h);
     if (!strcmp(h->name, "circmon_loop_latency_us"))
         return cm_prom_hist_seconds(b, "circmon_loop_latency_seconds",
                                     "how late the loop's 10 ms probe timer fired", h);

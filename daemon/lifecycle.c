@@ -37,16 +37,18 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
         nparts++;
     }
     uint64_t folded = cm_counter_get(d->c_folded);
-    const struct cm_hist *h = &d->h_loop_line;
+    const struct cm_hist *h = &d->h_loop_line, *el = &d->h_event_lat_line;
     if (folded != d->last_folded || lag)
         cm_log_info("%.0f events/s, %" PRIu64 " folded, %" PRIu64 " dead letters, %" PRIu64
                     " refused applies, %" PRIu64 " unreadable states, %d partitions, lag %" PRId64
-                    ", loop latency p50/p99/max %.1f/%.1f/%.1f ms",
+                    ", loop latency p50/p99/max %.1f/%.1f/%.1f ms"
+                    ", event-to-apply latency p50/p99/max %.1f/%.1f/%.1f ms",
                     dt > 0 ? (double)(folded - d->last_folded) / dt : 0.0, folded,
                     cm_counter_get(d->c_dlq), cm_counter_get(d->c_refused),
                     cm_counter_get(d->c_unreadable), nparts, lag,
                     (double)cm_hist_quantile(h, 0.5) / 1000, (double)cm_hist_quantile(h, 0.99) / 1000,
-                    (double)h->max / 1000);
+                    (double)h->max / 1000, (double)cm_hist_quantile(el, 0.5) / 1000,
+                    (double)cm_hist_quantile(el, 0.99) / 1000, (double)el->max / 1000);
     double eps = dt > 0 ? (double)(folded - d->last_folded) / dt : 0.0;
     if (cmd_notify_redis_down(d))
         ; /* STATUS says paused until Redis is back */
@@ -57,6 +59,7 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
         cmd_notify_status(d, "ready: %.0f events/s, %d partitions, lag %" PRId64, eps, nparts,
                           lag);
     cm_hist_reset(&d->h_loop_line);
+    cm_hist_reset(&d->h_event_lat_line);
     d->last_folded = folded;
     d->last_stats_us = now;
 }
@@ -115,8 +118,12 @@ static int metrics_setup(struct daemon *d)
     d->h_loop = cm_metrics_hist(d->m, "circmon_loop_latency_us",
                                 "how late the loop's 10 ms probe timer fired, in microseconds");
     cm_hist_init(&d->h_loop_line, NULL, NULL);
+    d->h_event_lat = cm_metrics_hist(d->m, "circmon_event_apply_latency_us",
+                                     "wall-clock time from an event's Kafka CreateTime to the "
+                                     "reply of the apply that folded it, in microseconds");
+    cm_hist_init(&d->h_event_lat_line, NULL, NULL);
     if (!d->c_folded || !d->c_dlq || !d->c_applies || !d->c_refused || !d->c_unreadable ||
-        !d->c_resyncs || !d->h_loop)
+        !d->c_resyncs || !d->h_loop || !d->h_event_lat)
         return -ENOMEM;
     return 0;
 }
@@ -494,11 +501,14 @@ int cmd_run(struct cm_config *cfg)
     event_base_dispatch(d->base);
     cm_log_info("stopped: %" PRIu64 " events folded, %" PRIu64
                 " dead letters; loop latency since the start p50/p99/max %.1f/%.1f/%.1f ms"
-                " (%" PRIu64 " probes)",
+                " (%" PRIu64 " probes); event-to-apply latency since the start"
+                " p50/p99/max %.1f/%.1f/%.1f ms (%" PRIu64 " events)",
                 cm_counter_get(d->c_folded), cm_counter_get(d->c_dlq),
                 (double)cm_hist_quantile(d->h_loop, 0.5) / 1000,
                 (double)cm_hist_quantile(d->h_loop, 0.99) / 1000, (double)d->h_loop->max / 1000,
-                d->h_loop->count);
+                d->h_loop->count, (double)cm_hist_quantile(d->h_event_lat, 0.5) / 1000,
+                (double)cm_hist_quantile(d->h_event_lat, 0.99) / 1000,
+                (double)d->h_event_lat->max / 1000, d->h_event_lat->count);
     struct cm_rcluster_stats cs;
     if (cm_store_cluster_stats(d->st, &cs) == 0)
         cm_log_info("redis cluster: followed %" PRIu64 " MOVED, %" PRIu64 " ASK, %" PRIu64

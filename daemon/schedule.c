@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon.h"
 #include "http.h"
@@ -308,6 +309,27 @@ static void batch_apply(struct batch *b)
     b->store_pending = 1;
 }
 
+/* Counts, for each event b folded, the wall-clock time from its Kafka
+ * CreateTime (the producer's clock) to now (the apply's reply). Dead
+ * letters are not folded and not counted; neither are messages without a
+ * CreateTime. A CreateTime in the future (clocks apart) counts as 0. */
+static void observe_latency(struct daemon *d, const struct batch *b)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) < 0)
+        return;
+    int64_t now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    for (size_t i = 0; i < b->n; i++) {
+        rd_kafka_timestamp_type_t tt;
+        int64_t ms = rd_kafka_message_timestamp(b->msgs[i], &tt);
+        if (tt != RD_KAFKA_TIMESTAMP_CREATE_TIME || ms < 0 || cm_batch_verdict(b->cb, i))
+            continue;
+        uint64_t lat = now_us > ms * 1000 ? (uint64_t)(now_us - ms * 1000) : 0;
+        cm_hist_observe(d->h_event_lat, lat);
+        cm_hist_observe(&d->h_event_lat_line, lat);
+    }
+}
+
 static void on_applied(int err, int applied, int64_t stored, void *ud)
 {
     struct batch *b = ud;
@@ -358,6 +380,7 @@ static void on_applied(int err, int applied, int64_t stored, void *ud)
     p->pos = b->new_pos;
     cmd_mirror_position(d, p);
     cmd_dlq_applied(b);
+    observe_latency(d, b);
     cm_counter_add(d->c_folded, cm_batch_folded(b->cb));
     cm_counter_add(d->c_dlq, b->dl.sent);
     cm_counter_add(d->c_applies, 1);

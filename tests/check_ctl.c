@@ -117,6 +117,18 @@ START_TEST(test_shared_usage)
     ck_assert_int_eq(run("publish --config x --topic '' f", err, sizeof err), 2);
     ck_assert_ptr_nonnull(strstr(err, "--topic: empty name"));
     ck_assert_int_eq(run("status --as-of 0 --config x", err, sizeof err), 2); /* no TIME there */
+    /* --rate: publish only, an integer in 1..100000000 */
+    static const char *const bad_rates[] = {"0", "-5", "1.5", "abc", "100000001", "''"};
+    for (size_t i = 0; i < sizeof bad_rates / sizeof bad_rates[0]; i++) {
+        snprintf(args, sizeof args, "publish --config x --rate %s f", bad_rates[i]);
+        ck_assert_msg(run(args, err, sizeof err) == 2, "%s: %s", args, err);
+        ck_assert_msg(strstr(err, "--rate: ") && strstr(err, "1..100000000"), "%s: %s", args, err);
+    }
+    /* a good rate goes on to the configuration, which does not exist */
+    ck_assert_int_eq(run("publish --config /nonexistent/c.conf --rate 100000000 f", err, sizeof err), 1);
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent/c.conf"));
+    ck_assert_int_eq(run("status --config x --rate 5", err, sizeof err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "unknown option '--rate'"));
 }
 END_TEST
 

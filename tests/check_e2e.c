@@ -17,6 +17,89 @@ START_TEST(test_end_to_end)
     stop_daemon(d);
     /* a clean stop commits the last applied positions */
     check_committed(conf, "e2e");
+    /* the stop line: one event-to-apply latency per folded event */
+    unsigned long long folded = 0, lat_n = 0;
+    double p50 = -1, p99 = -1, max = -1;
+    char *log = slurp(path_in("d.log"), NULL);
+    ck_assert_ptr_nonnull(log);
+    const char *st = strstr(log, "stopped: ");
+    ck_assert_ptr_nonnull(st);
+    ck_assert_int_eq(sscanf(st, "stopped: %llu events folded", &folded), 1);
+    const char *k = strstr(st, "event-to-apply latency since the start p50/p99/max ");
+    ck_assert_ptr_nonnull(k);
+    ck_assert_int_eq(sscanf(k, "event-to-apply latency since the start p50/p99/max %lf/%lf/%lf ms"
+                               " (%llu events)", &p50, &p99, &max, &lat_n), 4);
+    ck_assert_uint_eq(lat_n, folded);
+    ck_assert_uint_gt(folded, 0);
+    ck_assert_uint_lt(folded, (unsigned long long)n); /* dead letters are not counted */
+    ck_assert(0 <= p50 && p50 <= p99 && p99 <= max);
+    free(log);
+}
+END_TEST
+
+/* The record's Kafka CreateTimes (ms) of every message of the topic: their
+ * smallest and largest; returns how many were read (all n, or the test
+ * fails within 30 s). */
+static long create_time_span(long n, int64_t *lo, int64_t *hi)
+{
+    char err[256];
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    ck_assert_int_eq(rd_kafka_conf_set(kc, "bootstrap.servers", brokers, err, sizeof err),
+                     RD_KAFKA_CONF_OK);
+    ck_assert_int_eq(rd_kafka_conf_set(kc, "group.id", "rate-reader", err, sizeof err),
+                     RD_KAFKA_CONF_OK);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, err, sizeof err);
+    ck_assert_msg(rk != NULL, "%s", err);
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(N_PARTS);
+    for (int i = 0; i < N_PARTS; i++)
+        rd_kafka_topic_partition_list_add(tp, "circmon.events", i)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+    ck_assert_int_eq(rd_kafka_assign(rk, tp), 0);
+    rd_kafka_topic_partition_list_destroy(tp);
+    long got = 0;
+    *lo = INT64_MAX;
+    *hi = INT64_MIN;
+    double end = now_s() + 30;
+    while (got < n) {
+        ck_assert_msg(now_s() < end, "read %ld of %ld messages within 30 s", got, n);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            rd_kafka_timestamp_type_t tt;
+            int64_t ts = rd_kafka_message_timestamp(m, &tt);
+            ck_assert_int_eq(tt, RD_KAFKA_TIMESTAMP_CREATE_TIME);
+            *lo = ts < *lo ? ts : *lo;
+            *hi = ts > *hi ? ts : *hi;
+            got++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return got;
+}
+
+/* publish --rate N: record i is queued no earlier than i/N s after the
+ * first (less a millisecond of pacing slack and one of CreateTime's
+ * truncation), so the CreateTimes span at least (n-1)/N s. Only that
+ * lower bound is asserted: a slow machine makes the span longer, never
+ * shorter. */
+START_TEST(test_publish_rate_paces)
+{
+    SETUP();
+    const char *conf = write_conf("c.conf", "rate", 500, 4);
+    const char *ev = path_in("ev.bin");
+    gen(ev, 3, 40);
+    long n = count_records(ev);
+    ck_assert_int_gt(n, 100);
+    char *args[] = {"publish", "--config", (char *)conf, "--rate", "400", (char *)ev, NULL};
+    ck_assert_int_eq(run_bin("circmonctl", args, NULL, path_in("publish.log")), 0);
+    int64_t lo, hi;
+    ck_assert_int_eq(create_time_span(n, &lo, &hi), n);
+    int64_t want = (int64_t)((n - 1) * 1000 / 400) - 2;
+    ck_assert_msg(hi - lo >= want, "%ld records at --rate 400 span %" PRId64 " ms, want >= %" PRId64,
+                  n, hi - lo, want);
 }
 END_TEST
 
@@ -282,6 +365,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_idle_stays_in_group);
     tcase_add_test(tc, test_check_config_forced_kafka_settings);
     tcase_add_test(tc, test_position_past_topic_end_is_reported);
+    tcase_add_test(tc, test_publish_rate_paces);
     return s;
 }
 

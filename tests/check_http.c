@@ -303,6 +303,7 @@ START_TEST(test_endpoints_equal_replay)
     setup();
     const char *conf = daemon_start(redis_sock, "refresh_ms = 200\n");
     long total;
+    int64_t published_ms = wall_ms(); /* before the first CreateTime */
     const char *ev = gen_publish(conf, 3000, &total);
     wait_figures_of_all(conf, total);
 
@@ -436,6 +437,19 @@ START_TEST(test_endpoints_equal_replay)
         snprintf(s, sizeof(s), "circmon_partition_lag{partition=\"%d\"}", i);
         ck_assert_int_eq((long)metric(r.body, s), 0);
     }
+    /* event-to-apply latency: one observation per folded event (duplicates
+     * included, dead letters not), each between its CreateTime and now */
+    double lat_n = metric(r.body, "circmon_event_apply_latency_seconds_count");
+    double lat_sum = metric(r.body, "circmon_event_apply_latency_seconds_sum");
+    ck_assert_int_eq((long)lat_n, (long)metric(r.body, "circmon_events_folded_total"));
+    ck_assert_int_eq((long)lat_n, (long)(metric(r.body, "circmon_events_total{result=\"folded\"}") +
+                                         metric(r.body, "circmon_events_total{result=\"duplicate\"}")));
+    ck_assert_int_lt((long)lat_n, total); /* the stream has dead letters */
+    ck_assert_int_eq((long)metric(r.body, "circmon_event_apply_latency_seconds_bucket{le=\"+Inf\"}"),
+                     (long)lat_n);
+    ck_assert_msg(lat_sum > 0 && lat_sum <= lat_n * (double)(wall_ms() - published_ms + 1) / 1000,
+                  "latency sum %.3f s for %.0f events published %" PRId64 " ms ago", lat_sum,
+                  lat_n, wall_ms() - published_ms);
     ck_assert(metric(r.body, "circmon_indicators_refresh_seconds_count") >= 1);
     ck_assert(metric(r.body, "process_resident_memory_bytes") > 0);
     ck_assert(metric(r.body, "circmon_indicators_as_of_seconds") > 0);

@@ -29,7 +29,10 @@ enum {
     CM_CTL_AS_OF = 1u << 1,  /* --as-of TIME, within [CM_TIME_MIN, CM_TIME_MAX] */
     CM_CTL_FORMAT = 1u << 2, /* --format json|table */
     CM_CTL_TOPIC = 1u << 3,  /* --topic NAME, not empty */
+    CM_CTL_RATE = 1u << 4,   /* --rate N, an integer in 1..CM_CTL_RATE_MAX (per second) */
 };
+
+#define CM_CTL_RATE_MAX 100000000
 
 struct cm_ctl_cmd {
     const char *name;      /* "replay": messages read "circmonctl replay: ..." */
@@ -47,6 +50,7 @@ struct cm_ctl_args {
     const char *topic;  /* NULL when not given */
     int have_as_of;
     int64_t as_of;
+    uint64_t rate; /* 0 when not given */
     char **args; /* the operands, nargs of them (pointers into argv) */
     int nargs;
 };

@@ -15,6 +15,7 @@
 
 #include "circmon/alias.h"
 #include "circmon/cluster_sync.h"
+#include "circmon/decimal.h"
 #include "circmon/event.h"
 #include "circmon/indicators.h"
 #include "circmon/store.h"
@@ -41,19 +42,22 @@ static int usage_error(const struct cm_ctl_cmd *cmd, const char *fmt, const char
 }
 
 /* The option's name as the user wrote it, for messages. */
-static const char *const opt_names[] = {"--config", "--as-of", "--format", "--topic"};
+static const char *const opt_names[] = {"--config", "--as-of", "--format", "--topic",
+                                        "--rate"};
+#define N_OPTS (sizeof(opt_names) / sizeof(opt_names[0]))
 
 int cm_ctl_parse(const struct cm_ctl_cmd *cmd, int argc, char **argv, struct cm_ctl_args *a)
 {
     static const struct option all[] = {
         {"config", required_argument, NULL, 'c'}, {"as-of", required_argument, NULL, 'a'},
         {"format", required_argument, NULL, 'f'}, {"topic", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
+        {"rate", required_argument, NULL, 'r'},   {"help", no_argument, NULL, 'h'},
     };
-    static const unsigned bit[] = {CM_CTL_CONFIG, CM_CTL_AS_OF, CM_CTL_FORMAT, CM_CTL_TOPIC, 0};
-    struct option opts[6];
+    static const unsigned bit[] = {CM_CTL_CONFIG, CM_CTL_AS_OF, CM_CTL_FORMAT, CM_CTL_TOPIC,
+                                   CM_CTL_RATE, 0};
+    struct option opts[N_OPTS + 2];
     int n = 0;
-    for (int i = 0; i < 5; i++)
+    for (size_t i = 0; i < N_OPTS + 1; i++)
         if (!bit[i] || (cmd->opts & bit[i]))
             opts[n++] = all[i];
     memset(&opts[n], 0, sizeof(opts[n]));
@@ -97,6 +101,12 @@ int cm_ctl_parse(const struct cm_ctl_cmd *cmd, int argc, char **argv, struct cm_
             a->topic = optarg;
             given |= CM_CTL_TOPIC;
             break;
+        case 'r':
+            if (cm_decimal_u64(optarg, strlen(optarg), CM_CTL_RATE_MAX, &a->rate) < 0 ||
+                a->rate == 0)
+                return usage_error(cmd, "--rate: '%s' is not an integer in 1..100000000", optarg);
+            given |= CM_CTL_RATE;
+            break;
         case 'h':
             fputs(cmd->usage, stdout);
             return 0;
@@ -109,7 +119,7 @@ int cm_ctl_parse(const struct cm_ctl_cmd *cmd, int argc, char **argv, struct cm_
         if (bad)
             return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
     }
-    for (int i = 0; i < 4; i++)
+    for (size_t i = 0; i < N_OPTS; i++)
         if ((cmd->required & (1u << i)) && !(given & (1u << i)))
             return usage_error(cmd, "%s is required", opt_names[i]);
     a->args = argv + optind;
