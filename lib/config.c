@@ -7,6 +7,7 @@
  */
 #include "circmon/config.h"
 #include "circmon/decimal.h"
+#include "circmon/errbuf.h"
 #include "circmon/store_layout.h"
 
 #include <arpa/inet.h>
@@ -90,16 +91,6 @@ static int fail(struct parser *ps, int rc, const char *fmt, ...) {
         }
     }
     return 0; /* inih: handler failed */
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-
-    if (!err || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
 }
 
 /* Strict decimal integer (cm_decimal_i64: optional '-', digits only) in
@@ -766,7 +757,7 @@ int cm_config_load(struct cm_config *cfg, const char *path, char *err, size_t er
         err[0] = '\0';
     r = cm_config_defaults(cfg);
     if (r < 0) {
-        set_err(err, errlen, "%s: out of memory", path);
+        cm_errf(err, errlen, "%s: out of memory", path);
         return r;
     }
     /* The defaults of the derived topics are computed after the parse. */
@@ -775,14 +766,14 @@ int cm_config_load(struct cm_config *cfg, const char *path, char *err, size_t er
     cfg->dlq_topic = cfg->alert_topic = NULL;
     cfg->path = xstrdup(path);
     if (!cfg->path) {
-        set_err(err, errlen, "%s: out of memory", path);
+        cm_errf(err, errlen, "%s: out of memory", path);
         r = -ENOMEM;
         goto fail;
     }
     ps.fp = fopen(path, "r");
     if (!ps.fp) {
         r = -errno;
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        cm_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         goto fail;
     }
 
@@ -802,15 +793,15 @@ int cm_config_load(struct cm_config *cfg, const char *path, char *err, size_t er
     if (ps.rc == 0 && r == 0)
         end_alert(&ps); /* the last section */
     if (ps.rc == 0 && ferror(ps.fp)) {
-        set_err(err, errlen, "%s: read error", path);
+        cm_errf(err, errlen, "%s: read error", path);
         ps.rc = -EIO;
     }
     fclose(ps.fp);
     if (ps.rc == 0 && r == -2) {
-        set_err(err, errlen, "%s: out of memory", path);
+        cm_errf(err, errlen, "%s: out of memory", path);
         ps.rc = -ENOMEM;
     } else if (ps.rc == 0 && r != 0) {
-        set_err(err, errlen, "%s:%d: syntax error: expected [section] or key = value", path,
+        cm_errf(err, errlen, "%s:%d: syntax error: expected [section] or key = value", path,
                 r > 0 ? r : ps.lineno);
         ps.rc = -EINVAL;
     }
@@ -830,26 +821,26 @@ int cm_config_load(struct cm_config *cfg, const char *path, char *err, size_t er
     }
     /* Redis Cluster has one database and no unix sockets between its nodes. */
     if (cfg->redis_cluster && !cfg->n_redis_nodes) {
-        set_err(err, errlen, "%s:%d: [redis] cluster = yes needs nodes = host:port[,...]", path,
+        cm_errf(err, errlen, "%s:%d: [redis] cluster = yes needs nodes = host:port[,...]", path,
                 ps.cluster_line);
         r = -EINVAL;
         goto fail;
     }
     if (cfg->redis_cluster && cfg->redis_db) {
-        set_err(err, errlen, "%s:%d: [redis] db: a Redis Cluster has database 0 only (no "
+        cm_errf(err, errlen, "%s:%d: [redis] db: a Redis Cluster has database 0 only (no "
                 "SELECT): remove db or set cluster = no", path, ps.db_line);
         r = -EINVAL;
         goto fail;
     }
     if (cfg->redis_cluster && cfg->redis_unix_socket) {
-        set_err(err, errlen, "%s:%d: [redis] unix_socket: with cluster = yes the nodes are "
+        cm_errf(err, errlen, "%s:%d: [redis] unix_socket: with cluster = yes the nodes are "
                 "reached by TCP at the addresses the cluster announces: use nodes", path,
                 ps.unix_line);
         r = -EINVAL;
         goto fail;
     }
     if (!cfg->redis_cluster && cfg->n_redis_nodes) {
-        set_err(err, errlen, "%s:%d: [redis] nodes: only used with cluster = yes (a single "
+        cm_errf(err, errlen, "%s:%d: [redis] nodes: only used with cluster = yes (a single "
                 "Redis is host and port)", path, ps.nodes_line);
         r = -EINVAL;
         goto fail;
@@ -857,7 +848,7 @@ int cm_config_load(struct cm_config *cfg, const char *path, char *err, size_t er
     /* A rule per nationality reads the cohorts per nationality, which the
      * fold writes only when asked to ([circmon] may follow the rules). */
     if (ps.nat_line && !cfg->nationality_cohorts) {
-        set_err(err, errlen, "%s:%d: [alert %s] nationality: needs [circmon] "
+        cm_errf(err, errlen, "%s:%d: [alert %s] nationality: needs [circmon] "
                 "nationality_cohorts = yes (the fold then keeps cohorts per nationality; over "
                 "existing data rebuild the aggregate: README Operations \"Rebuild without "
                 "downtime\")", path, ps.nat_line, cfg->alerts[ps.nat_alert].name);
@@ -871,7 +862,7 @@ int cm_config_load(struct cm_config *cfg, const char *path, char *err, size_t er
     if (!alert_set)
         cfg->alert_topic = derived_topic(cfg->topic, ".alerts");
     if (!cfg->dlq_topic || !cfg->alert_topic) {
-        set_err(err, errlen, "%s: out of memory", path);
+        cm_errf(err, errlen, "%s: out of memory", path);
         r = -ENOMEM;
         goto fail;
     }
