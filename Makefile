@@ -361,13 +361,10 @@ fuzz-regress: $(FUZZ_BINS)
 # The whole test suite, the README's test command and what .ci/run runs:
 # every Check suite plain and sanitized, then the fuzz regression corpus and
 # the fuzz targets for FUZZ_SECONDS (any crash fails).
-# fuzz_state has an open finding (tests/fuzz/README.md, "Open"): until it is
-# fixed it runs here through its regression corpus only.
-FUZZ_TEST_TARGETS ?= fuzz_decode fuzz_engine fuzz_config
 test:
 	$(MAKE) check
 	$(MAKE) fuzz-regress
-	$(MAKE) fuzz FUZZ_TARGETS="$(FUZZ_TEST_TARGETS)"
+	$(MAKE) fuzz
 
 # Runs every target even after a crash, then fails if any did. A target
 # without its own dictionary (tests/fuzz/<target>.dict) takes that of the

@@ -276,6 +276,19 @@ static int message_ok(const Circmon__V1__MigrantState *m)
     if (m->latest < 0 || m->latest > INSTANT_MAX || m->snapshot_latest < 0 ||
         m->snapshot_latest > m->latest)
         return 0;
+    /* The latest event never leaves the window (cm_mstate_advance and
+     * cm_mstate_shed keep it), so a state with events has a window. Found by
+     * fuzz_state: an empty window under a latest L took an earlier event
+     * into the window as out of order, and the state the fold left, whose
+     * last window event was not L, did not unpack. */
+    if (!m->n_window && m->latest)
+        return 0;
+    /* The day no run of the snapshot is after. A state written before
+     * snapshot_latest was kept has 0 there; its snapshot holds events before
+     * the window's first, as every snapshot does. */
+    int64_t snap_t = m->snapshot_latest;
+    if (!snap_t && m->n_window && m->window[0]->occurred_at > 0)
+        snap_t = m->window[0]->occurred_at - 1;
     size_t nruns = 0, ngrants = 0;
     for (size_t i = 0; i < m->n_permits; i++) {
         const Circmon__V1__StatePermit *p = m->permits[i];
@@ -294,7 +307,7 @@ static int message_ok(const Circmon__V1__MigrantState *m)
     }
     for (size_t i = 0; i < m->n_schemes; i++) {
         const Circmon__V1__StateScheme *ss = m->schemes[i];
-        if (!runs_ok(ss->runs, ss->n_runs, m->snapshot_latest / 86400))
+        if (!runs_ok(ss->runs, ss->n_runs, snap_t / 86400))
             return 0;
         nruns += ss->n_runs / 4;
         for (size_t j = 0; j < i; j++)

@@ -716,7 +716,10 @@ START_TEST(test_unpack_refuses_run_after_snapshot)
     ck_assert_uint_eq(m->n_schemes, 1);
     ck_assert_uint_eq(m->schemes[0]->n_runs, 4);
     ck_assert_uint_eq(m->n_window, 2);
-    int64_t snap_day = m->snapshot_latest / 86400, run0 = m->schemes[0]->runs[0];
+    /* no snapshot_latest, as a state written before it was kept: the
+     * snapshot's events are before the window's first */
+    ck_assert_int_eq(m->snapshot_latest, 0);
+    int64_t snap_day = (m->window[0]->occurred_at - 1) / 86400, run0 = m->schemes[0]->runs[0];
     ck_assert_int_gt(run0, snap_day);
     ck_assert_int_le(run0, m->latest / 86400);
     ck_assert_int_eq(m->window[0]->type, CM_EV_EXIT);
@@ -725,8 +728,78 @@ START_TEST(test_unpack_refuses_run_after_snapshot)
     ck_assert_int_eq(unpack_with_run_at(fc, m, (int32_t)snap_day + 1, &st), -EINVAL);
     ck_assert_ptr_null(st);
     ck_assert_int_eq(unpack_with_run_at(fc, m, (int32_t)snap_day, &st), 0);
+    entry_folds_and_unpacks(fc, st, -1);
+    st = NULL;
+    /* with a snapshot_latest, the bound is its day: a day before the
+     * window's first event, the run on the window's first day is refused */
+    int64_t before = m->window[0]->occurred_at - 86400;
+    int32_t runs_at[4] = {(int32_t)(before / 86400) + 1, INT32_MAX, (int32_t)(before / 86400), INT32_MAX};
+    ck_assert_int_le(runs_at[0], m->window[0]->occurred_at / 86400);
+    ck_assert_int_eq(unpack_with_runs(fc, m, runs_at, before, &st), -EINVAL);
+    ck_assert_ptr_null(st);
+    runs_at[0] = (int32_t)(before / 86400);
+    runs_at[2] = runs_at[0] - 1;
+    ck_assert_int_eq(unpack_with_runs(fc, m, runs_at, before, &st), 0);
     circmon__v1__migrant_state__free_unpacked(m, NULL);
     entry_folds_and_unpacks(fc, st, -1);
+    cm_fold_ctx_free(fc);
+    cm_names_free(nm);
+    cm_config_free(&cfg);
+}
+END_TEST
+
+/* The latest event never leaves the window, so a state with a latest has a
+ * window. Found by fuzz_state
+ * (tests/fuzz/regress/fuzz_state/empty-window-under-latest): a state with
+ * no event in its window and none in its snapshot, but a latest of
+ * 2023-11-29T22:58Z, took an Entry of 2023-11-14 (within the reorder
+ * window) as out of order; the state the fold left had that entry as its
+ * window's last event under the same latest, and did not unpack. Refused
+ * now; the same state without a latest is taken, and what the fold of the
+ * entry leaves unpacks. */
+START_TEST(test_unpack_refuses_empty_window_under_latest)
+{
+    struct cm_config cfg;
+    config_demo(&cfg);
+    struct cm_names *nm = cm_names_new();
+    struct cm_fold_ctx *fc = cm_fold_ctx_new(&cfg, nm);
+    ck_assert(nm && fc);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fuzz/regress/fuzz_state/empty-window-under-latest",
+             getenv("CM_TOP"));
+    FILE *fp = fopen(path, "rb");
+    ck_assert_msg(fp != NULL, "%s: %s", path, strerror(errno));
+    uint8_t raw[4096];
+    size_t got = fread(raw, 1, sizeof raw, fp);
+    fclose(fp);
+    uint64_t v = 0;
+    size_t h = cm_varint_get(raw, got, 10, &v);
+    ck_assert_uint_gt(h, 0);
+    size_t len = v < got - h ? (size_t)v : got - h;
+    struct cm_mstate *st = NULL;
+    ck_assert_int_eq(cm_mstate_unpack(fc, raw + h, len, &st), -EINVAL);
+    ck_assert_ptr_null(st);
+    Circmon__V1__MigrantState *m = circmon__v1__migrant_state__unpack(NULL, len, raw + h);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_uint_eq(m->n_window, 0);
+    ck_assert_int_gt(m->latest, 1700000000);
+    ck_assert_int_lt(m->latest - 1700000000, (int64_t)cfg.reorder_window_days * 86400);
+    /* the same state with a latest one second on: refused too */
+    Circmon__V1__MigrantState m2 = *m;
+    uint8_t b[4096];
+    m2.latest = m->latest + 1;
+    ck_assert_uint_le(circmon__v1__migrant_state__get_packed_size(&m2), sizeof b);
+    size_t n = circmon__v1__migrant_state__pack(&m2, b);
+    ck_assert_int_eq(cm_mstate_unpack(fc, b, n, &st), -EINVAL);
+    ck_assert_ptr_null(st);
+    /* without a latest (and so without a snapshot's): taken, and the entry
+     * folds to a state that unpacks */
+    m2.latest = 0;
+    m2.snapshot_latest = 0;
+    n = circmon__v1__migrant_state__pack(&m2, b);
+    ck_assert_int_eq(cm_mstate_unpack(fc, b, n, &st), 0);
+    circmon__v1__migrant_state__free_unpacked(m, NULL);
+    entry_folds_and_unpacks(fc, st, CM_FOLD_ACCEPTED);
     cm_fold_ctx_free(fc);
     cm_names_free(nm);
     cm_config_free(&cfg);
@@ -831,6 +904,7 @@ int main(void)
     tcase_add_test(tc, test_unpack_refuses_far_run_and_latest_int64_min);
     tcase_add_test(tc, test_unpack_refuses_run_after_latest);
     tcase_add_test(tc, test_unpack_refuses_run_after_snapshot);
+    tcase_add_test(tc, test_unpack_refuses_empty_window_under_latest);
     suite_add_tcase(s, tc);
     tc = tcase_create("pool");
     tcase_add_test(tc, test_pool_blocks_keep_their_bytes);
