@@ -99,11 +99,22 @@ struct cm_ctl_part {
     int64_t low, high; /* Kafka watermarks */
 };
 
+/* Sets the positions of rows[0..n) from Redis. Returns 0, or -1 after saying
+ * what went wrong. */
+typedef int cm_ctl_positions_fn(const struct cm_ctl_cmd *cmd, const struct cm_config *cfg,
+                                struct cm_ctl_part *rows, int n);
+
+/* The positions of rows[0..n), each partition's key read by name (routed by
+ * its slot on Redis Cluster). */
+cm_ctl_positions_fn cm_ctl_positions_of;
+
 /* Fills *rows (malloc'd, *n of them, indexed by partition id) with the
- * topic's partitions and their watermarks, positions 0. Returns 0, or -1
- * after saying what went wrong (nothing to free). */
+ * topic's partitions and their watermarks. positions, when not NULL, sets
+ * the positions (else they are 0), read before the watermarks: a lag high -
+ * position is then never below the true one. Returns 0, or -1 after saying
+ * what went wrong (nothing to free). */
 int cm_ctl_read_kafka(const struct cm_ctl_cmd *cmd, const struct cm_config *cfg,
-                      struct cm_ctl_part **rows, int *n);
+                      struct cm_ctl_part **rows, int *n, cm_ctl_positions_fn *positions);
 
 /* Makes the indicators document of ag as of as_of and prints it to stdout
  * in format. When the document cannot be made, says why: a scheme id or

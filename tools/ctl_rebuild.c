@@ -201,29 +201,7 @@ static int act_begin(struct cm_rsync *c, const struct cm_config *cfg)
 /* rows[] with the positions of cfg's key_prefix; *behind: partitions past max_lag. */
 static int progress(const struct cm_config *cfg, struct cm_ctl_part **rows, int *n)
 {
-    char err[512];
-    if (cm_ctl_read_kafka(&CMD, cfg, rows, n) < 0)
-        return -1;
-    int32_t *ids = malloc((size_t)(*n ? *n : 1) * sizeof(*ids));
-    int64_t *pos = malloc((size_t)(*n ? *n : 1) * sizeof(*pos));
-    int r = ids && pos ? 0 : -ENOMEM;
-    for (int i = 0; !r && i < *n; i++)
-        ids[i] = (*rows)[i].partition;
-    if (!r && *n)
-        r = cm_store_read_positions_of(cfg, ids, (size_t)*n, pos, err, sizeof(err));
-    else if (r)
-        snprintf(err, sizeof(err), "out of memory");
-    for (int i = 0; !r && i < *n; i++)
-        (*rows)[i].position = pos[i];
-    free(ids);
-    free(pos);
-    if (r < 0) {
-        cm_ctl_err(&CMD, "%s", err);
-        free(*rows);
-        *rows = NULL;
-        return -1;
-    }
-    return 0;
+    return cm_ctl_read_kafka(&CMD, cfg, rows, n, cm_ctl_positions_of);
 }
 
 static int act_status(struct cm_rsync *c, const struct cm_config *cfg, const char *format)

@@ -34,33 +34,40 @@ static const struct cm_ctl_cmd CMD = {
 };
 
 /* Fills the rows' positions from Redis (0 where none is stored). */
-static int read_positions(const struct cm_config *cfg, struct part_row *rows, int n)
+int cm_ctl_positions_of(const struct cm_ctl_cmd *cmd, const struct cm_config *cfg,
+                        struct cm_ctl_part *rows, int n)
+{
+    char err[512];
+    int32_t *ids = calloc(n ? (size_t)n : 1, sizeof(*ids));
+    int64_t *v = calloc(n ? (size_t)n : 1, sizeof(*v));
+    int r = ids && v ? 0 : -1;
+    if (r)
+        cm_ctl_err(cmd, "out of memory for %d partitions", n);
+    for (int i = 0; !r && i < n; i++)
+        ids[i] = rows[i].partition;
+    if (!r && n && cm_store_read_positions_of(cfg, ids, (size_t)n, v, err, sizeof(err)) < 0) {
+        cm_ctl_err(cmd, "%s", err);
+        r = -1;
+    }
+    for (int i = 0; !r && i < n; i++)
+        rows[i].position = v[i];
+    free(ids);
+    free(v);
+    return r;
+}
+
+static int read_positions(const struct cm_ctl_cmd *cmd, const struct cm_config *cfg,
+                          struct part_row *rows, int n)
 {
     int32_t *parts = NULL;
     int64_t *pos = NULL;
     size_t np = 0, extra = 0;
     char err[512];
 
-    if (cfg->redis_cluster) { /* by name: each partition's key routed by its slot */
-        int32_t *ids = calloc(n ? (size_t)n : 1, sizeof(*ids));
-        int64_t *v = calloc(n ? (size_t)n : 1, sizeof(*v));
-        int r = ids && v ? 0 : -1;
-        if (r)
-            cm_ctl_err(&CMD, "out of memory for %d partitions", n);
-        for (int i = 0; !r && i < n; i++)
-            ids[i] = rows[i].partition;
-        if (!r && n && cm_store_read_positions_of(cfg, ids, (size_t)n, v, err, sizeof(err)) < 0) {
-            cm_ctl_err(&CMD, "%s", err);
-            r = -1;
-        }
-        for (int i = 0; !r && i < n; i++)
-            rows[i].position = v[i];
-        free(ids);
-        free(v);
-        return r;
-    }
+    if (cfg->redis_cluster) /* by name: each partition's key routed by its slot */
+        return cm_ctl_positions_of(cmd, cfg, rows, n);
     if (cm_store_read_positions(cfg, &parts, &pos, &np, err, sizeof(err)) < 0) {
-        cm_ctl_err(&CMD, "%s", err);
+        cm_ctl_err(cmd, "%s", err);
         return -1;
     }
     int ret = 0;
@@ -68,7 +75,7 @@ static int read_positions(const struct cm_config *cfg, struct part_row *rows, in
         if (parts[i] < 0 || parts[i] >= n) {
             extra++;
         } else if (pos[i] < 0) {
-            cm_ctl_err(&CMD, "redis %s:{%" PRId32 "}:pos: not a position: %" PRId64,
+            cm_ctl_err(cmd, "redis %s:{%" PRId32 "}:pos: not a position: %" PRId64,
                        cfg->key_prefix, parts[i], pos[i]);
             ret = -1;
         } else {
@@ -76,7 +83,7 @@ static int read_positions(const struct cm_config *cfg, struct part_row *rows, in
         }
     }
     if (extra)
-        cm_ctl_err(&CMD,
+        cm_ctl_err(cmd,
                    "warning: Redis holds positions of %zu partitions that topic %s does not have",
                    extra, cfg->topic);
     free(parts);
@@ -85,7 +92,7 @@ static int read_positions(const struct cm_config *cfg, struct part_row *rows, in
 }
 
 int cm_ctl_read_kafka(const struct cm_ctl_cmd *cmd, const struct cm_config *cfg,
-                      struct cm_ctl_part **rows, int *n)
+                      struct cm_ctl_part **rows, int *n, cm_ctl_positions_fn *positions)
 {
     char err[512];
     rd_kafka_conf_t *conf = cm_kafka_conf_new(cfg, err, sizeof(err));
@@ -143,6 +150,9 @@ int cm_ctl_read_kafka(const struct cm_ctl_cmd *cmd, const struct cm_config *cfg,
         }
         (*rows)[p].partition = p;
     }
+    /* the positions before the watermarks: a lag is never below the true one */
+    if (positions && positions(cmd, cfg, *rows, *n) < 0)
+        goto out;
     for (int i = 0; i < *n; i++) {
         e = rd_kafka_query_watermark_offsets(rk, cfg->topic, (*rows)[i].partition,
                                              &(*rows)[i].low, &(*rows)[i].high, timeout);
@@ -229,7 +239,7 @@ int cm_ctl_status(int argc, char **argv)
     rc = 1;
     if (cm_ctl_resolve(&CMD, &cfg))
         goto out;
-    if (cm_ctl_read_kafka(&CMD, &cfg, &rows, &n) < 0 || read_positions(&cfg, rows, n) < 0)
+    if (cm_ctl_read_kafka(&CMD, &cfg, &rows, &n, read_positions) < 0)
         goto out;
     if (!strcmp(a.format, "json")) {
         if (print_json(&cfg, rows, n) < 0)
