@@ -208,8 +208,9 @@ json_t *cmd_http_schemes_json(struct daemon *d)
             goto oom;
     }
     json_decref(seen);
-    return json_pack("{s:o, s:o, s:o}", "as_of", f ? json_integer(f->as_of) : json_null(),
-                     "defaults", scheme_settings(cm_config_scheme(set, "")), "schemes", list);
+    return json_pack("{s:o, s:o, s:b, s:o}", "as_of", f ? json_integer(f->as_of) : json_null(),
+                     "defaults", scheme_settings(cm_config_scheme(set, "")),
+                     "nationality_cohorts", set->nationality_cohorts, "schemes", list);
 oom:
     if (list)
         json_decref(list);

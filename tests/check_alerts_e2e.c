@@ -396,6 +396,22 @@ static json_t *v1_alerts(const struct dmn *m)
     return j;
 }
 
+/* GET /v1/schemes of m: its nationality_cohorts, 1 for true, 0 for false. */
+static int schemes_nat_cohorts(const struct dmn *m)
+{
+    static char buf[65536];
+    ck_assert_int_gt(http_get_raw(m->port, "/v1/schemes", buf, sizeof buf), 0);
+    char *body = strstr(buf, "\r\n\r\n");
+    ck_assert_msg(body && strstr(buf, " 200 "), "GET /v1/schemes: %.500s", buf);
+    json_t *j = json_loads(body + 4, 0, NULL);
+    ck_assert_msg(j != NULL, "GET /v1/schemes: not JSON: %.500s", body);
+    json_t *v = json_object_get(j, "nationality_cohorts");
+    ck_assert_msg(json_is_boolean(v), "GET /v1/schemes: no nationality_cohorts: %.500s", body);
+    int r = json_is_true(v);
+    json_decref(j);
+    return r;
+}
+
 /* Polls m's /v1/alerts until instance (over, S) was evaluated at or after t. */
 static void evaluated_since(const struct dmn *m, int64_t t, const char *state)
 {
@@ -557,6 +573,7 @@ START_TEST(test_nationality_fires_once)
     ck_assert_int_eq(s.n_exp[0], 2);
     ck_assert_str_eq(s.nat[0], "GTM");
     ck_assert_int_gt(agg_fields("c:"), 0); /* nationality_cohorts = yes */
+    ck_assert_int_eq(schemes_nat_cohorts(&m), 1);
     ck_assert_uint_eq(s.key_len[0], 9);
     ck_assert_int_eq(memcmp(s.key[0], "nat\0S\0GTM", 9), 0); /* rule NUL scheme NUL nationality */
     ck_assert(file_has(m.log, "warning: alert nat scheme S nationality GTM: FIRING"));
@@ -711,6 +728,7 @@ START_TEST(test_alertmanager_from_circmond)
     /* nationality_cohorts = no: counters per nationality, no cohorts per nationality */
     ck_assert_int_gt(agg_fields("n:"), 0);
     ck_assert_int_eq(agg_fields("c:"), 0);
+    ck_assert_int_eq(schemes_nat_cohorts(&m), 0);
 
     int aport = d_port(), pport = d_port();
     pid_t am = alertmanager_start(aport);

@@ -399,6 +399,7 @@ START_TEST(test_endpoints_equal_replay)
     ck_assert_int_eq(r.status, 200);
     json_t *list = json_object_get(r.json, "schemes");
     ck_assert(json_is_array(list));
+    ck_assert(json_is_false(json_object_get(r.json, "nationality_cohorts"))); /* the default */
     struct resp doc = http_get("/v1/indicators");
     int found_sawp = 0;
     for (size_t i = 0; i < json_array_size(list); i++) {
