@@ -621,6 +621,30 @@ static void entry_folds_and_unpacks(struct cm_fold_ctx *fc, struct cm_mstate *st
     cm_mstate_free(fc, st);
 }
 
+/* The state of tests/fuzz/regress/fuzz_state/NAME (the fuzzer's record: a
+ * varint length, cut to what the file holds), after checking that
+ * cm_mstate_unpack refuses it; free with free_unpacked. */
+static Circmon__V1__MigrantState *refused_regress_state(struct cm_fold_ctx *fc, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fuzz/regress/fuzz_state/%s", getenv("CM_TOP"), name);
+    FILE *fp = fopen(path, "rb");
+    ck_assert_msg(fp != NULL, "%s: %s", path, strerror(errno));
+    uint8_t raw[4096];
+    size_t got = fread(raw, 1, sizeof raw, fp);
+    fclose(fp);
+    uint64_t v = 0;
+    size_t h = cm_varint_get(raw, got, 10, &v);
+    ck_assert_uint_gt(h, 0);
+    size_t len = v < got - h ? (size_t)v : got - h;
+    struct cm_mstate *st = NULL;
+    ck_assert_int_eq(cm_mstate_unpack(fc, raw + h, len, &st), -EINVAL);
+    ck_assert_ptr_null(st);
+    Circmon__V1__MigrantState *m = circmon__v1__migrant_state__unpack(NULL, len, raw + h);
+    ck_assert_ptr_nonnull(m);
+    return m;
+}
+
 /* m0 with its only run open from day start, scanned to the day before it
  * (nothing checked yet), no breach found; the snapshot as stored. */
 static int unpack_with_run_at(struct cm_fold_ctx *fc, const Circmon__V1__MigrantState *m0,
@@ -693,24 +717,8 @@ START_TEST(test_unpack_refuses_run_after_snapshot)
     struct cm_names *nm = cm_names_new();
     struct cm_fold_ctx *fc = cm_fold_ctx_new(&cfg, nm);
     ck_assert(nm && fc);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/fuzz/regress/fuzz_state/run-after-snapshot",
-             getenv("CM_TOP"));
-    FILE *fp = fopen(path, "rb");
-    ck_assert_msg(fp != NULL, "%s: %s", path, strerror(errno));
-    uint8_t raw[4096];
-    size_t got = fread(raw, 1, sizeof raw, fp);
-    fclose(fp);
-    /* the fuzzer's record: a varint length, cut to what the file holds */
-    uint64_t v = 0;
-    size_t h = cm_varint_get(raw, got, 10, &v);
-    ck_assert_uint_gt(h, 0);
-    size_t len = v < got - h ? (size_t)v : got - h;
     struct cm_mstate *st = NULL;
-    ck_assert_int_eq(cm_mstate_unpack(fc, raw + h, len, &st), -EINVAL);
-    ck_assert_ptr_null(st);
-    Circmon__V1__MigrantState *m = circmon__v1__migrant_state__unpack(NULL, len, raw + h);
-    ck_assert_ptr_nonnull(m);
+    Circmon__V1__MigrantState *m = refused_regress_state(fc, "run-after-snapshot");
     /* what the finding needs: a run after the snapshot's day, before the
      * window's latest, and an exit in the window before the run */
     ck_assert_uint_eq(m->n_schemes, 1);
@@ -764,23 +772,8 @@ START_TEST(test_unpack_refuses_empty_window_under_latest)
     struct cm_names *nm = cm_names_new();
     struct cm_fold_ctx *fc = cm_fold_ctx_new(&cfg, nm);
     ck_assert(nm && fc);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/fuzz/regress/fuzz_state/empty-window-under-latest",
-             getenv("CM_TOP"));
-    FILE *fp = fopen(path, "rb");
-    ck_assert_msg(fp != NULL, "%s: %s", path, strerror(errno));
-    uint8_t raw[4096];
-    size_t got = fread(raw, 1, sizeof raw, fp);
-    fclose(fp);
-    uint64_t v = 0;
-    size_t h = cm_varint_get(raw, got, 10, &v);
-    ck_assert_uint_gt(h, 0);
-    size_t len = v < got - h ? (size_t)v : got - h;
     struct cm_mstate *st = NULL;
-    ck_assert_int_eq(cm_mstate_unpack(fc, raw + h, len, &st), -EINVAL);
-    ck_assert_ptr_null(st);
-    Circmon__V1__MigrantState *m = circmon__v1__migrant_state__unpack(NULL, len, raw + h);
-    ck_assert_ptr_nonnull(m);
+    Circmon__V1__MigrantState *m = refused_regress_state(fc, "empty-window-under-latest");
     ck_assert_uint_eq(m->n_window, 0);
     ck_assert_int_gt(m->latest, 1700000000);
     ck_assert_int_lt(m->latest - 1700000000, (int64_t)cfg.reorder_window_days * 86400);
