@@ -39,7 +39,7 @@ say "generating $MIGRANTS migrants (seed $SEED)"
 
 say "starting circmond"
 start=$(date +%s)
-"$bin"/circmond --config "$conf" --foreground 2>"$work/circmond.log" &
+setsid "$bin"/circmond --config "$conf" --foreground 2>"$work/circmond.log" &
 track $!
 daemon=$!
 say "circmond's HTTP endpoint: http://127.0.0.1:$http_port/ (/v1/indicators, /v1/status, /metrics)"

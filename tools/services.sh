@@ -3,7 +3,10 @@
 # Defines: say, start_redis, rcli ARGS..., start_broker PARTITIONS,
 # write_config FILE, total_lag CONFIG, wait_caught_up CONFIG PID DEADLINE_S,
 # and a cleanup trap that stops every process started with `track` (in
-# reverse order) and removes $work, whatever happens.
+# reverse order, each gone before the next is stopped) and removes $work,
+# whatever happens. The services run in sessions of their own (setsid): a
+# Ctrl-C reaches this script only, which then stops circmond before the
+# Redis and the broker it needs to stop cleanly.
 #
 # No port is ever picked here: redis-server listens on a unix socket in $work
 # only, and circmon-broker binds a port of its own choosing and reports it.
@@ -16,26 +19,34 @@ work=$(mktemp -d /tmp/circmon.XXXXXX)
 pids=()
 track() { pids+=("$1"); }
 
+# stop_pid PID: SIGTERM, then SIGKILL if it is still there after 30 s.
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || return 0
+    for _ in $(seq 1 300); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
 cleanup() {
     local rc=$?
-    trap - EXIT INT TERM
+    trap - EXIT INT TERM HUP
     for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-        kill -TERM "${pids[$i]}" 2>/dev/null || true
-    done
-    for p in "${pids[@]}"; do
-        wait "$p" 2>/dev/null || true
+        stop_pid "${pids[$i]}"
     done
     rm -rf "$work"
     exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP
 
 # start_redis [ARGS...]: a redis-server on the unix socket $redis_sock (TCP off),
 # with ARGS (redis-server options) added.
 start_redis() {
     redis_sock=$work/redis.sock
-    redis-server --port 0 --unixsocket "$redis_sock" --unixsocketperm 700 --save '' "$@" \
+    setsid redis-server --port 0 --unixsocket "$redis_sock" --unixsocketperm 700 --save '' "$@" \
         --appendonly no --dir "$work" --logfile "$work/redis.log" &
     track $!
     redis_pid=$!
@@ -70,7 +81,7 @@ rcli() { redis-cli -s "$redis_sock" "$@"; }
 
 # start_broker PARTITIONS: sets brokers.
 start_broker() {
-    "${CM_BIN:-bin}"/circmon-broker --partitions "$1" --port-file "$work/broker.addr" \
+    setsid "${CM_BIN:-bin}"/circmon-broker --partitions "$1" --port-file "$work/broker.addr" \
         >"$work/broker.out" 2>"$work/broker.log" &
     track $!
     local pid=$!
