@@ -8,6 +8,8 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "circmon/kafka.h"
+
 #include "circmon/fold.h"
 #include "circmon/names.h"
 #include "circmon/redis_conn.h"
@@ -321,6 +323,9 @@ static void on_startup_timeout(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(d->base);
 }
 
+/* How long the Kafka consumer's destroy is waited for at the end. */
+#define KAFKA_DESTROY_MS 5000
+
 static void teardown(struct daemon *d)
 {
     d->stopping = 1;
@@ -346,10 +351,15 @@ static void teardown(struct daemon *d)
      * rd_kafka_destroy in another close without end: leave the group to the
      * session timeout instead. */
     d->meta = cmd_meta_free(d->meta); /* before the consumer it queries */
-    if (d->rk)
-        rd_kafka_destroy_flags(d->rk, rd_kafka_consumer_closed(d->rk)
-                                          ? 0
-                                          : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    if (d->rk &&
+        cm_kafka_destroy_within(d->rk, rd_kafka_consumer_closed(d->rk)
+                                           ? 0
+                                           : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE,
+                                KAFKA_DESTROY_MS) == -ETIMEDOUT)
+        cm_log_warn("the Kafka consumer did not shut down within %d ms (Kafka gone?): "
+                    "left to the exit; the group sees this member leave at its session timeout",
+                    KAFKA_DESTROY_MS);
+    d->rk = NULL;
     cmd_dlq_free(d);
     struct event *evs[] = {d->kev,        d->sig_term,    d->sig_int,      d->flush_timer,
                            d->stats_timer, d->poll_timer, d->startup_timer, d->resync_timer,

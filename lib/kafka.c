@@ -1,10 +1,12 @@
 /* kafka.c - librdkafka configuration from cm_config, logging, dead letters. */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "circmon/dlq.h"
 #include "circmon/kafka.h"
@@ -136,4 +138,91 @@ int cm_dlq_scan(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partition, in
     struct seen_of_rec a = {cb, ud};
     return cm_dlq_scan_recs(rk, dlq_topic, dlq_partition, from, src_topic, timeout_ms, NULL,
                             seen_of_rec, &a, end, err, errlen);
+}
+
+/* ---- a destroy with a bound ---- */
+
+/* Shared by the caller and the destroying thread; the last of the two to
+ * let go frees it. */
+struct destroy_job {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rd_kafka_t *rk;
+    int flags;
+    int done, left; /* destroyed; the caller stopped waiting */
+};
+
+static void job_free(struct destroy_job *j)
+{
+    pthread_cond_destroy(&j->cv);
+    pthread_mutex_destroy(&j->mu);
+    free(j);
+}
+
+static void *destroy_main(void *arg)
+{
+    struct destroy_job *j = arg;
+    rd_kafka_destroy_flags(j->rk, j->flags);
+    pthread_mutex_lock(&j->mu);
+    j->done = 1;
+    int left = j->left;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    if (left)
+        job_free(j);
+    return NULL;
+}
+
+int cm_kafka_destroy_within(rd_kafka_t *rk, int flags, int timeout_ms)
+{
+    if (!rk)
+        return 0;
+    struct destroy_job *j = calloc(1, sizeof(*j));
+    pthread_condattr_t ca;
+    int r = j ? 0 : ENOMEM;
+    if (!r && (r = pthread_condattr_init(&ca)) == 0) {
+        r = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        if (!r && (r = pthread_mutex_init(&j->mu, NULL)) == 0 &&
+            (r = pthread_cond_init(&j->cv, &ca)) != 0)
+            pthread_mutex_destroy(&j->mu);
+        pthread_condattr_destroy(&ca);
+    }
+    pthread_t t;
+    pthread_attr_t ta;
+    int made = 0;
+    if (!r) {
+        j->rk = rk;
+        j->flags = flags;
+        if ((r = pthread_attr_init(&ta)) == 0) {
+            if ((r = pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED)) == 0 &&
+                (r = pthread_create(&t, &ta, destroy_main, j)) == 0)
+                made = 1;
+            pthread_attr_destroy(&ta);
+        }
+        if (!made)
+            job_free(j);
+    } else {
+        free(j);
+    }
+    if (!made) {
+        rd_kafka_destroy_flags(rk, flags);
+        return -r;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&j->mu);
+    while (!j->done && pthread_cond_timedwait(&j->cv, &j->mu, &until) != ETIMEDOUT)
+        ;
+    int done = j->done;
+    j->left = !done;
+    pthread_mutex_unlock(&j->mu);
+    if (done)
+        job_free(j); /* the thread has let go: it read left as 0 */
+    return done ? 0 : -ETIMEDOUT;
 }

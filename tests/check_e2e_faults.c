@@ -170,6 +170,28 @@ START_TEST(test_stop_with_services_gone)
 }
 END_TEST
 
+/* The same with a second signal once circmond is stopping (a Ctrl-C to the
+ * whole process group, then the script's own SIGTERM): "stopping now"
+ * leaves the loop with the consumer's close unfinished and Kafka gone;
+ * circmond still exits, and says what it left. */
+START_TEST(test_second_signal_with_services_gone)
+{
+    SETUP();
+    const char *conf = write_conf("c.conf", "gone2", 500, 4);
+    long n = gen_publish(conf, 7, 2000, NULL);
+    const char *log = path_in("d.log");
+    pid_t d = daemon_start(conf, log, NULL);
+    wait_caught_up(conf, n, 60);
+    kill(d, SIGINT);
+    kill(broker_pid, SIGINT);
+    kill(redis_pid, SIGINT);
+    kill(d, SIGTERM);
+    int st = wait_pid(d, 60);
+    ck_assert_msg(st >= 0 && WIFEXITED(st), "circmond did not stop (status %d, %s)", st, log);
+    ck_assert_msg(file_has(log, "second signal: stopping now"), "no second signal (%s)", log);
+}
+END_TEST
+
 /* Kafka not there at start-up (nothing listens on port 1): circmond retries
  * within its start-up budget, then exits 1 naming the brokers and the
  * topic. It never takes an error for a partition count and goes on
@@ -249,6 +271,7 @@ static Suite *suite(void)
 
     tc = new_case(s, "operations", 120);
     tcase_add_test(tc, test_stop_with_services_gone);
+    tcase_add_test(tc, test_second_signal_with_services_gone);
 
     tc = new_case(s, "robustness", 240);
     tcase_add_test(tc, test_kafka_down_at_start);

@@ -89,4 +89,14 @@ int cm_dlq_scan(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partition, in
                 const char *src_topic, int timeout_ms, cm_dlq_seen_cb cb, void *ud,
                 int64_t *end, char *err, size_t errlen);
 
+/* rd_kafka_destroy_flags(rk, flags), waited for at most timeout_ms. A client
+ * whose group cannot terminate (its coordinator gone while it was leaving)
+ * can block a destroy without end; then it is left to finish, or to the
+ * process's exit, on a thread of its own. rk must not be used again in
+ * either case; its callbacks may still run until it is gone. Returns 0 when
+ * it was destroyed in time, -ETIMEDOUT when it was left, -ENOMEM or another
+ * negative errno when no thread could be made (it was then destroyed here,
+ * without a bound). */
+int cm_kafka_destroy_within(rd_kafka_t *rk, int flags, int timeout_ms);
+
 #endif
