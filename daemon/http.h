@@ -4,8 +4,8 @@
  * (README "HTTP API"). Every answer is made from memory: the figures come
  * from the read side's cache (readside.h), the pipeline's from the daemon's
  * own structures; nothing waits on Redis or Kafka. Limits: request line and
- * headers at most HTTP_MAX_HEADERS bytes (413 past it), a body at most
- * HTTP_MAX_BODY bytes, max_connections connections at once (one more is
+ * headers at most HTTP_MAX_HEADERS bytes (libevent answers 400 past it), a
+ * body at most HTTP_MAX_BODY bytes (413 past it), max_connections connections at once (one more is
  * closed at once, unanswered), and request_timeout_ms: a connection that
  * sends nothing for that long, or has not finished a request that long after
  * its previous one (or its accept), is closed.
