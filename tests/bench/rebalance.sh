@@ -17,7 +17,10 @@
 # run: the load average at its start, the lag when B joined and left, each
 # daemon's stop line (loop latency since its start: p50/p99/max and the
 # number of 10 ms probes), A's log lines of the rebalances and its 10 s
-# stats lines between them (loop latency over the last 10 s), how long A's
+# stats lines between them (loop latency over the last 10 s), the stop line
+# of an idle daemon C that runs meanwhile (its own mock cluster, empty
+# topics, key prefix circmon-idle: its loop only waits, so its latency is
+# the machine's alone: how late a sleeping thread gets a CPU), how long A's
 # loop thread waited for a CPU while runnable (/proc/PID/schedstat: on a
 # shared 2-core VM a preempted loop shows as loop latency too), and the
 # machine's CPU over the run (vmstat 1: user, system, idle, steal, the
@@ -51,6 +54,15 @@ write_config "$conf"
 "$bin"/circmonctl publish --config "$conf" "$work/events.bin" 2>"$work/publish.log"
 n=$(sed -n "s/.*: \([0-9]*\) delivered.*/\1/p" "$work/publish.log" | tail -1)
 echo "published: ${n:-?} messages"
+# the idle daemon's cluster: the default topics, empty
+"$bin"/circmon-broker --partitions "$PARTITIONS" --port-file "$work/idle.addr" \
+    >"$work/idle-broker.out" 2>"$work/idle-broker.log" &
+track $!
+for _ in $(seq 1 100); do
+    [ -s "$work/idle.addr" ] && break
+    sleep 0.1
+done
+[ -s "$work/idle.addr" ] || { say "the idle daemon's circmon-broker did not start"; exit 1; }
 
 # daemon_conf NAME: $work/NAME.conf in the group of $conf, an endpoint of its own
 daemon_conf() {
@@ -97,11 +109,31 @@ run() { # run alone|join-leave RUN
     write_config "$conf" # a fresh group id: no wait for the previous members
     daemon_conf a
     daemon_conf b
+    cp config/demo.conf "$work/c.conf"
+    cat >>"$work/c.conf" <<CONF
+
+[kafka]
+brokers = $(cat "$work/idle.addr")
+topic = circmon.events
+group_id = circmon-idle-$$-$RANDOM
+rdkafka.session.timeout.ms = 6000
+
+[redis]
+unix_socket = $redis_sock
+key_prefix = circmon-idle
+
+[http]
+port = 0
+CONF
     echo
     echo "-- $kind, run $2 (load average $(cut -d' ' -f1-3 /proc/loadavg))"
     vmstat 1 >"$work/vmstat.txt" &
     local vm=$!
     track $vm
+    local c
+    start_daemon c
+    c=$dpid
+    wait_log c "$c" 'assigned [0-9]* partitions from'
     start_daemon a
     a=$dpid
     wait_log a "$a" 'assigned [0-9]* partitions from'
@@ -136,10 +168,12 @@ run() { # run alone|join-leave RUN
     printf 'A, start to caught up: loop thread on CPU %d ms, waiting for a CPU %d ms\n' \
         "$(oncpu_ms "$a")" "$(runq_ms "$a")"
     stop_daemon "$a"
+    stop_daemon "$c"
     kill "$vm" 2>/dev/null || true
     wait "$vm" 2>/dev/null || true
     echo "A stopped: loop latency p50/p99/max $(stop_line a)"
     [ -z "$b" ] || echo "B stopped: loop latency p50/p99/max $(stop_line b)"
+    echo "C (idle) stopped: loop latency p50/p99/max $(stop_line c)"
     rebalances a A
     [ -z "$b" ] || rebalances b B
     awk 'NR > 2 && $1 ~ /^[0-9]+$/ {n++; us += $13; sy += $14; id += $15; st += $17; if ($1 > r) r = $1}
