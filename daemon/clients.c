@@ -137,8 +137,6 @@ int cmd_consumer_setup(struct daemon *d)
     }
     d->rkq = rd_kafka_queue_get_consumer(d->rk);
     int r = d->rkq ? cmd_wake_on(d, d->rkq, d->kpipe, &d->kev, cmd_on_kafka, "k") : -ENOMEM;
-    if (r == 0)
-        event_priority_set(d->kev, LOOP_PRIO_BACKGROUND); /* the pass re-arms itself */
     if (r < 0) {
         cm_log_err("waking the loop for the consumer: %s", strerror(-r));
         return r;

@@ -53,14 +53,6 @@
 #define FOLD_SLICE_EVENTS 4   /* events folded between looks at the clock */
 #define POLL_SLICE_US 2000    /* a pass of the consumer queue yields after this long */
 #define GRAVE_SLICE_US 2000   /* destroying dropped messages yields after this long */
-/* The loop's priorities: every event has LOOP_PRIO_DEFAULT (timers, Redis
- * and HTTP sockets, the dead-letter producer and reader) except the work that
- * re-arms itself until done (a fold's continuation, the consumer pass, a
- * scheduling pass, the destruction of dropped messages): LOOP_PRIO_BACKGROUND,
- * which runs only when nothing else is ready. */
-#define LOOP_PRIORITIES 3
-#define LOOP_PRIO_DEFAULT 1 /* libevent's: LOOP_PRIORITIES / 2 */
-#define LOOP_PRIO_BACKGROUND 2
 /* Messages held (queued and in batches) stop the polling past this many
  * bytes of keys and payloads, whatever their number. */
 #define MAX_BUFFERED_BYTES ((size_t)256 << 20)

@@ -235,9 +235,7 @@ static void fold_slice(struct batch *b)
             break;
     }
     if (r == 1 && !fail) {
-        if (!b->fold_ev && (b->fold_ev = event_new(d->base, -1, 0, on_fold_ev, b)))
-            event_priority_set(b->fold_ev, LOOP_PRIO_BACKGROUND);
-        if (!b->fold_ev)
+        if (!b->fold_ev && !(b->fold_ev = event_new(d->base, -1, 0, on_fold_ev, b)))
             fail = "out of memory for the fold's continuation";
         else {
             event_active(b->fold_ev, 0, 0);
