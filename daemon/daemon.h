@@ -52,7 +52,6 @@
 #define FOLD_SLICE_US 2000    /* a batch's fold yields to the loop after this long */
 #define FOLD_SLICE_EVENTS 4   /* events folded between looks at the clock */
 #define POLL_SLICE_US 2000    /* a pass of the consumer queue yields after this long */
-#define GRAVE_SLICE_US 2000   /* destroying dropped messages yields after this long */
 /* Messages held (queued and in batches) stop the polling past this many
  * bytes of keys and payloads, whatever their number. */
 #define MAX_BUFFERED_BYTES ((size_t)256 << 20)
@@ -159,11 +158,6 @@ struct daemon {
     struct cm_hist h_event_lat_line; /* the same since the last stats line */
     struct event *loop_timer;
     struct event *sched_ev; /* continues a scheduling pass that yielded */
-    /* messages dropped but not yet destroyed (intake.c, cmd_intake_bury):
-     * destroyed in slices, so that a rebalance dropping a few hundred
-     * thousand held messages does not hold the loop */
-    struct grave *grave, *grave_tail;
-    struct event *grave_ev;
     int sched_flush;        /* its flush argument */
     int64_t loop_due_us; /* when the probe should fire */
     struct cmd_alerts *alerts; /* alerts.h; NULL without rules or read side */
@@ -256,13 +250,6 @@ void cmd_on_poll_timer(evutil_socket_t fd, short what, void *arg);
 void cmd_intake_uncap(struct daemon *d);
 /* Drops the messages queued in p (not its batch). */
 void cmd_intake_drop_queue(struct daemon *d, struct part *p);
-/* Takes msgs (malloc'd, n messages held by nothing else) to destroy them
- * and free msgs from the loop, GRAVE_SLICE_US at a time. */
-void cmd_intake_bury(struct daemon *d, rd_kafka_message_t **msgs, size_t n);
-/* Destroys every buried message now, and every later one at once
- * (teardown: before the consumer is destroyed). */
-void cmd_intake_grave_flush(struct daemon *d);
-void cmd_on_grave(evutil_socket_t fd, short what, void *arg);
 
 /* --- partitions.c */
 /* The partition entry for id, growing the table. NULL when out of memory. */

@@ -10,81 +10,14 @@ static size_t msg_bytes(const rd_kafka_message_t *m)
     return m->len + m->key_len;
 }
 
-/* Messages dropped, destroyed from the loop in slices: a revoke drops
- * every message held, up to batch_size * max_in_flight * 4 of them
- * (320,000 by default: ~16 ms of rd_kafka_message_destroy in one piece). */
-struct grave {
-    struct grave *next;
-    rd_kafka_message_t **m;
-    size_t n, done;
-};
-
-void cmd_intake_bury(struct daemon *d, rd_kafka_message_t **msgs, size_t n)
-{
-    struct grave *g = n && d->grave_ev ? malloc(sizeof(*g)) : NULL;
-    if (!g) { /* nothing to bury, or no memory: destroyed now */
-        for (size_t i = 0; i < n; i++)
-            rd_kafka_message_destroy(msgs[i]);
-        free(msgs);
-        return;
-    }
-    *g = (struct grave){.m = msgs, .n = n};
-    if (d->grave_tail)
-        d->grave_tail->next = g;
-    else
-        d->grave = g;
-    d->grave_tail = g;
-    event_active(d->grave_ev, 0, 0);
-}
-
-/* Destroys buried messages for up to budget_us (0: all); whether some are left. */
-static int grave_work(struct daemon *d, int64_t budget_us)
-{
-    int64_t t0 = cm_clock_us();
-    size_t k = 0;
-    while (d->grave) {
-        struct grave *g = d->grave;
-        while (g->done < g->n) {
-            rd_kafka_message_destroy(g->m[g->done++]);
-            if (budget_us && (++k & 255) == 0 && cm_clock_us() - t0 >= budget_us)
-                return 1;
-        }
-        d->grave = g->next;
-        if (!d->grave)
-            d->grave_tail = NULL;
-        free(g->m);
-        free(g);
-    }
-    return 0;
-}
-
-void cmd_on_grave(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct daemon *d = arg;
-    if (grave_work(d, GRAVE_SLICE_US))
-        event_active(d->grave_ev, 0, 0);
-}
-
-void cmd_intake_grave_flush(struct daemon *d)
-{
-    grave_work(d, 0);
-    if (d->grave_ev) /* from now on a message dropped is destroyed at once */
-        d->grave_ev = (event_free(d->grave_ev), NULL);
-}
-
 void cmd_intake_drop_queue(struct daemon *d, struct part *p)
 {
-    if (!p->n)
-        return;
-    for (size_t j = 0; j < p->n; j++)
+    for (size_t j = 0; j < p->n; j++) {
         d->buffered_bytes -= msg_bytes(p->q[j]);
+        rd_kafka_message_destroy(p->q[j]);
+    }
     d->buffered -= p->n;
-    /* the queue's array goes with its messages; the next take grows a new one */
-    cmd_intake_bury(d, p->q, p->n);
-    p->q = NULL;
-    p->n = p->cap = 0;
+    p->n = 0;
 }
 
 void cmd_intake_uncap(struct daemon *d)

@@ -338,9 +338,6 @@ static void teardown(struct daemon *d)
     d->st = cm_store_free(d->st); /* fails pending requests: their batches go */
     while (d->batches)
         cmd_batch_free(d->batches);
-    for (size_t i = 0; i < d->n_parts; i++)
-        cmd_intake_drop_queue(d, &d->parts[i]);
-    cmd_intake_grave_flush(d); /* every message destroyed before the consumer is; frees grave_ev */
     for (size_t i = 0; i < d->n_parts; i++) {
         free(d->parts[i].q);
         cmd_dlq_part_free(&d->parts[i].dl);
@@ -439,8 +436,7 @@ int cmd_run(struct cm_config *cfg)
     d->close_timer = evtimer_new(d->base, on_close_timer, d);
     d->loop_timer = evtimer_new(d->base, on_loop_timer, d);
     d->sched_ev = event_new(d->base, -1, 0, cmd_on_sched, d);
-    d->grave_ev = event_new(d->base, -1, 0, cmd_on_grave, d);
-    if (!d->loop_timer || !d->sched_ev || !d->grave_ev || metrics_setup(d) < 0 || !d->sig_term || !d->sig_int || !d->flush_timer || !d->stats_timer || !d->poll_timer ||
+    if (!d->loop_timer || !d->sched_ev || metrics_setup(d) < 0 || !d->sig_term || !d->sig_int || !d->flush_timer || !d->stats_timer || !d->poll_timer ||
         !d->startup_timer || !d->resync_timer || !d->stop_timer || !d->close_timer) {
         cm_log_err("out of memory creating the loop's events");
         teardown(d);

@@ -20,7 +20,9 @@ void cmd_batch_free(struct batch *b)
         d->batches = b->next;
     if (b->next)
         b->next->prev = b->prev;
-    cmd_intake_bury(d, b->msgs, b->msgs ? b->n : 0); /* destroyed from the loop */
+    for (size_t i = 0; i < b->n; i++)
+        rd_kafka_message_destroy(b->msgs[i]);
+    free(b->msgs);
     if (b->fold_ev)
         event_free(b->fold_ev); /* a pending continuation never runs */
     cm_batch_free(b->cb);
