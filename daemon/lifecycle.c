@@ -8,9 +8,8 @@
 
 #include <systemd/sd-daemon.h>
 
-#include "circmon/kafka.h"
-
 #include "circmon/fold.h"
+#include "circmon/kafka.h"
 #include "circmon/names.h"
 #include "circmon/redis_conn.h"
 #include "alerts.h"
@@ -323,9 +322,6 @@ static void on_startup_timeout(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(d->base);
 }
 
-/* How long the Kafka consumer's destroy is waited for at the end. */
-#define KAFKA_DESTROY_MS 5000
-
 static void teardown(struct daemon *d)
 {
     d->stopping = 1;
@@ -355,10 +351,10 @@ static void teardown(struct daemon *d)
         cm_kafka_destroy_within(d->rk, rd_kafka_consumer_closed(d->rk)
                                            ? 0
                                            : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE,
-                                KAFKA_DESTROY_MS) == -ETIMEDOUT)
+                                CM_KAFKA_DESTROY_MS) == -ETIMEDOUT)
         cm_log_warn("the Kafka consumer did not shut down within %d ms (Kafka gone?): "
                     "left to the exit; the group sees this member leave at its session timeout",
-                    KAFKA_DESTROY_MS);
+                    CM_KAFKA_DESTROY_MS);
     d->rk = NULL;
     cmd_dlq_free(d);
     struct event *evs[] = {d->kev,        d->sig_term,    d->sig_int,      d->flush_timer,

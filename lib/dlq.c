@@ -473,9 +473,9 @@ struct cm_dlq_reader *cm_dlq_reader_free(struct cm_dlq_reader *r)
     }
     /* it never joined a group: no close to wait for */
     if (r->rk && cm_kafka_destroy_within(r->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE,
-                                         5000) == -ETIMEDOUT)
-        cm_log_warn("the dead-letter reader's Kafka client did not shut down within 5000 ms "
-                    "(Kafka gone?): left to the exit");
+                                         CM_KAFKA_DESTROY_MS) == -ETIMEDOUT)
+        cm_log_warn("the dead-letter reader's Kafka client did not shut down within %d ms "
+                    "(Kafka gone?): left to the exit", CM_KAFKA_DESTROY_MS);
     for (int i = 0; i < 2; i++)
         if (r->pipe[i] >= 0)
             close(r->pipe[i]);

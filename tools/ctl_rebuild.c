@@ -198,7 +198,7 @@ static int act_begin(struct cm_rsync *c, const struct cm_config *cfg)
     return rc;
 }
 
-/* rows[] with the positions of cfg's key_prefix; *behind: partitions past max_lag. */
+/* The topic's partitions with their watermarks and the positions of cfg's key_prefix. */
 static int progress(const struct cm_config *cfg, struct cm_ctl_part **rows, int *n)
 {
     return cm_ctl_read_kafka(&CMD, cfg, rows, n, cm_ctl_positions_of);

@@ -33,7 +33,6 @@ static const struct cm_ctl_cmd CMD = {
     .max_args = 0,
 };
 
-/* Fills the rows' positions from Redis (0 where none is stored). */
 int cm_ctl_positions_of(const struct cm_ctl_cmd *cmd, const struct cm_config *cfg,
                         struct cm_ctl_part *rows, int n)
 {
@@ -56,6 +55,7 @@ int cm_ctl_positions_of(const struct cm_ctl_cmd *cmd, const struct cm_config *cf
     return r;
 }
 
+/* Fills the rows' positions from Redis (0 where none is stored). */
 static int read_positions(const struct cm_ctl_cmd *cmd, const struct cm_config *cfg,
                           struct part_row *rows, int n)
 {

@@ -99,4 +99,7 @@ int cm_dlq_scan(rd_kafka_t *rk, const char *dlq_topic, int32_t dlq_partition, in
  * without a bound). */
 int cm_kafka_destroy_within(rd_kafka_t *rk, int flags, int timeout_ms);
 
+/* How long circmond waits for each of its Kafka clients' destroy at exit. */
+#define CM_KAFKA_DESTROY_MS 5000
+
 #endif
