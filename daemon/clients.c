@@ -104,13 +104,15 @@ void cmd_drain_pipe(int fd)
 }
 
 int cmd_wake_on(struct daemon *d, rd_kafka_queue_t *q, int fds[2], struct event **ev,
-                event_callback_fn cb, const char *byte)
+                event_callback_fn cb, const char *byte, int prio)
 {
     int r = make_pipe(fds);
     if (r < 0)
         return r;
     if (!(*ev = event_new(d->base, fds[0], EV_READ | EV_PERSIST, cb, d)))
         return -ENOMEM;
+    if (event_priority_set(*ev, prio) < 0)
+        return -EINVAL;
     rd_kafka_queue_io_event_enable(q, fds[1], byte, 1);
     if (event_add(*ev, NULL) < 0)
         return -EIO;
@@ -136,7 +138,7 @@ int cmd_consumer_setup(struct daemon *d)
         return -EIO;
     }
     d->rkq = rd_kafka_queue_get_consumer(d->rk);
-    int r = d->rkq ? cmd_wake_on(d, d->rkq, d->kpipe, &d->kev, cmd_on_kafka, "k") : -ENOMEM;
+    int r = d->rkq ? cmd_wake_on(d, d->rkq, d->kpipe, &d->kev, cmd_on_kafka, "k", LOOP_PRIO_WORK) : -ENOMEM;
     if (r < 0) {
         cm_log_err("waking the loop for the consumer: %s", strerror(-r));
         return r;

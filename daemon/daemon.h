@@ -52,6 +52,17 @@
 #define FOLD_SLICE_US 2000    /* a batch's fold yields to the loop after this long */
 #define FOLD_SLICE_EVENTS 4   /* events folded between looks at the clock */
 #define POLL_SLICE_US 2000    /* a pass of the consumer queue yields after this long */
+#define DECODE_SLICE_MSGS 64  /* messages decoded between looks at the clock */
+/* The loop's priorities. Every event has LOOP_PRIO_DEFAULT (timers, signals,
+ * the Redis, Kafka and HTTP sockets), whose callbacks are short, except the
+ * work that goes on in slices until done (a batch's decode, fold, packing and
+ * apply; the consumer pass; a scheduling pass): LOOP_PRIO_WORK, which runs
+ * only when nothing at LOOP_PRIO_DEFAULT is ready, for at most LOOP_BUDGET_MS
+ * before the loop polls again. So what polling finds ready waits for at most
+ * one slice, however many batches are in flight. */
+#define LOOP_PRIORITIES 3
+#define LOOP_PRIO_DEFAULT 1 /* libevent's default: LOOP_PRIORITIES / 2 */
+#define LOOP_PRIO_WORK 2
 /* Messages held (queued and in batches) stop the polling past this many
  * bytes of keys and payloads, whatever their number. */
 #define MAX_BUFFERED_BYTES ((size_t)256 << 20)
@@ -60,7 +71,21 @@
 
 struct daemon;
 
-enum batch_stage { B_MGET, B_DLQ, B_APPLY };
+/* A batch's stages. Those marked "slice" run from its work event
+ * (LOOP_PRIO_WORK), each at most about FOLD_SLICE_US at a time; the others
+ * await Redis or Kafka. */
+enum batch_stage {
+    B_DECODE,  /* slices: decode and validate its messages */
+    B_READ,    /* slice: ask Redis for its migrants' states */
+    B_MGET,    /* awaiting the states */
+    B_FOLD,    /* slices: fold, then pack the changed states */
+    B_FINISH,  /* slice: the aggregate delta, then the dead letters sent */
+    B_DLQ,     /* awaiting the dead letters' delivery */
+    B_PREPARE, /* slice: the apply laid out for the state layout */
+    B_SEND,    /* slice: the apply sent */
+    B_APPLY,   /* awaiting the apply */
+    B_DONE,    /* applied and detached: its messages freed in slices */
+};
 
 /* One batch of one partition in flight. */
 struct batch {
@@ -74,7 +99,9 @@ struct batch {
     struct cm_batch *cb; /* the pure part: decode, fold, verdicts */
     int64_t expected, new_pos;
     struct cm_store_apply *ap;
-    struct event *fold_ev; /* continues a fold that yielded to the loop */
+    struct event *work_ev; /* runs its next slice of work (LOOP_PRIO_WORK) */
+    size_t decoded;        /* messages decoded so far */
+    size_t destroyed;      /* messages destroyed so far (B_DONE) */
     int folded;            /* the fold is complete: packing */
     int store_pending;     /* a store request awaits its callback */
     size_t bytes;      /* keys and payloads of its messages */
@@ -199,10 +226,11 @@ rd_kafka_conf_t *cmd_conf_build(const struct cm_config *cfg, const char *const (
 rd_kafka_t *cmd_client_new(rd_kafka_type_t kind, rd_kafka_conf_t *conf, const char *what);
 
 /* Wakes the loop through a non-blocking pipe whenever queue q goes from
- * empty to non-empty: cb (with d) then serves it and calls cmd_drain_pipe.
- * Returns 0 or a negative errno (fds then hold what was opened, or -1). */
+ * empty to non-empty: cb (with d, at loop priority prio) then serves it and
+ * calls cmd_drain_pipe. Returns 0 or a negative errno (fds then hold what
+ * was opened, or -1). */
 int cmd_wake_on(struct daemon *d, rd_kafka_queue_t *q, int fds[2], struct event **ev,
-                event_callback_fn cb, const char *byte);
+                event_callback_fn cb, const char *byte, int prio);
 void cmd_drain_pipe(int fd);
 
 /* The consumer, wired to the loop. Returns 0 or a negative errno (logged). */
@@ -275,6 +303,13 @@ void cmd_on_flush(evutil_socket_t fd, short what, void *arg);
 void cmd_on_sched(evutil_socket_t fd, short what, void *arg);
 /* Detaches b from its partition; freed once no callback refers to it. */
 void cmd_batch_abandon(struct batch *b);
+/* Detaches b from its partition as cmd_batch_abandon does, without freeing
+ * it. */
+void cmd_batch_abandon_keep(struct batch *b);
+/* Frees now every batch applied and awaiting its free (B_DONE): a revoke or
+ * a resync gives their messages back at once, as before that free moved to
+ * a slice. */
+void cmd_batch_free_done(struct daemon *d);
 void cmd_batch_free(struct batch *b);
 /* Called by deadletter.c when the last dead letter of b is settled: failed
  * is nonzero when any was not delivered. */

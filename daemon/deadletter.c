@@ -276,7 +276,8 @@ int cmd_dlq_setup(struct daemon *d)
     if (!(q->prod = cmd_client_new(RD_KAFKA_PRODUCER, conf, "producer")))
         return -EINVAL;
     q->pq = rd_kafka_queue_get_main(q->prod);
-    int r = q->pq ? cmd_wake_on(d, q->pq, q->ppipe, &q->pev, on_producer, "p") : -ENOMEM;
+    int r = q->pq ? cmd_wake_on(d, q->pq, q->ppipe, &q->pev, on_producer, "p",
+                                      LOOP_PRIO_DEFAULT) : -ENOMEM;
     if (r < 0) {
         cm_log_err("waking the loop for the dead-letter producer: %s", strerror(-r));
         return r;

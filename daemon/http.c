@@ -105,6 +105,10 @@ static struct bufferevent *on_bev(struct event_base *base, void *arg)
     struct cmd_http *h = arg;
     struct http_conn *c = calloc(1, sizeof(*c));
     struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    /* requests take their turn with the batches' slices (LOOP_PRIO_WORK):
+     * a client asking without pause does not starve the intake */
+    if (bev && bufferevent_priority_set(bev, LOOP_PRIO_WORK) < 0)
+        cm_log_warn("http: connection at the default loop priority");
     if (!c || !bev) {
         free(c);
         return bev; /* untracked: evhttp owns it alone */

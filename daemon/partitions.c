@@ -31,6 +31,7 @@ struct part *cmd_part_get(struct daemon *d, int32_t id)
 void cmd_drop_all(struct daemon *d)
 {
     d->gen++;
+    cmd_batch_free_done(d);
     for (size_t i = 0; i < d->n_parts; i++) {
         struct part *p = &d->parts[i];
         if (p->b)

@@ -20,11 +20,11 @@ void cmd_batch_free(struct batch *b)
         d->batches = b->next;
     if (b->next)
         b->next->prev = b->prev;
-    for (size_t i = 0; i < b->n; i++)
+    for (size_t i = b->destroyed; i < b->n; i++)
         rd_kafka_message_destroy(b->msgs[i]);
     free(b->msgs);
-    if (b->fold_ev)
-        event_free(b->fold_ev); /* a pending continuation never runs */
+    if (b->work_ev)
+        event_free(b->work_ev); /* a pending slice never runs */
     cm_batch_free(b->cb);
     cm_store_apply_free(b->ap);
     free(b);
@@ -34,6 +34,13 @@ void cmd_batch_free(struct batch *b)
  * resync reads the stored position). Freed once no callback refers to it. */
 void cmd_batch_abandon(struct batch *b)
 {
+    cmd_batch_abandon_keep(b);
+    if (!b->store_pending && !b->dl.pending)
+        cmd_batch_free(b);
+}
+
+void cmd_batch_abandon_keep(struct batch *b)
+{
     struct daemon *d = b->d;
     if (b->p) {
         b->p->b = NULL;
@@ -42,28 +49,70 @@ void cmd_batch_abandon(struct batch *b)
         d->buffered -= b->n;
         d->buffered_bytes -= b->bytes;
     }
-    if (!b->store_pending && !b->dl.pending)
-        cmd_batch_free(b);
 }
 
-/* The batch's partition is done with it (applied). */
+static void work_later(struct batch *b);
+
+/* The batch's partition is done with it (applied): detached now, so that the
+ * partition's next batch can start; its messages and its fold are freed
+ * from a slice, not in the apply's reply. */
 static void batch_done(struct batch *b)
 {
-    cmd_batch_abandon(b);
+    cmd_batch_abandon_keep(b);
+    b->stage = B_DONE;
+    work_later(b);
+}
+
+/* Destroys b's messages for up to FOLD_SLICE_US at a time, then frees b. */
+static void free_slice(struct batch *b)
+{
+    int64_t t0 = cm_clock_us();
+    while (b->destroyed < b->n) {
+        rd_kafka_message_destroy(b->msgs[b->destroyed++]);
+        if (b->destroyed % DECODE_SLICE_MSGS == 0 && b->destroyed < b->n &&
+            cm_clock_us() - t0 >= FOLD_SLICE_US) {
+            work_later(b);
+            return;
+        }
+    }
+    cmd_batch_free(b);
+}
+
+void cmd_batch_free_done(struct daemon *d)
+{
+    for (struct batch *b = d->batches, *nx; b; b = nx) {
+        nx = b->next;
+        if (b->stage == B_DONE)
+            cmd_batch_free(b);
+    }
 }
 
 static void on_states(int err, const struct cm_store_val *vals, size_t n, void *ud);
-static void fold_slice(struct batch *b);
+static void on_work(evutil_socket_t fd, short what, void *arg);
 
-/* Starts a batch of up to batch_size queued messages of p. */
+/* Runs b's next slice of work from the loop, behind whatever is ready at
+ * LOOP_PRIO_DEFAULT. */
+static void work_later(struct batch *b)
+{
+    event_active(b->work_ev, 0, 0);
+}
+
+/* Starts a batch of up to batch_size queued messages of p: takes them, and
+ * leaves the decode to the batch's work event. */
 static void batch_start(struct daemon *d, struct part *p)
 {
     size_t n = p->n < (size_t)d->cfg->batch_size ? p->n : (size_t)d->cfg->batch_size;
     struct batch *b = calloc(1, sizeof(*b));
     if (!b || !(b->msgs = calloc(n, sizeof(*b->msgs))) ||
-        !(b->cb = cm_batch_new(d->fc, d->dec, n))) {
-        if (b)
+        !(b->cb = cm_batch_new(d->fc, d->dec, n)) ||
+        !(b->work_ev = event_new(d->base, -1, 0, on_work, b)) ||
+        event_priority_set(b->work_ev, LOOP_PRIO_WORK) < 0) {
+        if (b) {
+            if (b->work_ev)
+                event_free(b->work_ev);
+            cm_batch_free(b->cb);
             free(b->msgs);
+        }
         free(b);
         cm_log_err("out of memory starting a batch of %zu messages of partition %" PRId32, n,
                    p->id);
@@ -89,19 +138,40 @@ static void batch_start(struct daemon *d, struct part *p)
     p->n -= n;
     p->since_ms = cm_clock_ms(); /* the rest lingers afresh: a conservative bound */
     b->new_pos = b->msgs[n - 1]->offset + 1;
+    b->stage = B_DECODE;
+    work_later(b);
+}
 
-    /* Decode and validate; collect the migrants to read. */
-    for (size_t i = 0; i < n; i++) {
-        rd_kafka_message_t *m = b->msgs[i];
+/* Decodes and validates b's messages for up to FOLD_SLICE_US at a time. */
+static void decode_slice(struct batch *b)
+{
+    struct daemon *d = b->d;
+    int64_t t0 = cm_clock_us();
+    while (b->decoded < b->n) {
+        rd_kafka_message_t *m = b->msgs[b->decoded];
         if (cm_batch_add(b->cb, m->key, m->key_len, m->payload, m->len) < 0) {
             cm_log_err("partition %" PRId32 ": out of memory adding offset %" PRId64
                        " to a batch",
-                       p->id, m->offset);
+                       b->part_id, m->offset);
             cmd_batch_abandon(b);
             cmd_resync(d, "out of memory");
             return;
         }
+        b->decoded++;
+        if (b->decoded % DECODE_SLICE_MSGS == 0 && b->decoded < b->n &&
+            cm_clock_us() - t0 >= FOLD_SLICE_US) {
+            work_later(b);
+            return;
+        }
     }
+    b->stage = B_READ;
+    work_later(b);
+}
+
+/* Asks Redis for the states of b's migrants. */
+static void read_states(struct batch *b)
+{
+    struct daemon *d = b->d;
     b->stage = B_MGET;
     size_t nm = cm_batch_migrants(b->cb);
     if (nm == 0) {
@@ -114,13 +184,13 @@ static void batch_start(struct daemon *d, struct part *p)
     if (ids && lens) {
         for (size_t i = 0; i < nm; i++)
             ids[i] = cm_batch_migrant(b->cb, i, &lens[i]);
-        r = cm_store_get_states(d->st, p->id, ids, lens, nm, on_states, b);
+        r = cm_store_get_states(d->st, b->part_id, ids, lens, nm, on_states, b);
     }
     free(ids);
     free(lens);
     if (r < 0) {
         /* Not connected: the store's down notice pauses and resyncs. */
-        cm_log_debug("partition %" PRId32 ": reading states: %s", p->id, strerror(-r));
+        cm_log_debug("partition %" PRId32 ": reading states: %s", b->part_id, strerror(-r));
         cmd_batch_abandon(b);
         return;
     }
@@ -171,19 +241,8 @@ static void on_states(int err, const struct cm_store_val *vals, size_t nv, void 
         batch_fail(b, fail);
         return;
     }
-    fold_slice(b);
-}
-
-static void on_fold_ev(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct batch *b = arg;
-    if (!b->p) {
-        cmd_batch_free(b); /* abandoned meanwhile; nothing else refers to it */
-        return;
-    }
-    fold_slice(b);
+    b->stage = B_FOLD;
+    work_later(b); /* the fold is work: not in a Redis reply's callback */
 }
 
 /* Reports the migrants of b whose stored state did not unpack. */
@@ -205,7 +264,7 @@ static void report_unreadable(struct batch *b)
 }
 
 /* Works on the batch (unpack and fold, then pack) for up to FOLD_SLICE_US,
- * then yields to the loop (the rest follows from fold_ev) so that one heavy
+ * then yields to the loop (the rest follows from work_ev) so that one heavy
  * batch never holds the other partitions, the timers and the Redis
  * replies; once done, sends the apply's dead letters. */
 static void fold_slice(struct batch *b)
@@ -237,32 +296,51 @@ static void fold_slice(struct batch *b)
             break;
     }
     if (r == 1 && !fail) {
-        if (!b->fold_ev && !(b->fold_ev = event_new(d->base, -1, 0, on_fold_ev, b)))
-            fail = "out of memory for the fold's continuation";
-        else {
-            event_active(b->fold_ev, 0, 0);
-            return;
-        }
+        work_later(b);
+        return;
     }
-    /* the aggregate delta (the position is in the apply already) */
-    if (!fail && cm_store_apply_agg(b->ap, cm_batch_agg(b->cb), d->nm) < 0)
-        fail = "cannot format the aggregate";
     if (fail) {
         batch_fail(b, fail);
         return;
     }
+    b->stage = B_FINISH;
+    work_later(b);
+}
 
+/* The fold is packed: the aggregate delta, then the dead letters. */
+static void batch_finish(struct batch *b)
+{
+    struct daemon *d = b->d;
+    /* the aggregate delta (the position is in the apply already) */
+    if (cm_store_apply_agg(b->ap, cm_batch_agg(b->cb), d->nm) < 0) {
+        batch_fail(b, "cannot format the aggregate");
+        return;
+    }
     /* Dead letters first: the apply moves the position past them, so they
      * must be delivered before it (a crash in between re-sends them). */
     b->stage = B_DLQ;
-    r = cmd_dlq_send(b);
+    int r = cmd_dlq_send(b);
     if (r < 0) {
         cmd_batch_abandon(b);
         cmd_resync(d, "dead-letter producer failed");
         return;
     }
-    if (r == 0)
-        batch_apply(b);
+    if (r == 0) {
+        b->stage = B_PREPARE;
+        work_later(b);
+    }
+}
+
+/* Lays the apply out for the state layout (the send follows in a slice of
+ * its own). */
+static void batch_prepare(struct batch *b)
+{
+    if (cm_store_apply_prepare(b->d->st, b->ap) < 0) {
+        batch_fail(b, "out of memory laying out the apply");
+        return;
+    }
+    b->stage = B_SEND;
+    work_later(b);
 }
 
 void cmd_batch_dlq_done(struct batch *b, int failed)
@@ -278,7 +356,48 @@ void cmd_batch_dlq_done(struct batch *b, int failed)
         cmd_resync(d, "dead letters not delivered");
         return;
     }
-    batch_apply(b);
+    b->stage = B_PREPARE;
+    work_later(b); /* the apply is made from a slice, not in a delivery report */
+}
+
+static void on_work(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct batch *b = arg;
+    if (b->stage == B_DONE) {
+        free_slice(b);
+        return;
+    }
+    if (!b->p) {
+        cmd_batch_free(b); /* abandoned meanwhile; nothing else refers to it */
+        return;
+    }
+    switch (b->stage) {
+    case B_DECODE:
+        decode_slice(b);
+        break;
+    case B_READ:
+        read_states(b);
+        break;
+    case B_FOLD:
+        fold_slice(b);
+        break;
+    case B_FINISH:
+        batch_finish(b);
+        break;
+    case B_PREPARE:
+        batch_prepare(b);
+        break;
+    case B_SEND:
+        batch_apply(b);
+        break;
+    case B_DONE: /* above */
+    case B_MGET:
+    case B_DLQ:
+    case B_APPLY:
+        break; /* awaiting Redis or Kafka: never activated then */
+    }
 }
 
 static void on_applied(int err, int applied, int64_t stored, void *ud);

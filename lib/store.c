@@ -938,6 +938,11 @@ int cm_store_get_listpack_limits(struct cm_store *s, cm_store_listpack_cb cb, vo
     return r;
 }
 
+int cm_store_apply_prepare(const struct cm_store *s, struct cm_store_apply *ap)
+{
+    return apply_prepare(ap, s->cfg->state_buckets);
+}
+
 int cm_store_apply_send(struct cm_store *s, struct cm_store_apply *ap, cm_store_apply_cb cb,
                         void *ud)
 {

@@ -197,6 +197,12 @@ int cm_store_apply_agg(struct cm_store_apply *ap, const struct cm_agg *ag,
 /* Frees ap; accepts NULL; returns NULL. */
 struct cm_store_apply *cm_store_apply_free(struct cm_store_apply *ap);
 
+/* Lays out ap's states for s's state layout, as cm_store_apply_send would:
+ * calling it first only moves that work (sorting by bucket, naming the
+ * keys) out of the send. No state may be added after it. Returns 0,
+ * -EINVAL or -ENOMEM (ap then goes to cm_store_apply_free). */
+int cm_store_apply_prepare(const struct cm_store *s, struct cm_store_apply *ap);
+
 /* Sends ap (taken over in every case) as one EVALSHA; on NOSCRIPT (Redis
  * restarted, script cache flushed) it is sent again as EVAL, transparently.
  * cb gets err = 0 with applied = 1 and stored = new pos, or applied = 0 and
