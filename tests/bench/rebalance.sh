@@ -13,7 +13,12 @@
 #     group splits them); REBAL_HOLD_S s after B got its partitions, or as
 #     soon as the lag is down to REBAL_LEAVE_PCT % of the stream, B gets
 #     SIGTERM (a second rebalance: A takes them all back); A catches up.
-# The two kinds of run alternate (alone, join-leave, alone, ...). Printed per
+#   - crash: once A has folded REBAL_CRASH_PCT % of the stream, it gets
+#     SIGKILL and is started again: it reads its positions and the
+#     dead-letter partitions back (off the loop), and gets SIGTERM as soon as
+#     it is assigned (its stop line: the loop latency of the read-back after
+#     a crash alone); then it is started once more and catches up.
+# The three kinds of run alternate (alone, join-leave, crash, alone, ...). Printed per
 # run: the load average at its start, the lag when B joined and left, each
 # daemon's stop line (loop latency since its start: p50/p99/max and the
 # number of 10 ms probes), A's log lines of the rebalances and its 10 s
@@ -28,7 +33,8 @@
 #
 # Environment: REBAL_MIGRANTS (60000, about 508,000 events), REBAL_PARTITIONS
 # (16), SEED (1), REBAL_RUNS (3 of each kind), REBAL_JOIN_PCT (10),
-# REBAL_HOLD_S (2), REBAL_LEAVE_PCT (25), CM_BIN (the programs' directory,
+# REBAL_HOLD_S (2), REBAL_LEAVE_PCT (25), REBAL_CRASH_PCT (60), REBAL_KINDS
+# ("alone join-leave crash": the kinds of run, in this order), CM_BIN (the programs' directory,
 # bin), REBAL_CONF (extra lines for both daemons' configuration,
 # e.g. $'[circmon]\nbatch_size = 1000').
 set -euo pipefail
@@ -42,6 +48,8 @@ RUNS=${REBAL_RUNS:-3}
 JOIN_PCT=${REBAL_JOIN_PCT:-10}
 HOLD_S=${REBAL_HOLD_S:-2}
 LEAVE_PCT=${REBAL_LEAVE_PCT:-25}
+CRASH_PCT=${REBAL_CRASH_PCT:-60}
+KINDS=${REBAL_KINDS:-alone join-leave crash}
 bin=${CM_BIN:-bin}
 . tools/services.sh
 
@@ -97,13 +105,20 @@ stop_line() { # the loop latency of NAME's stop line
 
 # rebalances NAME LABEL: the group's assignments and revokes in NAME's log,
 # and the 10 s stats lines among them
+# readbacks NAME: the dead-letter read-back's lines in NAME's log, summed (a
+# partition logs one only when it found dead letters past its position)
+readbacks() {
+    sed -n 's/.*: \([0-9]*\) dead letters past offset .* (\([0-9]*\) records read).*/\1 \2/p' \
+        "$work/$1.log" | awk '{k += $1; r += $2; n++}
+            END {printf "%d dead letters past the stored positions found on the topic (%d partitions, %d records read), not sent again", k, n, r}'
+}
 rebalances() {
     sed -n -e "s/.*info: \(group \(assigned\|revoked\) [0-9]* partitions\)\$/$2: \1/p" \
         -e "s/.*info: \([0-9]* events\/s\).* \([0-9]* partitions, lag [0-9]*\), \(loop latency p50\/p99\/max [0-9.\/]* ms\).*/$2: 10 s stats: \1, \2, \3/p" \
         "$work/$1.log"
 }
 
-run() { # run alone|join-leave RUN
+run() { # run alone|join-leave|crash RUN
     local kind=$1 a b=
     rcli flushall >/dev/null
     write_config "$conf" # a fresh group id: no wait for the previous members
@@ -137,7 +152,33 @@ CONF
     start_daemon a
     a=$dpid
     wait_log a "$a" 'assigned [0-9]* partitions from'
-    if [ "$kind" = join-leave ]; then
+    if [ "$kind" = crash ]; then
+        local lag
+        while lag=$(total_lag "$conf"); [ -z "$lag" ] || [ "$lag" -gt $((n * (100 - CRASH_PCT) / 100)) ]; do
+            kill -0 "$a" 2>/dev/null || { say "circmond a stopped"; return 1; }
+            sleep 0.05
+        done
+        kill -KILL "$a"
+        wait "$a" 2>/dev/null || true
+        echo "A killed (SIGKILL): lag $(total_lag "$conf")"
+        mv "$work/a.log" "$work/a-killed.log"
+        local t0 t1
+        t0=$(date +%s%N)
+        start_daemon a
+        a=$dpid
+        wait_log a "$a" 'assigned [0-9]* partitions from'
+        t1=$(date +%s%N)
+        stop_daemon "$a"
+        printf 'A restarted: assigned %d ms after its start; read back: %s\n' \
+            "$(((t1 - t0) / 1000000))" "$(readbacks a)"
+        echo "A stopped once assigned: loop latency p50/p99/max $(stop_line a)"
+        mv "$work/a.log" "$work/a-readback.log"
+        start_daemon a
+        a=$dpid
+        wait_log a "$a" 'assigned [0-9]* partitions from'
+        echo "A restarted again: read back: $(readbacks a)"
+        wait_caught_up "$conf" "$a" 600
+    elif [ "$kind" = join-leave ]; then
         local lag
         while lag=$(total_lag "$conf"); [ -z "$lag" ] || [ "$lag" -gt $((n * (100 - JOIN_PCT) / 100)) ]; do
             kill -0 "$a" 2>/dev/null || { say "circmond a stopped"; return 1; }
@@ -182,6 +223,7 @@ CONF
 }
 
 for r in $(seq "$RUNS"); do
-    run alone "$r"
-    run join-leave "$r"
+    for k in $KINDS; do
+        run "$k" "$r"
+    done
 done
