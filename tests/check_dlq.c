@@ -583,6 +583,24 @@ static void poll_for(rd_kafka_t *a, rd_kafka_t *b, double secs)
     }
 }
 
+/* Acknowledges what the group waits for from member x: its revoke
+ * (rd_kafka_assign NULL), then its assignment. *held becomes the partitions
+ * it holds, -1 after a revoke until the next assignment. */
+static void acknowledge(rd_kafka_t *rk, struct rb *x, int *held)
+{
+    if (x->pending_revoke) {
+        ck_assert_int_eq(rd_kafka_assign(rk, NULL), 0);
+        x->pending_revoke = 0;
+        *held = -1;
+    }
+    if (x->pending) {
+        ck_assert_int_eq(rd_kafka_assign(rk, x->pending), 0);
+        *held = x->pending->cnt;
+        rd_kafka_topic_partition_list_destroy(x->pending);
+        x->pending = NULL;
+    }
+}
+
 /* What circmond relies on to keep the rebalance callback short (librdkafka
  * 2.0.2, rd_kafka_cgrp_join_state_serve): the group stays in
  * WAIT_ASSIGN_CALL / WAIT_UNASSIGN_CALL, heartbeating, until the
@@ -602,9 +620,8 @@ START_TEST(test_group_waits_for_assign_call)
     ck_assert_int_eq(xa.pending->cnt, 1);
     poll_for(a, NULL, 8); /* the assign call waits past the session timeout */
     ck_assert_int_eq(xa.revokes + xa.errors, 0);
-    ck_assert_int_eq(rd_kafka_assign(a, xa.pending), 0);
-    rd_kafka_topic_partition_list_destroy(xa.pending);
-    xa.pending = NULL;
+    int held[2] = {-1, -1}; /* partitions each member holds, -1 unknown */
+    acknowledge(a, &xa, &held[0]);
 
     /* a second member: a revokes, and acknowledges 8 s later */
     rd_kafka_t *b = member(&xb);
@@ -617,40 +634,22 @@ START_TEST(test_group_waits_for_assign_call)
     ck_assert_int_eq(xa.errors, 0);
     ck_assert_msg(!xb.pending || xb.pending->cnt == 0,
                   "the partition went to the other member before the revoke was acknowledged");
-    ck_assert_int_eq(rd_kafka_assign(a, NULL), 0);
-    xa.pending_revoke = 0;
+    acknowledge(a, &xa, &held[0]);
     /* From here on both members act on every callback at once, as circmond
      * does: a member that left a revoke or an assignment unacknowledged would
      * hold the group in WAIT_*_CALL (what the steps above show), and a second
      * rebalance while the rejoin settles (a loaded machine, ASan) would then
      * never end. The rejoin may wait out a session timeout more: the bound
      * only guards against a hang. */
-    int held[2] = {-1, -1}; /* partitions each member holds, -1 unknown */
     end = now_s() + 60;
     while (held[0] < 0 || held[1] < 0 || held[0] + held[1] != 1) {
         ck_assert_msg(now_s() < end, "no new assignment in 60 s (a holds %d, b holds %d)",
                       held[0], held[1]);
         poll_for(a, b, 0.1);
-        for (int i = 0; i < 2; i++) {
-            struct rb *x = i ? &xb : &xa;
-            rd_kafka_t *rk = i ? b : a;
-            if (x->pending_revoke) {
-                ck_assert_int_eq(rd_kafka_assign(rk, NULL), 0);
-                x->pending_revoke = 0;
-                held[i] = -1;
-            }
-            if (x->pending) {
-                ck_assert_int_eq(rd_kafka_assign(rk, x->pending), 0);
-                held[i] = x->pending->cnt;
-                rd_kafka_topic_partition_list_destroy(x->pending);
-                x->pending = NULL;
-            }
-        }
+        acknowledge(a, &xa, &held[0]);
+        acknowledge(b, &xb, &held[1]);
     }
     ck_assert_int_eq(xa.errors + xb.errors, 0);
-    for (struct rb *x = &xa; x; x = x == &xa ? &xb : NULL)
-        if (x->pending)
-            rd_kafka_topic_partition_list_destroy(x->pending);
     rd_kafka_destroy_flags(a, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     rd_kafka_destroy_flags(b, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 }
