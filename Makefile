@@ -57,7 +57,7 @@ DAEMON_SRC := $(sort $(wildcard daemon/*.c))
 PAGE_FILES := $(sort $(wildcard daemon/page/*.html daemon/page/*.js daemon/page/*.css))
 PAGE_GEN   := $(if $(PAGE_FILES),build/gen/page_assets.c)
 CTL_SRC    := $(wildcard tools/circmonctl.c) $(sort $(wildcard tools/ctl_*.c))
-GEN_SRC    := $(wildcard tools/circmon-gen.c)
+GEN_SRC    := $(wildcard tools/circmon-gen.c) $(sort $(wildcard tools/gen_*.c))
 BROKER_SRC := $(wildcard tools/circmon-broker.c)
 
 # A program is built only once its main source exists; for circmond, once a
