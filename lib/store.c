@@ -1,8 +1,9 @@
-/* store.c - the Redis store: keys, and batch applies for circmond (over
- * redis_conn.c); the synchronous reads for circmonctl are in store_read.c. */
+/* store.c - the Redis store of circmond (over redis_conn.c): positions,
+ * epochs, state reads and batch applies, asynchronous; the keys and the
+ * apply's contents are in store_apply.c, the synchronous reads for
+ * circmonctl in store_read.c. */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,336 +18,7 @@
 #include "circmon/redis_conn.h"
 #include "circmon/store.h"
 #include "circmon/store_layout.h"
-
-/* ------------------------------------------------------------------ keys */
-
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return NULL;
-    char *s = malloc((size_t)n + 1);
-    if (!s)
-        return NULL;
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
-char *cm_store_key_pos(const char *prefix, int32_t part)
-{
-    return xasprintf("%s:{%" PRId32 "}:pos", prefix, part);
-}
-
-char *cm_store_key_agg(const char *prefix, int32_t part)
-{
-    return xasprintf("%s:{%" PRId32 "}:agg", prefix, part);
-}
-
-char *cm_store_key_dlq(const char *prefix, int32_t part)
-{
-    return xasprintf("%s:{%" PRId32 "}:dlq", prefix, part);
-}
-
-char *cm_store_key_epoch(const char *prefix, int32_t part)
-{
-    return xasprintf("%s:{%" PRId32 "}:epoch", prefix, part);
-}
-
-char *cm_store_key_state(const char *prefix, int32_t part, const char *mid, size_t len)
-{
-    return cm_layout_key_string(prefix, part, mid, len, NULL);
-}
-
-/* The position in a reply to GET of a pos key: absent is 0; anything but a
- * decimal >= 0 is refused (-EINVAL). The one reader of stored positions. */
-int cm_store_pos_parse(const struct redisReply *e, int64_t *pos)
-{
-    if (e->type == REDIS_REPLY_NIL) {
-        *pos = 0;
-        return 0;
-    }
-    if (e->type != REDIS_REPLY_STRING || cm_decimal_i64(e->str, e->len, pos) || *pos < 0)
-        return -EINVAL;
-    return 0;
-}
-
-/* ---------------------------------------------------------------- apply */
-
-/* A growable list of owned byte strings. */
-struct strv {
-    char **s;
-    size_t *len;
-    size_t n, cap;
-};
-
-static int strv_push(struct strv *v, const void *p, size_t len)
-{
-    if (v->n == v->cap) {
-        /* two arrays of one capacity: the second grows to the first's */
-        size_t cs = v->cap, cl = v->cap;
-        if (cm_grow(&v->s, &cs, v->n + 1, sizeof(*v->s), 16) < 0 ||
-            cm_grow(&v->len, &cl, cs, sizeof(*v->len), 16) < 0)
-            return -ENOMEM; /* the grown array is kept: v stays consistent with cap */
-        v->cap = cs;
-    }
-    char *c = malloc(len + 1);
-    if (!c)
-        return -ENOMEM;
-    if (len)
-        memcpy(c, p, len);
-    c[len] = '\0';
-    v->s[v->n] = c;
-    v->len[v->n++] = len;
-    return 0;
-}
-
-static int strv_pushf(struct strv *v, const char *fmt, ...)
-{
-    char buf[64];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof(buf))
-        return -EINVAL;
-    return strv_push(v, buf, (size_t)n);
-}
-
-static void strv_free(struct strv *v)
-{
-    for (size_t i = 0; i < v->n; i++)
-        free(v->s[i]);
-    free(v->s);
-    free(v->len);
-    memset(v, 0, sizeof(*v));
-}
-
-struct cm_store_apply {
-    char *prefix;
-    int32_t part;
-    int64_t new_pos;
-    struct strv keys; /* pos, agg, dlq mark, epoch, layout */
-    struct strv args; /* expected, new, mark ('' = unchanged), epoch ('' = unchecked),
-                         then the layout once prepared */
-    struct strv mids, vals; /* the states, in call order */
-    struct strv aggs;       /* aggregate field/increment pairs */
-    int agg_done;
-    /* made by apply_prepare for the layout of the store sending it */
-    int prepared;
-    struct strv st_keys;  /* state keys: one per migrant, or one per bucket */
-    struct strv st_nums;  /* per bucket: the numbers of fields set and deleted */
-    const char **sa;      /* the state part of ARGV: into mids, vals, st_nums */
-    size_t *sal, nsa;
-};
-
-struct cm_store_apply *cm_store_apply_new(const char *prefix, int32_t part, int64_t expected,
-                                          int64_t new_pos)
-{
-    struct cm_store_apply *ap = calloc(1, sizeof(*ap));
-    if (!ap)
-        return NULL;
-    ap->prefix = strdup(prefix);
-    ap->part = part;
-    ap->new_pos = new_pos;
-    char *kp = cm_store_key_pos(prefix, part), *ka = cm_store_key_agg(prefix, part),
-         *kd = cm_store_key_dlq(prefix, part), *ke = cm_store_key_epoch(prefix, part),
-         *kl = cm_layout_key(prefix, part);
-    int bad = !ap->prefix || !kp || !ka || !kd || !ke || !kl ||
-              strv_push(&ap->keys, kp, strlen(kp)) || strv_push(&ap->keys, ka, strlen(ka)) ||
-              strv_push(&ap->keys, kd, strlen(kd)) || strv_push(&ap->keys, ke, strlen(ke)) ||
-              strv_push(&ap->keys, kl, strlen(kl)) ||
-              strv_pushf(&ap->args, "%" PRId64, expected) ||
-              strv_pushf(&ap->args, "%" PRId64, new_pos) || strv_push(&ap->args, "", 0) ||
-              strv_push(&ap->args, "", 0);
-    free(kp);
-    free(ka);
-    free(kd);
-    free(ke);
-    free(kl);
-    if (bad)
-        return cm_store_apply_free(ap);
-    return ap;
-}
-
-int cm_store_apply_state(struct cm_store_apply *ap, const char *mid, size_t len,
-                         const uint8_t *val, size_t vlen)
-{
-    if (ap->prepared)
-        return -EINVAL;
-    int r = strv_push(&ap->mids, mid, len);
-    if (r)
-        return r;
-    if ((r = strv_push(&ap->vals, val, vlen))) {
-        free(ap->mids.s[--ap->mids.n]); /* mids and vals stay pairs */
-        return r;
-    }
-    return 0;
-}
-
-/* One state of an apply, by bucket (then call order). */
-struct by_bucket {
-    uint32_t b, i;
-};
-
-static int cmp_bucket(const void *x, const void *y)
-{
-    const struct by_bucket *a = x, *b = y;
-    return a->b != b->b ? (a->b > b->b) - (a->b < b->b) : (a->i > b->i) - (a->i < b->i);
-}
-
-static void sa_add(struct cm_store_apply *ap, const char *p, size_t len)
-{
-    ap->sa[ap->nsa] = p;
-    ap->sal[ap->nsa++] = len;
-}
-
-/* The state part of the apply for layout buckets (0: string keys): keys and
- * ARGV as cm_store_lua_apply reads them. Once per apply (a resend after
- * NOSCRIPT reuses it). Returns 0, -EINVAL or -ENOMEM. */
-static int apply_prepare(struct cm_store_apply *ap, int32_t buckets)
-{
-    if (ap->prepared)
-        return 0;
-    char lay[32];
-    int ll = cm_layout_format(buckets, lay, sizeof(lay));
-    if (ll < 0)
-        return ll;
-    size_t n = ap->mids.n;
-    struct by_bucket *o = NULL;
-    int r = strv_push(&ap->args, lay, (size_t)ll);
-    /* at most 2 entries per state plus 2 per bucket (a bucket holds one) */
-    if (!r && (!(ap->sa = malloc((4 * n + 1) * sizeof(*ap->sa))) ||
-               !(ap->sal = malloc((4 * n + 1) * sizeof(*ap->sal))) ||
-               !(o = malloc((n + 1) * sizeof(*o)))))
-        r = -ENOMEM;
-    for (size_t i = 0; !r && buckets == 0 && i < n; i++) {
-        size_t kl;
-        char *k = cm_layout_key_string(ap->prefix, ap->part, ap->mids.s[i], ap->mids.len[i], &kl);
-        r = k ? strv_push(&ap->st_keys, k, kl) : -ENOMEM;
-        free(k);
-        if (!r)
-            sa_add(ap, ap->vals.s[i], ap->vals.len[i]);
-    }
-    if (!r && buckets > 0) {
-        for (size_t i = 0; i < n; i++)
-            o[i] = (struct by_bucket){cm_layout_bucket(ap->mids.s[i], ap->mids.len[i],
-                                                       (uint32_t)buckets), (uint32_t)i};
-        qsort(o, n, sizeof(*o), cmp_bucket);
-        for (size_t g = 0; !r && g < n;) {
-            size_t e = g, nset = 0;
-            while (e < n && o[e].b == o[g].b)
-                nset += ap->vals.len[o[e++].i] > 0;
-            size_t kl;
-            char *k = cm_layout_key_bucket(ap->prefix, ap->part, o[g].b, &kl);
-            r = !k || strv_push(&ap->st_keys, k, kl) ||
-                        strv_pushf(&ap->st_nums, "%zu", nset) ||
-                        strv_pushf(&ap->st_nums, "%zu", e - g - nset)
-                    ? -ENOMEM
-                    : 0;
-            free(k);
-            if (r)
-                break;
-            sa_add(ap, ap->st_nums.s[ap->st_nums.n - 2], ap->st_nums.len[ap->st_nums.n - 2]);
-            sa_add(ap, ap->st_nums.s[ap->st_nums.n - 1], ap->st_nums.len[ap->st_nums.n - 1]);
-            for (size_t x = g; x < e; x++) {
-                uint32_t i = o[x].i;
-                if (ap->vals.len[i]) {
-                    sa_add(ap, ap->mids.s[i], ap->mids.len[i]);
-                    sa_add(ap, ap->vals.s[i], ap->vals.len[i]);
-                }
-            }
-            for (size_t x = g; x < e; x++) {
-                uint32_t i = o[x].i;
-                if (!ap->vals.len[i])
-                    sa_add(ap, ap->mids.s[i], ap->mids.len[i]);
-            }
-            g = e;
-        }
-    }
-    free(o);
-    if (!r)
-        ap->prepared = 1;
-    return r;
-}
-
-int cm_store_apply_dlq_mark(struct cm_store_apply *ap, int32_t dlq_part, int64_t dlq_from)
-{
-    char *v = xasprintf("%" PRId32 " %" PRId64, dlq_part, dlq_from);
-    if (!v)
-        return -ENOMEM;
-    free(ap->args.s[2]);
-    ap->args.s[2] = v;
-    ap->args.len[2] = strlen(v);
-    return 0;
-}
-
-int cm_store_apply_epoch(struct cm_store_apply *ap, int64_t epoch)
-{
-    char *v = xasprintf("%" PRId64, epoch);
-    if (!v)
-        return -ENOMEM;
-    free(ap->args.s[3]);
-    ap->args.s[3] = v;
-    ap->args.len[3] = strlen(v);
-    return 0;
-}
-
-struct agg_fmt {
-    struct cm_store_apply *ap;
-    const struct cm_names *nm;
-    char buf[2048];
-};
-
-static int agg_fmt_one(const struct cm_agg_key *k, int64_t v, void *ud)
-{
-    struct agg_fmt *af = ud;
-    int n = cm_agg_key_format(k, af->nm, af->buf, sizeof(af->buf));
-    if (n < 0)
-        return n;
-    if ((size_t)n >= sizeof(af->buf))
-        return -EINVAL;
-    int r = strv_push(&af->ap->aggs, af->buf, (size_t)n);
-    return r ? r : strv_pushf(&af->ap->aggs, "%" PRId64, v);
-}
-
-int cm_store_apply_agg(struct cm_store_apply *ap, const struct cm_agg *ag,
-                       const struct cm_names *nm)
-{
-    if (ap->agg_done)
-        return -EINVAL;
-    ap->agg_done = 1;
-    struct agg_fmt *af = malloc(sizeof(*af));
-    if (!af)
-        return -ENOMEM;
-    af->ap = ap;
-    af->nm = nm;
-    int r = cm_agg_foreach(ag, agg_fmt_one, af);
-    free(af);
-    return r;
-}
-
-struct cm_store_apply *cm_store_apply_free(struct cm_store_apply *ap)
-{
-    if (ap) {
-        strv_free(&ap->keys);
-        strv_free(&ap->args);
-        strv_free(&ap->mids);
-        strv_free(&ap->vals);
-        strv_free(&ap->aggs);
-        strv_free(&ap->st_keys);
-        strv_free(&ap->st_nums);
-        free(ap->sa);
-        free(ap->sal);
-        free(ap->prefix);
-        free(ap);
-    }
-    return NULL;
-}
+#include "store_int.h"
 
 /* ---------------------------------------------------------------- async */
 
@@ -393,7 +65,7 @@ struct cm_store {
 static void req_free(struct req *q)
 {
     cm_store_apply_free(q->ap);
-    strv_free(&q->cmd);
+    cm_strv_free(&q->cmd);
     free(q->perm);
     free(q);
 }
@@ -416,7 +88,7 @@ static int send_script(struct cm_store *s, struct req *q, int eval, const char *
 static int send_apply(struct cm_store *s, struct req *q, int eval)
 {
     struct cm_store_apply *ap = q->ap;
-    int r = apply_prepare(ap, s->cfg->state_buckets);
+    int r = cm_store_apply_layout(ap, s->cfg->state_buckets);
     if (r)
         return r;
     size_t nk = ap->keys.n + ap->st_keys.n;
@@ -735,7 +407,7 @@ static int send_mget(struct cm_store *s, struct req *q, struct strv *keys)
     }
     free(argv);
     free(lens);
-    strv_free(keys);
+    cm_strv_free(keys);
     return r;
 }
 
@@ -813,8 +485,8 @@ static int get_positions(struct cm_store *s, const int32_t *parts, size_t n, int
         char *kp = cm_store_key_pos(s->cfg->key_prefix, parts[i]);
         char *kd = cm_store_key_dlq(s->cfg->key_prefix, parts[i]);
         char *kl = cm_layout_key(s->cfg->key_prefix, parts[i]);
-        int r = !q || !kp || !kd || !kl || strv_push(&keys, kp, strlen(kp)) ||
-                        strv_push(&keys, kd, strlen(kd)) || strv_push(&keys, kl, strlen(kl))
+        int r = !q || !kp || !kd || !kl || cm_strv_push(&keys, kp, strlen(kp)) ||
+                        cm_strv_push(&keys, kd, strlen(kd)) || cm_strv_push(&keys, kl, strlen(kl))
                     ? -ENOMEM
                     : 0;
         free(kp);
@@ -828,7 +500,7 @@ static int get_positions(struct cm_store *s, const int32_t *parts, size_t n, int
             if (r)
                 g->left--;
         } else {
-            strv_free(&keys);
+            cm_strv_free(&keys);
         }
         if (r) {
             if (q)
@@ -858,28 +530,28 @@ static int read_prepare(struct cm_store *s, struct req *q, int32_t part,
     for (size_t i = 0; !r && i < n; i++)
         o[i] = (struct by_bucket){cm_layout_bucket(mids[i], lens[i], nb), (uint32_t)i};
     if (!r)
-        qsort(o, n, sizeof(*o), cmp_bucket);
+        qsort(o, n, sizeof(*o), cm_store_cmp_bucket);
     for (size_t g = 0; !r && g < n;) {
         size_t e = g;
         while (e < n && o[e].b == o[g].b)
             e++;
         size_t kl;
         char *k = cm_layout_key_bucket(s->cfg->key_prefix, part, o[g].b, &kl);
-        r = !k || strv_push(&keys, k, kl) || strv_pushf(&args, "%zu", e - g) ? -ENOMEM : 0;
+        r = !k || cm_strv_push(&keys, k, kl) || cm_strv_pushf(&args, "%zu", e - g) ? -ENOMEM : 0;
         free(k);
         for (size_t x = g; !r && x < e; x++) {
             q->perm[o[x].i] = x;
-            r = strv_push(&args, mids[o[x].i], lens[o[x].i]);
+            r = cm_strv_push(&args, mids[o[x].i], lens[o[x].i]);
         }
         g = e;
     }
-    r = r ? r : strv_pushf(&q->cmd, "%zu", keys.n);
+    r = r ? r : cm_strv_pushf(&q->cmd, "%zu", keys.n);
     for (size_t i = 0; !r && i < keys.n; i++)
-        r = strv_push(&q->cmd, keys.s[i], keys.len[i]);
+        r = cm_strv_push(&q->cmd, keys.s[i], keys.len[i]);
     for (size_t i = 0; !r && i < args.n; i++)
-        r = strv_push(&q->cmd, args.s[i], args.len[i]);
-    strv_free(&keys);
-    strv_free(&args);
+        r = cm_strv_push(&q->cmd, args.s[i], args.len[i]);
+    cm_strv_free(&keys);
+    cm_strv_free(&args);
     free(o);
     return r;
 }
@@ -909,10 +581,10 @@ int cm_store_get_states(struct cm_store *s, int32_t part, const char *const *mid
     for (size_t i = 0; i < n; i++) {
         size_t kl;
         char *k = cm_layout_key_string(s->cfg->key_prefix, part, mids[i], lens[i], &kl);
-        r = k ? strv_push(&keys, k, kl) : -ENOMEM;
+        r = k ? cm_strv_push(&keys, k, kl) : -ENOMEM;
         free(k);
         if (r) {
-            strv_free(&keys);
+            cm_strv_free(&keys);
             req_free(q);
             return r;
         }
@@ -940,7 +612,7 @@ int cm_store_get_listpack_limits(struct cm_store *s, cm_store_listpack_cb cb, vo
 
 int cm_store_apply_prepare(const struct cm_store *s, struct cm_store_apply *ap)
 {
-    return apply_prepare(ap, s->cfg->state_buckets);
+    return cm_store_apply_layout(ap, s->cfg->state_buckets);
 }
 
 int cm_store_apply_send(struct cm_store *s, struct cm_store_apply *ap, cm_store_apply_cb cb,
