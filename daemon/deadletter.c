@@ -213,8 +213,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     if (b->p && !b->dl.failed && q->stop_after && q->stop_delivered &&
         ++q->n_stop == q->stop_after) {
         cm_log_warn("test hook: stopping myself: partition %" PRId32 " batch at %" PRId64
-                    " epoch %" PRId64 ": dead letters delivered, apply not sent",
-                    b->part_id, b->expected, b->p->dl.epoch);
+                    " epoch %" PRId64 ", %" PRIu64 " events folded so far: dead letters"
+                    " delivered, apply not sent",
+                    b->part_id, b->expected, b->p->dl.epoch, cm_counter_get(b->d->c_folded));
         raise(SIGSTOP);
         /* libevent's time is the loop iteration's, from before the freeze:
          * deadlines set from it now would be past at once */
