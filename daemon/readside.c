@@ -22,6 +22,7 @@
 #include "circmon/prom.h"
 #include "circmon/redis_conn.h"
 #include "circmon/store.h"
+#include "circmon/store_layout.h"
 #include "readside.h"
 
 /* One refresh: a fresh aggregate filled partition by partition. */
@@ -261,7 +262,7 @@ struct rs_cmd {
 static int parse_agg(struct rs_run *r, int part, const redisReply *rep, char *why, size_t wl)
 {
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements % 2) {
-        snprintf(why, wl, "HGETALL of partition %d: %s", part,
+        snprintf(why, wl, "aggregate of partition %d: %s", part,
                  rep->type == REDIS_REPLY_ERROR ? rep->str : "not a list of field/value pairs");
         return -EPROTO;
     }
@@ -359,17 +360,20 @@ static int send_one(struct rs_run *r, int part, int is_pos)
 {
     struct cmd_readside *rs = r->rs;
     struct rs_cmd *cmd = calloc(1, sizeof(*cmd));
-    char *k = is_pos ? cm_store_key_pos(r->al.prefix, part)
-                     : cm_store_key_agg(r->al.prefix, part);
-    int rc = -ENOMEM;
-    if (cmd && k) {
+    struct cm_agg_read rd = {0};
+    char *k = is_pos ? cm_store_key_pos(r->al.prefix, part) : NULL;
+    int rc = -ENOMEM, rdok = !is_pos && cm_agg_read_init(&rd, r->al.prefix, part) == 0;
+    if (cmd && (k || rdok)) {
         cmd->run = r;
         cmd->part = part;
         cmd->is_pos = is_pos;
-        const char *argv[] = {is_pos ? "GET" : "HGETALL", k};
-        rc = cm_rconn_send(rs->rc, 2, argv, NULL, on_reply, cmd);
+        const char *argv[] = {"GET", k};
+        rc = is_pos ? cm_rconn_send(rs->rc, 2, argv, NULL, on_reply, cmd)
+                    : cm_rconn_send(rs->rc, rd.argc, rd.argv, rd.lens, on_reply, cmd);
     }
     free(k);
+    if (rdok)
+        cm_agg_read_free(&rd);
     if (rc < 0)
         free(cmd);
     else

@@ -2,14 +2,15 @@
  *
  * Every refresh_ms the read side first resolves [redis] alias (one HGETALL,
  * alias.h; without an alias: key_prefix and the configured settings), then
- * reads, under that one prefix, <prefix>:{P}:agg (HGETALL: one
- * partition's hash is read atomically, as one apply wrote it) and
+ * reads, under that one prefix, each partition's aggregate (its hashes
+ * <prefix>:{P}:agg and <prefix>:{P}:agg:<n>, store_layout.h, in one script:
+ * read atomically, as one apply wrote it) and
  * <prefix>:{P}:pos for every partition P of the topic, whoever owns it (no
  * SCAN: each command touches one hash slot), on a Redis connection of its
  * own (lib/redis_conn.c) with at most RS_IN_FLIGHT partitions in flight.
  * Its own connection because a read that times out drops its connection:
  * on the store's connection that would fail the pipeline's applies and make
- * it resynchronise, and a big HGETALL reply would sit in front of the
+ * it resynchronise, and a big aggregate reply would sit in front of the
  * applies' replies.
  *
  * Each field is parsed (cm_agg_key_parse) and each value checked (a decimal

@@ -91,8 +91,8 @@ static int send_apply(struct cm_store *s, struct req *q, int eval)
     int r = cm_store_apply_layout(ap, s->cfg->state_buckets);
     if (r)
         return r;
-    size_t nk = ap->keys.n + ap->st_keys.n;
-    size_t argc = 3 + nk + ap->args.n + ap->nsa + ap->aggs.n;
+    size_t nk = ap->keys.n + ap->st_keys.n + ap->ag_keys.n;
+    size_t argc = 3 + nk + ap->args.n + ap->nsa + ap->naa;
     const char **argv = malloc(argc * sizeof(*argv));
     size_t *lens = malloc(argc * sizeof(*lens));
     char nks[32];
@@ -102,8 +102,8 @@ static int send_apply(struct cm_store *s, struct req *q, int eval)
     lens[2] = (size_t)snprintf(nks, sizeof(nks), "%zu", nk);
     argv[2] = nks;
     size_t j = 3;
-    const struct strv *parts[] = {&ap->keys, &ap->st_keys, &ap->args};
-    for (size_t p = 0; p < 3; p++)
+    const struct strv *parts[] = {&ap->keys, &ap->st_keys, &ap->ag_keys, &ap->args};
+    for (size_t p = 0; p < 4; p++)
         for (size_t i = 0; i < parts[p]->n; i++, j++) {
             argv[j] = parts[p]->s[i];
             lens[j] = parts[p]->len[i];
@@ -112,9 +112,9 @@ static int send_apply(struct cm_store *s, struct req *q, int eval)
         argv[j] = ap->sa[i];
         lens[j] = ap->sal[i];
     }
-    for (size_t i = 0; i < ap->aggs.n; i++, j++) {
-        argv[j] = ap->aggs.s[i];
-        lens[j] = ap->aggs.len[i];
+    for (size_t i = 0; i < ap->naa; i++, j++) {
+        argv[j] = ap->aa[i];
+        lens[j] = ap->aal[i];
     }
     r = send_script(s, q, eval, cm_store_lua_apply, s->sha, argv, lens, argc);
 out:

@@ -173,6 +173,45 @@ static void sa_add(struct cm_store_apply *ap, const char *p, size_t len)
     ap->sal[ap->nsa++] = len;
 }
 
+/* The aggregate part: the field/increment pairs grouped by bucket, the
+ * bucket keys, and their number as ARGV[6]. */
+static int agg_layout(struct cm_store_apply *ap)
+{
+    size_t n = ap->aggs.n / 2;
+    struct by_bucket *o = malloc((n + 1) * sizeof(*o));
+    int r = !o || !(ap->aa = malloc((2 * n + CM_AGG_BUCKETS + 1) * sizeof(*ap->aa))) ||
+                    !(ap->aal = malloc((2 * n + CM_AGG_BUCKETS + 1) * sizeof(*ap->aal)))
+                ? -ENOMEM
+                : 0;
+    for (size_t i = 0; !r && i < n; i++)
+        o[i] = (struct by_bucket){cm_layout_bucket(ap->aggs.s[2 * i], ap->aggs.len[2 * i],
+                                                   CM_AGG_BUCKETS), (uint32_t)i};
+    if (!r)
+        qsort(o, n, sizeof(*o), cm_store_cmp_bucket);
+    for (size_t g = 0; !r && g < n;) {
+        size_t e = g, kl;
+        while (e < n && o[e].b == o[g].b)
+            e++;
+        char *k = cm_layout_key_agg_bucket(ap->prefix, ap->part, o[g].b, &kl);
+        r = !k || cm_strv_push(&ap->ag_keys, k, kl) || cm_strv_pushf(&ap->ag_nums, "%zu", e - g)
+                ? -ENOMEM
+                : 0;
+        free(k);
+        if (r)
+            break;
+        ap->aa[ap->naa] = ap->ag_nums.s[ap->ag_nums.n - 1];
+        ap->aal[ap->naa++] = ap->ag_nums.len[ap->ag_nums.n - 1];
+        for (size_t x = g; x < e; x++)
+            for (size_t h = 0; h < 2; h++) {
+                ap->aa[ap->naa] = ap->aggs.s[2 * o[x].i + h];
+                ap->aal[ap->naa++] = ap->aggs.len[2 * o[x].i + h];
+            }
+        g = e;
+    }
+    free(o);
+    return r ? r : cm_strv_pushf(&ap->args, "%zu", ap->ag_keys.n);
+}
+
 int cm_store_apply_layout(struct cm_store_apply *ap, int32_t buckets)
 {
     if (ap->prepared)
@@ -235,6 +274,8 @@ int cm_store_apply_layout(struct cm_store_apply *ap, int32_t buckets)
     }
     free(o);
     if (!r)
+        r = agg_layout(ap);
+    if (!r)
         ap->prepared = 1;
     return r;
 }
@@ -282,7 +323,7 @@ static int agg_fmt_one(const struct cm_agg_key *k, int64_t v, void *ud)
 int cm_store_apply_agg(struct cm_store_apply *ap, const struct cm_agg *ag,
                        const struct cm_names *nm)
 {
-    if (ap->agg_done)
+    if (ap->agg_done || ap->prepared)
         return -EINVAL;
     ap->agg_done = 1;
     struct agg_fmt *af = malloc(sizeof(*af));
@@ -305,8 +346,12 @@ struct cm_store_apply *cm_store_apply_free(struct cm_store_apply *ap)
         cm_strv_free(&ap->aggs);
         cm_strv_free(&ap->st_keys);
         cm_strv_free(&ap->st_nums);
+        cm_strv_free(&ap->ag_keys);
+        cm_strv_free(&ap->ag_nums);
         free(ap->sa);
         free(ap->sal);
+        free(ap->aa);
+        free(ap->aal);
         free(ap->prefix);
         free(ap);
     }

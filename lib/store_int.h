@@ -21,7 +21,8 @@ struct cm_store_apply {
     int64_t new_pos;
     struct strv keys; /* pos, agg, dlq mark, epoch, layout */
     struct strv args; /* expected, new, mark ('' = unchanged), epoch ('' = unchecked),
-                         then the layout once prepared */
+                         then the layout and the number of aggregate buckets
+                         once prepared */
     struct strv mids, vals; /* the states, in call order */
     struct strv aggs;       /* aggregate field/increment pairs */
     int agg_done;
@@ -31,6 +32,10 @@ struct cm_store_apply {
     struct strv st_nums;  /* per bucket: the numbers of fields set and deleted */
     const char **sa;      /* the state part of ARGV: into mids, vals, st_nums */
     size_t *sal, nsa;
+    struct strv ag_keys;  /* the aggregate buckets it changes */
+    struct strv ag_nums;  /* per aggregate bucket: its number of fields */
+    const char **aa;      /* the aggregate part of ARGV: into aggs, ag_nums */
+    size_t *aal, naa;
 };
 
 /* One state of an apply, by bucket (then call order). */
@@ -52,8 +57,8 @@ void cm_strv_free(struct strv *v);
 /* qsort order of struct by_bucket: by bucket, then call order. */
 int cm_store_cmp_bucket(const void *x, const void *y);
 
-/* The state part of the apply for layout buckets (0: string keys): keys and
- * ARGV as cm_store_lua_apply reads them. Once per apply (a resend after
+/* The state and aggregate parts of the apply for layout buckets (0: string
+ * keys): keys and ARGV as cm_store_lua_apply reads them. Once per apply (a resend after
  * NOSCRIPT reuses it). Returns 0, -EINVAL or -ENOMEM. */
 int cm_store_apply_layout(struct cm_store_apply *ap, int32_t buckets);
 

@@ -1,6 +1,6 @@
-/* store_layout.c - the layout of migrant states in Redis: bucket of a migrant,
- * key names, the stored layout and its check, and the Lua scripts that write
- * and read states in either layout. */
+/* store_layout.c - the layout of migrant states and aggregates in Redis:
+ * bucket of a migrant or a field, key names, the stored layout and its check,
+ * and the Lua scripts that write and read them. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,11 +15,16 @@
  * per state costs more than the SET itself; unpack() fails at 8000+ values,
  * so chunks stay at 1000 pairs), bucket states in one HSET (and one HDEL) per
  * bucket, chunked the same way; the caller sends each bucket's states
- * together. Aggregate deltas stay one HINCRBY per field: measured, HMGET +
- * add in Lua + HSET per chunk costs ~35% more. Positions are compared as the
- * decimal strings we write. Redis does not roll back a script that fails
- * half-way, so the writes that can fail (HINCRBY or HSET on a key of another
- * type, put there by hand) are checked before any write. The owner epoch is
+ * together. Aggregate deltas stay one HINCRBY per field (into the field's
+ * bucket; the caller sends each bucket's fields together): measured, HMGET +
+ * add in Lua + HSET per chunk costs ~35% more. A field still in the hash of
+ * earlier versions (KEYS[2]) is moved into its bucket by the HINCRBY of its
+ * old value; those values are read and checked (an integer HINCRBY takes)
+ * before any write; the sum of old value, bucket and increment is not
+ * checked for overflow, as no counter comes near 2^63. Positions
+ * are compared as the decimal strings we write. Redis does not roll back a
+ * script that fails half-way, so the writes that can fail (HINCRBY or HSET
+ * on a key of another type, put there by hand) are checked before any write. The owner epoch is
  * checked first: a deposed owner's apply is refused even before its
  * successor's first apply has moved the position. Then the layout: an apply
  * never writes a partition in a layout other than the stored one. */
@@ -54,27 +59,61 @@ const char cm_store_lua_apply[] =
     "end\n"
     "local e = hash_or_none(KEYS[2])\n"
     "if e then return e end\n"
-    "if bk then\n"
-    "  for i = 6, nk do\n"
+    "local na = tonumber(ARGV[6])\n"
+    "local ns = nk - na\n"
+    "for i = 6, nk do\n"
+    "  if i > ns or bk then\n"
     "    e = hash_or_none(KEYS[i])\n"
     "    if e then return e end\n"
+    "  end\n"
+    "end\n"
+    "local ja = ns + 2\n"
+    "if bk then\n"
+    "  ja = 7\n"
+    "  for i = 6, ns do\n"
+    "    ja = ja + 2 + 2 * tonumber(ARGV[ja]) + tonumber(ARGV[ja + 1])\n"
+    "  end\n"
+    "end\n"
+    "local function is_int(o)\n"
+    "  if o == '0' then return true end\n"
+    "  local d = string.match(o, '^-?([1-9]%d*)$')\n"
+    "  if not d or #d > 19 then return false end\n"
+    "  if #d < 19 then return true end\n"
+    "  return d <= (string.sub(o, 1, 1) == '-' and '9223372036854775808' or\n"
+    "               '9223372036854775807')\n"
+    "end\n"
+    "local olds = {}\n"
+    "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
+    "  local x = ja\n"
+    "  for i = ns + 1, nk do\n"
+    "    local last = x + 2 * tonumber(ARGV[x])\n"
+    "    x = x + 1\n"
+    "    while x < last do\n"
+    "      local o = redis.call('HGET', KEYS[2], ARGV[x])\n"
+    "      if o and not is_int(o) then\n"
+    "        return redis.error_reply('ERR field ' .. ARGV[x] .. ' of ' .. KEYS[2] ..\n"
+    "                                 ' is not an integer')\n"
+    "      end\n"
+    "      olds[x] = o\n"
+    "      x = x + 2\n"
+    "    end\n"
     "  end\n"
     "end\n"
     "if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end\n"
     "if not lay then redis.call('SET', KEYS[5], ARGV[5]) end\n"
     "local j\n"
     "if bk then\n"
-    "  j = 6\n"
-    "  for i = 6, nk do\n"
-    "    local ns, nd = tonumber(ARGV[j]), tonumber(ARGV[j + 1])\n"
+    "  j = 7\n"
+    "  for i = 6, ns do\n"
+    "    local nset, ndel = tonumber(ARGV[j]), tonumber(ARGV[j + 1])\n"
     "    j = j + 2\n"
-    "    local last = j + 2 * ns - 1\n"
+    "    local last = j + 2 * nset - 1\n"
     "    while j <= last do\n"
     "      local c = math.min(j + 1999, last)\n"
     "      redis.call('HSET', KEYS[i], unpack(ARGV, j, c))\n"
     "      j = c + 1\n"
     "    end\n"
-    "    last = j + nd - 1\n"
+    "    last = j + ndel - 1\n"
     "    while j <= last do\n"
     "      local c = math.min(j + 1999, last)\n"
     "      redis.call('HDEL', KEYS[i], unpack(ARGV, j, c))\n"
@@ -89,8 +128,8 @@ const char cm_store_lua_apply[] =
     "  local function flush_del()\n"
     "    if #del > 0 then redis.call('DEL', unpack(del)); del = {} end\n"
     "  end\n"
-    "  for i = 6, nk do\n"
-    "    local v = ARGV[i]\n"
+    "  for i = 6, ns do\n"
+    "    local v = ARGV[i + 1]\n"
     "    if v == '' then\n"
     "      del[#del + 1] = KEYS[i]\n"
     "      if #del >= 2000 then flush_del() end\n"
@@ -102,14 +141,23 @@ const char cm_store_lua_apply[] =
     "  end\n"
     "  flush_set()\n"
     "  flush_del()\n"
-    "  j = nk + 1\n"
     "end\n"
-    "local na = #ARGV\n"
-    "while j < na do\n"
-    "  if redis.call('HINCRBY', KEYS[2], ARGV[j], ARGV[j + 1]) == 0 then\n"
-    "    redis.call('HDEL', KEYS[2], ARGV[j])\n"
+    "j = ja\n"
+    "for i = ns + 1, nk do\n"
+    "  local k = KEYS[i]\n"
+    "  local last = j + 2 * tonumber(ARGV[j])\n"
+    "  j = j + 1\n"
+    "  while j < last do\n"
+    "    local f = ARGV[j]\n"
+    "    if olds[j] then\n"
+    "      redis.call('HINCRBY', k, f, olds[j])\n"
+    "      redis.call('HDEL', KEYS[2], f)\n"
+    "    end\n"
+    "    if redis.call('HINCRBY', k, f, ARGV[j + 1]) == 0 then\n"
+    "      redis.call('HDEL', k, f)\n"
+    "    end\n"
+    "    j = j + 2\n"
     "  end\n"
-    "  j = j + 2\n"
     "end\n"
     "redis.call('SET', KEYS[1], ARGV[2])\n"
     "return {1, ARGV[2]}\n";
@@ -127,6 +175,15 @@ const char cm_store_lua_read[] =
     "    for x = 1, #r do out[#out + 1] = r[x] end\n"
     "    j = c + 1\n"
     "  end\n"
+    "end\n"
+    "return out\n";
+
+/* The read of aggregate hashes: every field/value pair of every key. */
+const char cm_store_lua_agg_read[] =
+    "local out = {}\n"
+    "for i = 1, #KEYS do\n"
+    "  local r = redis.call('HGETALL', KEYS[i])\n"
+    "  for x = 1, #r do out[#out + 1] = r[x] end\n"
     "end\n"
     "return out\n";
 
@@ -151,16 +208,60 @@ char *cm_layout_key(const char *prefix, int32_t part)
     return k;
 }
 
-char *cm_layout_key_bucket(const char *prefix, int32_t part, uint32_t b, size_t *klen)
+/* <prefix>:{<part>}:<kind>:<n>, malloc'd, its length in *klen. */
+static char *bucket_key(const char *prefix, int32_t part, const char *kind, uint32_t n,
+                        size_t *klen)
 {
-    size_t n = strlen(prefix) + 40;
-    char *k = malloc(n);
+    size_t sz = strlen(prefix) + strlen(kind) + 40;
+    char *k = malloc(sz);
     if (!k)
         return NULL;
-    int w = snprintf(k, n, "%s:{%" PRId32 "}:s:%" PRIu32, prefix, part, b);
+    int w = snprintf(k, sz, "%s:{%" PRId32 "}:%s:%" PRIu32, prefix, part, kind, n);
     if (klen)
         *klen = (size_t)w;
     return k;
+}
+
+char *cm_layout_key_bucket(const char *prefix, int32_t part, uint32_t b, size_t *klen)
+{
+    return bucket_key(prefix, part, "s", b, klen);
+}
+
+char *cm_layout_key_agg_bucket(const char *prefix, int32_t part, uint32_t n, size_t *klen)
+{
+    return bucket_key(prefix, part, "agg", n, klen);
+}
+
+int cm_agg_read_init(struct cm_agg_read *rd, const char *prefix, int32_t part)
+{
+    memset(rd, 0, sizeof(*rd));
+    rd->keys[0] = cm_store_key_agg(prefix, part);
+    if (!rd->keys[0])
+        return -ENOMEM;
+    rd->argv[0] = "EVAL";
+    rd->argv[1] = cm_store_lua_agg_read;
+    snprintf(rd->nk, sizeof(rd->nk), "%d", 1 + CM_AGG_BUCKETS);
+    rd->argv[2] = rd->nk;
+    rd->argv[3] = rd->keys[0];
+    rd->lens[3] = strlen(rd->keys[0]);
+    for (uint32_t b = 0; b < CM_AGG_BUCKETS; b++) {
+        if (!(rd->keys[b + 1] = cm_layout_key_agg_bucket(prefix, part, b, &rd->lens[b + 4]))) {
+            cm_agg_read_free(rd);
+            return -ENOMEM;
+        }
+        rd->argv[b + 4] = rd->keys[b + 1];
+    }
+    for (int i = 0; i < 3; i++)
+        rd->lens[i] = strlen(rd->argv[i]);
+    rd->argc = 4 + CM_AGG_BUCKETS;
+    return 0;
+}
+
+void cm_agg_read_free(struct cm_agg_read *rd)
+{
+    for (size_t i = 0; i < sizeof(rd->keys) / sizeof(rd->keys[0]); i++)
+        free(rd->keys[i]);
+    memset(rd, 0, sizeof(*rd));
 }
 
 char *cm_layout_key_string(const char *prefix, int32_t part, const char *mid, size_t len,

@@ -35,17 +35,18 @@ int cm_store_read_agg_of(const struct cm_config *cfg, const int32_t *parts, size
         return -ECONNREFUSED;
     int r = 0;
     for (size_t i = 0; !r && i < n; i++) {
-        char *k = cm_store_key_agg(cfg->key_prefix, parts[i]);
-        if (!k) {
+        struct cm_agg_read rd;
+        if (cm_agg_read_init(&rd, cfg->key_prefix, parts[i]) < 0) {
             snprintf(err, errlen, "out of memory");
             r = -ENOMEM;
             break;
         }
-        redisReply *rep = cmd1(rs, "HGETALL", k, err, errlen); /* atomic per partition */
-        r = rep ? cm_store_agg_add_reply(k, rep, ag, nm, err, errlen) : -EPROTO;
+        /* one script: the partition's aggregate is read atomically */
+        redisReply *rep = cm_rsync_command(rs, rd.argc, rd.argv, rd.lens, err, errlen);
+        r = rep ? cm_store_agg_add_reply(rd.keys[0], rep, ag, nm, err, errlen) : -EPROTO;
         if (rep)
             freeReplyObject(rep);
-        free(k);
+        cm_agg_read_free(&rd);
     }
     cm_rsync_close(rs);
     return r;
@@ -230,12 +231,34 @@ out:
     return r;
 }
 
+/* parts (n, sorted, unique) becomes the sorted union with more[0..nm-1]
+ * (sorted, unique). Returns 0, or -ENOMEM (parts unchanged). */
+static int merge_parts(int32_t **parts, size_t *n, const int32_t *more, size_t nm)
+{
+    int32_t *u = malloc((*n + nm) * sizeof(*u));
+    if (!u)
+        return -ENOMEM;
+    size_t i = 0, j = 0, k = 0;
+    while (i < *n || j < nm) {
+        if (j == nm || (i < *n && (*parts)[i] < more[j]))
+            u[k++] = (*parts)[i++];
+        else if (i == *n || more[j] < (*parts)[i])
+            u[k++] = more[j++];
+        else
+            u[k++] = (*parts)[i++], j++;
+    }
+    free(*parts);
+    *parts = u;
+    *n = k;
+    return 0;
+}
+
 int cm_store_agg_add_reply(const char *k, const struct redisReply *rep, struct cm_agg *ag,
                            struct cm_names *nm, char *err, size_t errlen)
 {
     int r = 0;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements % 2) {
-        cm_errf(err, errlen, "redis HGETALL %s failed: %s", k,
+        cm_errf(err, errlen, "redis read of the aggregate %s failed: %s", k,
              rep->type == REDIS_REPLY_ERROR ? rep->str : "bad reply");
         return -EPROTO;
     }
@@ -270,22 +293,33 @@ int cm_store_read_agg(const struct cm_config *cfg, struct cm_agg *ag, struct cm_
         return -ECONNREFUSED;
     int32_t *parts = NULL;
     size_t n = 0;
-    int r = scan_parts(c, cfg, ":agg", &parts, &n, err, errlen);
+    /* the partitions with a position, and any with only the aggregate hash
+     * of earlier versions (written by hand: no apply writes one) */
+    int32_t *old = NULL;
+    size_t nold = 0;
+    int r = scan_parts(c, cfg, ":pos", &parts, &n, err, errlen);
+    if (!r)
+        r = scan_parts(c, cfg, ":agg", &old, &nold, err, errlen);
+    if (!r && nold && merge_parts(&parts, &n, old, nold) < 0) {
+        cm_errf(err, errlen, "out of memory listing the partitions of %s", cfg->key_prefix);
+        r = -ENOMEM;
+    }
+    free(old);
     for (size_t i = 0; !r && i < n; i++) {
-        char *k = cm_store_key_agg(cfg->key_prefix, parts[i]);
-        if (!k) {
+        struct cm_agg_read rd;
+        if (cm_agg_read_init(&rd, cfg->key_prefix, parts[i]) < 0) {
             r = -ENOMEM;
             break;
         }
-        /* HGETALL: one partition's hash is read atomically (HSCAN could
-         * return a field twice while the hash is rehashed). */
-        redisReply *rep = redisCommand(c, "HGETALL %s", k);
+        /* one script reads a partition's hashes atomically (HSCAN could
+         * return a field twice while a hash is rehashed) */
+        redisReply *rep = redisCommandArgv(c, rd.argc, rd.argv, rd.lens);
         if (!rep)
-            cm_errf(err, errlen, "redis HGETALL %s failed: %s", k, c->errstr);
-        r = rep ? cm_store_agg_add_reply(k, rep, ag, nm, err, errlen) : -EPROTO;
+            cm_errf(err, errlen, "redis read of %s failed: %s", rd.keys[0], c->errstr);
+        r = rep ? cm_store_agg_add_reply(rd.keys[0], rep, ag, nm, err, errlen) : -EPROTO;
         if (rep)
             freeReplyObject(rep);
-        free(k);
+        cm_agg_read_free(&rd);
     }
     free(parts);
     redisFree(c);

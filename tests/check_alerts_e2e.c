@@ -27,6 +27,7 @@
 #include "circmon/agg.h"
 #include "circmon/alert.h"
 #include "circmon/names.h"
+#include "circmon/store_layout.h"
 
 static char ctl[4096];
 
@@ -177,7 +178,7 @@ static const char *d_rules = "[alert over]\nscheme = *\nindicator = overstay_rat
 /* [circmon] nationality_cohorts of the daemons: yes where a rule has a nationality. */
 static const char *d_cohorts = "no";
 
-/* How many fields of the partitions' aggregates start with pre ("c:": the
+/* How many fields of the partitions' aggregates (all their hashes) start with pre ("c:": the
  * cohorts per nationality; "n:": the counters per nationality). */
 static long agg_fields(const char *pre)
 {
@@ -185,11 +186,14 @@ static long agg_fields(const char *pre)
     ck_assert(rc && !rc->err);
     long n = 0;
     for (int p = 0; p < D_PARTS; p++) {
-        redisReply *r = redisCommand(rc, "HKEYS circmon:{%d}:agg", p);
+        struct cm_agg_read rd;
+        ck_assert_int_eq(cm_agg_read_init(&rd, "circmon", p), 0);
+        redisReply *r = redisCommandArgv(rc, rd.argc, rd.argv, rd.lens);
         ck_assert(r && r->type == REDIS_REPLY_ARRAY);
-        for (size_t i = 0; i < r->elements; i++)
+        for (size_t i = 0; i < r->elements; i += 2)
             n += strncmp(r->element[i]->str, pre, strlen(pre)) == 0;
         freeReplyObject(r);
+        cm_agg_read_free(&rd);
     }
     redisFree(rc);
     return n;

@@ -17,7 +17,9 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
+#include "circmon/agg.h"
 #include "circmon/config.h"
+#include "circmon/names.h"
 #include "circmon/store.h"
 #include "circmon/store_layout.h"
 #include "cm_proc.h"
@@ -120,6 +122,10 @@ START_TEST(test_key_names)
     char *k = cm_layout_key_bucket("cm", 7, 13, &kl);
     ck_assert_str_eq(k, "cm:{7}:s:13");
     ck_assert_uint_eq(kl, 11);
+    free(k);
+    k = cm_layout_key_agg_bucket("cm", 7, 63, &kl);
+    ck_assert_str_eq(k, "cm:{7}:agg:63");
+    ck_assert_uint_eq(kl, 13);
     free(k);
     k = cm_layout_key("cm", 7);
     ck_assert_str_eq(k, "cm:{7}:layout");
@@ -500,6 +506,193 @@ START_TEST(test_strings_through_the_store)
 }
 END_TEST
 
+/* The aggregate's buckets (store_layout.h): in either state layout an apply
+ * writes each field into <prefix>:{P}:agg:<n>, n = FNV-1a 64 of the field
+ * modulo 64, and deletes the fields that become 0; the hash of earlier
+ * versions (<prefix>:{P}:agg) is only read: a field of it that an apply
+ * changes moves into its bucket (the two values added), one it does not
+ * change stays and is read along; a value there that is not an integer, or a
+ * bucket of another type, fails the apply before any write. */
+static void agg_put(struct cm_agg *ag, struct cm_names *nm, const char *scheme, int64_t month,
+                    int64_t v)
+{
+    struct cm_agg_key k = {.kind = CM_AK_MONTH, .ctr = CM_C_EXPECTED,
+                           .scheme = cm_names_intern(nm, scheme, strlen(scheme)), .a = month};
+    ck_assert_int_eq(cm_agg_add(ag, &k, v), 0);
+}
+
+static void agg_field(struct cm_names *nm, const char *scheme, int64_t month, char *f,
+                      size_t cap)
+{
+    struct cm_agg_key k = {.kind = CM_AK_MONTH, .ctr = CM_C_EXPECTED,
+                           .scheme = cm_names_intern(nm, scheme, strlen(scheme)), .a = month};
+    int n = cm_agg_key_format(&k, nm, f, cap);
+    ck_assert(n > 0 && (size_t)n < cap);
+}
+
+static struct res apply_agg(struct env *e, int32_t part, int64_t expected, int64_t new_pos,
+                            const struct cm_agg *ag, const struct cm_names *nm)
+{
+    struct res r = {0};
+    struct cm_store_apply *ap = cm_store_apply_new(e->cfg.key_prefix, part, expected, new_pos);
+    ck_assert_ptr_nonnull(ap);
+    char st[32];
+    int sl = snprintf(st, sizeof st, "st-%" PRId64, new_pos);
+    ck_assert_int_eq(cm_store_apply_state(ap, "mig-1", 5, (const uint8_t *)st, (size_t)sl), 0);
+    ck_assert_int_eq(cm_store_apply_agg(ap, ag, nm), 0);
+    ck_assert_int_eq(cm_store_apply_send(e->st, ap, on_apply, &r), 0);
+    run_until(e->base, &r.done);
+    return r;
+}
+
+/* The value of field f in the bucket the layout names ("" when absent). */
+static void assert_in_bucket(redisContext *c, int32_t part, const char *f, const char *want)
+{
+    unsigned b = (unsigned)cm_layout_bucket(f, strlen(f), 64);
+    assert_str(c, want[0] ? want : NULL, "HGET circmon:{%d}:agg:%u %s", (int)part, b, f);
+}
+
+START_TEST(test_aggregate_buckets)
+{
+    setup();
+    int layouts[] = {4, 0};
+    for (int li = 0; li < 2; li++) {
+        struct env e;
+        env_open(&e, layouts[li]);
+        int32_t part = 2 + li;
+        redisContext *c = redis_conn();
+        ck_assert_ptr_nonnull(c);
+        freeReplyObject(rq(c, "FLUSHALL"));
+        struct cm_names *nm = cm_names_new();
+        struct cm_agg *ag = cm_agg_new();
+        ck_assert(nm && ag);
+        /* 200 fields: spread over the buckets, each holding month m + 1 */
+        for (int m = 0; m < 200; m++)
+            agg_put(ag, nm, "SAWS", 600 + m, m + 1);
+        struct res r = apply_agg(&e, part, 0, 10, ag, nm);
+        ck_assert(r.err == 0 && r.applied == 1);
+        long long fields = 0, used = 0;
+        for (int b = 0; b < 64; b++) {
+            long long h = rint_(c, "HLEN circmon:{%d}:agg:%d", (int)part, b);
+            fields += h;
+            used += h > 0;
+        }
+        ck_assert_int_eq(fields, 200);
+        ck_assert_int_eq(rint_(c, "EXISTS circmon:{%d}:agg", (int)part), 0);
+        char f[256], v[32];
+        for (int m = 0; m < 200; m++) {
+            agg_field(nm, "SAWS", 600 + m, f, sizeof f);
+            snprintf(v, sizeof v, "%d", m + 1);
+            assert_in_bucket(c, part, f, v);
+        }
+        /* pos, layout, one state key or bucket, and the aggregate buckets */
+        ck_assert_int_eq(rint_(c, "DBSIZE"), 3 + used);
+
+        /* the fields of an earlier version's hash: one changed to 0, one
+         * changed to 12, one not changed */
+        agg_field(nm, "SAWS", 100, f, sizeof f);
+        freeReplyObject(rq(c, "HSET circmon:{%d}:agg %s 4", (int)part, f));
+        agg_field(nm, "SAWS", 101, f, sizeof f);
+        freeReplyObject(rq(c, "HSET circmon:{%d}:agg %s 9", (int)part, f));
+        agg_field(nm, "SAWS", 102, f, sizeof f);
+        freeReplyObject(rq(c, "HSET circmon:{%d}:agg %s 7", (int)part, f));
+        cm_agg_free(ag);
+        ag = cm_agg_new();
+        agg_put(ag, nm, "SAWS", 100, -4);
+        agg_put(ag, nm, "SAWS", 101, 3);
+        agg_put(ag, nm, "SAWS", 600, -1); /* 1 - 1: deleted */
+        agg_put(ag, nm, "SAWS", 601, 5);  /* 2 + 5 */
+        r = apply_agg(&e, part, 10, 20, ag, nm);
+        ck_assert(r.err == 0 && r.applied == 1);
+        agg_field(nm, "SAWS", 100, f, sizeof f);
+        assert_in_bucket(c, part, f, "");
+        assert_str(c, NULL, "HGET circmon:{%d}:agg %s", (int)part, f);
+        agg_field(nm, "SAWS", 101, f, sizeof f);
+        assert_in_bucket(c, part, f, "12");
+        assert_str(c, NULL, "HGET circmon:{%d}:agg %s", (int)part, f);
+        agg_field(nm, "SAWS", 102, f, sizeof f);
+        assert_in_bucket(c, part, f, "");
+        assert_str(c, "7", "HGET circmon:{%d}:agg %s", (int)part, f);
+        agg_field(nm, "SAWS", 600, f, sizeof f);
+        assert_in_bucket(c, part, f, "");
+        agg_field(nm, "SAWS", 601, f, sizeof f);
+        assert_in_bucket(c, part, f, "7");
+
+        /* the readers add up both: 199 bucket fields and the one left behind */
+        char err[512];
+        struct cm_agg *got = cm_agg_new();
+        struct cm_names *gnm = cm_names_new();
+        ck_assert(got && gnm);
+        ck_assert_msg(cm_store_read_agg_of(&e.cfg, &part, 1, got, gnm, err, sizeof err) == 0,
+                      "%s", err);
+        ck_assert_uint_eq(cm_agg_count(got), 201);
+        struct cm_agg_key k = {.kind = CM_AK_MONTH, .ctr = CM_C_EXPECTED,
+                               .scheme = cm_names_intern(gnm, "SAWS", 4)};
+        int64_t want[] = {[0] = 0, [1] = 12, [2] = 7};
+        for (int m = 0; m < 3; m++) {
+            k.a = 100 + m;
+            ck_assert_int_eq(cm_agg_get(got, &k), want[m]);
+        }
+        k.a = 601;
+        ck_assert_int_eq(cm_agg_get(got, &k), 7);
+        k.a = 799;
+        ck_assert_int_eq(cm_agg_get(got, &k), 200);
+        cm_agg_free(got);
+        got = cm_agg_new();
+        ck_assert_msg(cm_store_read_agg(&e.cfg, got, gnm, err, sizeof err) == 0, "%s", err);
+        ck_assert_uint_eq(cm_agg_count(got), 201);
+        cm_agg_free(got);
+        cm_names_free(gnm);
+
+        /* hostile values fail the apply before any write: neither the state
+         * nor the position nor any bucket changes (a value HINCRBY would
+         * refuse: not digits, a leading zero, past int64) */
+        cm_agg_free(ag);
+        ag = cm_agg_new();
+        agg_put(ag, nm, "SAWS", 102, 1);
+        agg_put(ag, nm, "SAWS", 601, 1);
+        char *who[] = {"mig-1"};
+        static const char *const bad[] = {"1x", "01", "-0", "9223372036854775808", "", " 1"};
+        for (size_t x = 0; x < sizeof bad / sizeof bad[0]; x++) {
+            agg_field(nm, "SAWS", 102, f, sizeof f);
+            freeReplyObject(rq(c, "HSET circmon:{%d}:agg %s %s", (int)part, f, bad[x]));
+            r = apply_agg(&e, part, 20, 30, ag, nm);
+            ck_assert_msg(r.err == -EPROTO && r.done, "'%s'", bad[x]);
+            ck_assert_ptr_nonnull(strstr(cm_store_errstr(e.st), "is not an integer"));
+            assert_str(c, "20", "GET circmon:{%d}:pos", (int)part);
+            agg_field(nm, "SAWS", 601, f, sizeof f);
+            assert_in_bucket(c, part, f, "7");
+            struct res sv = read_states(&e, part, who, 1);
+            ck_assert_msg(sv.err == 0 && sv.vals[0] && !strcmp(sv.vals[0], "st-20"), "'%s'",
+                          bad[x]);
+            res_free(&sv);
+        }
+        /* the largest values HINCRBY takes are moved */
+        agg_field(nm, "SAWS", 102, f, sizeof f);
+        freeReplyObject(rq(c, "HSET circmon:{%d}:agg %s -9223372036854775807", (int)part, f));
+        r = apply_agg(&e, part, 20, 30, ag, nm);
+        ck_assert(r.err == 0 && r.applied == 1);
+        assert_in_bucket(c, part, f, "-9223372036854775806");
+        assert_str(c, NULL, "HGET circmon:{%d}:agg %s", (int)part, f);
+        agg_field(nm, "SAWS", 601, f, sizeof f);
+        assert_in_bucket(c, part, f, "8");
+        unsigned b = (unsigned)cm_layout_bucket(f, strlen(f), 64);
+        freeReplyObject(rq(c, "SET circmon:{%d}:agg:%u not-a-hash", (int)part, b));
+        r = apply_agg(&e, part, 30, 40, ag, nm);
+        ck_assert(r.err == -EPROTO && r.done);
+        ck_assert_ptr_nonnull(strstr(cm_store_errstr(e.st), "WRONGTYPE"));
+        assert_str(c, "30", "GET circmon:{%d}:pos", (int)part);
+        struct res sv = read_states(&e, part, who, 1);
+        ck_assert(sv.err == 0 && sv.vals[0] && !strcmp(sv.vals[0], "st-30"));
+        res_free(&sv);
+        redisFree(c);
+        cm_agg_free(ag);
+        cm_names_free(nm);
+        env_close(&e);
+    }
+}
+END_TEST
+
 /* The stored layout never changes under data: a take reports the mismatch
  * (-ESTALE, a message naming the fixes), the apply script refuses it
  * (LAYOUT) and changes nothing; a partition written before layouts (a
@@ -719,6 +912,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_buckets_through_the_store);
     tcase_add_test(tc, test_big_bucket_chunks);
     tcase_add_test(tc, test_strings_through_the_store);
+    tcase_add_test(tc, test_aggregate_buckets);
     tcase_add_test(tc, test_layout_mismatch);
     tcase_add_test(tc, test_migrate_layout);
     tcase_add_test(tc, test_migrate_again);

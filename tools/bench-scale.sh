@@ -371,7 +371,7 @@ for k in $INSTANCES; do
     migrants=$(rcli --scan --pattern '*:m:*' | wc -l)
     # what the states and the aggregates take: MEMORY USAGE of every
     # aggregate hash and of a sample of 1000 state keys
-    agg=$(rcli --scan --pattern '*:agg' | sed 's/^/MEMORY USAGE /' | rcli | awk '{s += $1} END {print s + 0}')
+    agg=$(rcli --scan --pattern '*:agg*' | sed 's/^/MEMORY USAGE /' | rcli | awk '{s += $1} END {print s + 0}')
     st_mean=$(set +o pipefail; rcli --scan --pattern '*:m:*' | head -1000 | sed 's/^/MEMORY USAGE /' | rcli |
         awk '{s += $1; n++} END {printf "%.0f", n ? s / n : 0}')
     stop_daemons

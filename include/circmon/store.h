@@ -50,16 +50,22 @@ struct event_base;
 
 /* The Lua apply script (for tests and tools that want to call it by hand;
  * defined in store_layout.c).
- * KEYS[1] = pos key, KEYS[2] = agg key, KEYS[3] = dead-letter mark key,
- * KEYS[4] = owner epoch key, KEYS[5] = layout key, KEYS[6..] = state keys:
- * one per migrant (layout "strings") or one per bucket ("buckets B").
+ * KEYS[1] = pos key, KEYS[2] = the partition's aggregate hash of earlier
+ * versions (<prefix>:{P}:agg), KEYS[3] = dead-letter mark key, KEYS[4] = owner
+ * epoch key, KEYS[5] = layout key, then the state keys: one per migrant
+ * (layout "strings") or one per bucket ("buckets B"), then the A aggregate
+ * bucket keys the apply changes (<prefix>:{P}:agg:<n>).
  * ARGV[1] = expected pos, ARGV[2] = new pos, ARGV[3] = the mark ("" =
  * unchanged), ARGV[4] = the applier's owner epoch ("" = not checked),
- * ARGV[5] = the layout written (cm_layout_format), then the states:
- *   "strings": ARGV[i] for 6 <= i <= #KEYS = the state of KEYS[i] ("" = DEL);
+ * ARGV[5] = the layout written (cm_layout_format), ARGV[6] = A, then the
+ * states:
+ *   "strings": ARGV[i + 1] for each state key KEYS[i] = its state ("" = DEL);
  *   buckets: for each bucket key in turn, the number S of fields set, the
  *   number D deleted, S field/value pairs, D fields;
- * then field/increment pairs for the agg hash. Returns {1, new pos} when
+ * then for each aggregate bucket key in turn the number N of its fields and N
+ * field/increment pairs. A field whose value becomes 0 is deleted; a field
+ * still in KEYS[2] moves into its bucket (their values added) when it changes.
+ * Returns {1, new pos} when
  * applied, {-1, stored epoch} when refused because the stored epoch is
  * higher than ARGV[4] (checked first), an error reply "LAYOUT ..." when the
  * stored layout is another (none stored: "strings" if the partition has a
@@ -71,6 +77,10 @@ extern const char cm_store_lua_apply[];
  * turn, a count N and N fields. Returns every value (nil when absent) in the
  * order of ARGV. */
 extern const char cm_store_lua_read[];
+
+/* The read of aggregate hashes: KEYS = hashes; returns the field/value pairs
+ * of all of them, as one HGETALL would of their union (cm_agg_read_init). */
+extern const char cm_store_lua_agg_read[];
 
 /* Key names; each returns a malloc'd NUL-terminated string or NULL. */
 char *cm_store_key_pos(const char *prefix, int32_t part);
@@ -189,18 +199,20 @@ int cm_store_apply_dlq_mark(struct cm_store_apply *ap, int32_t dlq_part, int64_t
  * epoch was taken). Returns 0 or -ENOMEM (the apply is then unusable). */
 int cm_store_apply_epoch(struct cm_store_apply *ap, int64_t epoch);
 
-/* Adds every entry of ag (names in nm) as a HINCRBY. Call at most once.
- * Returns 0, -ENOENT for a name missing from nm, or -ENOMEM. */
+/* Adds every entry of ag (names in nm) as a HINCRBY. Call at most once, and
+ * before cm_store_apply_prepare. Returns 0, -EINVAL when called again or
+ * after the prepare, -ENOENT for a name missing from nm, or -ENOMEM. */
 int cm_store_apply_agg(struct cm_store_apply *ap, const struct cm_agg *ag,
                        const struct cm_names *nm);
 
 /* Frees ap; accepts NULL; returns NULL. */
 struct cm_store_apply *cm_store_apply_free(struct cm_store_apply *ap);
 
-/* Lays out ap's states for s's state layout, as cm_store_apply_send would:
- * calling it first only moves that work (sorting by bucket, naming the
- * keys) out of the send. No state may be added after it. Returns 0,
- * -EINVAL or -ENOMEM (ap then goes to cm_store_apply_free). */
+/* Lays out ap's states for s's state layout and its aggregate in buckets, as
+ * cm_store_apply_send would: calling it first only moves that work (sorting
+ * by bucket, naming the keys) out of the send. No state nor aggregate may be
+ * added after it. Returns 0, -EINVAL or -ENOMEM (ap then goes to
+ * cm_store_apply_free). */
 int cm_store_apply_prepare(const struct cm_store *s, struct cm_store_apply *ap);
 
 /* Sends ap (taken over in every case) as one EVALSHA; on NOSCRIPT (Redis
@@ -225,8 +237,9 @@ int cm_store_get_listpack_limits(struct cm_store *s, cm_store_listpack_cb cb, vo
 
 /* ----------------------------------------------------------------- sync */
 
-/* Reads the aggregate hash of every partition (SCAN for <prefix>:{*}:agg,
- * HSCAN each) and adds it into ag, interning names into nm. Returns 0, or a
+/* Reads the aggregate of every partition (SCAN for <prefix>:{*}:pos and
+ * <prefix>:{*}:agg, then each partition's aggregate hashes in one script,
+ * store_layout.h) and adds it into ag, interning names into nm. Returns 0, or a
  * negative code with a message in err (errlen bytes, always NUL-terminated;
  * never contains the password). ag may hold a part of the data on error. */
 int cm_store_read_agg(const struct cm_config *cfg, struct cm_agg *ag, struct cm_names *nm,

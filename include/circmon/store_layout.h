@@ -9,7 +9,13 @@
  * "buckets B"), written by the first apply of P (an absent key on a partition
  * that has a position is the "strings" layout of earlier versions). Every apply
  * checks it (cm_store_lua_apply) and the position read of a new owner reports a
- * mismatch: the bucket count never changes under existing data. */
+ * mismatch: the bucket count never changes under existing data.
+ *
+ * The aggregate of partition P is the sum of its hash <prefix>:{P}:agg (the
+ * layout of earlier versions, no longer grown) and of CM_AGG_BUCKETS hashes
+ * <prefix>:{P}:agg:<n>, n = cm_layout_bucket(field, CM_AGG_BUCKETS): an apply
+ * writes the buckets and moves each field it changes out of the old hash;
+ * readers add up the values of a field in all of them. */
 #ifndef CIRCMON_STORE_LAYOUT_H
 #define CIRCMON_STORE_LAYOUT_H
 
@@ -17,6 +23,7 @@
 #include <stdint.h>
 
 #define CM_LAYOUT_BUCKETS_MAX 65536 /* [redis] state_buckets at most */
+#define CM_AGG_BUCKETS 64           /* aggregate buckets per partition: fixed */
 
 /* The bucket of migrant mid (len bytes, any bytes) among buckets (>= 1):
  * FNV-1a 64 of the bytes, modulo buckets. Part of the stored layout: it never
@@ -29,6 +36,29 @@ char *cm_layout_key(const char *prefix, int32_t part);
 /* The key of bucket n of partition part, malloc'd, its length in *klen when
  * klen is not NULL; NULL when out of memory. */
 char *cm_layout_key_bucket(const char *prefix, int32_t part, uint32_t n, size_t *klen);
+
+/* <prefix>:{P}:agg:<n>, aggregate bucket n of partition part, malloc'd, its
+ * length in *klen when klen is not NULL; NULL when out of memory. */
+char *cm_layout_key_agg_bucket(const char *prefix, int32_t part, uint32_t n, size_t *klen);
+
+/* The read of one partition's whole aggregate: EVAL of cm_store_lua_agg_read
+ * over <prefix>:{P}:agg and its CM_AGG_BUCKETS buckets, one atomic command
+ * whose reply is shaped as an HGETALL's (field, value pairs; a field may come
+ * twice, its values add up). */
+struct cm_agg_read {
+    int argc;
+    const char *argv[4 + CM_AGG_BUCKETS];
+    size_t lens[4 + CM_AGG_BUCKETS];
+    char *keys[1 + CM_AGG_BUCKETS];
+    char nk[8];
+};
+
+/* Fills rd for partition part of prefix. Returns 0, or -ENOMEM (rd then
+ * holds nothing to free). */
+int cm_agg_read_init(struct cm_agg_read *rd, const char *prefix, int32_t part);
+
+/* Frees what cm_agg_read_init allocated. */
+void cm_agg_read_free(struct cm_agg_read *rd);
 
 /* <prefix>:{P}:m:<mid> (layout 0), malloc'd, its length in *klen when klen is
  * not NULL; NULL when out of memory. mid may hold any byte. */

@@ -9,18 +9,22 @@
 # consumer group, circmond from the assignment to caught up, and then
 #   - bytes per migrant: INFO memory used_memory after minus before, divided
 #     by the migrants (aggregates, positions and marks included), and the part
-#     of it the aggregate hashes hold (MEMORY USAGE of every :agg key);
+#     of it the aggregate hashes hold (MEMORY USAGE of every :agg and :agg:<n>
+#     key);
 #   - MEMORY USAGE per migrant of the state keys (every key: string keys, or
 #     bucket hashes divided by their fields) and their encoding;
 #   - Redis CPU per event: INFO cpu used_cpu_sys + used_cpu_user after minus
 #     before, divided by the events folded;
 #   - end-to-end events/s from the assignment to caught up.
 # LAYOUT_RUNS (default 1) runs of each, interleaved (old, new, old, new...).
+# A layout written prev:B runs the circmond of PREV_BIN (a bin/ directory of
+# an earlier build, e.g. one whose aggregate is one hash per partition) with
+# state_buckets B: the previous build measured in the same run.
 #
 # Environment: MIGRANTS (125000), PARTITIONS (64), SEED (1), LAYOUTS
 # ("0 256 32 256/64": the old layout, the default, the bench stream's sizing
 # of ~100 migrants per bucket, and the default with Redis's own default of 64),
-# LAYOUT_RUNS (1).
+# LAYOUT_RUNS (1), PREV_BIN (unset).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -79,16 +83,18 @@ agg_usage() {
     rcli eval "
 local cur, b = '0', 0
 repeat
-  local r = redis.call('SCAN', cur, 'MATCH', '*:agg', 'COUNT', 1000)
+  local r = redis.call('SCAN', cur, 'MATCH', '*:agg*', 'COUNT', 1000)
   cur = r[1]
   for _, k in ipairs(r[2]) do b = b + redis.call('MEMORY', 'USAGE', k, 'SAMPLES', '0') end
 until cur == '0'
 return tostring(b)" 0
 }
 
-run_one() { # run_one BUCKETS[/LISTPACK_VALUE] RUN
-    local b=${1%%/*} lv=1024 log=$work/circmond-${1/\//-}-$2.log
-    [[ $1 == */* ]] && lv=${1#*/}
+run_one() { # run_one [prev:]BUCKETS[/LISTPACK_VALUE] RUN
+    local spec=${1#prev:} dbin=bin build=this
+    [[ $1 == prev:* ]] && { dbin=${PREV_BIN:?prev: needs PREV_BIN}; build=previous; }
+    local b=${spec%%/*} lv=1024 log=$work/circmond-${1//[\/:]/-}-$2.log
+    [[ $spec == */* ]] && lv=${spec#*/}
     rcli flushall >/dev/null
     rcli config set hash-max-listpack-value "$lv" >/dev/null
     rcli memory purge >/dev/null 2>&1 || true
@@ -98,7 +104,7 @@ run_one() { # run_one BUCKETS[/LISTPACK_VALUE] RUN
     local m0 c0 t0 t1 m1 c1
     m0=$(info_field memory used_memory)
     c0=$(cpu)
-    bin/circmond --config "$conf" --foreground 2>"$log" &
+    "$dbin/circmond" --config "$conf" --foreground 2>"$log" &
     track $!
     daemon=$!
     while ! grep -q 'assigned [0-9]* partitions from' "$log" 2>/dev/null; do
@@ -119,7 +125,7 @@ run_one() { # run_one BUCKETS[/LISTPACK_VALUE] RUN
     local agg
     agg=$(agg_usage)
     printf '| %s | %.0f | %.0f | %.1f | %.1f / %.1f | %s | %.2f | %.0f |\n' \
-        "$([ "$b" = 0 ] && echo "string key per migrant" || echo "$b buckets per partition"), listpack-value $lv" \
+        "$build build: $([ "$b" = 0 ] && echo "string key per migrant" || echo "$b buckets per partition"), listpack-value $lv" \
         "$(echo "($m1 - $m0) / $migrants" | bc -l)" "$(echo "$agg / $migrants" | bc -l)" \
         "$per" "$vlen" "$klen" "$enc" "$(echo "($c1 - $c0) * 1000000 / $n" | bc -l)" \
         "$(echo "$n / ($t1 - $t0)" | bc -l)" >>"$work/layout.md"

@@ -8,7 +8,7 @@
 # ([http] port = 0, the default 256 state buckets), and then
 #   - bytes per migrant: INFO memory used_memory after minus before, divided
 #     by the migrants (aggregates, positions and marks included), and the
-#     part the aggregate hashes hold (MEMORY USAGE of every :agg key);
+#     part the aggregate hashes hold (MEMORY USAGE of every :agg, :agg:<n> key);
 #   - the aggregate's fields, and how many are c: (cohorts per nationality);
 #   - Redis CPU per event (INFO cpu after minus before, over the events);
 #   - events/s from the assignment to caught up.
@@ -50,7 +50,7 @@ repeat
   for _, k in ipairs(r[2]) do
     if string.find(k, ':s:', 1, true) then
       m = m + redis.call('HLEN', k)
-    elseif string.sub(k, -4) == ':agg' then
+    elseif string.sub(k, -4) == ':agg' or string.find(k, ':agg:%d+$') then
       b = b + redis.call('MEMORY', 'USAGE', k, 'SAMPLES', '0')
       local ks = redis.call('HKEYS', k)
       f = f + #ks
