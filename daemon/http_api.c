@@ -79,7 +79,7 @@ json_t *cmd_http_status_json(struct daemon *d)
     int n = d->topic_parts > 0 ? d->topic_parts : 0;
     json_t *parts = json_array(), *mine = json_array();
     int64_t total_lag = 0;
-    int n_mine = 0;
+    int n_mine = 0, n_unknown = 0; /* assigned here, lag not known yet */
     for (int32_t id = 0; parts && mine && id < n; id++) {
         int is_mine = assigned(d, id);
         int64_t hi = 0;
@@ -103,6 +103,7 @@ json_t *cmd_http_status_json(struct daemon *d)
             json_array_append_new(mine, json_integer(id));
             if (lag > 0)
                 total_lag += lag;
+            n_unknown += lag < 0;
         }
     }
     json_t *figs = json_pack(
@@ -115,7 +116,7 @@ json_t *cmd_http_status_json(struct daemon *d)
         "last_error_at_ms", rerr && *rerr ? json_integer(err_at) : json_null());
     json_t *j = json_pack(
         "{s:{s:i, s:s, s:I}, s:s, s:b, s:{s:b, s:b, s:s?}, s:{s:s, s:s, s:s, s:b, s:i}, "
-        "s:o, s:o, s:i, s:I, s:o}",
+        "s:o, s:o, s:i, s:I, s:i, s:o}",
         "instance", "pid", (int)getpid(), "version", CIRCMON_VERSION, "started_at",
         (json_int_t)h->started_at, "phase", phase_name(d->phase), "ready",
         0, "redis", "connected", d->st && cm_store_ready(d->st), "read_side_connected",
@@ -123,7 +124,8 @@ json_t *cmd_http_status_json(struct daemon *d)
         d->st && !cm_store_ready(d->st) ? cm_store_errstr(d->st) : NULL, "kafka", "brokers",
         d->cfg->brokers, "topic", d->cfg->topic, "group_id", d->cfg->group_id, "topic_known",
         d->kafka_ok, "partitions", n, "partitions", parts, "assigned", mine,
-        "assigned_partitions", n_mine, "lag", (json_int_t)total_lag, "figures", figs);
+        "assigned_partitions", n_mine, "lag", (json_int_t)total_lag, "lag_unknown", n_unknown,
+        "figures", figs);
     if (!j)
         return NULL;
     json_t *reasons = json_array();

@@ -252,6 +252,29 @@ static const char *gen_publish(const char *conf, int migrants, long *n)
     return ev;
 }
 
+/* The totals of a /v1/status document agree with its partitions: "lag" is
+ * the sum of the known lags of the partitions assigned here, "lag_unknown"
+ * the number of those whose lag is not known (null). */
+static void check_lag_totals(json_t *st)
+{
+    json_t *parts = json_object_get(st, "partitions");
+    ck_assert(json_is_array(parts));
+    json_int_t sum = 0, unknown = 0;
+    for (size_t i = 0; i < json_array_size(parts); i++) {
+        json_t *p = json_array_get(parts, i), *lag = json_object_get(p, "lag");
+        if (!json_is_true(json_object_get(p, "assigned")))
+            continue;
+        if (json_is_integer(lag))
+            sum += json_integer_value(lag);
+        else
+            unknown += json_is_null(lag);
+    }
+    ck_assert(json_is_integer(json_object_get(st, "lag")));
+    ck_assert(json_is_integer(json_object_get(st, "lag_unknown")));
+    ck_assert_int_eq(json_integer_value(json_object_get(st, "lag")), sum);
+    ck_assert_int_eq(json_integer_value(json_object_get(st, "lag_unknown")), unknown);
+}
+
 /* Waits until Redis holds every record and the endpoint serves figures read
  * after that. */
 static void wait_figures_of_all(const char *conf, long total)
@@ -265,6 +288,7 @@ static void wait_figures_of_all(const char *conf, long total)
     for (;;) {
         struct resp r = http_get("/v1/status");
         ck_assert_int_eq(r.status, 200);
+        check_lag_totals(r.json);
         json_t *s = json_object_get(json_object_get(r.json, "figures"), "read_started_at_ms");
         int done = json_is_integer(s) && json_integer_value(s) > caught;
         resp_free(&r);
@@ -389,6 +413,8 @@ START_TEST(test_endpoints_equal_replay)
     }
     ck_assert_int_eq(sum, total);
     ck_assert_int_eq(json_integer_value(json_object_get(r.json, "assigned_partitions")), N_PARTS);
+    check_lag_totals(r.json);
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "lag_unknown")), 0);
     ck_assert(json_is_true(json_object_get(json_object_get(r.json, "redis"), "connected")));
     ck_assert(json_is_true(json_object_get(json_object_get(r.json, "kafka"), "topic_known")));
     ck_assert(json_is_true(json_object_get(r.json, "ready")));
@@ -567,6 +593,7 @@ START_TEST(test_not_ready_without_redis)
     ck_assert_int_eq(r.status, 200);
     ck_assert(json_is_false(json_object_get(json_object_get(r.json, "redis"), "connected")));
     ck_assert(json_is_false(json_object_get(json_object_get(r.json, "figures"), "read")));
+    check_lag_totals(r.json);
     resp_free(&r);
     teardown();
 }

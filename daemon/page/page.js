@@ -18,7 +18,7 @@
   var PART_COLS = ['partition', 'lag', 'assigned', 'owner', 'position', 'stored_position', 'high',
     'high_watermark'];
   var STATUS_FIRST = ['ready', 'phase', 'redis.connected', 'redis.read_side_connected',
-    'redis.error', 'kafka.topic_known', 'lag', 'assigned_partitions', 'figures.read',
+    'redis.error', 'kafka.topic_known', 'lag', 'lag_unknown', 'assigned_partitions', 'figures.read',
     'figures.as_of', 'figures.read_at_ms', 'figures.last_error', 'figures.last_error_at_ms'];
   var SVG = 'http://www.w3.org/2000/svg';
   var DEFAULT_REFRESH_MS = 5000, MIN_REFRESH_MS = 1000, MAX_REFRESH_MS = 300000;
