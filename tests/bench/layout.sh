@@ -15,7 +15,11 @@
 #     bucket hashes divided by their fields) and their encoding;
 #   - Redis CPU per event: INFO cpu used_cpu_sys + used_cpu_user after minus
 #     before, divided by the events folded;
-#   - end-to-end events/s from the assignment to caught up.
+#   - end-to-end events/s from the assignment to caught up;
+#   - the read: circmonctl indicators (of the same build) as of a fixed
+#     instant, READS times (default 5) on the idle Redis, its best wall time
+#     and the Redis CPU per read; and whether its document equals the first
+#     layout's of the run (the figures must not depend on the layout).
 # LAYOUT_RUNS (default 1) runs of each, interleaved (old, new, old, new...).
 # A layout written prev:B runs the circmond of PREV_BIN (a bin/ directory of
 # an earlier build, e.g. one whose aggregate is one hash per partition) with
@@ -24,7 +28,7 @@
 # Environment: MIGRANTS (125000), PARTITIONS (64), SEED (1), LAYOUTS
 # ("0 256 32 256/64": the old layout, the default, the bench stream's sizing
 # of ~100 migrants per bucket, and the default with Redis's own default of 64),
-# LAYOUT_RUNS (1), PREV_BIN (unset).
+# LAYOUT_RUNS (1), PREV_BIN (unset), READS (5).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,6 +38,7 @@ PARTITIONS=${PARTITIONS:-64}
 SEED=${SEED:-1}
 LAYOUTS=${LAYOUTS:-0 256 32 256/64}
 LAYOUT_RUNS=${LAYOUT_RUNS:-1}
+READS=${READS:-5}
 . tools/services.sh
 
 bin/circmon-gen --seed "$SEED" --migrants "$MIGRANTS" --out "$work/events.bin"
@@ -124,11 +129,31 @@ run_one() { # run_one [prev:]BUCKETS[/LISTPACK_VALUE] RUN
     read -r per migrants enc vlen klen <<<"$(state_usage "$b")"
     local agg
     agg=$(agg_usage)
-    printf '| %s | %.0f | %.0f | %.1f | %.1f / %.1f | %s | %.2f | %.0f |\n' \
+    # the read, on the idle Redis: best wall time, Redis CPU per read
+    local best='' d r0 r1 ta tb same
+    r0=$(cpu)
+    for _ in $(seq "$READS"); do
+        ta=$(date +%s.%N)
+        "$dbin/circmonctl" indicators --config "$conf" --as-of 2026-12-01 >"$work/read.json"
+        tb=$(date +%s.%N)
+        d=$(echo "$tb - $ta" | bc -l)
+        if [ -z "$best" ] || [ "$(echo "$d < $best" | bc -l)" = 1 ]; then best=$d; fi
+    done
+    r1=$(cpu)
+    if [ ! -e "$work/read-first.json" ]; then
+        cp "$work/read.json" "$work/read-first.json"
+        same=first
+    elif cmp -s "$work/read.json" "$work/read-first.json"; then
+        same=yes
+    else
+        same=NO
+    fi
+    printf '| %s | %.0f | %.0f | %.1f | %.1f / %.1f | %s | %.2f | %.0f | %.0f ms | %.1f ms | %s |\n' \
         "$build build: $([ "$b" = 0 ] && echo "string key per migrant" || echo "$b buckets per partition"), listpack-value $lv" \
         "$(echo "($m1 - $m0) / $migrants" | bc -l)" "$(echo "$agg / $migrants" | bc -l)" \
         "$per" "$vlen" "$klen" "$enc" "$(echo "($c1 - $c0) * 1000000 / $n" | bc -l)" \
-        "$(echo "$n / ($t1 - $t0)" | bc -l)" >>"$work/layout.md"
+        "$(echo "$n / ($t1 - $t0)" | bc -l)" "$(echo "$best * 1000" | bc -l)" \
+        "$(echo "($r1 - $r0) * 1000 / $READS" | bc -l)" "$same" >>"$work/layout.md"
 }
 
 : >"$work/layout.md"
@@ -138,7 +163,7 @@ for r in $(seq "$LAYOUT_RUNS"); do
     done
 done
 echo
-echo "| layout | used_memory / migrant (B) | of which aggregates (B) | MEMORY USAGE of states / migrant (B) | mean packed state / key or field (B) | encodings (keys) | Redis CPU / event (us) | events/s (assigned to caught up) |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| layout | used_memory / migrant (B) | of which aggregates (B) | MEMORY USAGE of states / migrant (B) | mean packed state / key or field (B) | encodings (keys) | Redis CPU / event (us) | events/s (assigned to caught up) | read: circmonctl indicators, best of $READS | read: Redis CPU per read | document equal to the first run's |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 cat "$work/layout.md"
 echo "($migrants migrants, $n events, $PARTITIONS partitions; redis-server $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p'), listpack-value: its hash-max-listpack-value)"
