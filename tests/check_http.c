@@ -264,10 +264,12 @@ static void check_lag_totals(json_t *st)
         json_t *p = json_array_get(parts, i), *lag = json_object_get(p, "lag");
         if (!json_is_true(json_object_get(p, "assigned")))
             continue;
-        if (json_is_integer(lag))
+        if (json_is_integer(lag)) {
             sum += json_integer_value(lag);
-        else
-            unknown += json_is_null(lag);
+        } else {
+            ck_assert_msg(json_is_null(lag), "partition %zu: lag neither an integer nor null", i);
+            unknown++;
+        }
     }
     ck_assert(json_is_integer(json_object_get(st, "lag")));
     ck_assert(json_is_integer(json_object_get(st, "lag_unknown")));
